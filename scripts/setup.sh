@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set-up on a fresh clone: npm packages, the native addon (C++/OpenMP, and CUDA where nvcc is
+# found), and the TypeScript build. Safe to re-run: each step is skipped when up to date.
+# MMGPT_SKIP_NATIVE=1 skips the addon (the engine then uses its reference backend).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: Node.js 20+ and npm are required (see environment.md)" >&2
+  exit 1
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
+
+if [ "${MMGPT_SKIP_NATIVE:-0}" != "1" ] && [ -f native/binding.gyp ]; then
+  if ! command -v g++ >/dev/null || ! command -v make >/dev/null || ! command -v python3 >/dev/null; then
+    echo "setup: the native backend needs g++, make and python3 (apt-get install build-essential python3);" >&2
+    echo "       set MMGPT_SKIP_NATIVE=1 to run on the reference backend only" >&2
+    exit 1
+  fi
+  stamp=native/build/.sources.sha
+  sources=$(cat native/binding.gyp native/src/* 2>/dev/null | sha256sum | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
+    echo "setup: building the native addon (native/)"
+    npm run --silent build:native
+    echo "$sources" > "$stamp"
+  fi
+fi
+
+echo "setup: compiling TypeScript"
+npm run --silent build

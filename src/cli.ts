@@ -1,0 +1,35 @@
+// The `mmgpt` command line: parses the subcommand and hands its arguments to a library function.
+
+import { demoCommand } from './commands/demo';
+
+type Command = { run: (argv: string[]) => Promise<void>; summary: string };
+
+const commands: Record<string, Command> = {
+  demo: { run: demoCommand, summary: 'a tiny GPT learns a toy sequence (engine smoke test)' },
+};
+
+function usage(): string {
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: mmgpt <command> [options]   (mmgpt <command> --help for its options)\n\ncommands:\n${lines.join('\n')}\n\nenvironment: MMGPT_BACKEND=js|cpu|cuda selects the kernel backend (default: fastest available)`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    console.error(`mmgpt: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    await command.run(rest);
+    return 0;
+  } catch (e) {
+    console.error(`mmgpt ${name}: ${(e as Error).message}`);
+    if (process.env.MMGPT_DEBUG) console.error((e as Error).stack);
+    return 1;
+  }
+}

@@ -1,0 +1,391 @@
+// Tensor, reverse-mode autodiff tape, and deterministic buffer lifetimes.
+//
+// A Tensor is a shape + dtype over a reference-counted Storage that lives on one Backend.
+// Autodiff follows micrograd/PyTorch: every differentiable op records a Node (its inputs and a
+// backward closure); `backward()` walks the graph in reverse topological order and accumulates
+// gradients. Leaves that require grad (parameters) keep their gradient in `.grad`.
+//
+// Lifetimes follow tfjs' `tidy`: every tensor created inside `tidy(fn)` is disposed when fn
+// returns, except what fn returns and what was `keep()`-ed. Native and GPU buffers cannot wait
+// for the garbage collector, so a training step wrapped in `tidy` frees everything it made, and
+// `memoryStats()` lets tests prove that 1000 steps leave the live tensor count unchanged.
+
+import type { Backend, Buf, DType } from './backend';
+import { getBackend } from './registry';
+
+/** Reference-counted backend memory shared by views (reshape, detach). */
+export class Storage {
+  refs = 1;
+  constructor(
+    public buf: Buf | null,
+    readonly size: number,
+    readonly dtype: DType,
+    readonly backend: Backend,
+  ) {
+    stats.liveStorages++;
+    stats.liveBytes += size * 4;
+    if (stats.liveBytes > stats.peakBytes) stats.peakBytes = stats.liveBytes;
+  }
+  release(): void {
+    if (--this.refs > 0) return;
+    if (this.buf !== null) {
+      this.backend.free(this.buf);
+      this.buf = null;
+      stats.liveStorages--;
+      stats.liveBytes -= this.size * 4;
+    }
+  }
+}
+
+/** An autodiff record: the inputs of an op and how to turn the output gradient into theirs. */
+export interface Node {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  /** Returns one gradient per input (null where the input needs none). Runs with grad disabled. */
+  readonly backward: (gradOutput: Tensor) => (Tensor | null)[];
+}
+
+const stats = { liveTensors: 0, liveStorages: 0, liveBytes: 0, peakBytes: 0 };
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: readonly number[];
+  readonly size: number;
+  readonly dtype: DType;
+  private storage: Storage | null;
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  node: Node | null = null;
+  /** Optional human-readable name (parameters carry their state-dict name). */
+  name = '';
+
+  /** Wraps a storage (taking one reference). Use the factory functions in ops.ts instead. */
+  constructor(storage: Storage, shape: readonly number[]) {
+    const size = shape.reduce((p, s) => p * s, 1);
+    if (size !== storage.size) {
+      throw new Error(
+        `Tensor: shape [${shape.join(', ')}] needs ${size} elements, storage has ${storage.size}`,
+      );
+    }
+    this.storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.size = size;
+    this.dtype = storage.dtype;
+    stats.liveTensors++;
+    trackInScope(this);
+  }
+
+  get backend(): Backend {
+    return this.store().backend;
+  }
+
+  /** The backend buffer; throws if the tensor was disposed. */
+  get buf(): Buf {
+    const buf = this.store().buf;
+    if (buf === null) throw new Error(`Tensor #${this.id} ${this.describe()} was already freed`);
+    return buf;
+  }
+
+  get isDisposed(): boolean {
+    return this.storage === null;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** A new tensor sharing this one's storage (no copy); used by reshape and detach. */
+  shareStorage(shape: readonly number[]): Tensor {
+    const storage = this.store();
+    storage.refs++;
+    try {
+      return new Tensor(storage, shape);
+    } catch (e) {
+      storage.refs--;
+      throw e;
+    }
+  }
+
+  /** Releases this tensor's reference to its storage (and its gradient). Idempotent. */
+  dispose(): void {
+    if (this.storage === null) return;
+    this.storage.release();
+    this.storage = null;
+    this.node = null;
+    stats.liveTensors--;
+    if (this.grad !== null) {
+      this.grad.dispose();
+      this.grad = null;
+    }
+  }
+
+  /** Host copy of the data. */
+  toArray(): Float32Array | Int32Array {
+    return this.backend.download(this.buf, this.size, this.dtype);
+  }
+
+  toFloat32Array(): Float32Array {
+    if (this.dtype !== 'float32')
+      throw new Error(`toFloat32Array: tensor ${this.describe()} is ${this.dtype}`);
+    return this.toArray() as Float32Array;
+  }
+
+  /** The value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1)
+      throw new Error(`item(): tensor ${this.describe()} has ${this.size} elements, not 1`);
+    return this.toArray()[0];
+  }
+
+  describe(): string {
+    return `${this.name ? this.name + ' ' : ''}[${this.shape.join(', ')}] ${this.dtype}`;
+  }
+
+  /**
+   * Reverse-mode autodiff from this tensor. Without `gradOutput` the tensor must have one
+   * element and the seed gradient is 1. Gradients of leaves that require grad are added into
+   * their `.grad` (kept tensors, so they survive `tidy`); intermediate gradients are freed.
+   */
+  backward(gradOutput?: Tensor): void {
+    if (!this.requiresGrad)
+      throw new Error(`backward(): tensor ${this.describe()} does not require grad`);
+    const order = topologicalOrder(this);
+    const grads = new Map<Tensor, Tensor>();
+    const backend = this.backend;
+    if (gradOutput) {
+      checkSameShape('backward', this, gradOutput);
+      grads.set(this, gradOutput);
+    } else {
+      if (this.size !== 1)
+        throw new Error(`backward(): tensor ${this.describe()} is not a scalar; pass a gradient`);
+      const seed = new Tensor(
+        new Storage(backend.alloc(1, 'float32'), 1, 'float32', backend),
+        this.shape,
+      );
+      backend.fill(seed.buf, 1, 1);
+      grads.set(this, seed);
+    }
+    noGrad(() => {
+      for (let i = order.length - 1; i >= 0; i--) {
+        const t = order[i];
+        const g = grads.get(t);
+        if (g === undefined) continue;
+        grads.delete(t);
+        if (t.node === null) {
+          accumulateLeafGrad(t, g);
+          if (g !== gradOutput) g.dispose();
+          continue;
+        }
+        const raw = t.node.backward(g);
+        // A backward rule may hand the output gradient (or one tensor twice) straight through;
+        // give each such use its own view so that disposing one never frees another.
+        const handedOut = new Set<Tensor>([g]);
+        const inputGrads = raw.map((gi) => {
+          if (gi === null || gi === undefined) return null;
+          if (handedOut.has(gi)) return gi.shareStorage(gi.shape);
+          handedOut.add(gi);
+          return gi;
+        });
+        if (g !== gradOutput) g.dispose();
+        t.node.inputs.forEach((input, k) => {
+          const gi = inputGrads[k];
+          if (gi === null) return;
+          if (!input.requiresGrad) {
+            gi.dispose();
+            return;
+          }
+          checkSameShape(`${t.node!.op} backward`, input, gi);
+          const prev = grads.get(input);
+          if (prev === undefined) {
+            grads.set(input, gi);
+          } else {
+            // Out of place: a gradient in the map may share storage with another one.
+            const sum = new Tensor(
+              new Storage(backend.alloc(gi.size, 'float32'), gi.size, 'float32', backend),
+              gi.shape,
+            );
+            backend.axpy(prev.buf, sum.buf, gi.size, 1);
+            backend.axpy(gi.buf, sum.buf, gi.size, 1);
+            prev.dispose();
+            gi.dispose();
+            grads.set(input, sum);
+          }
+        });
+      }
+    });
+  }
+
+  private store(): Storage {
+    if (this.storage === null)
+      throw new Error(`Tensor #${this.id} ${this.describe()} was already freed`);
+    return this.storage;
+  }
+}
+
+function accumulateLeafGrad(leaf: Tensor, g: Tensor): void {
+  if (leaf.grad === null) {
+    const copy = new Tensor(
+      new Storage(leaf.backend.alloc(g.size, 'float32'), g.size, 'float32', leaf.backend),
+      leaf.shape,
+    );
+    leaf.backend.axpy(g.buf, copy.buf, g.size, 1);
+    untrack(copy);
+    leaf.grad = copy;
+  } else {
+    leaf.backend.axpy(g.buf, leaf.grad.buf, g.size, 1);
+  }
+}
+
+function topologicalOrder(root: Tensor): Tensor[] {
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  // Iterative DFS (graphs of deep models overflow a recursive one).
+  const stack: [Tensor, number][] = [[root, 0]];
+  seen.add(root);
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1];
+    const [t, k] = top;
+    const inputs = t.node ? t.node.inputs : [];
+    if (k < inputs.length) {
+      top[1]++;
+      const next = inputs[k];
+      if (next.requiresGrad && !seen.has(next)) {
+        seen.add(next);
+        stack.push([next, 0]);
+      }
+    } else {
+      order.push(t);
+      stack.pop();
+    }
+  }
+  return order;
+}
+
+export function checkSameShape(op: string, a: Tensor, b: Tensor): void {
+  if (a.shape.length !== b.shape.length || a.shape.some((s, i) => s !== b.shape[i])) {
+    throw new Error(`${op}: shapes differ: [${a.shape.join(', ')}] vs [${b.shape.join(', ')}]`);
+  }
+}
+
+// ---- grad mode -------------------------------------------------------------------------------
+
+let gradEnabled = true;
+
+export function isGradEnabled(): boolean {
+  return gradEnabled;
+}
+
+/** Runs fn without recording autodiff nodes (inference, optimiser updates, backward itself). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = gradEnabled;
+  gradEnabled = false;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
+// ---- scopes ----------------------------------------------------------------------------------
+
+const scopes: Set<Tensor>[] = [];
+
+function trackInScope(t: Tensor): void {
+  if (scopes.length > 0) scopes[scopes.length - 1].add(t);
+}
+
+function untrack(t: Tensor): void {
+  for (const scope of scopes) scope.delete(t);
+}
+
+/** Removes t from every enclosing tidy scope: it lives until disposed explicitly. */
+export function keep<T extends Tensor>(t: T): T {
+  untrack(t);
+  return t;
+}
+
+/** Anything fn may return; tensors inside arrays and plain objects are kept. */
+type Returned = unknown;
+
+function collectTensors(value: Returned, out: Set<Tensor>): void {
+  if (value instanceof Tensor) out.add(value);
+  else if (Array.isArray(value)) value.forEach((v) => collectTensors(v, out));
+  else if (
+    value !== null &&
+    typeof value === 'object' &&
+    Object.getPrototypeOf(value) === Object.prototype
+  ) {
+    Object.values(value).forEach((v) => collectTensors(v, out));
+  }
+}
+
+/**
+ * Runs fn in a scope: every tensor created inside it is disposed when it returns, except the
+ * tensors it returns (directly, or inside arrays / plain objects), which move to the enclosing
+ * scope. Exceptions also dispose the scope's tensors.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    scope.forEach((t) => t.dispose());
+    throw e;
+  }
+  scopes.pop();
+  const returned = new Set<Tensor>();
+  collectTensors(result, returned);
+  scope.forEach((t) => {
+    if (!returned.has(t)) t.dispose();
+  });
+  returned.forEach((t) => {
+    if (scope.has(t)) trackInScope(t);
+  });
+  return result;
+}
+
+export interface MemoryStats {
+  liveTensors: number;
+  liveStorages: number;
+  liveBytes: number;
+  peakBytes: number;
+}
+
+export function memoryStats(): MemoryStats {
+  return { ...stats };
+}
+
+// ---- construction helpers used by ops.ts -----------------------------------------------------
+
+/** A new zero-filled tensor on the current backend. */
+export function empty(
+  shape: readonly number[],
+  dtype: DType = 'float32',
+  backend: Backend = getBackend(),
+): Tensor {
+  const size = shape.reduce((p, s) => p * s, 1);
+  for (const s of shape) {
+    if (!Number.isInteger(s) || s < 0) throw new Error(`invalid shape [${shape.join(', ')}]`);
+  }
+  return new Tensor(new Storage(backend.alloc(size, dtype), size, dtype, backend), shape);
+}
+
+/** A tensor holding a copy of host data. */
+export function fromData(
+  data: Float32Array | Int32Array,
+  shape: readonly number[],
+  backend: Backend = getBackend(),
+): Tensor {
+  const size = shape.reduce((p, s) => p * s, 1);
+  if (size !== data.length) {
+    throw new Error(
+      `tensor: shape [${shape.join(', ')}] needs ${size} elements, got ${data.length}`,
+    );
+  }
+  const dtype: DType = data instanceof Int32Array ? 'int32' : 'float32';
+  return new Tensor(new Storage(backend.upload(data), size, dtype, backend), shape);
+}

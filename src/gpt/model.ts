@@ -1,0 +1,235 @@
+// The multimodal GPT: a GPT-2-style decoder built from the engine's primitives.
+//
+// Follows nanoGPT's model.py: token + learned positional embeddings, pre-LayerNorm blocks,
+// causal self-attention composed of matmul and softmax, a 4x GeLU MLP, a final LayerNorm and an
+// output head. Parameter names are GPT-2's (`h.0.attn.c_attn.weight`, ...); Linear weights are
+// stored [in, out] like GPT-2's Conv1D, so the export copies them as they are (lm_head is the one
+// nn.Linear in GPT-2 and is transposed on export).
+// The optional KV cache (gpt-fast's KVCache) is preallocated per layer; `forward` with a cache
+// writes the new keys/values at `cache.pos` and attends over everything cached so far.
+
+import type { Tensor } from '../engine/tensor';
+import * as F from '../engine/ops';
+import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module';
+import { Rng } from '../nn/rng';
+
+export interface GptConfig {
+  vocabSize: number;
+  /** Maximum sequence length (n_positions). */
+  blockSize: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+  /** Dropout on embeddings, attention weights and residual branches (0 = off). */
+  dropout: number;
+}
+
+/** The seed's model: 4 layers, d_model 128, 4 heads (vocab and block size come from the data). */
+export const GPT_DEFAULTS: Omit<GptConfig, 'vocabSize' | 'blockSize'> = {
+  nLayer: 4,
+  nHead: 4,
+  nEmbd: 128,
+  dropout: 0,
+};
+
+export function validateGptConfig(c: GptConfig): GptConfig {
+  for (const key of ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd'] as const) {
+    if (!Number.isInteger(c[key]) || c[key] <= 0)
+      throw new Error(`GptConfig.${key} must be a positive integer, got ${c[key]}`);
+  }
+  if (c.nEmbd % c.nHead !== 0)
+    throw new Error(`GptConfig: nEmbd (${c.nEmbd}) must be divisible by nHead (${c.nHead})`);
+  if (!(c.dropout >= 0 && c.dropout < 1))
+    throw new Error(`GptConfig.dropout must be in [0, 1), got ${c.dropout}`);
+  return c;
+}
+
+/** Preallocated keys and values for every layer: [B, nHead, blockSize, headSize] each. */
+export class KVCache {
+  readonly keys: Tensor[];
+  readonly values: Tensor[];
+  /** Number of positions filled so far. */
+  pos = 0;
+  constructor(
+    readonly config: GptConfig,
+    readonly batch: number,
+  ) {
+    const hs = config.nEmbd / config.nHead;
+    const shape = [batch, config.nHead, config.blockSize, hs];
+    this.keys = Array.from({ length: config.nLayer }, () => F.zeros(shape));
+    this.values = Array.from({ length: config.nLayer }, () => F.zeros(shape));
+  }
+  dispose(): void {
+    [...this.keys, ...this.values].forEach((t) => t.dispose());
+  }
+}
+
+export class CausalSelfAttention extends Module {
+  readonly c_attn: Linear;
+  readonly c_proj: Linear;
+  private readonly attnDropout: Dropout;
+  private readonly residDropout: Dropout;
+  private readonly headSize: number;
+
+  constructor(
+    private readonly config: GptConfig,
+    rng: Rng,
+  ) {
+    super();
+    const d = config.nEmbd;
+    this.c_attn = this.child('c_attn', new Linear(d, 3 * d, rng));
+    // GPT-2 scales the init of residual projections by 1/sqrt(2 * nLayer).
+    this.c_proj = this.child(
+      'c_proj',
+      new Linear(d, d, rng, { std: 0.02 / Math.sqrt(2 * config.nLayer) }),
+    );
+    this.attnDropout = this.child('attn_dropout', new Dropout(config.dropout, rng));
+    this.residDropout = this.child('resid_dropout', new Dropout(config.dropout, rng));
+    this.headSize = d / config.nHead;
+  }
+
+  /** x [B, T, C] -> [B, T, C]; with a cache, also stores this call's keys/values at cache.pos. */
+  forward(x: Tensor, cache?: { keys: Tensor; values: Tensor; pos: number }): Tensor {
+    const [B, T, C] = x.shape;
+    const nh = this.config.nHead;
+    const hs = this.headSize;
+    const qkv = F.reshape(this.c_attn.forward(x), [B, T, 3, nh, hs]); // [B, T, 3, nh, hs]
+    const qkvHeads = F.permute(qkv, [2, 0, 3, 1, 4]); // [3, B, nh, T, hs]
+    const [qAll, kAll, vAll] = F.split(qkvHeads, [1, 1, 1], 0);
+    const q = F.scale(F.reshape(qAll, [B, nh, T, hs]), 1 / Math.sqrt(hs)); // [B, nh, T, hs]
+    let k = F.reshape(kAll, [B, nh, T, hs]); // [B, nh, T, hs]
+    let v = F.reshape(vAll, [B, nh, T, hs]); // [B, nh, T, hs]
+    if (cache) {
+      F.writeInto(cache.keys, k, 2, cache.pos);
+      F.writeInto(cache.values, v, 2, cache.pos);
+      k = F.slice(cache.keys, 2, 0, cache.pos + T); // [B, nh, pos+T, hs]
+      v = F.slice(cache.values, 2, 0, cache.pos + T); // [B, nh, pos+T, hs]
+    }
+    const scores = F.matmul(q, k, { transB: true }); // [B, nh, T, Tk]
+    const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, T, Tk]
+    const y = F.matmul(att, v); // [B, nh, T, hs]
+    const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B, T, C]); // [B, T, C]
+    return this.residDropout.forward(this.c_proj.forward(merged));
+  }
+
+  /** The attention probabilities [B, nh, T, T] for x (for visualisation). */
+  attentionMap(x: Tensor): Tensor {
+    const [B, T] = x.shape;
+    const nh = this.config.nHead;
+    const hs = this.headSize;
+    const qkvHeads = F.permute(
+      F.reshape(this.c_attn.forward(x), [B, T, 3, nh, hs]),
+      [2, 0, 3, 1, 4],
+    );
+    const [q, k] = F.split(qkvHeads, [1, 1, 1], 0).map((t) => F.reshape(t, [B, nh, T, hs]));
+    return F.softmax(F.scale(F.matmul(q, k, { transB: true }), 1 / Math.sqrt(hs)), {
+      causal: true,
+    });
+  }
+}
+
+export class MLP extends Module {
+  readonly c_fc: Linear;
+  readonly c_proj: Linear;
+  private readonly dropout: Dropout;
+  constructor(config: GptConfig, rng: Rng) {
+    super();
+    this.c_fc = this.child('c_fc', new Linear(config.nEmbd, 4 * config.nEmbd, rng));
+    this.c_proj = this.child(
+      'c_proj',
+      new Linear(4 * config.nEmbd, config.nEmbd, rng, { std: 0.02 / Math.sqrt(2 * config.nLayer) }),
+    );
+    this.dropout = this.child('dropout', new Dropout(config.dropout, rng));
+  }
+  forward(x: Tensor): Tensor {
+    return this.dropout.forward(this.c_proj.forward(F.gelu(this.c_fc.forward(x)))); // [B, T, C]
+  }
+}
+
+export class Block extends Module {
+  readonly ln_1: LayerNorm;
+  readonly attn: CausalSelfAttention;
+  readonly ln_2: LayerNorm;
+  readonly mlp: MLP;
+  constructor(config: GptConfig, rng: Rng) {
+    super();
+    this.ln_1 = this.child('ln_1', new LayerNorm(config.nEmbd));
+    this.attn = this.child('attn', new CausalSelfAttention(config, rng));
+    this.ln_2 = this.child('ln_2', new LayerNorm(config.nEmbd));
+    this.mlp = this.child('mlp', new MLP(config, rng));
+  }
+  forward(x: Tensor, cache?: { keys: Tensor; values: Tensor; pos: number }): Tensor {
+    const h = F.add(x, this.attn.forward(this.ln_1.forward(x), cache));
+    return F.add(h, this.mlp.forward(this.ln_2.forward(h)));
+  }
+}
+
+export class GPT extends Module {
+  readonly config: GptConfig;
+  readonly wte: Embedding;
+  readonly wpe: Embedding;
+  readonly h: ModuleList<Block>;
+  readonly ln_f: LayerNorm;
+  readonly lm_head: Linear;
+  private readonly drop: Dropout;
+
+  constructor(config: GptConfig, rng: Rng) {
+    super();
+    this.config = validateGptConfig({ ...config });
+    this.wte = this.child('wte', new Embedding(config.vocabSize, config.nEmbd, rng));
+    this.wpe = this.child('wpe', new Embedding(config.blockSize, config.nEmbd, rng));
+    this.drop = this.child('drop', new Dropout(config.dropout, rng));
+    this.h = this.child(
+      'h',
+      new ModuleList(Array.from({ length: config.nLayer }, () => new Block(config, rng))),
+    );
+    this.ln_f = this.child('ln_f', new LayerNorm(config.nEmbd));
+    this.lm_head = this.child(
+      'lm_head',
+      new Linear(config.nEmbd, config.vocabSize, rng, { bias: false }),
+    );
+  }
+
+  /**
+   * tokens int32 [B, T] -> logits [B, T, vocab]. With a cache, the tokens sit at positions
+   * cache.pos .. cache.pos+T-1 and the cache advances by T.
+   */
+  forward(tokens: Tensor, cache?: KVCache): Tensor {
+    const [B, T] = tokens.shape;
+    const start = cache ? cache.pos : 0;
+    if (tokens.rank !== 2)
+      throw new Error(`GPT.forward: tokens must be [B, T], got [${tokens.shape.join(', ')}]`);
+    if (start + T > this.config.blockSize) {
+      throw new Error(
+        `GPT.forward: positions ${start}..${start + T - 1} exceed the block size ${this.config.blockSize}`,
+      );
+    }
+    if (cache && cache.batch !== B)
+      throw new Error(`GPT.forward: cache batch ${cache.batch} != tokens batch ${B}`);
+    const positions = F.tensor(
+      Int32Array.from({ length: T }, (_, i) => start + i),
+      [T],
+      'int32',
+    );
+    let x = F.add(this.wte.forward(tokens), this.wpe.forward(positions)); // [B, T, C]
+    x = this.drop.forward(x);
+    this.h.items.forEach((block, i) => {
+      x = block.forward(
+        x,
+        cache ? { keys: cache.keys[i], values: cache.values[i], pos: start } : undefined,
+      );
+    });
+    if (cache) cache.pos += T;
+    return this.lm_head.forward(this.ln_f.forward(x)); // [B, T, vocab]
+  }
+
+  /** Mean next-token NLL (nats per predicted token) of tokens [B, T]: predicts tokens[:, 1:]. */
+  loss(tokens: Tensor): Tensor {
+    const [B, T] = tokens.shape;
+    const inputs = F.slice(tokens, 1, 0, T - 1); // [B, T-1]
+    const targets = F.slice(tokens, 1, 1, T); // [B, T-1]
+    const logits = this.forward(inputs); // [B, T-1, V]
+    void B;
+    return F.crossEntropy(logits, targets);
+  }
+}

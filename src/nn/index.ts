@@ -1,0 +1,5 @@
+// Layers, optimisers, schedules, the seeded RNG and safetensors I/O.
+
+export * from './module';
+export * from './optim';
+export { Rng } from './rng';

@@ -1,0 +1,249 @@
+// Every differentiable op's gradient against central finite differences (reference backend),
+// including odd sizes and broadcasting; shape errors name the op and the shapes.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setBackend } from '../../src/engine/registry';
+import * as F from '../../src/engine/ops';
+import { tidy, noGrad, memoryStats } from '../../src/engine/tensor';
+import { gradCheck, TestRng } from './gradcheck';
+
+setBackend('js');
+const rng = new TestRng(1234);
+const inp = (shape: number[], lo = -1, hi = 1) => ({
+  shape,
+  data: rng.array(
+    shape.reduce((a, b) => a * b, 1),
+    lo,
+    hi,
+  ),
+});
+
+test('binary ops with broadcasting', () => {
+  for (const [sa, sb] of [
+    [
+      [3, 5],
+      [3, 5],
+    ],
+    [[2, 3, 5], [5]],
+    [
+      [2, 1, 5],
+      [3, 1],
+    ],
+    [[1], [4, 7]],
+    [
+      [7, 1, 3],
+      [1, 2, 1],
+    ],
+  ]) {
+    gradCheck(`add ${sa}+${sb}`, ([a, b]) => F.add(a, b), [inp(sa), inp(sb)]);
+    gradCheck(`sub ${sa}-${sb}`, ([a, b]) => F.sub(a, b), [inp(sa), inp(sb)]);
+    gradCheck(`mul ${sa}*${sb}`, ([a, b]) => F.mul(a, b), [inp(sa), inp(sb)]);
+    gradCheck(`div ${sa}/${sb}`, ([a, b]) => F.div(a, b), [inp(sa), inp(sb, 0.5, 2)]);
+  }
+});
+
+test('unary ops, affine', () => {
+  const s = [3, 7];
+  gradCheck('exp', ([x]) => F.exp(x), [inp(s)]);
+  gradCheck('log', ([x]) => F.log(x), [inp(s, 0.5, 2)]);
+  gradCheck('tanh', ([x]) => F.tanh(x), [inp(s)]);
+  gradCheck('relu', ([x]) => F.relu(x), [inp(s, 0.1, 1)]);
+  gradCheck('relu neg', ([x]) => F.relu(x), [inp(s, -1, -0.1)]);
+  gradCheck('gelu', ([x]) => F.gelu(x), [inp(s, -3, 3)]);
+  gradCheck('neg', ([x]) => F.neg(x), [inp(s)]);
+  gradCheck('sqrt', ([x]) => F.sqrt(x), [inp(s, 0.5, 2)]);
+  gradCheck('square', ([x]) => F.square(x), [inp(s)]);
+  gradCheck('affine', ([x]) => F.affine(x, -1.5, 0.25), [inp(s)]);
+});
+
+test('sum and mean over axes', () => {
+  gradCheck('sum all', ([x]) => F.sum(x), [inp([2, 3, 5])]);
+  for (const axis of [0, 1, 2, -1]) {
+    gradCheck(`sum axis ${axis}`, ([x]) => F.sum(x, axis), [inp([2, 3, 5])]);
+    gradCheck(`mean axis ${axis} keep`, ([x]) => F.mean(x, axis, true), [inp([2, 3, 5])]);
+  }
+});
+
+test('matmul: batched, transposes, broadcasting', () => {
+  for (const transA of [false, true]) {
+    for (const transB of [false, true]) {
+      const [m, k, n] = [3, 5, 2];
+      const a2 = transA ? [k, m] : [m, k];
+      const b2 = transB ? [n, k] : [k, n];
+      const opts = { transA, transB };
+      gradCheck(`mm 2d ${transA}${transB}`, ([a, b]) => F.matmul(a, b, opts), [inp(a2), inp(b2)]);
+      gradCheck(`mm batched ${transA}${transB}`, ([a, b]) => F.matmul(a, b, opts), [
+        inp([2, ...a2]),
+        inp([2, ...b2]),
+      ]);
+      gradCheck(`mm bcast B ${transA}${transB}`, ([a, b]) => F.matmul(a, b, opts), [
+        inp([2, 3, ...a2]),
+        inp(b2),
+      ]);
+      gradCheck(`mm bcast A ${transA}${transB}`, ([a, b]) => F.matmul(a, b, opts), [
+        inp(a2),
+        inp([3, ...b2]),
+      ]);
+    }
+  }
+  const y = F.matmul(F.tensor([1, 2, 3, 4], [2, 2]), F.tensor([5, 6, 7, 8], [2, 2]));
+  assert.deepEqual([...y.toArray()], [19, 22, 43, 50]);
+});
+
+test('layout ops: reshape, permute, transpose, slice, concat, split', () => {
+  gradCheck('reshape', ([x]) => F.mul(F.reshape(x, [6, -1]), F.reshape(x, [6, 5])), [
+    inp([2, 3, 5]),
+  ]);
+  gradCheck('permute', ([x]) => F.permute(x, [2, 0, 1]), [inp([2, 3, 5])]);
+  gradCheck('transpose', ([x]) => F.transpose(x, 1, 3), [inp([2, 3, 1, 4])]);
+  gradCheck('slice', ([x]) => F.slice(x, 1, 1, 4), [inp([2, 5, 3])]);
+  gradCheck('concat', ([a, b, c]) => F.concat([a, b, c], 1), [
+    inp([2, 1, 3]),
+    inp([2, 4, 3]),
+    inp([2, 2, 3]),
+  ]);
+  gradCheck(
+    'split',
+    ([x]) => {
+      const [p, q] = F.split(x, [2, 3], -1);
+      return F.concat([F.scale(q, 2), p], -1);
+    },
+    [inp([3, 5])],
+  );
+  const x = F.tensor([0, 1, 2, 3, 4, 5], [2, 3]);
+  assert.deepEqual([...F.transpose(x, 0, 1).toArray()], [0, 3, 1, 4, 2, 5]);
+  assert.deepEqual([...F.slice(x, 1, 1, 3).toArray()], [1, 2, 4, 5]);
+});
+
+test('embedding gather with scatter-add backward (repeated indices)', () => {
+  const idx = F.tensor([1, 3, 1, 0, 3, 3], [2, 3], 'int32');
+  gradCheck('embedding', ([t]) => F.embedding(t, idx), [inp([4, 5])]);
+  assert.throws(() => F.embedding(F.zeros([4, 5]), F.tensor([4], [1], 'int32')), /4/);
+});
+
+test('layerNorm, softmax (causal), cross-entropy', () => {
+  gradCheck('layerNorm', ([x, w, b]) => F.layerNorm(x, w, b), [inp([3, 7]), inp([7]), inp([7])], {
+    h: 3e-3,
+  });
+  gradCheck('softmax', ([x]) => F.softmax(x), [inp([2, 3, 5], -2, 2)]);
+  gradCheck('softmax causal', ([x]) => F.softmax(x, { causal: true }), [inp([2, 4, 4], -2, 2)]);
+  gradCheck('softmax causal offset', ([x]) => F.softmax(x, { causal: true }), [
+    inp([2, 2, 5], -2, 2),
+  ]);
+  const targets = F.tensor([2, -1, 0, 4, 1, 3], [2, 3], 'int32');
+  gradCheck('crossEntropy none', ([x]) => F.crossEntropy(x, targets, 'none'), [
+    inp([2, 3, 5], -2, 2),
+  ]);
+  gradCheck('crossEntropy mean', ([x]) => F.crossEntropy(x, targets, 'mean'), [
+    inp([2, 3, 5], -2, 2),
+  ]);
+  // Masked entries are exactly zero.
+  const p = F.softmax(F.tensor(rng.array(9), [3, 3]), { causal: true }).toArray();
+  assert.equal(p[1], 0);
+  assert.equal(p[2], 0);
+  assert.equal(p[5], 0);
+  // Uniform logits give log(V).
+  const l = F.crossEntropy(F.zeros([4, 10]), F.tensor([0, 1, 2, 3], [4], 'int32')).item();
+  assert.ok(Math.abs(l - Math.log(10)) < 1e-6);
+});
+
+test('dropout: gradient flows through the kept units, same seed same mask', () => {
+  gradCheck('dropout', ([x]) => F.dropout(x, 0.3, 99), [inp([4, 9])]);
+  const x = F.ones([1000]);
+  const a = F.dropout(x, 0.5, 1).toArray();
+  const b = F.dropout(x, 0.5, 1).toArray();
+  assert.deepEqual(a, b);
+  const kept = [...a].filter((v) => v !== 0).length;
+  assert.ok(kept > 400 && kept < 600, `kept ${kept}`);
+});
+
+test('conv2d and convTranspose2d (stride, padding)', () => {
+  for (const [stride, pad, k] of [
+    [1, 0, 3],
+    [2, 1, 4],
+    [2, 0, 3],
+    [1, 1, 3],
+  ]) {
+    gradCheck(
+      `conv2d s${stride} p${pad} k${k}`,
+      ([x, w, b]) => F.conv2d(x, w, b, stride, pad),
+      [inp([2, 2, 6, 5]), inp([3, 2, k, k]), inp([3])],
+      { h: 3e-3 },
+    );
+    gradCheck(
+      `convT s${stride} p${pad} k${k}`,
+      ([x, w, b]) => F.convTranspose2d(x, w, b, stride, pad),
+      [inp([2, 3, 3, 4]), inp([3, 2, k, k]), inp([2])],
+      { h: 3e-3 },
+    );
+  }
+  // conv2d by hand: 1 channel, 2x2 kernel of ones sums each window.
+  const y = F.conv2d(
+    F.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 1, 3, 3]),
+    F.ones([1, 1, 2, 2]),
+    null,
+  );
+  assert.deepEqual([...y.toArray()], [12, 16, 24, 28]);
+  assert.deepEqual(y.shape, [1, 1, 2, 2]);
+});
+
+test('nearestCode picks the closest row', () => {
+  const cb = F.tensor([0, 0, 1, 1, -1, 2], [3, 2]);
+  const z = F.tensor([0.9, 1.2, -0.8, 1.9, 0.1, -0.1], [3, 2]);
+  const { indices, distances } = F.nearestCode(z, cb);
+  assert.deepEqual([...indices.toArray()], [1, 2, 0]);
+  assert.ok(Math.abs(distances.toArray()[0] - (0.01 + 0.04)) < 1e-6);
+});
+
+test('gradient accumulation across two backward passes; no-grad records nothing', () => {
+  const w = F.tensor([1, 2, 3], [3]);
+  w.requiresGrad = true;
+  F.sum(F.mul(w, w)).backward();
+  F.sum(F.mul(w, w)).backward();
+  assert.deepEqual([...w.grad!.toArray()], [4, 8, 12]);
+  const y = noGrad(() => F.mul(w, w));
+  assert.equal(y.requiresGrad, false);
+  assert.equal(y.node, null);
+});
+
+test('shape errors name the op and both shapes', () => {
+  assert.throws(() => F.add(F.zeros([2, 3]), F.zeros([4])), /add: shapes \[2, 3\] and \[4\]/);
+  assert.throws(
+    () => F.matmul(F.zeros([2, 3]), F.zeros([4, 5])),
+    /matmul: shapes \[2, 3\] and \[4, 5\]/,
+  );
+  assert.throws(() => F.reshape(F.zeros([2, 3]), [4, 2]), /reshape: cannot view \[2, 3\]/);
+  assert.throws(
+    () => F.concat([F.zeros([2, 3]), F.zeros([3, 3])], 1),
+    /concat: shapes \[2, 3\], \[3, 3\]/,
+  );
+  assert.throws(
+    () => F.layerNorm(F.zeros([2, 3]), F.ones([4]), F.zeros([4])),
+    /layerNorm: input \[2, 3\]/,
+  );
+  assert.throws(
+    () => F.crossEntropy(F.zeros([2, 5]), F.zeros([3], 'int32')),
+    /crossEntropy: logits \[2, 5\] and targets \[3\]/,
+  );
+});
+
+test('tidy frees everything but what is returned; use after free is an error', () => {
+  const before = memoryStats().liveTensors;
+  const kept = tidy(() => {
+    const a = F.ones([10]);
+    const b = F.add(a, a);
+    F.mul(b, b);
+    return b;
+  });
+  assert.equal(memoryStats().liveTensors, before + 1);
+  const inner = tidy(() => F.ones([3]));
+  tidy(() => {
+    const t = F.ones([2]);
+    return [t];
+  }).forEach((t) => t.dispose());
+  kept.dispose();
+  inner.dispose();
+  assert.equal(memoryStats().liveTensors, before);
+  assert.throws(() => kept.toArray(), /already freed/);
+});
