@@ -1,10 +1,20 @@
 // The `mmgpt` command line: parses the subcommand and hands its arguments to a library function.
 
 import { demoCommand } from './commands/demo';
+import { dataCommand } from './commands/data';
+import { trainCommand } from './commands/train';
 
 type Command = { run: (argv: string[]) => Promise<void>; summary: string };
 
 const commands: Record<string, Command> = {
+  data: {
+    run: dataCommand,
+    summary: 'build (or reuse) coloured MNIST v2; --export DIR for other tools',
+  },
+  train: {
+    run: trainCommand,
+    summary: 'train the tokenizer and the GPT for a preset (quick, seed, best, tiny)',
+  },
   demo: { run: demoCommand, summary: 'a tiny GPT learns a toy sequence (engine smoke test)' },
 };
 

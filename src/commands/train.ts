@@ -1,0 +1,335 @@
+// `mmgpt train`: the whole training pipeline for one preset.
+//
+// data (coloured MNIST, cached) -> tokenizer (trained once per tokenizer recipe, then frozen)
+// -> tokenised dataset (cached under data/tokens/ with the tokenizer's fingerprint) -> GPT
+// (runs/<preset>/checkpoint.safetensors, log.json) -> training-curve figure in figures/.
+// The `seed` and `best` presets share one tokenizer so that their NLLs compare honestly.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { setBackend, getBackend } from '../engine/registry';
+import { loadColouredMnist, projectRoot } from '../data/coloured';
+import type { ColouredSplit } from '../data/coloured';
+import { Vocab } from '../data/vocab';
+import { splitSequenceSource } from '../data/sequences';
+import type { SequenceSource } from '../data/sequences';
+import {
+  loadSafetensors,
+  saveSafetensors,
+  requireTensor,
+  atomicWriteFile,
+} from '../nn/safetensors';
+import { VQVAE_PRESETS } from '../vqvae/model';
+import type { VqVae, VqVaeConfig } from '../vqvae/model';
+import { trainVqVae, evaluateVqVae, saveVqVae, loadVqVae, vqVaeFingerprint } from '../vqvae/train';
+import type { VqVaeEvaluation } from '../vqvae/train';
+import { GPT_PRESETS, trainGpt } from '../gpt/train';
+import type { TrainGptResult } from '../gpt/train';
+import { writeTrainingCurve } from '../viz/plot';
+
+export interface TokenizerRecipe {
+  config: VqVaeConfig;
+  batchSize: number;
+  /** Optimiser steps (the tokenizer is small; a few epochs of 60k images suffice). */
+  steps: number;
+  lr: number;
+  /** Train on the first N images only (0 = all). */
+  trainLimit: number;
+  seed: number;
+}
+
+export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
+  tiny: {
+    config: VQVAE_PRESETS.tiny,
+    batchSize: 32,
+    steps: 40,
+    lr: 3e-3,
+    trainLimit: 1024,
+    seed: 0,
+  },
+  quick: {
+    config: VQVAE_PRESETS.default,
+    batchSize: 128,
+    steps: 600,
+    lr: 2e-3,
+    trainLimit: 0,
+    seed: 0,
+  },
+  full: {
+    config: VQVAE_PRESETS.default,
+    batchSize: 128,
+    steps: 2400,
+    lr: 2e-3,
+    trainLimit: 0,
+    seed: 0,
+  },
+};
+
+export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; summary: string }> =
+  {
+    seed: {
+      tokenizer: 'full',
+      gpt: 'seed',
+      summary: "the user's recipe: 30 epochs, batch 32, Adam, lr 1e-3",
+    },
+    best: {
+      tokenizer: 'full',
+      gpt: 'best',
+      summary: '30 epochs, dropout 0.1, AdamW, warm-up + cosine',
+    },
+    quick: {
+      tokenizer: 'quick',
+      gpt: 'quick',
+      summary: 'a usable model in about 10 minutes on 2 CPU cores',
+    },
+    tiny: {
+      tokenizer: 'tiny',
+      gpt: 'tiny',
+      summary: 'seconds; smoke tests and MMGPT_TINY notebooks',
+    },
+  };
+
+export function runsDir(): string {
+  return process.env.MMGPT_RUNS_DIR ?? path.join(projectRoot(), 'runs');
+}
+
+export function figuresDir(): string {
+  return process.env.MMGPT_FIGURES_DIR ?? path.join(projectRoot(), 'figures');
+}
+
+export function tokenizerPath(recipe: string): string {
+  return path.join(runsDir(), `tokenizer-${recipe}`, 'vqvae.safetensors');
+}
+
+/** Loads the recipe's trained tokenizer, or trains and saves it. */
+export function ensureTokenizer(
+  recipeName: string,
+  train: ColouredSplit,
+  test: ColouredSplit,
+  log: (l: string) => void,
+): { model: VqVae; path: string; report: Omit<VqVaeEvaluation, 'codes'> } {
+  const recipe = TOKENIZER_RECIPES[recipeName];
+  if (!recipe)
+    throw new Error(
+      `unknown tokenizer recipe '${recipeName}' (known: ${Object.keys(TOKENIZER_RECIPES).join(', ')})`,
+    );
+  const file = tokenizerPath(recipeName);
+  const reportFile = path.join(path.dirname(file), 'report.json');
+  if (fs.existsSync(file) && fs.existsSync(reportFile)) {
+    const model = loadVqVae(file);
+    log(
+      `tokenizer: reusing ${path.relative(process.cwd(), file)} (fingerprint ${vqVaeFingerprint(model)})`,
+    );
+    return { model, path: file, report: JSON.parse(fs.readFileSync(reportFile, 'utf8')) };
+  }
+  const limit = recipe.trainLimit > 0 ? Math.min(recipe.trainLimit, train.count) : train.count;
+  log(
+    `tokenizer: training recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) for ${recipe.steps} steps on ${limit} images`,
+  );
+  const { model, wallMs } = trainVqVae({
+    train: { images: train.images, count: limit },
+    config: recipe.config,
+    seed: recipe.seed,
+    batchSize: recipe.batchSize,
+    steps: recipe.steps,
+    lr: recipe.lr,
+    logEvery: Math.max(1, Math.round(recipe.steps / 20)),
+    log: (l) => log(`tokenizer: ${l}`),
+  });
+  const evalLimit = recipe.trainLimit > 0 ? Math.min(1000, test.count) : test.count;
+  const { codes: _codes, ...report } = evaluateVqVae(model, test, { limit: evalLimit });
+  void _codes;
+  const full = { ...report, trainSteps: recipe.steps, trainWallMs: wallMs, recipe: recipeName };
+  saveVqVae(model, file, { recipe: recipeName, report: JSON.stringify(full) });
+  atomicWriteFile(reportFile, JSON.stringify(full, null, 2) + '\n');
+  log(
+    `tokenizer: test pixel accuracy ${(100 * report.pixelAccuracy).toFixed(2)}%, ${report.usedCodes}/${report.codebookSize} codes used, perplexity ${report.perplexity.toFixed(1)} (${(wallMs / 1000).toFixed(0)} s)`,
+  );
+  return { model, path: file, report };
+}
+
+/** The dataset's codes under a tokenizer, cached in data/tokens/<fingerprint>.safetensors. */
+export function tokenise(
+  model: VqVae,
+  split: ColouredSplit,
+  limit: number,
+  log: (l: string) => void,
+): Int32Array {
+  const fingerprint = vqVaeFingerprint(model);
+  const count = limit > 0 ? Math.min(limit, split.count) : split.count;
+  const file = path.join(
+    projectRoot(),
+    'data',
+    'tokens',
+    `${fingerprint}-${split.split}-${count}.safetensors`,
+  );
+  if (fs.existsSync(file)) {
+    try {
+      const contents = loadSafetensors(file);
+      if (contents.metadata.tokenizer === fingerprint)
+        return requireTensor(contents, 'codes', 'I32', [count, 49]).data;
+      log(`tokens: ${file} was made by another tokenizer; re-encoding`);
+    } catch (e) {
+      log(`tokens: cache ${file} is unreadable (${(e as Error).message}); re-encoding`);
+    }
+  }
+  const t0 = Date.now();
+  const codes = model.encode(split.images, count);
+  saveSafetensors(
+    file,
+    { codes: { dtype: 'I32', shape: [count, 49], data: codes } },
+    { tokenizer: fingerprint },
+  );
+  log(
+    `tokens: encoded ${count} ${split.split} images in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
+  return codes;
+}
+
+export interface PipelineData {
+  vocab: Vocab;
+  train: SequenceSource;
+  test: SequenceSource;
+  tokenizer: VqVae;
+  tokenizerPath: string;
+  tokenizerReport: Omit<VqVaeEvaluation, 'codes'>;
+  testSplit: ColouredSplit;
+}
+
+/** Everything the GPT needs for a preset: vocabulary, tokenised train and test sets. */
+export function preparePipelineData(presetName: string, log: (l: string) => void): PipelineData {
+  const preset = PIPELINE_PRESETS[presetName];
+  if (!preset)
+    throw new Error(
+      `unknown preset '${presetName}' (known: ${Object.keys(PIPELINE_PRESETS).join(', ')})`,
+    );
+  const gpt = GPT_PRESETS[preset.gpt];
+  const data = loadColouredMnist({ log });
+  const tok = ensureTokenizer(preset.tokenizer, data.train, data.test, log);
+  const vocab = new Vocab(tok.model.config.codebookSize);
+  const trainCodes = tokenise(tok.model, data.train, gpt.train.trainLimit, log);
+  const testCodes = tokenise(tok.model, data.test, gpt.train.testLimit, log);
+  const take = (s: ColouredSplit, n: number): ColouredSplit =>
+    n >= s.count
+      ? s
+      : {
+          ...s,
+          count: n,
+          digit: s.digit.slice(0, n),
+          fg: s.fg.slice(0, n),
+          bg: s.bg.slice(0, n),
+          images: s.images.slice(0, n * 28 * 28 * 3),
+        };
+  const trainSplit = take(data.train, trainCodes.length / 49);
+  const testSplit = take(data.test, testCodes.length / 49);
+  return {
+    vocab,
+    train: splitSequenceSource(trainSplit, trainCodes, vocab),
+    test: splitSequenceSource(testSplit, testCodes, vocab),
+    tokenizer: tok.model,
+    tokenizerPath: tok.path,
+    tokenizerReport: tok.report,
+    testSplit,
+  };
+}
+
+export interface TrainPipelineResult extends TrainGptResult {
+  data: PipelineData;
+  runDir: string;
+  curvePath: string;
+}
+
+export async function trainPipeline(
+  presetName: string,
+  opts: { resume?: boolean; log?: (l: string) => void; runDir?: string },
+): Promise<TrainPipelineResult> {
+  const log = opts.log ?? ((l: string) => console.log(l));
+  const preset = PIPELINE_PRESETS[presetName];
+  if (!preset)
+    throw new Error(
+      `unknown preset '${presetName}' (known: ${Object.keys(PIPELINE_PRESETS).join(', ')})`,
+    );
+  const t0 = Date.now();
+  const data = preparePipelineData(presetName, log);
+  const runDir = opts.runDir ?? path.join(runsDir(), presetName);
+  const result = await trainGpt({
+    runDir,
+    preset: GPT_PRESETS[preset.gpt],
+    vocab: data.vocab,
+    train: data.train,
+    test: data.test,
+    tokenizerHash: vqVaeFingerprint(data.tokenizer),
+    resume: opts.resume,
+    log,
+  });
+  const curvePath = path.join(figuresDir(), `training_curve_${presetName}.png`);
+  writeTrainingCurve(curvePath, result.log, `mmgpt ${presetName}: NLL per minibatch and per epoch`);
+  // Keep the tokenizer beside the GPT so a run directory is self-contained.
+  atomicWriteFile(path.join(runDir, 'vqvae.safetensors'), fs.readFileSync(data.tokenizerPath));
+  const summary = {
+    preset: presetName,
+    backend: getBackend().name,
+    complete: result.complete,
+    finalTestNll: result.finalTestNll,
+    testNllByEpoch: result.log.testNll,
+    trainMs: result.log.trainMs,
+    wallMs: Date.now() - t0,
+    tokenizer: { recipe: preset.tokenizer, path: data.tokenizerPath, ...data.tokenizerReport },
+  };
+  atomicWriteFile(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  log(
+    `done: final test NLL ${result.finalTestNll.toFixed(4)} nats/dim; tokenizer pixel accuracy ${(100 * data.tokenizerReport.pixelAccuracy).toFixed(2)}%, ` +
+      `${data.tokenizerReport.usedCodes}/${data.tokenizerReport.codebookSize} codes; curve ${path.relative(process.cwd(), curvePath)}`,
+  );
+  return { ...result, data, runDir, curvePath };
+}
+
+export function parseFlags(
+  argv: string[],
+  spec: Record<string, 'string' | 'boolean'>,
+): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new Error(`unexpected argument '${arg}'`);
+    const [key, inline] = arg.slice(2).split('=', 2);
+    const kind = spec[key];
+    if (!kind)
+      throw new Error(
+        `unknown option --${key} (accepted: ${Object.keys(spec)
+          .map((k) => `--${k}`)
+          .join(', ')})`,
+      );
+    if (kind === 'boolean') out[key] = true;
+    else {
+      const value = inline ?? argv[++i];
+      if (value === undefined) throw new Error(`--${key} needs a value`);
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+export async function trainCommand(argv: string[]): Promise<void> {
+  const flags = parseFlags(argv, {
+    preset: 'string',
+    backend: 'string',
+    resume: 'boolean',
+    'run-dir': 'string',
+    help: 'boolean',
+  });
+  if (flags.help) {
+    const presets = Object.entries(PIPELINE_PRESETS)
+      .map(([n, p]) => `    ${n.padEnd(6)} ${p.summary}`)
+      .join('\n');
+    console.log(
+      `mmgpt train [--preset NAME] [--backend js|cpu|cuda] [--resume] [--run-dir DIR]\n  Trains the tokenizer (once per recipe) and the GPT; Ctrl-C saves a checkpoint, --resume continues.\n  presets (default quick):\n${presets}`,
+    );
+    return;
+  }
+  if (typeof flags.backend === 'string') setBackend(flags.backend);
+  await trainPipeline(typeof flags.preset === 'string' ? flags.preset : 'quick', {
+    resume: flags.resume === true,
+    runDir: typeof flags['run-dir'] === 'string' ? flags['run-dir'] : undefined,
+  });
+}

@@ -1,0 +1,174 @@
+// PNG pictures: level <-> byte mapping, upscaling, the bitmap font, captioned grids that
+// round-trip through pngjs, and reading user images with clear errors.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as path from 'path';
+import { PNG } from 'pngjs';
+import {
+  CHAR_ADVANCE,
+  FONT_CHARACTERS,
+  GLYPH_HEIGHT,
+  LEVEL_TO_BYTE,
+  blankImage,
+  captionedGrid,
+  decodeLevelsPng,
+  drawText,
+  encodePng,
+  levelsToRgb,
+  readLevelsPng,
+  textWidth,
+  upscaleNearest,
+  wrapText,
+  writeCaptionedGrid,
+} from '../../src/viz/png';
+
+/** A deterministic 28x28 level image with every level in every channel. */
+function testLevels(): Uint8Array {
+  const levels = new Uint8Array(28 * 28 * 3);
+  for (let i = 0; i < levels.length; i++) levels[i] = (i * 7 + (i >> 5)) % 4;
+  return levels;
+}
+
+function pngOf(width: number, height: number, rgba: (x: number, y: number) => number[]): Buffer {
+  const png = new PNG({ width, height });
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) png.data.set(rgba(x, y), (y * width + x) * 4);
+  }
+  return PNG.sync.write(png);
+}
+
+test('levels map to 0, 85, 170, 255 and upscale by nearest neighbour', () => {
+  assert.deepEqual(LEVEL_TO_BYTE, [0, 85, 170, 255]);
+  const img = levelsToRgb(Uint8Array.from([0, 1, 2, 3, 3, 3]), 2, 1);
+  assert.deepEqual([...img.data], [0, 85, 170, 255, 255, 255]);
+  const big = upscaleNearest(img, 3);
+  assert.equal(big.width, 6);
+  assert.equal(big.height, 3);
+  for (let y = 0; y < 3; y++) {
+    assert.deepEqual([...big.data.subarray(y * 18, y * 18 + 3)], [0, 85, 170]);
+    assert.deepEqual([...big.data.subarray(y * 18 + 15, y * 18 + 18)], [255, 255, 255]);
+  }
+  assert.throws(() => levelsToRgb(Uint8Array.from([4, 0, 0]), 1, 1), /level 4/);
+});
+
+test('the font covers a-z, 0-9, space, <, > and punctuation; text wraps', () => {
+  for (const ch of 'abcdefghijklmnopqrstuvwxyz0123456789 <>.,:-_/()') {
+    assert.ok(FONT_CHARACTERS.includes(ch), `missing glyph ${JSON.stringify(ch)}`);
+  }
+  const img = blankImage(40, 10, [255, 255, 255]);
+  drawText(img, '<bos>', 0, 0, [0, 0, 0]);
+  let ink = 0;
+  for (let i = 0; i < img.data.length; i += 3) if (img.data[i] === 0) ink++;
+  assert.ok(ink > 20, 'text drew pixels');
+  assert.equal(textWidth('abc'), 3 * CHAR_ADVANCE - 1);
+  assert.deepEqual(wrapText('dark green eight on bright cyan', 18), [
+    'dark green eight',
+    'on bright cyan',
+  ]);
+  assert.deepEqual(wrapText('abcdefgh', 3), ['abc', 'def', 'gh']);
+});
+
+test('a captioned grid encodes to a PNG that decodes to the same pixels', () => {
+  const levels = testLevels();
+  const items = [
+    { image: levels, caption: 'dark green eight on bright cyan' },
+    { image: new Uint8Array(28 * 28 * 3).fill(3), caption: 'plain white zero on plain black' },
+    { image: new Uint8Array(28 * 28 * 3) },
+  ];
+  const grid = captionedGrid(items, { columns: 2, scale: 2, title: 'test grid' });
+  assert.ok(grid.width > 2 * 56 && grid.height > 2 * 56 + GLYPH_HEIGHT);
+  const decoded = PNG.sync.read(encodePng(grid));
+  assert.equal(decoded.width, grid.width);
+  for (let i = 0; i < grid.width * grid.height; i++) {
+    for (let c = 0; c < 3; c++) {
+      if (decoded.data[4 * i + c] !== grid.data[3 * i + c]) assert.fail(`pixel ${i} differs`);
+    }
+  }
+  // The first image sits inside its 1-pixel frame, upscaled 2x.
+  const pad = 6;
+  const titleH = 11;
+  const x0 = pad + 1;
+  const y0 = pad + titleH + 1;
+  const at = (x: number, y: number) =>
+    grid.data.subarray((y * grid.width + x) * 3, (y * grid.width + x) * 3 + 3);
+  assert.deepEqual(
+    [...at(x0, y0)],
+    [...levels.subarray(0, 3)].map((l) => l * 85),
+  );
+  assert.deepEqual(
+    [...at(x0 + 3, y0 + 1)],
+    [...levels.subarray(3, 6)].map((l) => l * 85),
+  );
+});
+
+test('reading user images: 28x28 and exact upscales load; bad sizes and levels fail clearly', () => {
+  const levels = testLevels();
+  const byte = (x: number, y: number, c: number) => levels[(y * 28 + x) * 3 + c]! * 85;
+  const exact = pngOf(28, 28, (x, y) => [byte(x, y, 0), byte(x, y, 1), byte(x, y, 2), 255]);
+  assert.deepEqual(decodeLevelsPng(exact, 'exact.png'), levels);
+  // Small deviations (e.g. from colour management) still quantise.
+  const noisy = pngOf(28, 28, (x, y) => [
+    Math.min(255, byte(x, y, 0) + 3),
+    Math.max(0, byte(x, y, 1) - 4),
+    byte(x, y, 2),
+    255,
+  ]);
+  assert.deepEqual(decodeLevelsPng(noisy, 'noisy.png'), levels);
+  const up = encodePng(upscaleNearest(levelsToRgb(levels), 4));
+  assert.deepEqual(decodeLevelsPng(up, 'up.png'), levels);
+
+  assert.throws(
+    () =>
+      decodeLevelsPng(
+        pngOf(30, 28, () => [0, 0, 0, 255]),
+        'wide.png',
+      ),
+    /image 'wide\.png' is 30x28 pixels; expected 28x28/,
+  );
+  assert.throws(
+    () =>
+      decodeLevelsPng(
+        pngOf(28, 28, (x) => [x === 5 ? 128 : 0, 0, 0, 255]),
+        'grey.png',
+      ),
+    /'grey\.png' has 28 channel values that do not quantise cleanly .*first: pixel \(5, 0\) channel r = 128/,
+  );
+  assert.throws(
+    () =>
+      decodeLevelsPng(
+        pngOf(28, 28, () => [0, 0, 0, 100]),
+        'alpha.png',
+      ),
+    /784 transparent pixels/,
+  );
+  assert.throws(
+    () =>
+      decodeLevelsPng(
+        pngOf(56, 56, (x, y) => [(x + y) % 2 ? 255 : 0, 0, 0, 255]),
+        'blocky.png',
+      ),
+    /not an exact 2x upscale/,
+  );
+  assert.throws(
+    () => decodeLevelsPng(Buffer.from('not a png'), 'junk.png'),
+    /'junk\.png' is not a readable PNG/,
+  );
+  assert.throws(
+    () => readLevelsPng('/nonexistent/x.png'),
+    /cannot read image '\/nonexistent\/x\.png'/,
+  );
+});
+
+test('writeCaptionedGrid writes a PNG file', () => {
+  const dir = path.join(__dirname, '..', '..', '..', 'data', `.test-png-${process.pid}`);
+  try {
+    const file = path.join(dir, 'grid.png');
+    writeCaptionedGrid(file, [{ image: testLevels(), caption: 'light pink one on dark blue' }]);
+    const png = PNG.sync.read(fs.readFileSync(file));
+    assert.ok(png.width > 112 && png.height > 112);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
