@@ -64,6 +64,18 @@ export class KVCache {
   }
 }
 
+/**
+ * Per-row layout of a left-padded batch (rows whose prefixes have different lengths, e.g. the
+ * two branches of classifier-free guidance): row b's first `padding[b]` cache slots are padding
+ * that no query attends to, and its tokens get position ids `positions` [B, T].
+ */
+export interface RowLayout {
+  /** [B * T] position id of every token (slot - padding[b] for real tokens). */
+  positions: Int32Array;
+  /** [B] leading padding slots per row. */
+  padding: Int32Array;
+}
+
 export class CausalSelfAttention extends Module {
   readonly c_attn: Linear;
   readonly c_proj: Linear;
@@ -89,7 +101,11 @@ export class CausalSelfAttention extends Module {
   }
 
   /** x [B, T, C] -> [B, T, C]; with a cache, also stores this call's keys/values at cache.pos. */
-  forward(x: Tensor, cache?: { keys: Tensor; values: Tensor; pos: number }): Tensor {
+  forward(
+    x: Tensor,
+    cache?: { keys: Tensor; values: Tensor; pos: number },
+    keyMask?: Tensor,
+  ): Tensor {
     const [B, T, C] = x.shape;
     const nh = this.config.nHead;
     const hs = this.headSize;
@@ -105,7 +121,8 @@ export class CausalSelfAttention extends Module {
       k = F.slice(cache.keys, 2, 0, cache.pos + T); // [B, nh, pos+T, hs]
       v = F.slice(cache.values, 2, 0, cache.pos + T); // [B, nh, pos+T, hs]
     }
-    const scores = F.matmul(q, k, { transB: true }); // [B, nh, T, Tk]
+    let scores = F.matmul(q, k, { transB: true }); // [B, nh, T, Tk]
+    if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, Tk]: -1e9 on padding slots
     const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, T, Tk]
     const y = F.matmul(att, v); // [B, nh, T, hs]
     const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B, T, C]); // [B, T, C]
@@ -158,8 +175,12 @@ export class Block extends Module {
     this.ln_2 = this.child('ln_2', new LayerNorm(config.nEmbd));
     this.mlp = this.child('mlp', new MLP(config, rng));
   }
-  forward(x: Tensor, cache?: { keys: Tensor; values: Tensor; pos: number }): Tensor {
-    const h = F.add(x, this.attn.forward(this.ln_1.forward(x), cache));
+  forward(
+    x: Tensor,
+    cache?: { keys: Tensor; values: Tensor; pos: number },
+    keyMask?: Tensor,
+  ): Tensor {
+    const h = F.add(x, this.attn.forward(this.ln_1.forward(x), cache, keyMask));
     return F.add(h, this.mlp.forward(this.ln_2.forward(h)));
   }
 }
@@ -194,7 +215,7 @@ export class GPT extends Module {
    * tokens int32 [B, T] -> logits [B, T, vocab]. With a cache, the tokens sit at positions
    * cache.pos .. cache.pos+T-1 and the cache advances by T.
    */
-  forward(tokens: Tensor, cache?: KVCache): Tensor {
+  forward(tokens: Tensor, cache?: KVCache, rows?: RowLayout): Tensor {
     const [B, T] = tokens.shape;
     const start = cache ? cache.pos : 0;
     if (tokens.rank !== 2)
@@ -206,17 +227,30 @@ export class GPT extends Module {
     }
     if (cache && cache.batch !== B)
       throw new Error(`GPT.forward: cache batch ${cache.batch} != tokens batch ${B}`);
-    const positions = F.tensor(
-      Int32Array.from({ length: T }, (_, i) => start + i),
-      [T],
-      'int32',
-    );
+    if (rows && (rows.positions.length !== B * T || rows.padding.length !== B)) {
+      throw new Error(`GPT.forward: rows need ${B * T} positions and ${B} paddings`);
+    }
+    const positions = rows
+      ? F.tensor(rows.positions, [B, T], 'int32')
+      : F.tensor(
+          Int32Array.from({ length: T }, (_, i) => start + i),
+          [T],
+          'int32',
+        );
+    let keyMask: Tensor | undefined;
+    if (rows) {
+      const Tk = start + T;
+      const mask = new Float32Array(B * Tk); // [B, 1, 1, Tk]
+      for (let b = 0; b < B; b++) mask.fill(-1e9, b * Tk, b * Tk + Math.min(rows.padding[b]!, Tk));
+      keyMask = F.tensor(mask, [B, 1, 1, Tk]);
+    }
     let x = F.add(this.wte.forward(tokens), this.wpe.forward(positions)); // [B, T, C]
     x = this.drop.forward(x);
     this.h.items.forEach((block, i) => {
       x = block.forward(
         x,
         cache ? { keys: cache.keys[i], values: cache.values[i], pos: start } : undefined,
+        keyMask,
       );
     });
     if (cache) cache.pos += T;
