@@ -3,6 +3,7 @@
 import { demoCommand } from './commands/demo';
 import { dataCommand } from './commands/data';
 import { trainCommand } from './commands/train';
+import { benchCommand } from './commands/bench';
 
 type Command = { run: (argv: string[]) => Promise<void>; summary: string };
 
@@ -15,6 +16,7 @@ const commands: Record<string, Command> = {
     run: trainCommand,
     summary: 'train the tokenizer and the GPT for a preset (quick, seed, best, tiny)',
   },
+  bench: { run: benchCommand, summary: 'training-step speed of each backend vs PyTorch and TensorFlow.js; --profile by op' },
   demo: { run: demoCommand, summary: 'a tiny GPT learns a toy sequence (engine smoke test)' },
 };
 

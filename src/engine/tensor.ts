@@ -29,12 +29,54 @@ export class Storage {
   release(): void {
     if (--this.refs > 0) return;
     if (this.buf !== null) {
-      this.backend.free(this.buf);
+      recycle(this.backend, this.buf, this.size, this.dtype);
       this.buf = null;
       stats.liveStorages--;
       stats.liveBytes -= this.size * 4;
     }
   }
+}
+
+// ---- buffer pool -----------------------------------------------------------------------------
+// Freed buffers are kept by (backend, dtype, size) and handed out again (zero-filled), so a
+// training step that allocates the same shapes every time touches no fresh memory: no page
+// faults on the CPU backends, no cudaMalloc on CUDA. The pool is bounded; `releasePool()` empties it.
+
+const pool = new Map<Backend, Map<string, Buf[]>>();
+let pooledBytes = 0;
+/** Upper bound of memory parked in the pool (bytes). */
+const POOL_LIMIT_BYTES = Number(process.env.MMGPT_POOL_MB ?? 2048) * 1024 * 1024;
+
+function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
+  if (size * 4 + pooledBytes > POOL_LIMIT_BYTES) {
+    backend.free(buf);
+    return;
+  }
+  let byKey = pool.get(backend);
+  if (!byKey) pool.set(backend, (byKey = new Map()));
+  const key = `${dtype}:${size}`;
+  const list = byKey.get(key);
+  if (list) list.push(buf);
+  else byKey.set(key, [buf]);
+  pooledBytes += size * 4;
+}
+
+/** A zero-filled buffer, from the pool when one of this size is parked there. */
+export function allocBuffer(backend: Backend, size: number, dtype: DType): Buf {
+  const list = pool.get(backend)?.get(`${dtype}:${size}`);
+  const buf = list?.pop();
+  if (buf === undefined) return backend.alloc(size, dtype);
+  pooledBytes -= size * 4;
+  backend.fill(buf, size, 0);
+  return buf;
+}
+
+/** Frees every pooled buffer (e.g. before switching workloads). */
+export function releasePool(): void {
+  for (const [backend, byKey] of pool)
+    for (const list of byKey.values()) list.forEach((b) => backend.free(b));
+  pool.clear();
+  pooledBytes = 0;
 }
 
 /** An autodiff record: the inputs of an op and how to turn the output gradient into theirs. */
@@ -160,7 +202,7 @@ export class Tensor {
       if (this.size !== 1)
         throw new Error(`backward(): tensor ${this.describe()} is not a scalar; pass a gradient`);
       const seed = new Tensor(
-        new Storage(backend.alloc(1, 'float32'), 1, 'float32', backend),
+        new Storage(allocBuffer(backend, 1, 'float32'), 1, 'float32', backend),
         this.shape,
       );
       backend.fill(seed.buf, 1, 1);
@@ -202,7 +244,7 @@ export class Tensor {
           } else {
             // Out of place: a gradient in the map may share storage with another one.
             const sum = new Tensor(
-              new Storage(backend.alloc(gi.size, 'float32'), gi.size, 'float32', backend),
+              new Storage(allocBuffer(backend, gi.size, 'float32'), gi.size, 'float32', backend),
               gi.shape,
             );
             backend.axpy(prev.buf, sum.buf, gi.size, 1);
@@ -226,7 +268,7 @@ export class Tensor {
 function accumulateLeafGrad(leaf: Tensor, g: Tensor): void {
   if (leaf.grad === null) {
     const copy = new Tensor(
-      new Storage(leaf.backend.alloc(g.size, 'float32'), g.size, 'float32', leaf.backend),
+      new Storage(allocBuffer(leaf.backend, g.size, 'float32'), g.size, 'float32', leaf.backend),
       leaf.shape,
     );
     leaf.backend.axpy(g.buf, copy.buf, g.size, 1);
@@ -349,6 +391,8 @@ export function tidy<T>(fn: () => T): T {
 }
 
 export interface MemoryStats {
+  /** Bytes parked in the buffer pool (not live). */
+  pooledBytes: number;
   liveTensors: number;
   liveStorages: number;
   liveBytes: number;
@@ -356,7 +400,7 @@ export interface MemoryStats {
 }
 
 export function memoryStats(): MemoryStats {
-  return { ...stats };
+  return { ...stats, pooledBytes };
 }
 
 // ---- construction helpers used by ops.ts -----------------------------------------------------
@@ -371,7 +415,7 @@ export function empty(
   for (const s of shape) {
     if (!Number.isInteger(s) || s < 0) throw new Error(`invalid shape [${shape.join(', ')}]`);
   }
-  return new Tensor(new Storage(backend.alloc(size, dtype), size, dtype, backend), shape);
+  return new Tensor(new Storage(allocBuffer(backend, size, dtype), size, dtype, backend), shape);
 }
 
 /** A tensor holding a copy of host data. */
