@@ -4,6 +4,8 @@ import { demoCommand } from './commands/demo';
 import { dataCommand } from './commands/data';
 import { trainCommand } from './commands/train';
 import { benchCommand } from './commands/bench';
+import { evalCommand } from './commands/eval';
+import { sampleCommand, figuresCommand } from './commands/sample';
 
 type Command = { run: (argv: string[]) => Promise<void>; summary: string };
 
@@ -16,7 +18,22 @@ const commands: Record<string, Command> = {
     run: trainCommand,
     summary: 'train the tokenizer and the GPT for a preset (quick, seed, best, tiny)',
   },
-  bench: { run: benchCommand, summary: 'training-step speed of each backend vs PyTorch and TensorFlow.js; --profile by op' },
+  sample: {
+    run: sampleCommand,
+    summary: 'text->image, image->text or unconditional samples as PNGs + samples.json',
+  },
+  figures: {
+    run: figuresCommand,
+    summary: "the seed's sample grids (9 text->image, 9 image->text, 9 unconditional)",
+  },
+  eval: {
+    run: evalCommand,
+    summary: 'measure a checkpoint: attribute accuracy, caption exact match, agreement, NLL, speed',
+  },
+  bench: {
+    run: benchCommand,
+    summary: 'training-step speed of each backend vs PyTorch and TensorFlow.js; --profile by op',
+  },
   demo: { run: demoCommand, summary: 'a tiny GPT learns a toy sequence (engine smoke test)' },
 };
 

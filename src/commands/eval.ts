@@ -1,0 +1,141 @@
+// `mmgpt eval`: finds a trained run, loads its GPT and tokenizer, trains (once) or reuses the
+// attribute classifier, runs src/eval/report.ts and writes figures/report.{md,json} and the
+// sample grids.
+//
+// Which checkpoint: --checkpoint PATH, else the newest complete runs/*/checkpoint.safetensors (by
+// modification time), else shipped weights under weights/ (weights/checkpoint.safetensors or
+// weights/*/checkpoint.safetensors). A run directory holds vqvae.safetensors (the tokenizer the
+// GPT was trained with) beside checkpoint.safetensors; its fingerprint must match the one the
+// checkpoint records, or the evaluation would score the GPT through the wrong tokenizer.
+// Loading the run lives in src/eval/run.ts; the sampling flags and the sample grids in sample.ts.
+
+import * as path from 'path';
+import { setBackend } from '../engine/registry';
+import { loadColouredMnist } from '../data/coloured';
+import { splitSequenceSource } from '../data/sequences';
+import { ensureClassifier } from '../eval/classifier';
+import type { EnsuredClassifier } from '../eval/classifier';
+import { loadRun, takeSplit } from '../eval/run';
+import { EVAL_DEFAULTS, runEvaluation, validateEvalSettings, writeReport } from '../eval/report';
+import { figuresDir, parseFlags, runsDir, tokenise } from './train';
+import {
+  SAMPLING_FLAGS,
+  numberFlag,
+  resolveCheckpoint,
+  samplingSettingsFromFlags,
+  writeSampleFigures,
+} from './sample';
+
+export function defaultClassifierPath(): string {
+  return path.join(runsDir(), 'classifier', 'classifier.safetensors');
+}
+
+const EVAL_HELP = `mmgpt eval [--n N] [--json] [--checkpoint PATH] [--seed S] [--temperature T]
+           [--top-k K] [--top-p P] [--guidance G] [--grammar none|words|palette]
+           [--batch-size B] [--backend js|cpu|cuda] [--out DIR] [--classifier PATH] [--no-figures]
+  Scores a trained checkpoint on N test items (default ${EVAL_DEFAULTS.n}): text -> image accuracy
+  (attribute classifier), image -> text exact match, unconditional grammar/agreement/coverage,
+  test NLL, tokenizer ceiling, sampling speed. Writes DIR/report.md, DIR/report.json and the
+  sample grids (DIR defaults to figures/). --json prints the report JSON on stdout.
+  Default checkpoint: the newest complete runs/*/checkpoint.safetensors, else weights/.`;
+
+export async function evalCommand(argv: string[]): Promise<void> {
+  const flags = parseFlags(argv, {
+    n: 'string',
+    json: 'boolean',
+    checkpoint: 'string',
+    backend: 'string',
+    out: 'string',
+    classifier: 'string',
+    'no-figures': 'boolean',
+    help: 'boolean',
+    ...SAMPLING_FLAGS,
+  });
+  if (flags.help) {
+    console.log(EVAL_HELP);
+    return;
+  }
+  const n = numberFlag(flags, 'n', EVAL_DEFAULTS.n, 'a positive integer');
+  const settings = validateEvalSettings({ ...samplingSettingsFromFlags(flags), n });
+  if (typeof flags.backend === 'string') setBackend(flags.backend);
+  const json = flags.json === true;
+  // With --json, stdout carries only the report.
+  const log = (line: string) => (json ? console.error(line) : console.log(line));
+  const checkpointPath = resolveCheckpoint(
+    typeof flags.checkpoint === 'string' ? flags.checkpoint : undefined,
+  );
+  log(`eval: checkpoint ${path.relative(process.cwd(), checkpointPath) || checkpointPath}`);
+  const run = loadRun(checkpointPath);
+  const data = loadColouredMnist({ log });
+  const classifierPath =
+    typeof flags.classifier === 'string' ? flags.classifier : defaultClassifierPath();
+  const classifier: EnsuredClassifier = ensureClassifier({
+    path: classifierPath,
+    train: data.train,
+    test: data.test,
+    dataSeed: data.seed,
+    log,
+  });
+
+  // Test sequences for the NLL: the items the run was scored on while training.
+  const testLimit = Number(run.meta.trainConfig.testLimit ?? 0) || 0;
+  const testCodes = tokenise(run.tokenizer, data.test, testLimit, log);
+  const nllSplit = takeSplit(data.test, testCodes.length / 49);
+  const nllSource = splitSequenceSource(nllSplit, testCodes, run.vocab);
+
+  const report = runEvaluation({
+    model: run.model,
+    vocab: run.vocab,
+    tokenizer: run.tokenizer,
+    classifier: classifier.model,
+    test: data.test,
+    nllSource,
+    checkpoint: {
+      path: run.checkpointPath,
+      sha256: run.checkpointSha256,
+      step: run.meta.step,
+      epoch: run.meta.epoch,
+      complete: run.meta.complete,
+      gptConfig: run.meta.gptConfig,
+      tokenizerHash: run.meta.tokenizerHash,
+      trainingFinalTestNll: run.trainingFinalTestNll,
+    },
+    tokenizerInfo: {
+      path: run.tokenizerPath,
+      sha256: run.tokenizerSha256,
+      fingerprint: run.tokenizerFingerprint,
+    },
+    classifierInfo: {
+      path: classifierPath,
+      status: classifier.status,
+      config: classifier.provenance.config,
+      settings: classifier.provenance.settings,
+      realTestSplit: classifier.testAccuracy,
+    },
+    settings,
+    log,
+  });
+  const outDir = typeof flags.out === 'string' ? flags.out : figuresDir();
+  const figures =
+    flags['no-figures'] === true ? [] : writeSampleFigures(run, data.test, settings, outDir);
+  const { jsonPath, mdPath } = writeReport(
+    report,
+    outDir,
+    figures.map((f) => path.basename(f)),
+  );
+  if (json) {
+    console.log(JSON.stringify(report, null, 2));
+    return;
+  }
+  for (const check of report.targets) {
+    const mark = check.met === null ? '  ?' : check.met ? ' ok' : ' --';
+    const value = check.value === null ? 'n/a' : String(+check.value.toFixed(4));
+    log(`${mark} ${check.label}: ${value} (target ${check.target})`);
+  }
+  if (report.testNll !== null)
+    log(`    test NLL: ${report.testNll.natsPerDim.toFixed(4)} nats/dim`);
+  log(
+    `eval: wrote ${path.relative(process.cwd(), mdPath) || mdPath} and ${path.relative(process.cwd(), jsonPath) || jsonPath}` +
+      (figures.length > 0 ? ` and ${figures.length} sample grids` : ''),
+  );
+}

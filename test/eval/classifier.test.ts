@@ -1,0 +1,135 @@
+// The attribute classifier: it learns a tiny synthetic set well above chance, saves and loads
+// with identical predictions, is reused only when its provenance matches, and refuses files that
+// are not classifiers.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { setBackend } from '../../src/engine/registry';
+import { memoryStats } from '../../src/engine/tensor';
+import { saveSafetensors } from '../../src/nn/safetensors';
+import {
+  ensureClassifier,
+  evaluateClassifier,
+  INPUT_PLANES,
+  imagesToInput,
+  loadClassifier,
+  saveClassifier,
+  trainClassifier,
+  type ClassifierConfig,
+} from '../../src/eval/classifier';
+import { syntheticSet } from './helpers';
+
+setBackend('js');
+
+const tiny: ClassifierConfig = {
+  shapeChannels1: 4,
+  shapeChannels2: 8,
+  shapeHidden: 32,
+  colourChannels: 16,
+  colourHidden: 32,
+  colours: 40,
+};
+const settings = { epochs: 8, batchSize: 32, lr: 1e-2, seed: 0, trainLimit: 0 };
+const train = syntheticSet(320, 1);
+const heldOut = syntheticSet(200, 2);
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-classifier-'));
+
+test('imagesToInput: a shape plane (distance from the background) and 12 one-hot colour planes', () => {
+  const images = new Uint8Array(2 * 28 * 28 * 3);
+  images.fill(1, 0, 28 * 28 * 3); // image 0: background level 1 in every channel
+  images[3 * (28 * 5 + 7) + 2] = 3; // image 0, pixel (x 7, y 5): blue 3, distance 2
+  images[28 * 28 * 3 + 1] = 2; // image 1 (background 000), pixel (0, 0): green 2, distance 2
+  const x = imagesToInput(images, 0, 2);
+  assert.deepEqual(x.shape, [2, INPUT_PLANES, 28, 28]);
+  assert.equal(INPUT_PLANES, 13);
+  const v = x.toFloat32Array();
+  const at = (b: number, plane: number, y: number, xx: number) =>
+    v[((b * INPUT_PLANES + plane) * 28 + y) * 28 + xx];
+  assert.equal(at(0, 0, 0, 0), -1); // background: distance 0
+  assert.ok(Math.abs(at(0, 0, 5, 7)! - 1 / 3) < 1e-6); // distance 2 of 3 -> 2 * 2/3 - 1
+  assert.equal(at(0, 1 + 0 * 4 + 1, 0, 0), 1); // red level 1
+  assert.equal(at(0, 1 + 2 * 4 + 1, 5, 7), 0); // blue is 3 there, not 1
+  assert.equal(at(0, 1 + 2 * 4 + 3, 5, 7), 1);
+  assert.equal(at(1, 1 + 1 * 4 + 2, 0, 0), 1); // image 1: green level 2
+  assert.ok(Math.abs(at(1, 0, 0, 0)! - 1 / 3) < 1e-6);
+  let ones = 0;
+  for (let i = 0; i < v.length; i++) if (v[i] === 1) ones++;
+  assert.equal(ones, 2 * 28 * 28 * 3); // exactly one level per channel and pixel
+  x.dispose();
+});
+
+test('the classifier learns a tiny synthetic set far above chance, without leaking tensors', () => {
+  const before = memoryStats().liveTensors;
+  const result = trainClassifier({ train, config: tiny, settings });
+  assert.ok(
+    result.epochLoss[result.epochLoss.length - 1]! < result.epochLoss[0]! * 0.5,
+    `loss fell: ${result.epochLoss.map((l) => l.toFixed(3)).join(' ')}`,
+  );
+  const acc = evaluateClassifier(result.model, heldOut);
+  if (process.env.MMGPT_TEST_VERBOSE) console.log(acc, result.epochLoss);
+  // Chance: digit 10%, colours ~1/6, all three well under 2%.
+  assert.ok(acc.digit > 0.6, `digit accuracy ${acc.digit}`);
+  assert.ok(acc.fg > 0.6, `fg accuracy ${acc.fg}`);
+  assert.ok(acc.bg > 0.6, `bg accuracy ${acc.bg}`);
+  assert.ok(acc.all > 0.3, `all-three accuracy ${acc.all}`);
+  assert.equal(acc.count, heldOut.count);
+
+  // Save / load round trip gives the same predictions.
+  const file = path.join(tmp(), 'classifier.safetensors');
+  saveClassifier(result.model, file, { dataSeed: 5, settings: result.settings }, acc);
+  const loaded = loadClassifier(file);
+  assert.deepEqual(loaded.model.config, tiny);
+  assert.equal(loaded.provenance.dataSeed, 5);
+  assert.deepEqual(loaded.testAccuracy, acc);
+  const a = result.model.classify(heldOut.images, 50);
+  const b = loaded.model.classify(heldOut.images, 50, 7); // another batch size
+  assert.deepEqual(b, a);
+  result.model.dispose();
+  loaded.model.dispose();
+  assert.equal(memoryStats().liveTensors, before);
+});
+
+test('ensureClassifier trains once, then reuses; a changed setting retrains', () => {
+  const dir = tmp();
+  const file = path.join(dir, 'sub', 'classifier.safetensors');
+  const small = { ...settings, epochs: 1, trainLimit: 64 };
+  const lines: string[] = [];
+  const opts = {
+    path: file,
+    train,
+    test: heldOut,
+    dataSeed: 0,
+    config: tiny,
+    settings: small,
+    testLimit: 40,
+    log: (l: string) => lines.push(l),
+  };
+  const first = ensureClassifier(opts);
+  assert.equal(first.status, 'trained');
+  assert.ok(fs.existsSync(file));
+  assert.equal(first.testAccuracy?.count, 40);
+  const second = ensureClassifier(opts);
+  assert.equal(second.status, 'reused');
+  assert.deepEqual(second.testAccuracy, first.testAccuracy);
+  const third = ensureClassifier({ ...opts, dataSeed: 1 });
+  assert.equal(third.status, 'trained');
+  assert.match(third.reason ?? '', /dataSeed/);
+  for (const c of [first, second, third]) c.model.dispose();
+});
+
+test('loadClassifier refuses missing files and files of another kind', () => {
+  const dir = tmp();
+  assert.throws(() => loadClassifier(path.join(dir, 'none.safetensors')), /does not exist/);
+  const other = path.join(dir, 'other.safetensors');
+  saveSafetensors(
+    other,
+    { w: { dtype: 'F32', shape: [1], data: new Float32Array(1) } },
+    {
+      format: 'something-else',
+    },
+  );
+  assert.throws(() => loadClassifier(other), /not an attribute classifier/);
+});

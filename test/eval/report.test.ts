@@ -1,0 +1,183 @@
+// The evaluation end to end on a tiny random run (js backend): every section is filled with
+// numbers in range, it is reproducible from its settings, settings are validated, and
+// report.json / report.md are written with every setting and the checkpoint hash.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { setBackend } from '../../src/engine/registry';
+import { makeSequenceSource } from '../../src/data/sequences';
+import { AttributeClassifier, CLASSIFIER_TRAIN_DEFAULTS } from '../../src/eval/classifier';
+import { Rng } from '../../src/nn/rng';
+import { loadRun } from '../../src/eval/run';
+import {
+  EVAL_DEFAULTS,
+  renderReportMarkdown,
+  runEvaluation,
+  validateEvalSettings,
+  writeReport,
+  type EvaluationInputs,
+} from '../../src/eval/report';
+import { syntheticSet, writeTinyRun } from './helpers';
+
+setBackend('js');
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-report-'));
+const run = loadRun(writeTinyRun(tmp()));
+const testSet = syntheticSet(12, 3);
+const classifierConfig = {
+  shapeChannels1: 2,
+  shapeChannels2: 4,
+  shapeHidden: 8,
+  colourChannels: 4,
+  colourHidden: 8,
+  colours: 40,
+};
+const classifier = new AttributeClassifier(classifierConfig, new Rng(0));
+const codes = run.tokenizer.encode(testSet.images, 8);
+const nllSource = makeSequenceSource(
+  run.vocab.captionTokensBatch(
+    testSet.digit.slice(0, 8),
+    testSet.fg.slice(0, 8),
+    testSet.bg.slice(0, 8),
+  ),
+  codes,
+  run.vocab,
+);
+
+function inputs(settings: EvaluationInputs['settings']): EvaluationInputs {
+  return {
+    model: run.model,
+    vocab: run.vocab,
+    tokenizer: run.tokenizer,
+    classifier,
+    test: testSet,
+    nllSource,
+    checkpoint: {
+      path: run.checkpointPath,
+      sha256: run.checkpointSha256,
+      step: run.meta.step,
+      epoch: run.meta.epoch,
+      complete: run.meta.complete,
+      gptConfig: run.meta.gptConfig,
+      tokenizerHash: run.meta.tokenizerHash,
+      trainingFinalTestNll: run.trainingFinalTestNll,
+    },
+    tokenizerInfo: {
+      path: run.tokenizerPath,
+      sha256: run.tokenizerSha256,
+      fingerprint: run.tokenizerFingerprint,
+    },
+    classifierInfo: {
+      path: '/nowhere/classifier.safetensors',
+      status: 'trained',
+      config: classifierConfig,
+      settings: CLASSIFIER_TRAIN_DEFAULTS,
+      realTestSplit: null,
+    },
+    settings,
+  };
+}
+
+const settings = {
+  n: 5,
+  seed: 3,
+  temperature: 0.8,
+  topK: 20,
+  topP: 0.9,
+  guidance: 2,
+  speedRows: 2,
+};
+const report = runEvaluation(inputs(settings));
+
+test('every section of the report is filled, with numbers in range', () => {
+  assert.deepEqual(report.settings, { ...EVAL_DEFAULTS, ...settings });
+  assert.equal(report.textToImage.count, 5);
+  assert.equal(report.imageToText.count, 5);
+  assert.equal(report.unconditional.count, 5);
+  assert.equal(report.classifier.real.count, 5);
+  assert.equal(report.classifier.reconstructed.count, 5);
+  assert.equal(report.tokenizer.count, 5);
+  assert.equal(report.tokenizer.codebookSize, run.tokenizer.config.codebookSize);
+  const shares = [
+    report.textToImage.all,
+    report.textToImage.digit,
+    report.imageToText.exactMatch,
+    report.imageToText.grammatical,
+    report.unconditional.grammatical,
+    report.unconditional.agreement,
+    report.unconditional.textFirst,
+    report.tokenizer.pixelAccuracy,
+  ];
+  for (const s of shares) assert.ok(s >= 0 && s <= 1, `share ${s}`);
+  assert.equal(report.testNll?.items, 8);
+  assert.equal(report.testNll?.sequences, 16);
+  // A random model over ~84 tokens: NLL near ln(84) = 4.4.
+  assert.ok(report.testNll!.natsPerDim > 3 && report.testNll!.natsPerDim < 6);
+  assert.equal(report.speed.rows, 2);
+  assert.equal(report.speed.newTokensPerRow, 57);
+  assert.ok(report.speed.cachedTokensPerSecond > 0 && report.speed.uncachedTokensPerSecond > 0);
+  assert.ok(report.speed.nineImagesMs > 0);
+  assert.equal(report.targets.length, 6);
+  assert.ok(report.targets.every((t) => t.value !== null && typeof t.met === 'boolean'));
+  assert.equal(report.examples.textToImage.length, 5);
+  assert.equal(report.examples.imageToText[0]!.caption.split(' ').length, 6);
+  assert.equal(report.checkpoint.trainingFinalTestNll, 3.5);
+});
+
+test('the report is reproducible from its settings; another seed samples differently', () => {
+  const again = runEvaluation(inputs(settings));
+  assert.deepEqual(again.examples, report.examples);
+  assert.deepEqual(
+    { t: again.textToImage.all, i: again.imageToText, u: again.unconditional.agreement },
+    {
+      t: report.textToImage.all,
+      i: { ...report.imageToText, ms: again.imageToText.ms },
+      u: report.unconditional.agreement,
+    },
+  );
+  assert.equal(again.testNll!.natsPerDim, report.testNll!.natsPerDim);
+  const other = runEvaluation(inputs({ ...settings, seed: 4, n: 3, speedRows: 1 }));
+  assert.notDeepEqual(other.examples.unconditional, report.examples.unconditional.slice(0, 3));
+});
+
+test('impossible settings are refused with what is accepted', () => {
+  assert.throws(() => validateEvalSettings({ n: 0 }), /n must be a positive integer/);
+  assert.throws(() => validateEvalSettings({ temperature: -1 }), /temperature/);
+  assert.throws(() => validateEvalSettings({ topP: 1.5 }), /topP must be in \(0, 1\]/);
+  assert.throws(() => validateEvalSettings({ seed: -2 }), /seed/);
+  assert.throws(
+    () => validateEvalSettings({ grammar: 'strict' as never }),
+    /grammar must be one of none, words, palette/,
+  );
+});
+
+test('report.json and report.md hold every setting and the checkpoint hash', () => {
+  const dir = tmp();
+  const { jsonPath, mdPath } = writeReport(report, dir, ['samples_text2image.png']);
+  const json = JSON.parse(fs.readFileSync(jsonPath, 'utf8'));
+  assert.equal(json.format, 'mmgpt-eval-report');
+  assert.deepEqual(json.settings, report.settings);
+  assert.equal(json.checkpoint.sha256, run.checkpointSha256);
+  assert.match(run.checkpointSha256, /^[0-9a-f]{64}$/);
+  assert.equal(json.tokenizer.sha256, run.tokenizerSha256);
+  const md = fs.readFileSync(mdPath, 'utf8');
+  assert.equal(md, renderReportMarkdown(report, ['samples_text2image.png']));
+  for (const needle of [
+    run.checkpointSha256,
+    '| seed | 3 |',
+    '| temperature | 0.8 |',
+    '| top-k | 20 |',
+    '| top-p | 0.9 |',
+    '| guidance (conditional modes) | 2 |',
+    '| N (test items per mode) | 5 |',
+    '>= 95.0%',
+    'image/caption agreement',
+    'pixel accuracy',
+    'codebook usage',
+    '![samples_text2image](samples_text2image.png)',
+  ])
+    assert.ok(md.includes(needle), `report.md lacks ${needle}`);
+});
