@@ -32,3 +32,6 @@ fi
 
 echo "setup: compiling TypeScript"
 npm run --silent build
+
+# Jupyter, the tslab kernel and Chromium for the notebooks (installed where we run as root).
+bash scripts/setup-notebooks.sh

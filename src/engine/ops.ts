@@ -6,12 +6,16 @@
 // im2col/col2im (from which conv2d and its transpose are composed) and codebook search.
 // Shape errors name the op and the shapes involved.
 
-import type { BinaryOp, Conv2dGeometry, DType, UnaryOp } from './backend';
+import type { Backend, BinaryOp, Conv2dGeometry, DType, UnaryOp } from './backend';
 import { convOutSize } from './backend';
 import { Tensor, Node, empty, fromData, isGradEnabled, checkSameShape } from './tensor';
 import { getBackend } from './registry';
 
 // ---- helpers ---------------------------------------------------------------------------------
+
+/** An output buffer that the kernel overwrites completely (no zero-fill). */
+const uninit = (shape: readonly number[], dtype: DType, backend: Backend): Tensor =>
+  empty(shape, dtype, backend, false);
 
 const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 const prod = (xs: readonly number[]): number => xs.reduce((p, s) => p * s, 1);
@@ -72,7 +76,7 @@ export function zeros(shape: readonly number[], dtype: DType = 'float32'): Tenso
 }
 
 export function full(shape: readonly number[], value: number, dtype: DType = 'float32'): Tensor {
-  const t = empty(shape, dtype);
+  const t = uninit(shape, dtype, getBackend());
   t.backend.fill(t.buf, t.size, value);
   return t;
 }
@@ -83,7 +87,7 @@ export function ones(shape: readonly number[]): Tensor {
 
 /** A copy that is not connected to the graph. */
 export function clone(x: Tensor): Tensor {
-  const out = empty(x.shape, x.dtype, x.backend);
+  const out = uninit(x.shape, x.dtype, x.backend);
   x.backend.copyBlock(x.buf, out.buf, 1, 1, 0, 1, 0, 1, x.size, false);
   return out;
 }
@@ -115,7 +119,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
     throw new Error(`permute: ${fmt(perm)} is not a permutation of the axes of ${fmt(x.shape)}`);
   }
   const outShape = perm.map((p) => x.shape[p]);
-  const out = empty(outShape, x.dtype, x.backend);
+  const out = uninit(outShape, x.dtype, x.backend);
   x.backend.permute(x.buf, out.buf, x.shape, perm, x.dtype);
   const inverse = new Array<number>(r);
   perm.forEach((p, d) => (inverse[p] = d));
@@ -148,7 +152,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const [outer, , inner] = around(x.shape, ax);
   const outShape = [...x.shape];
   outShape[ax] = end - start;
-  const out = empty(outShape, x.dtype, x.backend);
+  const out = uninit(outShape, x.dtype, x.backend);
   x.backend.copyBlock(x.buf, out.buf, outer, n, start, end - start, 0, end - start, inner, false);
   return record(out, 'slice', [x], (g) => {
     const gx = empty(x.shape, 'float32', x.backend);
@@ -178,7 +182,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const outShape = [...first.shape];
   outShape[ax] = total;
   const [outer, , inner] = around(first.shape, ax);
-  const out = empty(outShape, first.dtype, first.backend);
+  const out = uninit(outShape, first.dtype, first.backend);
   const offsets: number[] = [];
   let off = 0;
   for (const t of xs) {
@@ -199,7 +203,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   }
   return record(out, 'concat', [...xs], (g) =>
     xs.map((t, i) => {
-      const gx = empty(t.shape, 'float32', t.backend);
+      const gx = uninit(t.shape, 'float32', t.backend);
       t.backend.copyBlock(
         g.buf,
         gx.buf,
@@ -292,7 +296,7 @@ export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
       const [outer, n, inner] = around(cur.shape, d);
       const s = [...cur.shape];
       s[d] = 1;
-      const next = empty(s, 'float32', g.backend);
+      const next = uninit(s, 'float32', g.backend);
       g.backend.sumAxis(cur.buf, next.buf, outer, n, inner, false);
       if (cur !== g) cur.dispose();
       cur = next;
@@ -304,7 +308,7 @@ export function sumToShape(g: Tensor, shape: readonly number[]): Tensor {
 }
 
 function binaryRaw(op: BinaryOp, a: Tensor, b: Tensor, outShape: readonly number[]): Tensor {
-  const out = empty(outShape, 'float32', a.backend);
+  const out = uninit(outShape, 'float32', a.backend);
   const shape = outShape.length === 0 ? [1] : outShape;
   const as = outShape.length === 0 ? [0] : broadcastStrides(a.shape, outShape);
   const bs = outShape.length === 0 ? [0] : broadcastStrides(b.shape, outShape);
@@ -358,7 +362,7 @@ export const div = (a: Tensor, b: Tensor): Tensor => binary('div', a, b);
 /** alpha * x + beta. */
 export function affine(x: Tensor, alpha: number, beta: number): Tensor {
   requireFloat('affine', x);
-  const out = empty(x.shape, 'float32', x.backend);
+  const out = uninit(x.shape, 'float32', x.backend);
   x.backend.affine(x.buf, out.buf, x.size, alpha, beta);
   return record(out, 'affine', [x], (g) => [scale(g, alpha)]);
 }
@@ -370,10 +374,10 @@ export const addScalar = (x: Tensor, s: number): Tensor => affine(x, 1, s);
 
 function unary(op: UnaryOp, x: Tensor): Tensor {
   requireFloat(op, x);
-  const out = empty(x.shape, 'float32', x.backend);
+  const out = uninit(x.shape, 'float32', x.backend);
   x.backend.unary(op, x.buf, out.buf, x.size);
   return record(out, op, [x], (g) => {
-    const gx = empty(x.shape, 'float32', x.backend);
+    const gx = uninit(x.shape, 'float32', x.backend);
     x.backend.unaryBackward(op, x.buf, out.buf, g.buf, gx.buf, x.size);
     return [gx];
   });
@@ -400,10 +404,10 @@ export function sum(x: Tensor, axis?: number, keepDim = false): Tensor {
   const outShape = keepDim
     ? x.shape.map((s, i) => (i === ax ? 1 : s))
     : x.shape.filter((_, i) => i !== ax);
-  const out = empty(outShape, 'float32', x.backend);
+  const out = uninit(outShape, 'float32', x.backend);
   x.backend.sumAxis(x.buf, out.buf, outer, n, inner, false);
   return record(out, 'sum', [x], (g) => {
-    const gx = empty(x.shape, 'float32', x.backend);
+    const gx = uninit(x.shape, 'float32', x.backend);
     x.backend.broadcastAxis(g.buf, gx.buf, outer, n, inner);
     return [gx];
   });
@@ -448,7 +452,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   }
   const batchShape = batchA.length >= batchB.length ? batchA : batchB;
   const batch = prod(batchShape);
-  const out = empty([...batchShape, m, n], 'float32', a.backend);
+  const out = uninit([...batchShape, m, n], 'float32', a.backend);
   if (batchB.length === 0 && !transA) {
     // [batch*m, k] @ [k, n]: one large GEMM instead of many small ones.
     a.backend.matmul(a.buf, b.buf, out.buf, {
@@ -525,7 +529,7 @@ function matmulGrad(
     yCols = y.shape[y.rank - 1];
   if (targetBatched && yBroadcast && !tx && !xBroadcast) {
     // Fold the batch into the rows: [batch*rows, k] @ op(Y).
-    const out = empty(targetShape, 'float32', be);
+    const out = uninit(targetShape, 'float32', be);
     be.matmul(x.buf, y.buf, out.buf, {
       batch: 1,
       m: batch * rows,
@@ -543,7 +547,7 @@ function matmulGrad(
   }
   if (!targetBatched && batch > 1 && tx && !ty && !xBroadcast && !yBroadcast) {
     // Fold the batch into the reduction: X_flat^T [rows, batch*k] @ Y_flat [batch*k, cols].
-    const out = empty(targetShape, 'float32', be);
+    const out = uninit(targetShape, 'float32', be);
     be.matmul(x.buf, y.buf, out.buf, {
       batch: 1,
       m: rows,
@@ -560,7 +564,7 @@ function matmulGrad(
     return out;
   }
   if (targetBatched || batch === 1) {
-    const out = empty(targetShape, 'float32', be);
+    const out = uninit(targetShape, 'float32', be);
     be.matmul(x.buf, y.buf, out.buf, {
       batch,
       m: rows,
@@ -577,7 +581,7 @@ function matmulGrad(
     return out;
   }
   // Target is a broadcast 2-D operand: sum the per-batch products.
-  const tmp = empty([batch, rows, cols], 'float32', be);
+  const tmp = uninit([batch, rows, cols], 'float32', be);
   be.matmul(x.buf, y.buf, tmp.buf, {
     batch,
     m: rows,
@@ -591,7 +595,7 @@ function matmulGrad(
     alpha: 1,
     accumulate: false,
   });
-  const out = empty(targetShape, 'float32', be);
+  const out = uninit(targetShape, 'float32', be);
   be.sumAxis(tmp.buf, out.buf, 1, batch, rows * cols, false);
   tmp.dispose();
   return out;
@@ -608,7 +612,7 @@ export function embedding(table: Tensor, indices: Tensor): Tensor {
     throw new Error(`embedding: table must be [vocab, d], got ${fmt(table.shape)}`);
   const [vocab, d] = table.shape;
   const rows = indices.size;
-  const out = empty([...indices.shape, d], 'float32', table.backend);
+  const out = uninit([...indices.shape, d], 'float32', table.backend);
   table.backend.gather(table.buf, indices.buf, out.buf, rows, d, vocab);
   return record(out, 'embedding', [table], (g) => {
     const gt = empty(table.shape, 'float32', table.backend);
@@ -630,12 +634,12 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   }
   const rows = x.size / d;
   const be = x.backend;
-  const out = empty(x.shape, 'float32', be);
-  const meanT = empty([rows], 'float32', be);
-  const rstdT = empty([rows], 'float32', be);
+  const out = uninit(x.shape, 'float32', be);
+  const meanT = uninit([rows], 'float32', be);
+  const rstdT = uninit([rows], 'float32', be);
   be.layerNorm(x.buf, weight.buf, bias.buf, out.buf, meanT.buf, rstdT.buf, rows, d, eps);
   return record(out, 'layerNorm', [x, weight, bias], (g) => {
-    const gx = empty(x.shape, 'float32', be);
+    const gx = uninit(x.shape, 'float32', be);
     const gw = empty(weight.shape, 'float32', be);
     const gb = empty(bias.shape, 'float32', be);
     be.layerNormBackward(
@@ -664,10 +668,10 @@ export function softmax(x: Tensor, opts: { causal?: boolean } = {}): Tensor {
     throw new Error(`softmax: causal mask needs [..., tq, tk] with tq <= tk, got ${fmt(x.shape)}`);
   }
   const be = x.backend;
-  const out = empty(x.shape, 'float32', be);
+  const out = uninit(x.shape, 'float32', be);
   be.softmax(x.buf, out.buf, rows, n, tq);
   return record(out, 'softmax', [x], (g) => {
-    const gx = empty(x.shape, 'float32', be);
+    const gx = uninit(x.shape, 'float32', be);
     be.softmaxBackward(out.buf, g.buf, gx.buf, rows, n);
     return [gx];
   });
@@ -693,11 +697,11 @@ export function crossEntropy(
     );
   }
   const be = logits.backend;
-  const probs = empty(logits.shape, 'float32', be);
-  const losses = empty(targets.shape, 'float32', be);
+  const probs = uninit(logits.shape, 'float32', be);
+  const losses = uninit(targets.shape, 'float32', be);
   be.crossEntropy(logits.buf, targets.buf, probs.buf, losses.buf, rows, v);
   const backward = (gLoss: Tensor): Tensor[] => {
-    const gl = empty(logits.shape, 'float32', be);
+    const gl = uninit(logits.shape, 'float32', be);
     be.crossEntropyBackward(probs.buf, targets.buf, gLoss.buf, gl.buf, rows, v);
     return [gl];
   };
@@ -715,7 +719,7 @@ export function crossEntropy(
 export function dropout(x: Tensor, p: number, seed: number): Tensor {
   if (p <= 0) return x;
   if (p >= 1) throw new Error(`dropout: p must be in [0, 1), got ${p}`);
-  const mask = empty(x.shape, 'float32', x.backend);
+  const mask = uninit(x.shape, 'float32', x.backend);
   x.backend.dropoutMask(mask.buf, x.size, p, seed >>> 0);
   return mul(x, mask);
 }
@@ -742,7 +746,7 @@ function geometry(
 
 /** x [n, c, h, w] -> columns [n, c*k*k, ho*wo]. */
 export function im2col(x: Tensor, g: Conv2dGeometry): Tensor {
-  const out = empty([g.n, g.c * g.kh * g.kw, g.ho * g.wo], 'float32', x.backend);
+  const out = uninit([g.n, g.c * g.kh * g.kw, g.ho * g.wo], 'float32', x.backend);
   x.backend.im2col(x.buf, out.buf, g);
   return record(out, 'im2col', [x], (gc) => [col2im(gc, g)]);
 }
@@ -830,8 +834,8 @@ export function nearestCode(z: Tensor, codebook: Tensor): { indices: Tensor; dis
     );
   }
   const rows = z.size / d;
-  const indices = empty(z.shape.slice(0, -1), 'int32', z.backend);
-  const distances = empty(z.shape.slice(0, -1), 'float32', z.backend);
+  const indices = uninit(z.shape.slice(0, -1), 'int32', z.backend);
+  const distances = uninit(z.shape.slice(0, -1), 'float32', z.backend);
   z.backend.nearestCode(
     z.buf,
     codebook.buf,

@@ -62,12 +62,12 @@ function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
 }
 
 /** A zero-filled buffer, from the pool when one of this size is parked there. */
-export function allocBuffer(backend: Backend, size: number, dtype: DType): Buf {
+export function allocBuffer(backend: Backend, size: number, dtype: DType, zeroFill = true): Buf {
   const list = pool.get(backend)?.get(`${dtype}:${size}`);
   const buf = list?.pop();
   if (buf === undefined) return backend.alloc(size, dtype);
   pooledBytes -= size * 4;
-  backend.fill(buf, size, 0);
+  if (zeroFill) backend.fill(buf, size, 0);
   return buf;
 }
 
@@ -405,17 +405,21 @@ export function memoryStats(): MemoryStats {
 
 // ---- construction helpers used by ops.ts -----------------------------------------------------
 
-/** A new zero-filled tensor on the current backend. */
+/** A new tensor on the current backend: zero-filled, or (zeroFill false) with unspecified contents. */
 export function empty(
   shape: readonly number[],
   dtype: DType = 'float32',
   backend: Backend = getBackend(),
+  zeroFill = true,
 ): Tensor {
   const size = shape.reduce((p, s) => p * s, 1);
   for (const s of shape) {
     if (!Number.isInteger(s) || s < 0) throw new Error(`invalid shape [${shape.join(', ')}]`);
   }
-  return new Tensor(new Storage(allocBuffer(backend, size, dtype), size, dtype, backend), shape);
+  return new Tensor(
+    new Storage(allocBuffer(backend, size, dtype, zeroFill), size, dtype, backend),
+    shape,
+  );
 }
 
 /** A tensor holding a copy of host data. */

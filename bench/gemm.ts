@@ -1,0 +1,174 @@
+// GEMM micro-benchmark of the native cpu backend: GFLOP/s for the seed model's matmul shapes
+// (batch 32 x T 58 = 1856 rows, d_model 128, 4 heads of 32, vocab ~1058), for every SIMD build
+// this processor can run (avx512 / avx2 / baseline) and thread count. Numbers, never pass/fail.
+//
+// Usage: node dist/bench/gemm.js [--threads 1,2] [--simd avx512,avx2,baseline] [--json]
+//        [--min-ms 300]
+// Each cell is the median over repeated calls (after a warm-up) of 2*batch*m*n*k / time;
+// `best` is the fastest call; `per-CPU-s` divides by the process's CPU time instead (with 1
+// thread it is unaffected by other processes on a busy machine; with more it also counts the
+// OpenMP threads' spinning). --json prints one JSON line with every cell at the end.
+
+import { MatmulParams } from '../src/engine/backend';
+import { loadNativeAddon } from '../src/engine/backends/cpu';
+
+interface Shape {
+  name: string;
+  p: MatmulParams;
+}
+
+function shape(
+  name: string,
+  batch: number,
+  m: number,
+  k: number,
+  n: number,
+  transA = false,
+  transB = false,
+): Shape {
+  return {
+    name,
+    p: {
+      batch,
+      m,
+      n,
+      k,
+      transA,
+      transB,
+      strideA: m * k,
+      strideB: k * n,
+      strideC: m * n,
+      alpha: 1,
+      accumulate: false,
+    },
+  };
+}
+
+const SHAPES: Shape[] = [
+  shape('qkv   [1856x128]@[128x384]', 1, 1856, 128, 384),
+  shape('fc    [1856x128]@[128x512]', 1, 1856, 128, 512),
+  shape('proj  [1856x512]@[512x128]', 1, 1856, 512, 128),
+  shape('head  [1856x128]@[128x1058]', 1, 1856, 128, 1058),
+  shape('dX    [1856x384]@[384x128]^T', 1, 1856, 384, 128, false, true),
+  shape('dW    [128x1856]^T@[1856x384]', 1, 128, 1856, 384, true, false),
+  shape('att   128x[58x32]@[32x58]^T', 128, 58, 32, 58, false, true),
+  shape('att   128x[58x58]@[58x32]', 128, 58, 58, 32),
+  shape('dec   [1x128]@[128x1058]', 1, 1, 128, 1058),
+];
+
+function parseList(args: string[], flag: string): string[] | null {
+  const i = args.indexOf(flag);
+  if (i < 0) return null;
+  if (i + 1 >= args.length) throw new Error(`${flag} needs a comma-separated value`);
+  return args[i + 1].split(',').filter((s) => s !== '');
+}
+
+function randomArray(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let state = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    out[i] = state / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+function main(): void {
+  const args = process.argv.slice(2);
+  const loaded = loadNativeAddon();
+  if ('error' in loaded) {
+    console.error(`bench/gemm: ${loaded.error}. Build it with: npm run build:native`);
+    process.exit(1);
+  }
+  const nat = loaded.addon;
+  const defaultThreads = nat.getNumThreads();
+  const threadList = (parseList(args, '--threads') ?? [...new Set(['1', String(defaultThreads)])])
+    .map(Number)
+    .filter((t) => Number.isInteger(t) && t >= 1);
+  const simdList = parseList(args, '--simd') ?? nat.availableSimdPaths();
+  const minMsArg = parseList(args, '--min-ms');
+  const minMs = minMsArg ? Number(minMsArg[0]) : 300;
+  const json = args.includes('--json');
+
+  const info = nat.info();
+  console.log(
+    `mmgpt_native: simd paths ${nat.availableSimdPaths().join(', ')}; default threads ${defaultThreads}; ` +
+      `processors ${info.maxThreads}; compiler ${info.compiler ?? '?'}`,
+  );
+  const results: {
+    shape: string;
+    simd: string;
+    threads: number;
+    gflops: number;
+    bestGflops: number;
+    msPerCall: number;
+    cpuGflops: number;
+  }[] = [];
+  const originalSimd = nat.simdPath();
+  for (const simd of simdList) {
+    nat.setSimdPath(simd);
+    for (const threads of threadList) {
+      nat.setNumThreads(threads);
+      const tile = nat.info().gemmTile;
+      console.log(`\n${simd} (tile ${tile[0]}x${tile[1]}), ${threads} thread(s)`);
+      console.log('  shape                              GFLOP/s   best   ms/call  per-CPU-s');
+      for (const { name, p } of SHAPES) {
+        const a = randomArray((p.batch - 1) * p.strideA + p.m * p.k, 1);
+        const b = randomArray((p.batch - 1) * p.strideB + p.k * p.n, 2);
+        const c = new Float32Array((p.batch - 1) * p.strideC + p.m * p.n);
+        const run = (): void =>
+          nat.matmul(
+            a,
+            b,
+            c,
+            p.batch,
+            p.m,
+            p.n,
+            p.k,
+            p.transA,
+            p.transB,
+            p.strideA,
+            p.strideB,
+            p.strideC,
+            p.alpha,
+            p.accumulate,
+          );
+        for (let i = 0; i < 3; i++) run(); // warm-up: page faults, packing buffers, thread pool
+        const times: number[] = [];
+        const cpuStart = process.cpuUsage();
+        const start = process.hrtime.bigint();
+        while (
+          times.length < 5 ||
+          (Number(process.hrtime.bigint() - start) / 1e6 < minMs && times.length < 10000)
+        ) {
+          const t0 = process.hrtime.bigint();
+          run();
+          times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        }
+        const cpu = process.cpuUsage(cpuStart);
+        const cpuSecondsPerCall = (cpu.user + cpu.system) / 1e6 / times.length;
+        times.sort((x, y) => x - y);
+        const median = times[Math.floor(times.length / 2)];
+        const flops = 2 * p.batch * p.m * p.n * p.k;
+        const row = {
+          shape: name.replace(/\s+/g, ' '),
+          simd,
+          threads,
+          gflops: flops / median / 1e9,
+          bestGflops: flops / times[0] / 1e9,
+          msPerCall: median * 1e3,
+          cpuGflops: flops / cpuSecondsPerCall / 1e9,
+        };
+        results.push(row);
+        console.log(
+          `  ${name.padEnd(34)} ${row.gflops.toFixed(1).padStart(7)} ${row.bestGflops.toFixed(1).padStart(6)} ${row.msPerCall.toFixed(3).padStart(9)} ${row.cpuGflops.toFixed(1).padStart(10)}`,
+        );
+      }
+    }
+  }
+  nat.setSimdPath(originalSimd);
+  nat.setNumThreads(defaultThreads);
+  if (json) console.log(JSON.stringify({ gemm: results }));
+}
+
+main();

@@ -1,0 +1,446 @@
+// The native CPU backend: the Backend interface (../backend.ts) on the C++/OpenMP kernels of the
+// mmgpt_native addon (native/, built by `npm run build:native`).
+//
+// Buffers are plain Float32Array / Int32Array, exactly like the reference backend (backends/js.ts),
+// so tensors can move between the two freely; the addon reads and writes their memory in place.
+// The addon checks every argument itself (types, lengths, index ranges) and throws TypeError /
+// RangeError with a clear message, so this file is a thin adapter.
+//
+// Freed buffers are recycled by size (BufferPool below): the engine frees every intermediate at
+// the end of a training step and allocates the same sizes in the next one.
+//
+// Notable choices: the addon is looked up relative to the package root (the nearest directory
+// above this file holding package.json), so it is found both from src/ (ts-node) and from the
+// compiled dist/src/engine/backends/. `loadCpuBackend` never throws: it returns the backend or
+// the reason it is unavailable (registry.ts decides whether that is a warning or an error).
+// MMGPT_SIMD=avx512|avx2|baseline forces a kernel build (default: the best the CPU supports);
+// OMP_NUM_THREADS sets the thread count at load, setCpuThreads afterwards; GOMP_SPINCOUNT
+// defaults to 3000 (see loadNativeAddon) unless it or OMP_WAIT_POLICY is set.
+
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type {
+  AdamParams,
+  Backend,
+  BinaryOp,
+  Buf,
+  Conv2dGeometry,
+  DType,
+  MatmulParams,
+  UnaryOp,
+} from '../backend';
+
+/** What mmgpt_native exports (native/src/addon.cc); buffers are Float32Array / Int32Array. */
+export interface NativeAddon {
+  fill(out: Buf, n: number, value: number): void;
+  copyBlock(
+    src: Buf,
+    dst: Buf,
+    outer: number,
+    srcAxis: number,
+    srcOffset: number,
+    dstAxis: number,
+    dstOffset: number,
+    count: number,
+    inner: number,
+    accumulate: boolean,
+  ): void;
+  binary(
+    op: BinaryOp,
+    a: Buf,
+    b: Buf,
+    out: Buf,
+    shape: readonly number[],
+    aStrides: readonly number[],
+    bStrides: readonly number[],
+  ): void;
+  unary(op: UnaryOp, x: Buf, out: Buf, n: number): void;
+  unaryBackward(op: UnaryOp, x: Buf, y: Buf, gy: Buf, gx: Buf, n: number): void;
+  affine(x: Buf, out: Buf, n: number, alpha: number, beta: number): void;
+  axpy(x: Buf, y: Buf, n: number, alpha: number): void;
+  sumSquares(x: Buf, n: number): number;
+  sumAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number, accumulate: boolean): void;
+  broadcastAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number): void;
+  permute(x: Buf, out: Buf, shape: readonly number[], perm: readonly number[], dtype: DType): void;
+  matmul(
+    a: Buf,
+    b: Buf,
+    c: Buf,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+    alpha: number,
+    accumulate: boolean,
+  ): void;
+  gather(table: Buf, idx: Buf, out: Buf, rows: number, d: number, vocab: number): void;
+  scatterAdd(g: Buf, idx: Buf, gTable: Buf, rows: number, d: number): void;
+  layerNorm(
+    x: Buf,
+    w: Buf,
+    b: Buf,
+    out: Buf,
+    mean: Buf,
+    rstd: Buf,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
+  layerNormBackward(
+    x: Buf,
+    w: Buf,
+    mean: Buf,
+    rstd: Buf,
+    gy: Buf,
+    gx: Buf,
+    gw: Buf,
+    gb: Buf,
+    rows: number,
+    d: number,
+  ): void;
+  softmax(x: Buf, out: Buf, rows: number, n: number, causalTq: number): void;
+  softmaxBackward(y: Buf, gy: Buf, gx: Buf, rows: number, n: number): void;
+  crossEntropy(logits: Buf, targets: Buf, probs: Buf, losses: Buf, rows: number, v: number): void;
+  crossEntropyBackward(
+    probs: Buf,
+    targets: Buf,
+    gLoss: Buf,
+    gLogits: Buf,
+    rows: number,
+    v: number,
+  ): void;
+  dropoutMask(out: Buf, n: number, p: number, seed: number): void;
+  im2col(x: Buf, cols: Buf, ...geometry: number[]): void;
+  col2im(cols: Buf, x: Buf, ...geometry: number[]): void;
+  nearestCode(z: Buf, codebook: Buf, idx: Buf, dist: Buf, rows: number, k: number, d: number): void;
+  adam(
+    p: Buf,
+    g: Buf,
+    m: Buf,
+    v: Buf,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    decoupled: boolean,
+    step: number,
+    gradScale: number,
+  ): void;
+
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  /** The kernel build in use: 'avx512', 'avx2' or 'baseline'. */
+  simdPath(): string;
+  /** The kernel builds this processor can run, fastest first. */
+  availableSimdPaths(): string[];
+  setSimdPath(path: string): void;
+  info(): {
+    simd: string;
+    threads: number;
+    maxThreads: number;
+    gemmTile: [number, number];
+    openmp: number;
+    compiler?: string;
+  };
+}
+
+export interface CpuBackendInfo {
+  /** The kernel build in use ('avx512' | 'avx2' | 'baseline'). */
+  simd: string;
+  /** Every build this processor supports, fastest first. */
+  availableSimd: string[];
+  /** OpenMP threads the kernels use, and the processors OpenMP sees. */
+  threads: number;
+  maxThreads: number;
+  /** GEMM register tile [rows, columns] of the active build. */
+  gemmTile: [number, number];
+  /** Where the addon was loaded from. */
+  addonPath: string;
+}
+
+const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'mmgpt_native.node');
+/** GOMP_SPINCOUNT used when the user sets neither it nor OMP_WAIT_POLICY (~0.1 ms of spinning). */
+const DEFAULT_SPIN_COUNT = 3000;
+
+/** The nearest directory at or above `start` that holds a package.json. */
+export function findPackageRoot(start: string = __dirname): string | null {
+  let dir = path.resolve(start);
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return null;
+    dir = parent;
+  }
+}
+
+let loaded: { addon: NativeAddon; addonPath: string } | { error: string } | null = null;
+
+/** Loads mmgpt_native once; returns it with its path, or the reason it cannot be loaded. */
+export function loadNativeAddon(): { addon: NativeAddon; addonPath: string } | { error: string } {
+  if (loaded !== null) return loaded;
+  const root = findPackageRoot();
+  if (root === null) {
+    loaded = { error: `no package.json found above ${__dirname}, so native/ cannot be located` };
+    return loaded;
+  }
+  const addonPath = path.join(root, ADDON_RELATIVE_PATH);
+  if (!fs.existsSync(addonPath)) {
+    loaded = { error: `the native addon is not built (${addonPath} is missing)` };
+    return loaded;
+  }
+  // libgomp reads its environment when the addon loads it. Unless told otherwise, idle OpenMP
+  // threads spin for ~0.1 ms (not libgomp's default ~10 ms here) before sleeping: enough to stay
+  // hot between the kernels of a training step, little enough not to steal a busy 2-core
+  // machine's time from other processes (where the default made 2 threads 10-50x slower).
+  if (process.env.OMP_WAIT_POLICY === undefined && process.env.GOMP_SPINCOUNT === undefined) {
+    process.env.GOMP_SPINCOUNT = String(DEFAULT_SPIN_COUNT);
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(addonPath) as NativeAddon;
+    const simd = process.env.MMGPT_SIMD;
+    if (simd !== undefined && simd !== '') addon.setSimdPath(simd);
+    loaded = { addon, addonPath };
+  } catch (e) {
+    loaded = { error: `loading ${addonPath} failed: ${(e as Error).message}` };
+  }
+  return loaded;
+}
+
+function requireAddon(): NativeAddon {
+  const l = loadNativeAddon();
+  if ('error' in l) throw new Error(`cpu backend unavailable: ${l.error}`);
+  return l.addon;
+}
+
+/** The active kernel build and thread count, or the reason the addon is unavailable. */
+export function cpuBackendInfo(): CpuBackendInfo | { error: string } {
+  const l = loadNativeAddon();
+  if ('error' in l) return l;
+  const info = l.addon.info();
+  return {
+    simd: info.simd,
+    availableSimd: l.addon.availableSimdPaths(),
+    threads: info.threads,
+    maxThreads: info.maxThreads,
+    gemmTile: info.gemmTile,
+    addonPath: l.addonPath,
+  };
+}
+
+/** Sets the number of OpenMP threads the cpu kernels use (>= 1). */
+export function setCpuThreads(n: number): void {
+  requireAddon().setNumThreads(n);
+}
+
+/** Forces a kernel build ('avx512' | 'avx2' | 'baseline'); throws if the CPU lacks it. */
+export function setCpuSimdPath(simd: string): void {
+  requireAddon().setSimdPath(simd);
+}
+
+function checkedSize(size: number): number {
+  if (!Number.isInteger(size) || size < 0) {
+    throw new Error(`cpu backend: alloc size must be a non-negative integer, got ${size}`);
+  }
+  return size;
+}
+
+function hostArray(buf: Buf, what: string): Float32Array | Int32Array {
+  if (buf instanceof Float32Array || buf instanceof Int32Array) return buf;
+  throw new Error(`cpu backend: ${what} must be a Float32Array or Int32Array`);
+}
+
+/**
+ * Recycles freed buffers of this backend by (dtype, length). A training step allocates the same
+ * sizes every step; a fresh multi-MiB typed array costs page faults and garbage-collector
+ * pressure (V8 collects on external-memory growth), a recycled one a multi-threaded zero fill.
+ * Only arrays this backend created, of at least MIN_POOLED elements, are kept, up to CAP_BYTES;
+ * a buffer freed twice is kept once.
+ */
+class BufferPool {
+  static readonly MIN_POOLED = 4096;
+  static readonly CAP_BYTES = 512 * 1024 * 1024;
+  private readonly idle = new Map<string, (Float32Array | Int32Array)[]>();
+  private readonly owned = new WeakSet<object>();
+  private readonly inPool = new WeakSet<object>();
+  private bytes = 0;
+
+  private static key(size: number, dtype: DType): string {
+    return `${dtype}:${size}`;
+  }
+
+  /** Marks an array as this backend's (eligible for recycling once freed). */
+  adopt<T extends Float32Array | Int32Array>(arr: T): T {
+    if (arr.length >= BufferPool.MIN_POOLED) this.owned.add(arr);
+    return arr;
+  }
+
+  take(size: number, dtype: DType): Float32Array | Int32Array | null {
+    if (size < BufferPool.MIN_POOLED) return null;
+    const list = this.idle.get(BufferPool.key(size, dtype));
+    const arr = list?.pop();
+    if (arr === undefined) return null;
+    this.inPool.delete(arr);
+    this.bytes -= arr.byteLength;
+    return arr;
+  }
+
+  give(buf: Buf): void {
+    if (!this.owned.has(buf) || this.inPool.has(buf)) return;
+    const arr = buf as Float32Array | Int32Array;
+    if (this.bytes + arr.byteLength > BufferPool.CAP_BYTES) return; // left to the GC
+    const key = BufferPool.key(arr.length, arr instanceof Float32Array ? 'float32' : 'int32');
+    let list = this.idle.get(key);
+    if (list === undefined) this.idle.set(key, (list = []));
+    list.push(arr);
+    this.inPool.add(arr);
+    this.bytes += arr.byteLength;
+  }
+
+  /** Drops every idle buffer (for the GC); returns the bytes released. */
+  trim(): number {
+    const released = this.bytes;
+    this.idle.clear();
+    this.bytes = 0;
+    return released;
+  }
+}
+
+const pool = new BufferPool();
+
+/** Releases the cpu backend's idle recycled buffers to the garbage collector; returns bytes. */
+export function trimCpuBufferPool(): number {
+  return pool.trim();
+}
+
+function makeCpuBackend(nat: NativeAddon): Backend {
+  return {
+    name: 'cpu',
+
+    // ---- memory: ordinary typed arrays ---------------------------------------------------
+    alloc(size: number, dtype: DType): Buf {
+      checkedSize(size);
+      const reused = pool.take(size, dtype);
+      if (reused !== null) {
+        nat.fill(reused, size, 0); // the contract: zero-filled
+        return reused;
+      }
+      return pool.adopt(dtype === 'float32' ? new Float32Array(size) : new Int32Array(size));
+    },
+    free(buf: Buf): void {
+      pool.give(buf);
+    },
+    upload(data: Float32Array | Int32Array): Buf {
+      const dtype: DType = data instanceof Float32Array ? 'float32' : 'int32';
+      const reused = pool.take(data.length, dtype);
+      if (reused !== null) {
+        reused.set(data);
+        return reused;
+      }
+      return pool.adopt(data.slice());
+    },
+    download(buf: Buf, size: number, dtype: DType): Float32Array | Int32Array {
+      const arr = hostArray(buf, 'download buffer');
+      const actual: DType = arr instanceof Float32Array ? 'float32' : 'int32';
+      if (actual !== dtype) {
+        throw new Error(
+          `cpu backend: download buffer holds ${actual} but dtype '${dtype}' was given`,
+        );
+      }
+      if (arr.length < size) {
+        throw new Error(`cpu backend: download of ${size} elements from a buffer of ${arr.length}`);
+      }
+      return arr.slice(0, size);
+    },
+    sync(): void {
+      // Synchronous backend.
+    },
+
+    // ---- kernels: straight to the addon ---------------------------------------------------
+    fill: (out, n, value) => nat.fill(out, n, value),
+    copyBlock: (src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc) =>
+      nat.copyBlock(src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc),
+    binary: (op, a, b, out, shape, aStrides, bStrides) =>
+      nat.binary(op, a, b, out, shape, aStrides, bStrides),
+    unary: (op, x, out, n) => nat.unary(op, x, out, n),
+    unaryBackward: (op, x, y, gy, gx, n) => nat.unaryBackward(op, x, y, gy, gx, n),
+    affine: (x, out, n, alpha, beta) => nat.affine(x, out, n, alpha, beta),
+    axpy: (x, y, n, alpha) => nat.axpy(x, y, n, alpha),
+    sumSquares: (x, n) => nat.sumSquares(x, n),
+    sumAxis: (x, out, outer, axis, inner, accumulate) =>
+      nat.sumAxis(x, out, outer, axis, inner, accumulate),
+    broadcastAxis: (x, out, outer, axis, inner) => nat.broadcastAxis(x, out, outer, axis, inner),
+    permute: (x, out, shape, perm, dtype) => nat.permute(x, out, shape, perm, dtype),
+    matmul: (a: Buf, b: Buf, c: Buf, p: MatmulParams) =>
+      nat.matmul(
+        a,
+        b,
+        c,
+        p.batch,
+        p.m,
+        p.n,
+        p.k,
+        p.transA,
+        p.transB,
+        p.strideA,
+        p.strideB,
+        p.strideC,
+        p.alpha,
+        p.accumulate,
+      ),
+    gather: (table, idx, out, rows, d, vocab) => nat.gather(table, idx, out, rows, d, vocab),
+    scatterAdd: (g, idx, gTable, rows, d) => nat.scatterAdd(g, idx, gTable, rows, d),
+    layerNorm: (x, w, b, out, mean, rstd, rows, d, eps) =>
+      nat.layerNorm(x, w, b, out, mean, rstd, rows, d, eps),
+    layerNormBackward: (x, w, mean, rstd, gy, gx, gw, gb, rows, d) =>
+      nat.layerNormBackward(x, w, mean, rstd, gy, gx, gw, gb, rows, d),
+    softmax: (x, out, rows, n, causalTq) => nat.softmax(x, out, rows, n, causalTq),
+    softmaxBackward: (y, gy, gx, rows, n) => nat.softmaxBackward(y, gy, gx, rows, n),
+    crossEntropy: (logits, targets, probs, losses, rows, v) =>
+      nat.crossEntropy(logits, targets, probs, losses, rows, v),
+    crossEntropyBackward: (probs, targets, gLoss, gLogits, rows, v) =>
+      nat.crossEntropyBackward(probs, targets, gLoss, gLogits, rows, v),
+    dropoutMask: (out, n, p, seed) => nat.dropoutMask(out, n, p, seed),
+    im2col: (x: Buf, cols: Buf, g: Conv2dGeometry) =>
+      nat.im2col(x, cols, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.ho, g.wo),
+    col2im: (cols: Buf, x: Buf, g: Conv2dGeometry) =>
+      nat.col2im(cols, x, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.ho, g.wo),
+    nearestCode: (z, codebook, idx, dist, rows, k, d) =>
+      nat.nearestCode(z, codebook, idx, dist, rows, k, d),
+    adam: (p: Buf, g: Buf, m: Buf, v: Buf, n: number, a: AdamParams) =>
+      nat.adam(
+        p,
+        g,
+        m,
+        v,
+        n,
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.weightDecay,
+        a.decoupled,
+        a.step,
+        a.gradScale,
+      ),
+  };
+}
+
+let backend: Backend | null = null;
+
+/** The cpu backend, or the reason it is unavailable (addon not built, failed to load, ...). */
+export function loadCpuBackend(): Backend | { error: string } {
+  if (backend !== null) return backend;
+  const l = loadNativeAddon();
+  if ('error' in l) return l;
+  backend = makeCpuBackend(l.addon);
+  return backend;
+}

@@ -1,0 +1,354 @@
+// The VQ-VAE tokenizer: shapes and ranges, straight-through gradients, the EMA codebook and its
+// dead-code restarts, overfitting a small batch, training logs, checkpoints and memory.
+// Tiny configs on the reference backend; synthetic two-colour blob images made here.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { setBackend } from '../../src/engine/registry';
+import { tidy, memoryStats } from '../../src/engine/tensor';
+import { Rng } from '../../src/nn/rng';
+import { Adam } from '../../src/nn/optim';
+import { saveSafetensors } from '../../src/nn/safetensors';
+import {
+  CODES_PER_IMAGE,
+  VQVAE_DEFAULTS,
+  VectorQuantizer,
+  VqVae,
+  codeStatistics,
+  vqVaeConfig,
+} from '../../src/vqvae/model';
+import {
+  evaluateVqVae,
+  loadVqVae,
+  loadVqVaeCheckpoint,
+  saveVqVae,
+  trainVqVae,
+  vqVaeFingerprint,
+} from '../../src/vqvae/train';
+
+setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
+
+const IMAGE_VALUES = 28 * 28 * 3;
+
+/** n images of one disc of a foreground colour on a different background colour (levels 0..3). */
+function blobImages(n: number, rng: Rng): Uint8Array {
+  const images = new Uint8Array(n * IMAGE_VALUES); // [n, 28, 28, 3]
+  for (let i = 0; i < n; i++) {
+    const bg = [rng.int(4), rng.int(4), rng.int(4)];
+    let fg = bg;
+    while (fg.join() === bg.join()) fg = [rng.int(4), rng.int(4), rng.int(4)];
+    const cx = 6 + rng.uniform() * 16;
+    const cy = 6 + rng.uniform() * 16;
+    const r = 3 + rng.uniform() * 5;
+    for (let y = 0; y < 28; y++) {
+      for (let x = 0; x < 28; x++) {
+        const colour = (x - cx) ** 2 + (y - cy) ** 2 < r * r ? fg : bg;
+        for (let c = 0; c < 3; c++) images[i * IMAGE_VALUES + (y * 28 + x) * 3 + c] = colour[c]!;
+      }
+    }
+  }
+  return images;
+}
+
+function tmpDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-vqvae-'));
+}
+
+test('config: presets, overrides and validation', () => {
+  assert.equal(VQVAE_DEFAULTS.codebookSize, 1024);
+  assert.equal(VQVAE_DEFAULTS.codeDim, 64);
+  assert.equal(VQVAE_DEFAULTS.beta, 0.25);
+  assert.equal(vqVaeConfig('tiny', { codebookSize: 48 }).codebookSize, 48);
+  assert.throws(() => vqVaeConfig('tiny', { codeDim: 0 }), /codeDim must be a positive integer/);
+  assert.throws(() => vqVaeConfig('tiny', { hiddenChannels: 15 }), /hiddenChannels must be even/);
+  assert.throws(() => vqVaeConfig('tiny', { emaDecay: 1 }), /emaDecay must be in \[0, 1\)/);
+  assert.throws(() => vqVaeConfig('huge' as 'tiny'), /unknown VQ-VAE preset 'huge'.*tiny/);
+});
+
+test('encode gives 49 codes per image in range; decode gives levels 0..3', () => {
+  const model = new VqVae(vqVaeConfig('tiny'), new Rng(1));
+  const images = blobImages(5, new Rng(2));
+  const codes = model.encode(images, 5, 2); // batches of 2, 2, 1
+  assert.ok(codes instanceof Int32Array);
+  assert.equal(codes.length, 5 * CODES_PER_IMAGE);
+  assert.equal(CODES_PER_IMAGE, 49);
+  assert.ok(codes.every((c) => c >= 0 && c < 32));
+  assert.deepEqual(model.encode(images.subarray(IMAGE_VALUES * 4), 1), codes.subarray(4 * 49));
+  const decoded = model.decode(codes, 5, 3);
+  assert.ok(decoded instanceof Uint8Array);
+  assert.equal(decoded.length, 5 * IMAGE_VALUES);
+  assert.ok(decoded.every((v) => v <= 3));
+  assert.deepEqual(model.reconstruct(images, 5), decoded);
+  // Errors a user can cause name what is accepted.
+  const bad = images.slice(0, IMAGE_VALUES);
+  bad[7] = 4;
+  assert.throws(() => model.encode(bad, 1), /value 4 at index 7 is not a colour level.*0\.\.3/);
+  assert.throws(() => model.encode(images, 6), /need 6 images/);
+  assert.throws(() => model.decode(new Int32Array(48), 1), /need 1 x 49 codes, got 48/);
+  assert.throws(
+    () => model.decode(new Int32Array(49).fill(32), 1),
+    /code 32 at 0 is out of range \(accepted: 0\.\.31\)/,
+  );
+});
+
+test('straight-through gradients reach the encoder; the codebook is not a parameter', () => {
+  const model = new VqVae(vqVaeConfig('tiny'), new Rng(3));
+  const names = model.namedParameters().map(([n]) => n);
+  assert.ok(names.includes('encoder.down1.weight'));
+  assert.ok(names.includes('decoder.up2.bias'));
+  assert.ok(
+    !names.some((n) => n.startsWith('quantizer.')),
+    'the optimiser must not see the codebook',
+  );
+  const images = blobImages(2, new Rng(4));
+  model.eval(); // no codebook update: only gradients are under test
+  const before = model.quantizer.codebookArray();
+  tidy(() => {
+    const out = model.trainingLoss(images, 2);
+    assert.ok(out.reconLoss > 1 && out.reconLoss < 2, `initial recon ${out.reconLoss} ~ ln 4`);
+    assert.ok(out.commitLoss > 0);
+    assert.ok(Math.abs(out.loss.item() - (out.reconLoss + out.commitLoss)) < 1e-5);
+    out.loss.backward();
+  });
+  for (const p of [
+    model.encoder.down1.weight,
+    model.encoder.proj.weight,
+    model.decoder.up2.weight,
+  ]) {
+    assert.ok(p.grad !== null, `${p.name} has no gradient`);
+    const g = p.grad.toFloat32Array();
+    assert.ok(g.some((v) => v !== 0) && g.every(Number.isFinite), `${p.name} gradient is zero`);
+  }
+  assert.equal(model.quantizer.codebook.requiresGrad, false);
+  assert.equal(model.quantizer.codebook.grad, null);
+  assert.deepEqual(model.quantizer.codebookArray(), before);
+  model.zeroGrad();
+});
+
+test('EMA update follows the formula; the codebook tensor mirrors it', () => {
+  const config = vqVaeConfig('tiny', {
+    codebookSize: 3,
+    codeDim: 2,
+    emaDecay: 0.5,
+    deadCodeSteps: 0,
+  });
+  const q = new VectorQuantizer(config, new Rng(5), new Rng(6));
+  const start = q.codebookArray();
+  // Rows 0, 1 -> code 0; row 2 -> code 2; code 1 unused.
+  const z = Float32Array.from([1, 2, 3, 4, -1, 0]);
+  q.update(z, Int32Array.from([0, 0, 2]));
+  const n = [0.5 * 1 + 0.5 * 2, 0.5 * 1, 0.5 * 1 + 0.5 * 1];
+  assert.deepEqual(Array.from(q.clusterSize), n.map(Math.fround));
+  const m = [
+    0.5 * start[0]! + 0.5 * 4,
+    0.5 * start[1]! + 0.5 * 6,
+    0.5 * start[2]!,
+    0.5 * start[3]!,
+    0.5 * start[4]! - 0.5,
+    0.5 * start[5]!,
+  ];
+  m.forEach((v, i) => assert.ok(Math.abs(q.embedSum[i]! - v) < 1e-6));
+  const total = n[0]! + n[1]! + n[2]!;
+  const eps = config.emaEpsilon;
+  const expected = m.map((v, i) => {
+    const k = Math.floor(i / 2);
+    return v / (((n[k]! + eps) / (total + 3 * eps)) * total);
+  });
+  const codebook = q.codebookArray();
+  expected.forEach((v, i) =>
+    assert.ok(Math.abs(codebook[i]! - v) < 1e-5, `${codebook[i]} vs ${v}`),
+  );
+  assert.deepEqual(q.codebook.toFloat32Array(), codebook);
+  assert.deepEqual(Array.from(q.unusedSteps), [0, 1, 0]);
+  q.dispose();
+});
+
+test('dead codes restart from the batch, preferring badly served rows', () => {
+  const config = vqVaeConfig('tiny', { codebookSize: 4, codeDim: 2, deadCodeSteps: 2 });
+  const q = new VectorQuantizer(config, new Rng(7), new Rng(8));
+  // Every row is assigned to code 0: codes 1..3 are unused.
+  const z = Float32Array.from([0.1, 0.1, 0.2, 0.1, 50, 50, -40, 30, 0.1, 0.2]);
+  const codes = new Int32Array(5);
+  assert.equal(q.update(z, codes).restarted, 0);
+  assert.deepEqual(Array.from(q.unusedSteps), [0, 1, 1, 1]);
+  assert.equal(q.update(z, codes).restarted, 3);
+  assert.deepEqual(Array.from(q.unusedSteps), [0, 0, 0, 0]);
+  const codebook = q.codebookArray();
+  const rows = [1, 2, 3].map((k) => [codebook[2 * k]!, codebook[2 * k + 1]!].join());
+  const zRows = [0, 1, 2, 3, 4].map((r) => [z[2 * r]!, z[2 * r + 1]!].map(Math.fround).join());
+  for (const row of rows) assert.ok(zRows.includes(row), `restarted code ${row} is not a row of z`);
+  assert.equal(new Set(rows).size, 3, 'restarted codes are distinct rows');
+  // The two far-away rows carry almost all the squared error: both are picked.
+  assert.ok(rows.includes(zRows[2]!) && rows.includes(zRows[3]!), `${rows}`);
+  assert.deepEqual(q.codebook.toFloat32Array(), codebook);
+  q.dispose();
+});
+
+test('training moves the codebook by EMA and restarts dead codes', () => {
+  const model = new VqVae(vqVaeConfig('tiny', { deadCodeSteps: 3 }), new Rng(9));
+  const opt = new Adam(model.namedParameters(), { lr: 3e-3 });
+  const images = blobImages(2, new Rng(10));
+  const before = model.quantizer.codebookArray();
+  let restarted = 0;
+  for (let step = 0; step < 4; step++) {
+    restarted += tidy(() => {
+      const out = model.trainingLoss(images, 2);
+      out.loss.backward();
+      opt.update();
+      opt.zeroGrad();
+      return out.restarted;
+    });
+  }
+  const after = model.quantizer.codebookArray();
+  assert.notDeepEqual(after, before);
+  assert.ok(restarted > 0, 'a random codebook leaves codes unused, which must be restarted');
+  assert.deepEqual(model.quantizer.codebook.toFloat32Array(), after);
+  opt.dispose();
+  model.dispose();
+});
+
+test('a tiny VQ-VAE overfits four two-colour blob images', () => {
+  const images = blobImages(4, new Rng(7));
+  const set = { images, count: 4 };
+  const lines: string[] = [];
+  const { model, history } = trainVqVae({
+    train: set,
+    config: vqVaeConfig('tiny', { codebookSize: 64 }),
+    seed: 3,
+    batchSize: 4,
+    steps: 150,
+    lr: 5e-3,
+    logEvery: 50,
+    log: (line) => lines.push(line),
+  });
+  const first = history[0]!;
+  const last = history[history.length - 1]!;
+  assert.ok(first.reconLoss > 1.2, `initial recon ${first.reconLoss} ~ ln 4`);
+  assert.ok(last.reconLoss < 0.3, `final recon ${last.reconLoss}`);
+  const ev = evaluateVqVae(model, set);
+  assert.ok(ev.pixelAccuracy > 0.9, `pixel accuracy ${ev.pixelAccuracy}`);
+  assert.ok(ev.valueAccuracy >= ev.pixelAccuracy);
+  assert.ok(ev.usedCodes > 8, `used codes ${ev.usedCodes}`);
+  assert.equal(ev.codes.length, 4 * 49);
+  // One header line, then a line per 50 steps in the trainer's format.
+  assert.equal(lines.length, 4);
+  assert.match(
+    lines[3]!,
+    /^step 150\/150 \| loss \d+\.\d{4} \| recon \d+\.\d{4} \| perplexity \d+\.\d \| used \d+\/64 \| \d+\.\d ms\/step \| ETA 0s$/,
+  );
+  model.dispose();
+});
+
+test('training is deterministic given the seed', () => {
+  const set = { images: blobImages(6, new Rng(11)), count: 6 };
+  const run = () =>
+    trainVqVae({ train: set, config: vqVaeConfig('tiny'), seed: 5, batchSize: 3, steps: 4 });
+  const a = run();
+  const b = run();
+  assert.deepEqual(
+    a.history.map((r) => r.loss),
+    b.history.map((r) => r.loss),
+  );
+  assert.equal(vqVaeFingerprint(a.model), vqVaeFingerprint(b.model));
+  a.model.dispose();
+  b.model.dispose();
+});
+
+test('save/load round trip gives identical codes, images and state', () => {
+  const set = { images: blobImages(3, new Rng(12)), count: 3 };
+  const { model } = trainVqVae({
+    train: set,
+    config: vqVaeConfig('tiny'),
+    seed: 6,
+    batchSize: 3,
+    steps: 3,
+  });
+  const dir = tmpDir();
+  const file = path.join(dir, 'vqvae.safetensors');
+  saveVqVae(model, file, { step: '3' });
+  const { model: loaded, metadata } = loadVqVaeCheckpoint(file);
+  assert.equal(metadata['step'], '3');
+  assert.equal(metadata['format'], 'mmgpt-vqvae');
+  assert.deepEqual(loaded.config, model.config);
+  const codes = model.encode(set.images, 3);
+  assert.deepEqual(loaded.encode(set.images, 3), codes);
+  assert.deepEqual(loaded.decode(codes, 3), model.decode(codes, 3));
+  assert.deepEqual(loaded.stateDict(), model.stateDict());
+  assert.deepEqual(loaded.getRngState(), model.getRngState());
+  assert.equal(vqVaeFingerprint(loaded), vqVaeFingerprint(model));
+  assert.throws(() => saveVqVae(model, file, { config: 'x' }), /metadata key 'config' is reserved/);
+  loaded.dispose();
+  model.dispose();
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('loading names the file and the problem', () => {
+  const dir = tmpDir();
+  const missing = path.join(dir, 'nope.safetensors');
+  assert.throws(() => loadVqVae(missing), /VQ-VAE checkpoint '.*nope.safetensors' does not exist/);
+  const corrupt = path.join(dir, 'corrupt.safetensors');
+  fs.writeFileSync(corrupt, Buffer.from([1, 2, 3]));
+  assert.throws(
+    () => loadVqVae(corrupt),
+    /cannot load VQ-VAE checkpoint '.*corrupt.safetensors'.*truncated/,
+  );
+  const other = path.join(dir, 'other.safetensors');
+  saveSafetensors(
+    other,
+    { w: { dtype: 'F32', shape: [1], data: new Float32Array(1) } },
+    { format: 'gpt' },
+  );
+  assert.throws(() => loadVqVae(other), /not a VQ-VAE checkpoint \(metadata format is "gpt"/);
+  // A checkpoint whose tensors do not match its config.
+  const model = new VqVae(vqVaeConfig('tiny'), new Rng(13));
+  const file = path.join(dir, 'vq.safetensors');
+  saveVqVae(model, file);
+  const bytes = fs.readFileSync(file);
+  const patched = Buffer.from(
+    bytes.toString('latin1').replace('codebookSize\\":32', 'codebookSize\\":33'),
+    'latin1',
+  );
+  fs.writeFileSync(file, patched);
+  assert.throws(
+    () => loadVqVae(file),
+    /'quantizer.codebook' has shape \[32, 8\], the model needs \[33, 8\]/,
+  );
+  model.dispose();
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('code statistics: usage and perplexity', () => {
+  assert.deepEqual(codeStatistics(Int32Array.from([1, 1, 1, 1]), 8), {
+    usedCodes: 1,
+    perplexity: 1,
+  });
+  const s = codeStatistics(Int32Array.from([0, 1, 2, 3]), 8);
+  assert.equal(s.usedCodes, 4);
+  assert.ok(Math.abs(s.perplexity - 4) < 1e-9);
+});
+
+test('training steps leave live tensors unchanged', () => {
+  const model = new VqVae(vqVaeConfig('tiny'), new Rng(14));
+  const opt = new Adam(model.namedParameters(), { lr: 1e-3 });
+  const images = blobImages(2, new Rng(15));
+  const step = () =>
+    tidy(() => {
+      const out = model.trainingLoss(images, 2);
+      out.loss.backward();
+      opt.update();
+      opt.zeroGrad();
+    });
+  step();
+  const before = memoryStats();
+  for (let i = 0; i < 5; i++) step();
+  model.encode(images, 2);
+  model.decode(new Int32Array(98), 2);
+  const after = memoryStats();
+  assert.equal(after.liveTensors, before.liveTensors);
+  assert.equal(after.liveBytes, before.liveBytes);
+  opt.dispose();
+  model.dispose();
+});
