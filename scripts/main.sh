@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-node bin/mmgpt.js demo
+node bin/mmgpt.js pipeline --preset quick "$@"

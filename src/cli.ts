@@ -1,6 +1,8 @@
 // The `mmgpt` command line: parses the subcommand and hands its arguments to a library function.
 
 import { demoCommand } from './commands/demo';
+import { exportCommand } from './commands/export';
+import { pipelineCommand } from './commands/pipeline';
 import { dataCommand } from './commands/data';
 import { trainCommand } from './commands/train';
 import { benchCommand } from './commands/bench';
@@ -10,6 +12,10 @@ import { sampleCommand, figuresCommand } from './commands/sample';
 type Command = { run: (argv: string[]) => Promise<void>; summary: string };
 
 const commands: Record<string, Command> = {
+  pipeline: {
+    run: pipelineCommand,
+    summary: 'the main job: train a preset, then the sample grids and the evaluation report',
+  },
   data: {
     run: dataCommand,
     summary: 'build (or reuse) coloured MNIST v2; --export DIR for other tools',
@@ -29,6 +35,10 @@ const commands: Record<string, Command> = {
   eval: {
     run: evalCommand,
     summary: 'measure a checkpoint: attribute accuracy, caption exact match, agreement, NLL, speed',
+  },
+  export: {
+    run: exportCommand,
+    summary: 'the transformer in the GPT-2 layout (+ tokenizer, vocab, test tokens, test NLL)',
   },
   bench: {
     run: benchCommand,

@@ -252,6 +252,10 @@ export async function trainPipeline(
   const t0 = Date.now();
   const data = preparePipelineData(presetName, log);
   const runDir = opts.runDir ?? path.join(runsDir(), presetName);
+  // Keep the tokenizer beside the GPT from the start, so a run directory is self-contained even
+  // while training (sampling and evaluating a partly trained checkpoint).
+  fs.mkdirSync(runDir, { recursive: true });
+  atomicWriteFile(path.join(runDir, 'vqvae.safetensors'), fs.readFileSync(data.tokenizerPath));
   const result = await trainGpt({
     runDir,
     preset: GPT_PRESETS[preset.gpt],
@@ -264,8 +268,6 @@ export async function trainPipeline(
   });
   const curvePath = path.join(figuresDir(), `training_curve_${presetName}.png`);
   writeTrainingCurve(curvePath, result.log, `mmgpt ${presetName}: NLL per minibatch and per epoch`);
-  // Keep the tokenizer beside the GPT so a run directory is self-contained.
-  atomicWriteFile(path.join(runDir, 'vqvae.safetensors'), fs.readFileSync(data.tokenizerPath));
   const summary = {
     preset: presetName,
     backend: getBackend().name,
