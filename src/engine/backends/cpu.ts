@@ -6,8 +6,7 @@
 // The addon checks every argument itself (types, lengths, index ranges) and throws TypeError /
 // RangeError with a clear message, so this file is a thin adapter.
 //
-// Freed buffers are recycled by size (BufferPool below): the engine frees every intermediate at
-// the end of a training step and allocates the same sizes in the next one.
+// Buffers are recycled by the engine's pool (tensor.ts), not here.
 //
 // Notable choices: the addon is looked up relative to the package root (the nearest directory
 // above this file holding package.json), so it is found both from src/ (ts-node) and from the
@@ -258,69 +257,6 @@ function hostArray(buf: Buf, what: string): Float32Array | Int32Array {
   throw new Error(`cpu backend: ${what} must be a Float32Array or Int32Array`);
 }
 
-/**
- * Recycles freed buffers of this backend by (dtype, length). A training step allocates the same
- * sizes every step; a fresh multi-MiB typed array costs page faults and garbage-collector
- * pressure (V8 collects on external-memory growth), a recycled one a multi-threaded zero fill.
- * Only arrays this backend created, of at least MIN_POOLED elements, are kept, up to CAP_BYTES;
- * a buffer freed twice is kept once.
- */
-class BufferPool {
-  static readonly MIN_POOLED = 4096;
-  static readonly CAP_BYTES = 512 * 1024 * 1024;
-  private readonly idle = new Map<string, (Float32Array | Int32Array)[]>();
-  private readonly owned = new WeakSet<object>();
-  private readonly inPool = new WeakSet<object>();
-  private bytes = 0;
-
-  private static key(size: number, dtype: DType): string {
-    return `${dtype}:${size}`;
-  }
-
-  /** Marks an array as this backend's (eligible for recycling once freed). */
-  adopt<T extends Float32Array | Int32Array>(arr: T): T {
-    if (arr.length >= BufferPool.MIN_POOLED) this.owned.add(arr);
-    return arr;
-  }
-
-  take(size: number, dtype: DType): Float32Array | Int32Array | null {
-    if (size < BufferPool.MIN_POOLED) return null;
-    const list = this.idle.get(BufferPool.key(size, dtype));
-    const arr = list?.pop();
-    if (arr === undefined) return null;
-    this.inPool.delete(arr);
-    this.bytes -= arr.byteLength;
-    return arr;
-  }
-
-  give(buf: Buf): void {
-    if (!this.owned.has(buf) || this.inPool.has(buf)) return;
-    const arr = buf as Float32Array | Int32Array;
-    if (this.bytes + arr.byteLength > BufferPool.CAP_BYTES) return; // left to the GC
-    const key = BufferPool.key(arr.length, arr instanceof Float32Array ? 'float32' : 'int32');
-    let list = this.idle.get(key);
-    if (list === undefined) this.idle.set(key, (list = []));
-    list.push(arr);
-    this.inPool.add(arr);
-    this.bytes += arr.byteLength;
-  }
-
-  /** Drops every idle buffer (for the GC); returns the bytes released. */
-  trim(): number {
-    const released = this.bytes;
-    this.idle.clear();
-    this.bytes = 0;
-    return released;
-  }
-}
-
-const pool = new BufferPool();
-
-/** Releases the cpu backend's idle recycled buffers to the garbage collector; returns bytes. */
-export function trimCpuBufferPool(): number {
-  return pool.trim();
-}
-
 function makeCpuBackend(nat: NativeAddon): Backend {
   return {
     name: 'cpu',
@@ -328,24 +264,14 @@ function makeCpuBackend(nat: NativeAddon): Backend {
     // ---- memory: ordinary typed arrays ---------------------------------------------------
     alloc(size: number, dtype: DType): Buf {
       checkedSize(size);
-      const reused = pool.take(size, dtype);
-      if (reused !== null) {
-        nat.fill(reused, size, 0); // the contract: zero-filled
-        return reused;
-      }
-      return pool.adopt(dtype === 'float32' ? new Float32Array(size) : new Int32Array(size));
+      return dtype === 'float32' ? new Float32Array(size) : new Int32Array(size);
     },
-    free(buf: Buf): void {
-      pool.give(buf);
+    free(): void {
+      // Typed arrays go to the garbage collector; the engine's buffer pool (tensor.ts) already
+      // recycles the buffers of intermediates, so few reach this point.
     },
     upload(data: Float32Array | Int32Array): Buf {
-      const dtype: DType = data instanceof Float32Array ? 'float32' : 'int32';
-      const reused = pool.take(data.length, dtype);
-      if (reused !== null) {
-        reused.set(data);
-        return reused;
-      }
-      return pool.adopt(data.slice());
+      return data.slice();
     },
     download(buf: Buf, size: number, dtype: DType): Float32Array | Int32Array {
       const arr = hostArray(buf, 'download buffer');
