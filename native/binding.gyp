@@ -6,7 +6,19 @@
 # __builtin_cpu_supports, so the built addon runs on any x86-64 machine: no -march=native.
 # OpenMP (-fopenmp, libgomp) runs the parallel loops; OMP_NUM_THREADS is respected.
 # Build: `npm run build:native` (= node-gyp rebuild -C native).
+#
+# CUDA (native/cuda/, see README.md): where cuda/find-nvcc.js finds a toolkit (nvcc + static
+# cudart; MMGPT_CUDA=0 skips it, MMGPT_CUDA=1 demands it), target mmgpt_cuda_kernels compiles the
+# .cu files with nvcc (cuda/build-cuda.js: -O3, sm_80 + sm_90 SASS + compute_90 PTX) into a static
+# library, and mmgpt_native links it with cudart_static, so the one addon still loads on machines
+# without a CUDA driver. Without a toolkit the addon is built exactly as before; its cuda entry
+# points (cuda/addon_cuda.cc, always compiled) then report "built without CUDA".
 {
+  'variables': {
+    'cuda_root%': '<!(node cuda/find-nvcc.js root)',
+    'cuda_nvcc%': '<!(node cuda/find-nvcc.js nvcc)',
+    'cuda_libdir%': '<!(node cuda/find-nvcc.js libdir)',
+  },
   'target_defaults': {
     'cflags': ['-O3', '-fopenmp', '-fno-math-errno', '-fPIC', '-Wall', '-Wno-unknown-pragmas', '-Wno-psabi'],
     'cflags_cc': ['-O3', '-fopenmp', '-fno-math-errno', '-fPIC', '-std=gnu++17', '-Wno-psabi',
@@ -42,7 +54,7 @@
     },
     {
       'target_name': 'mmgpt_native',
-      'sources': ['src/addon.cc'],
+      'sources': ['src/addon.cc', 'cuda/addon_cuda.cc'],
       'dependencies': [
         'mmgpt_kernels_base',
         'mmgpt_kernels_avx2',
@@ -52,6 +64,52 @@
       'defines': ['NAPI_VERSION=8'],
       'ldflags': ['-fopenmp'],
       'libraries': ['-fopenmp'],
+      'conditions': [
+        ['cuda_root!=""', {
+          'dependencies': ['mmgpt_cuda_kernels'],
+          'defines': ['MMGPT_WITH_CUDA=1'],
+          'libraries': [
+            '<(SHARED_INTERMEDIATE_DIR)/mmgpt_cuda/libmmgpt_cuda.a',
+            '-L<(cuda_libdir)',
+            '-lcudart_static',
+            '-ldl',
+            '-lrt',
+            '-lpthread',
+          ],
+        }],
+      ],
     },
+  ],
+  'conditions': [
+    ['cuda_root!=""', {
+      'targets': [
+        {
+          'target_name': 'mmgpt_cuda_kernels',
+          'type': 'none',
+          'actions': [
+            {
+              'action_name': 'nvcc',
+              'inputs': [
+                'cuda/build-cuda.js',
+                'cuda/stub.cc',
+                'cuda/common.cuh',
+                'cuda/cuda_api.h',
+                'src/kernels.h',
+                'cuda/runtime.cu',
+                'cuda/elementwise.cu',
+                'cuda/matmul.cu',
+                'cuda/nn.cu',
+              ],
+              'outputs': ['<(SHARED_INTERMEDIATE_DIR)/mmgpt_cuda/libmmgpt_cuda.a'],
+              'action': [
+                'node', 'cuda/build-cuda.js', '--nvcc', '<(cuda_nvcc)', '--out', '<@(_outputs)',
+                'cuda/runtime.cu', 'cuda/elementwise.cu', 'cuda/matmul.cu', 'cuda/nn.cu',
+              ],
+              'message': 'nvcc: CUDA kernels',
+            },
+          ],
+        },
+      ],
+    }],
   ],
 }

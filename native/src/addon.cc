@@ -22,6 +22,11 @@
 
 #include "kernels.h"
 
+namespace mmgpt {
+// The CUDA backend's entry points (native/cuda/addon_cuda.cc): `exports.cuda`.
+void registerCuda(Napi::Env env, Napi::Object exports);
+}  // namespace mmgpt
+
 namespace {
 
 const mmgpt::KernelTable* gTable = nullptr;
@@ -742,6 +747,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   MMGPT_EXPORT("setSimdPath", SetSimdPath);
   MMGPT_EXPORT("info", Info);
 #undef MMGPT_EXPORT
+  mmgpt::registerCuda(env, exports);
   return exports;
 }
 

@@ -21,6 +21,8 @@ export class Storage {
     readonly size: number,
     readonly dtype: DType,
     readonly backend: Backend,
+    /** False for uploaded buffers: they are freed, not pooled (uploads never draw from the pool). */
+    private readonly recyclable = true,
   ) {
     stats.liveStorages++;
     stats.liveBytes += size * 4;
@@ -29,7 +31,8 @@ export class Storage {
   release(): void {
     if (--this.refs > 0) return;
     if (this.buf !== null) {
-      recycle(this.backend, this.buf, this.size, this.dtype);
+      if (this.recyclable) recycle(this.backend, this.buf, this.size, this.dtype);
+      else this.backend.free(this.buf);
       this.buf = null;
       stats.liveStorages--;
       stats.liveBytes -= this.size * 4;
@@ -435,5 +438,5 @@ export function fromData(
     );
   }
   const dtype: DType = data instanceof Int32Array ? 'int32' : 'float32';
-  return new Tensor(new Storage(backend.upload(data), size, dtype, backend), shape);
+  return new Tensor(new Storage(backend.upload(data), size, dtype, backend, false), shape);
 }

@@ -83,7 +83,8 @@ test('1000 training steps leave live tensors and bytes unchanged', () => {
   );
   const step = () =>
     tidy(() => {
-      const loss = model.loss(batch);
+      // A fresh upload every step, as the trainer does.
+      const loss = model.loss(F.tensor(batch.toArray(), batch.shape, 'int32'));
       loss.backward();
       opt.update();
       opt.zeroGrad();
@@ -95,6 +96,8 @@ test('1000 training steps leave live tensors and bytes unchanged', () => {
   assert.equal(after.liveTensors, before.liveTensors);
   assert.equal(after.liveStorages, before.liveStorages);
   assert.equal(after.liveBytes, before.liveBytes);
+  // Freed buffers are recycled, and the pool does not grow either (uploads are not pooled).
+  assert.equal(after.pooledBytes, before.pooledBytes);
 });
 
 test('Adam matches the formula by hand; AdamW decays; clipping scales the gradient', () => {

@@ -1,0 +1,120 @@
+// The C interface between the N-API glue (addon_cuda.cc, compiled by the host C++ compiler) and
+// the CUDA kernels (*.cu, compiled by nvcc): one function per Backend kernel
+// (src/engine/backend.ts), plus device setup, memory and error reporting.
+//
+// Notable choices: plain C types only, so the glue needs no CUDA headers and compiles (to a stub)
+// where nvcc is absent. Every function returns 0 on success; on failure it returns nonzero and
+// mmgpt_cuda_error() holds a message naming the kernel and the CUDA error. Arguments are checked
+// by the glue first (types, sizes, buffer lengths), so these functions trust them. Everything is
+// queued on one stream, so work runs in call order; only downloads, sumSquares, the index checks
+// (see mmgpt_cuda_set_sync_checks) and mmgpt_cuda_sync wait for the device.
+
+#ifndef MMGPT_CUDA_API_H
+#define MMGPT_CUDA_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../src/kernels.h"  // MatmulArgs, AdamArgs, ConvGeom (PODs shared with the cpu kernels)
+
+// binary/permute: the largest rank accepted after merging contiguous axes (the engine uses <= 5).
+#define MMGPT_CUDA_MAX_RANK 8
+
+extern "C" {
+
+struct MmgptCudaInfo {
+  char name[256];
+  int device;
+  int computeMajor, computeMinor;
+  int multiProcessors;
+  size_t totalMemory;
+  int runtimeVersion, driverVersion;
+  int memoryPools;  // 1: stream-ordered allocator (cudaMallocAsync) in use, 0: cudaMalloc
+};
+
+struct MmgptCudaStats {
+  double allocs, frees, liveBuffers, liveBytes, peakBytes;
+  double uploads, uploadBytes, downloads, downloadBytes, launches, syncs;
+};
+
+/** The message of the last failure (static storage; valid until the next failing call). */
+const char* mmgpt_cuda_error(void);
+
+/**
+ * Finds a device and initialises it once (device MMGPT_CUDA_DEVICE or 0, one stream, error
+ * record, workspace). Returns 0 if usable; else nonzero with the reason in mmgpt_cuda_error().
+ * The result is cached: later calls return the same answer without touching the driver again.
+ */
+int mmgpt_cuda_init(void);
+int mmgpt_cuda_info(MmgptCudaInfo* info);
+void mmgpt_cuda_stats(MmgptCudaStats* stats);
+/** The compute capabilities compiled into the kernels, e.g. "sm_80 sm_90 compute_90". */
+const char* mmgpt_cuda_built_archs(void);
+/** 1: gather/scatterAdd/crossEntropy check indices before returning (default); 0: at next sync. */
+void mmgpt_cuda_set_sync_checks(int on);
+int mmgpt_cuda_get_sync_checks(void);
+
+// ---- memory ---------------------------------------------------------------------------------
+int mmgpt_cuda_alloc(void** ptr, size_t bytes, int zeroFill);
+int mmgpt_cuda_free(void* ptr, size_t bytes);
+int mmgpt_cuda_upload(void* dst, const void* src, size_t bytes);
+int mmgpt_cuda_download(void* dst, const void* src, size_t bytes);
+int mmgpt_cuda_sync(void);
+
+// ---- elementwise ----------------------------------------------------------------------------
+int mmgpt_cuda_fill32(uint32_t* out, int64_t n, uint32_t bits);
+int mmgpt_cuda_copy_block(const uint32_t* src, uint32_t* dst, int64_t outer, int64_t srcAxis,
+                          int64_t srcOffset, int64_t dstAxis, int64_t dstOffset, int64_t count,
+                          int64_t inner, int accumulate);
+int mmgpt_cuda_binary(int op, const float* a, const float* b, float* out, int rank,
+                      const int64_t* shape, const int64_t* aStrides, const int64_t* bStrides);
+int mmgpt_cuda_unary(int op, const float* x, float* out, int64_t n);
+int mmgpt_cuda_unary_backward(int op, const float* x, const float* y, const float* gy, float* gx,
+                              int64_t n);
+int mmgpt_cuda_affine(const float* x, float* out, int64_t n, double alpha, double beta);
+int mmgpt_cuda_axpy(const float* x, float* y, int64_t n, double alpha);
+int mmgpt_cuda_sum_squares(const float* x, int64_t n, double* result);
+
+// ---- reductions and layout --------------------------------------------------------------------
+int mmgpt_cuda_sum_axis(const float* x, float* out, int64_t outer, int64_t axis, int64_t inner,
+                        int accumulate);
+int mmgpt_cuda_broadcast_axis(const float* x, float* out, int64_t outer, int64_t axis,
+                              int64_t inner);
+int mmgpt_cuda_permute(const uint32_t* x, uint32_t* out, int rank, const int64_t* shape,
+                       const int64_t* perm);
+
+// ---- linear algebra -----------------------------------------------------------------------------
+int mmgpt_cuda_matmul(const float* a, const float* b, float* c, const mmgpt::MatmulArgs* p);
+
+// ---- embeddings (bad indices: nonzero return, message like the cpu backend's) ---------------------
+int mmgpt_cuda_gather(const float* table, const int32_t* idx, float* out, int64_t rows, int64_t d,
+                      int64_t vocab);
+int mmgpt_cuda_scatter_add(const float* g, const int32_t* idx, float* gTable, int64_t rows,
+                           int64_t d, int64_t vocab);
+
+// ---- fused normalisation, softmax, cross-entropy ---------------------------------------------------
+int mmgpt_cuda_layer_norm(const float* x, const float* w, const float* b, float* out, float* mean,
+                          float* rstd, int64_t rows, int64_t d, double eps);
+int mmgpt_cuda_layer_norm_backward(const float* x, const float* w, const float* mean,
+                                   const float* rstd, const float* gy, float* gx, float* gw,
+                                   float* gb, int64_t rows, int64_t d);
+int mmgpt_cuda_softmax(const float* x, float* out, int64_t rows, int64_t n, int64_t causalTq);
+int mmgpt_cuda_softmax_backward(const float* y, const float* gy, float* gx, int64_t rows,
+                                int64_t n);
+int mmgpt_cuda_cross_entropy(const float* logits, const int32_t* targets, float* probs,
+                             float* losses, int64_t rows, int64_t v);
+int mmgpt_cuda_cross_entropy_backward(const float* probs, const int32_t* targets,
+                                      const float* gLoss, float* gLogits, int64_t rows, int64_t v);
+
+// ---- randomness, convolution, vector quantisation, optimiser ----------------------------------------
+int mmgpt_cuda_dropout_mask(float* out, int64_t n, double p, uint32_t seed);
+int mmgpt_cuda_im2col(const float* x, float* cols, const mmgpt::ConvGeom* g);
+int mmgpt_cuda_col2im(const float* cols, float* x, const mmgpt::ConvGeom* g);
+int mmgpt_cuda_nearest_code(const float* z, const float* codebook, int32_t* idx, float* dist,
+                            int64_t rows, int64_t k, int64_t d);
+int mmgpt_cuda_adam(float* p, const float* g, float* m, float* v, int64_t n,
+                    const mmgpt::AdamArgs* a);
+
+}  // extern "C"
+
+#endif  // MMGPT_CUDA_API_H

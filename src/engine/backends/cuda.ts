@@ -1,0 +1,352 @@
+// The CUDA backend: the Backend interface (../backend.ts) on the CUDA kernels of the mmgpt_native
+// addon (native/cuda/, compiled into the same addon wherever nvcc is found at build time).
+//
+// Buffers are opaque device handles (small JS objects wrapping a device pointer, with readable
+// `size` and `dtype`); tensors move to and from the host only through upload/download. Every
+// kernel is queued on one CUDA stream, so calls return before the GPU has finished: download,
+// sumSquares and sync wait. The addon checks every argument (types, lengths, dtypes) and throws
+// TypeError / RangeError with the cpu backend's messages, so this file is a thin adapter.
+//
+// Notable choices:
+// - `loadCudaBackend` never throws: it returns the backend or why it is unavailable ("built
+//   without CUDA: ...", "no CUDA device: ..."); registry.ts tries it first and falls back to cpu.
+// - Device memory: the engine's buffer pool (tensor.ts) recycles freed buffers; below it the addon
+//   allocates from CUDA's stream-ordered pool with an unlimited release threshold (a caching
+//   allocator), so neither alloc nor free synchronises the device.
+// - Index errors (gather/scatterAdd out of range, crossEntropy target >= v) are detected on the
+//   device. By default the call waits for its kernel and throws like the cpu backend;
+//   MMGPT_CUDA_SYNC_CHECKS=0 (or setCudaSyncChecks(false)) defers the check to the next
+//   synchronisation (download/sync/sumSquares), saving a few stalls per training step.
+// - MMGPT_CUDA_DEVICE picks the device (default 0); MMGPT_CUDA_MEMPOOL=0 uses plain cudaMalloc.
+// - MMGPT_CUDA_ADDON=<path> takes the `cuda` entry points from another addon: the CPU emulator
+//   build of the same kernels (native/cuda/emu/build-emu.js), which lets the CUDA tests run on
+//   machines without a GPU.
+
+import type {
+  AdamParams,
+  Backend,
+  BinaryOp,
+  Buf,
+  Conv2dGeometry,
+  DType,
+  MatmulParams,
+  UnaryOp,
+} from '../backend';
+import * as path from 'path';
+
+import { loadNativeAddon } from './cpu';
+
+/** The `cuda` object of mmgpt_native (native/cuda/addon_cuda.cc). */
+export interface NativeCuda {
+  /** False where the addon was built without nvcc (then only `available` exists). */
+  built: boolean;
+  /** Compiled GPU code, e.g. "sm_80 sm_90 compute_90". */
+  archs: string;
+  /** Initialises the device once; the reason when it cannot. */
+  available(): { available: boolean; reason?: string };
+  info(): NativeCudaInfo;
+  stats(): CudaStats;
+  setSyncChecks(on: boolean): void;
+  alloc(size: number, dtype: DType): Buf;
+  free(buf: Buf): void;
+  upload(data: Float32Array | Int32Array): Buf;
+  download(buf: Buf, size: number, dtype: DType): Float32Array | Int32Array;
+  sync(): void;
+  fill(out: Buf, n: number, value: number): void;
+  copyBlock(
+    src: Buf,
+    dst: Buf,
+    outer: number,
+    srcAxis: number,
+    srcOffset: number,
+    dstAxis: number,
+    dstOffset: number,
+    count: number,
+    inner: number,
+    accumulate: boolean,
+  ): void;
+  binary(
+    op: BinaryOp,
+    a: Buf,
+    b: Buf,
+    out: Buf,
+    shape: readonly number[],
+    aStrides: readonly number[],
+    bStrides: readonly number[],
+  ): void;
+  unary(op: UnaryOp, x: Buf, out: Buf, n: number): void;
+  unaryBackward(op: UnaryOp, x: Buf, y: Buf, gy: Buf, gx: Buf, n: number): void;
+  affine(x: Buf, out: Buf, n: number, alpha: number, beta: number): void;
+  axpy(x: Buf, y: Buf, n: number, alpha: number): void;
+  sumSquares(x: Buf, n: number): number;
+  sumAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number, accumulate: boolean): void;
+  broadcastAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number): void;
+  permute(x: Buf, out: Buf, shape: readonly number[], perm: readonly number[], dtype: DType): void;
+  matmul(
+    a: Buf,
+    b: Buf,
+    c: Buf,
+    batch: number,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+    strideA: number,
+    strideB: number,
+    strideC: number,
+    alpha: number,
+    accumulate: boolean,
+  ): void;
+  gather(table: Buf, idx: Buf, out: Buf, rows: number, d: number, vocab: number): void;
+  scatterAdd(g: Buf, idx: Buf, gTable: Buf, rows: number, d: number): void;
+  layerNorm(
+    x: Buf,
+    w: Buf,
+    b: Buf,
+    out: Buf,
+    mean: Buf,
+    rstd: Buf,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
+  layerNormBackward(
+    x: Buf,
+    w: Buf,
+    mean: Buf,
+    rstd: Buf,
+    gy: Buf,
+    gx: Buf,
+    gw: Buf,
+    gb: Buf,
+    rows: number,
+    d: number,
+  ): void;
+  softmax(x: Buf, out: Buf, rows: number, n: number, causalTq: number): void;
+  softmaxBackward(y: Buf, gy: Buf, gx: Buf, rows: number, n: number): void;
+  crossEntropy(logits: Buf, targets: Buf, probs: Buf, losses: Buf, rows: number, v: number): void;
+  crossEntropyBackward(
+    probs: Buf,
+    targets: Buf,
+    gLoss: Buf,
+    gLogits: Buf,
+    rows: number,
+    v: number,
+  ): void;
+  dropoutMask(out: Buf, n: number, p: number, seed: number): void;
+  im2col(x: Buf, cols: Buf, ...geometry: number[]): void;
+  col2im(cols: Buf, x: Buf, ...geometry: number[]): void;
+  nearestCode(z: Buf, codebook: Buf, idx: Buf, dist: Buf, rows: number, k: number, d: number): void;
+  adam(
+    p: Buf,
+    g: Buf,
+    m: Buf,
+    v: Buf,
+    n: number,
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    weightDecay: number,
+    decoupled: boolean,
+    step: number,
+    gradScale: number,
+  ): void;
+}
+
+interface NativeCudaInfo {
+  name: string;
+  device: number;
+  computeCapability: string;
+  multiProcessors: number;
+  totalMemoryBytes: number;
+  runtimeVersion: number;
+  driverVersion: number;
+  memoryPools: boolean;
+  archs: string;
+  syncChecks: boolean;
+}
+
+/** Counters of the addon since load (for tests and benchmarks). */
+export interface CudaStats {
+  allocs: number;
+  frees: number;
+  liveBuffers: number;
+  liveBytes: number;
+  peakBytes: number;
+  uploads: number;
+  uploadBytes: number;
+  downloads: number;
+  downloadBytes: number;
+  launches: number;
+  syncs: number;
+}
+
+export interface CudaBackendInfo extends NativeCudaInfo {
+  /** True for the CPU emulator test build (native/cuda/emu), never for the real addon. */
+  emulated: boolean;
+}
+
+/** Why the CUDA part of an addon cannot be used, or null if it can (initialises the device). */
+function unavailableReason(cuda: NativeCuda | undefined): string | null {
+  if (cuda === undefined) {
+    return 'the native addon has no CUDA entry points (built before they existed): npm run build:native';
+  }
+  const status = cuda.available();
+  if (status.available) return null;
+  const reason = status.reason ?? 'unknown reason';
+  return cuda.built && !reason.startsWith('built without') ? `no CUDA device: ${reason}` : reason;
+}
+
+/** The Backend over an addon's `cuda` object (exported for tests of the emulator build). */
+export function createCudaBackend(nat: NativeCuda): Backend {
+  return {
+    name: 'cuda',
+
+    // ---- memory: device buffers ------------------------------------------------------------
+    alloc: (size, dtype) => nat.alloc(size, dtype),
+    free: (buf) => nat.free(buf),
+    upload: (data) => nat.upload(data),
+    download: (buf, size, dtype) => nat.download(buf, size, dtype),
+    sync: () => nat.sync(),
+
+    // ---- kernels: straight to the addon -------------------------------------------------------
+    fill: (out, n, value) => nat.fill(out, n, value),
+    copyBlock: (src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc) =>
+      nat.copyBlock(src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc),
+    binary: (op, a, b, out, shape, aStrides, bStrides) =>
+      nat.binary(op, a, b, out, shape, aStrides, bStrides),
+    unary: (op, x, out, n) => nat.unary(op, x, out, n),
+    unaryBackward: (op, x, y, gy, gx, n) => nat.unaryBackward(op, x, y, gy, gx, n),
+    affine: (x, out, n, alpha, beta) => nat.affine(x, out, n, alpha, beta),
+    axpy: (x, y, n, alpha) => nat.axpy(x, y, n, alpha),
+    sumSquares: (x, n) => nat.sumSquares(x, n),
+    sumAxis: (x, out, outer, axis, inner, accumulate) =>
+      nat.sumAxis(x, out, outer, axis, inner, accumulate),
+    broadcastAxis: (x, out, outer, axis, inner) => nat.broadcastAxis(x, out, outer, axis, inner),
+    permute: (x, out, shape, perm, dtype) => nat.permute(x, out, shape, perm, dtype),
+    matmul: (a: Buf, b: Buf, c: Buf, p: MatmulParams) =>
+      nat.matmul(
+        a,
+        b,
+        c,
+        p.batch,
+        p.m,
+        p.n,
+        p.k,
+        p.transA,
+        p.transB,
+        p.strideA,
+        p.strideB,
+        p.strideC,
+        p.alpha,
+        p.accumulate,
+      ),
+    gather: (table, idx, out, rows, d, vocab) => nat.gather(table, idx, out, rows, d, vocab),
+    scatterAdd: (g, idx, gTable, rows, d) => nat.scatterAdd(g, idx, gTable, rows, d),
+    layerNorm: (x, w, b, out, mean, rstd, rows, d, eps) =>
+      nat.layerNorm(x, w, b, out, mean, rstd, rows, d, eps),
+    layerNormBackward: (x, w, mean, rstd, gy, gx, gw, gb, rows, d) =>
+      nat.layerNormBackward(x, w, mean, rstd, gy, gx, gw, gb, rows, d),
+    softmax: (x, out, rows, n, causalTq) => nat.softmax(x, out, rows, n, causalTq),
+    softmaxBackward: (y, gy, gx, rows, n) => nat.softmaxBackward(y, gy, gx, rows, n),
+    crossEntropy: (logits, targets, probs, losses, rows, v) =>
+      nat.crossEntropy(logits, targets, probs, losses, rows, v),
+    crossEntropyBackward: (probs, targets, gLoss, gLogits, rows, v) =>
+      nat.crossEntropyBackward(probs, targets, gLoss, gLogits, rows, v),
+    dropoutMask: (out, n, p, seed) => nat.dropoutMask(out, n, p, seed),
+    im2col: (x: Buf, cols: Buf, g: Conv2dGeometry) =>
+      nat.im2col(x, cols, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.ho, g.wo),
+    col2im: (cols: Buf, x: Buf, g: Conv2dGeometry) =>
+      nat.col2im(cols, x, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.ho, g.wo),
+    nearestCode: (z, codebook, idx, dist, rows, k, d) =>
+      nat.nearestCode(z, codebook, idx, dist, rows, k, d),
+    adam: (p: Buf, g: Buf, m: Buf, v: Buf, n: number, a: AdamParams) =>
+      nat.adam(
+        p,
+        g,
+        m,
+        v,
+        n,
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.weightDecay,
+        a.decoupled,
+        a.step,
+        a.gradScale,
+      ),
+  };
+}
+
+type Loaded = { backend: Backend; cuda: NativeCuda; emulated: boolean } | { error: string };
+let loaded: Loaded | null = null;
+
+/** The addon holding the `cuda` entry points: mmgpt_native, or MMGPT_CUDA_ADDON's. */
+function cudaAddon(): { cuda?: NativeCuda; emulated?: boolean } | { error: string } {
+  const override = process.env.MMGPT_CUDA_ADDON;
+  if (override !== undefined && override !== '') {
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      return require(path.resolve(override)) as { cuda?: NativeCuda; emulated?: boolean };
+    } catch (e) {
+      return { error: `loading MMGPT_CUDA_ADDON=${override} failed: ${(e as Error).message}` };
+    }
+  }
+  const l = loadNativeAddon();
+  if ('error' in l) return { error: `native addon unavailable: ${l.error}` };
+  return l.addon as unknown as { cuda?: NativeCuda };
+}
+
+function load(): Loaded {
+  if (loaded !== null) return loaded;
+  const addon = cudaAddon();
+  if ('error' in addon) {
+    loaded = addon;
+    return loaded;
+  }
+  const cuda = addon.cuda;
+  try {
+    const reason = unavailableReason(cuda);
+    if (reason !== null || cuda === undefined) {
+      loaded = { error: reason ?? 'no CUDA entry points' };
+      return loaded;
+    }
+    if (process.env.MMGPT_CUDA_SYNC_CHECKS === '0') cuda.setSyncChecks(false);
+    loaded = { backend: createCudaBackend(cuda), cuda, emulated: addon.emulated === true };
+  } catch (e) {
+    loaded = { error: `initialising CUDA failed: ${(e as Error).message}` };
+  }
+  return loaded;
+}
+
+/** The cuda backend, or the reason it is unavailable (built without CUDA, no device, ...). */
+export function loadCudaBackend(): Backend | { error: string } {
+  const l = load();
+  return 'error' in l ? l : l.backend;
+}
+
+/** The device, runtime and build the cuda backend uses, or the reason it is unavailable. */
+export function cudaBackendInfo(): CudaBackendInfo | { error: string } {
+  const l = load();
+  if ('error' in l) return l;
+  return { ...l.cuda.info(), emulated: l.emulated };
+}
+
+/** Allocation, copy and launch counters of the cuda backend, or why it is unavailable. */
+export function cudaStats(): CudaStats | { error: string } {
+  const l = load();
+  return 'error' in l ? l : l.cuda.stats();
+}
+
+/**
+ * true (default): gather, scatterAdd and crossEntropy wait for their kernel and throw on a bad
+ * index at once; false: the check happens at the next download/sync/sumSquares.
+ */
+export function setCudaSyncChecks(on: boolean): void {
+  const l = load();
+  if ('error' in l) throw new Error(`cuda backend unavailable: ${l.error}`);
+  l.cuda.setSyncChecks(on);
+}
