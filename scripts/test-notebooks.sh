@@ -9,14 +9,13 @@
 #
 # Environment: MMGPT_NOTEBOOK_OUT=DIR keeps the executed copies (and runs/, figures/) in DIR;
 # MMGPT_NOTEBOOK_TIMEOUT sets the per-cell timeout in seconds (default 600).
-# Exit status: 0 all ran; 1 a notebook failed; 3 Jupyter or the tslab kernel is missing (set them
-# up with scripts/setup-notebooks.sh; test/notebooks turns 3 into a skip unless
-# MMGPT_REQUIRE_NOTEBOOKS=1).
+# The kernel is this checkout's node_modules/.bin/tslab, through a kernelspec written to the
+# temporary directory (the global `tslab` kernelspec may belong to another checkout).
+# Exit status: 0 all ran; 1 a notebook failed; 3 Jupyter or tslab is missing (set them up with
+# scripts/setup-notebooks.sh; test/notebooks turns 3 into a skip unless MMGPT_REQUIRE_NOTEBOOKS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-# The kernel is started from node_modules when its kernelspec names plain `tslab`.
-export PATH="$root/node_modules/.bin:$PATH"
 
 missing() {
   echo "test-notebooks: $1" >&2
@@ -26,17 +25,6 @@ missing() {
 command -v jupyter >/dev/null || missing "jupyter is not installed"
 jupyter nbconvert --version >/dev/null 2>&1 || missing "jupyter nbconvert is not installed"
 [ -x node_modules/.bin/tslab ] || missing "node_modules/.bin/tslab is missing (npm ci)"
-if jupyter kernelspec list >/dev/null 2>&1; then
-  jupyter kernelspec list 2>/dev/null | awk '{print $1}' | grep -qx tslab ||
-    missing "the tslab kernel is not installed in Jupyter"
-else
-  found=no
-  jupyter_path=${JUPYTER_PATH:-}
-  for dir in ${jupyter_path//:/ } "${HOME:-/nonexistent}/.local/share/jupyter" /usr/local/share/jupyter /usr/share/jupyter; do
-    [ -f "$dir/kernels/tslab/kernel.json" ] && found=yes
-  done
-  [ "$found" = yes ] || missing "the tslab kernel is not installed in Jupyter"
-fi
 
 # The notebooks import ../dist/src with its type declarations: build them if missing or stale.
 if [ ! -f dist/src/engine/ops.d.ts ] || [ -n "$(find src -name '*.ts' -newer dist/src/engine/ops.d.ts -print -quit)" ]; then
@@ -57,6 +45,18 @@ else
 fi
 mkdir -p "$out/runs" "$out/figures"
 export MMGPT_TINY=1 MMGPT_RUNS_DIR="$out/runs" MMGPT_FIGURES_DIR="$out/figures"
+
+# A kernelspec of our own that starts this checkout's tslab, first on JUPYTER_PATH: the tests never
+# depend on which checkout last registered the global `tslab` kernelspec (setup-notebooks.sh).
+kernel=mmgpt-tslab-test
+mkdir -p "$out/jupyter/kernels/$kernel"
+cat > "$out/jupyter/kernels/$kernel/kernel.json" <<SPEC
+{"argv": ["$root/node_modules/.bin/tslab", "kernel", "--config-path", "{connection_file}"],
+ "display_name": "TypeScript (mmgpt test)", "language": "typescript"}
+SPEC
+export JUPYTER_PATH="$out/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
+jupyter kernelspec list 2>/dev/null | awk '{print $1}' | grep -qx "$kernel" ||
+  missing "jupyter does not see the test kernelspec in $out/jupyter (JUPYTER_PATH)"
 
 # nbclient hooks: on a failing cell, print its source and output (tslab reports errors on stderr,
 # which nbconvert's own message leaves out); report slow cells.
@@ -89,7 +89,7 @@ for notebook in "${notebooks[@]}"; do
   echo "test-notebooks: $notebook"
   if jupyter nbconvert --to notebook --execute \
     --config "$out/nbconvert_config.py" \
-    --ExecutePreprocessor.kernel_name=tslab \
+    --ExecutePreprocessor.kernel_name="$kernel" \
     --ExecutePreprocessor.timeout="${MMGPT_NOTEBOOK_TIMEOUT:-600}" \
     --output-dir "$out" "$notebook" >"$out/nbconvert.log" 2>&1; then
     grep -E '^  cell [0-9]+:' "$out/nbconvert.log" || true

@@ -12,11 +12,14 @@
 import * as path from 'path';
 import { setBackend } from '../engine/registry';
 import { loadColouredMnist } from '../data/coloured';
+import type { ColouredMnist } from '../data/coloured';
 import { splitSequenceSource } from '../data/sequences';
 import { ensureClassifier } from '../eval/classifier';
 import type { EnsuredClassifier } from '../eval/classifier';
 import { loadRun, takeSplit } from '../eval/run';
+import type { LoadedRun } from '../eval/run';
 import { EVAL_DEFAULTS, runEvaluation, validateEvalSettings, writeReport } from '../eval/report';
+import type { EvalReport, EvalSettings } from '../eval/report';
 import { figuresDir, parseFlags, runsDir, tokenise } from './train';
 import {
   SAMPLING_FLAGS,
@@ -38,6 +41,58 @@ const EVAL_HELP = `mmgpt eval [--n N] [--json] [--checkpoint PATH] [--seed S] [-
   test NLL, tokenizer ceiling, sampling speed. Writes DIR/report.md, DIR/report.json and the
   sample grids (DIR defaults to figures/). --json prints the report JSON on stdout.
   Default checkpoint: the newest complete runs/*/checkpoint.safetensors, else weights/.`;
+
+/**
+ * The evaluation of a loaded run: test NLL on the test items the run was scored on while
+ * training, and everything else runEvaluation measures, with the provenance of the checkpoint,
+ * tokenizer and classifier. `mmgpt eval` and notebook 05 both call this.
+ */
+export function evaluateRun(opts: {
+  run: LoadedRun;
+  data: ColouredMnist;
+  classifier: EnsuredClassifier;
+  classifierPath: string;
+  settings: EvalSettings;
+  log: (line: string) => void;
+}): EvalReport {
+  const { run, data, classifier, classifierPath, settings, log } = opts;
+  const testLimit = Number(run.meta.trainConfig.testLimit ?? 0) || 0;
+  const testCodes = tokenise(run.tokenizer, data.test, testLimit, log); // [M, 49]
+  const nllSplit = takeSplit(data.test, testCodes.length / 49);
+  const nllSource = splitSequenceSource(nllSplit, testCodes, run.vocab);
+  return runEvaluation({
+    model: run.model,
+    vocab: run.vocab,
+    tokenizer: run.tokenizer,
+    classifier: classifier.model,
+    test: data.test,
+    nllSource,
+    checkpoint: {
+      path: run.checkpointPath,
+      sha256: run.checkpointSha256,
+      step: run.meta.step,
+      epoch: run.meta.epoch,
+      complete: run.meta.complete,
+      gptConfig: run.meta.gptConfig,
+      tokenizerHash: run.meta.tokenizerHash,
+      trainingFinalTestNll: run.trainingFinalTestNll,
+    },
+    tokenizerInfo: {
+      path: run.tokenizerPath,
+      sha256: run.tokenizerSha256,
+      fingerprint: run.tokenizerFingerprint,
+    },
+    classifierInfo: {
+      path: classifierPath,
+      status: classifier.status,
+      config: classifier.provenance.config,
+      settings: classifier.provenance.settings,
+      realTestSplit: classifier.testAccuracy,
+    },
+    settings,
+    log,
+  });
+}
 
 export async function evalCommand(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, {
@@ -77,44 +132,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     log,
   });
 
-  // Test sequences for the NLL: the items the run was scored on while training.
-  const testLimit = Number(run.meta.trainConfig.testLimit ?? 0) || 0;
-  const testCodes = tokenise(run.tokenizer, data.test, testLimit, log);
-  const nllSplit = takeSplit(data.test, testCodes.length / 49);
-  const nllSource = splitSequenceSource(nllSplit, testCodes, run.vocab);
-
-  const report = runEvaluation({
-    model: run.model,
-    vocab: run.vocab,
-    tokenizer: run.tokenizer,
-    classifier: classifier.model,
-    test: data.test,
-    nllSource,
-    checkpoint: {
-      path: run.checkpointPath,
-      sha256: run.checkpointSha256,
-      step: run.meta.step,
-      epoch: run.meta.epoch,
-      complete: run.meta.complete,
-      gptConfig: run.meta.gptConfig,
-      tokenizerHash: run.meta.tokenizerHash,
-      trainingFinalTestNll: run.trainingFinalTestNll,
-    },
-    tokenizerInfo: {
-      path: run.tokenizerPath,
-      sha256: run.tokenizerSha256,
-      fingerprint: run.tokenizerFingerprint,
-    },
-    classifierInfo: {
-      path: classifierPath,
-      status: classifier.status,
-      config: classifier.provenance.config,
-      settings: classifier.provenance.settings,
-      realTestSplit: classifier.testAccuracy,
-    },
-    settings,
-    log,
-  });
+  const report = evaluateRun({ run, data, classifier, classifierPath, settings, log });
   const outDir = typeof flags.out === 'string' ? flags.out : figuresDir();
   const figures =
     flags['no-figures'] === true ? [] : writeSampleFigures(run, data.test, settings, outDir);

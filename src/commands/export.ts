@@ -1,20 +1,60 @@
 // `mmgpt export --format gpt2 --out DIR [--checkpoint PATH]`: the transformer in the GPT-2
 // layout plus the tokenizer, vocabulary, test tokens and the test NLL mmgpt computes on them
 // (src/gpt/export.ts says what each file holds).
+// `mmgpt export --format weights --out DIR`: a run as shipped weights (weights/<name>/): the
+// checkpoint without its optimiser state, the tokenizer, and the run's log and summary.
 
+import * as fs from 'fs';
 import * as path from 'path';
 import { setBackend } from '../engine/registry';
 import { loadColouredMnist } from '../data/coloured';
 import { splitSequenceSource } from '../data/sequences';
 import { exportGpt2 } from '../gpt/export';
-import { loadRun } from '../eval/run';
+import { loadRun, TOKENIZER_FILE } from '../eval/run';
+import { loadCheckpoint, saveCheckpoint } from '../gpt/checkpoint';
+import { CHECKPOINT_FILE, LOG_FILE } from '../gpt/train';
 import { parseFlags, tokenise } from './train';
 import { resolveCheckpoint } from './sample';
 
-const HELP = `mmgpt export --format gpt2 --out DIR [--checkpoint PATH] [--backend js|cpu|cuda]
-  Writes DIR/config.json, model.safetensors (GPT-2 names and layouts), vqvae.safetensors,
-  vocab.json, test_tokens.safetensors (order1, order2: int32 [10000, 58]) and metrics.json
-  (test_nll on exactly those tokens). Default checkpoint: the newest complete run, else weights/.`;
+const HELP = `mmgpt export --format gpt2|weights --out DIR [--checkpoint PATH] [--backend js|cpu|cuda]
+  gpt2 (default): writes DIR/config.json, model.safetensors (GPT-2 names and layouts),
+    vqvae.safetensors, vocab.json, test_tokens.safetensors (order1, order2: int32 [10000, 58])
+    and metrics.json (test_nll on exactly those tokens).
+  weights: writes DIR/checkpoint.safetensors (the weights and run metadata, without the
+    optimiser state), vqvae.safetensors, and the run's log.json and summary.json where present:
+    what weights/seed/ ships. The checkpoint must be complete.
+  Default checkpoint: the newest complete run, else weights/.`;
+
+/** Summary file a finished run leaves beside its log. */
+const SUMMARY_FILE = 'summary.json';
+
+/**
+ * Copies a finished run into `outDir` as shipped weights: the checkpoint without optimiser
+ * state, its tokenizer, log and summary. Returns the files written.
+ */
+export function exportWeights(checkpointPath: string, outDir: string): string[] {
+  const ckpt = loadCheckpoint(checkpointPath);
+  if (!ckpt.meta.complete) {
+    throw new Error(
+      `${checkpointPath}: the run is not complete (step ${ckpt.meta.step}); finish it with ` +
+        `mmgpt train --resume before shipping its weights`,
+    );
+  }
+  const runDir = path.dirname(checkpointPath);
+  const tokenizer = path.join(runDir, TOKENIZER_FILE);
+  if (!fs.existsSync(tokenizer)) throw new Error(`${runDir} has no ${TOKENIZER_FILE}`);
+  fs.mkdirSync(outDir, { recursive: true });
+  saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), { ...ckpt, optimizer: null });
+  const files = [CHECKPOINT_FILE];
+  for (const name of [TOKENIZER_FILE, LOG_FILE, SUMMARY_FILE]) {
+    const src = path.join(runDir, name);
+    if (!fs.existsSync(src)) continue;
+    if (path.resolve(src) !== path.resolve(outDir, name))
+      fs.copyFileSync(src, path.join(outDir, name));
+    files.push(name);
+  }
+  return files;
+}
 
 export async function exportCommand(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, {
@@ -28,13 +68,19 @@ export async function exportCommand(argv: string[]): Promise<void> {
     console.log(HELP);
     return;
   }
-  if (flags.format !== undefined && flags.format !== 'gpt2')
-    throw new Error(`--format ${flags.format} is not supported (accepted: gpt2)`);
+  const format = flags.format ?? 'gpt2';
+  if (format !== 'gpt2' && format !== 'weights')
+    throw new Error(`--format ${format} is not supported (accepted: gpt2, weights)`);
   if (typeof flags.out !== 'string') throw new Error(`--out DIR is required\n${HELP}`);
   if (typeof flags.backend === 'string') setBackend(flags.backend);
   const checkpointPath = resolveCheckpoint(
     typeof flags.checkpoint === 'string' ? flags.checkpoint : undefined,
   );
+  if (format === 'weights') {
+    const files = exportWeights(checkpointPath, flags.out);
+    console.log(`shipped ${files.join(', ')} from ${path.dirname(checkpointPath)} to ${flags.out}`);
+    return;
+  }
   const run = loadRun(checkpointPath);
   const data = loadColouredMnist({ log: (l) => console.error(l) });
   const codes = tokenise(run.tokenizer, data.test, 0, (l) => console.error(l));

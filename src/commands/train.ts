@@ -110,11 +110,19 @@ export function ensureTokenizer(
   const file = tokenizerPath(recipeName);
   const reportFile = path.join(path.dirname(file), 'report.json');
   if (fs.existsSync(file) && fs.existsSync(reportFile)) {
-    const model = loadVqVae(file);
+    const saved = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as {
+      recipeSettings?: TokenizerRecipe;
+    };
+    if (JSON.stringify(saved.recipeSettings) === JSON.stringify(recipe)) {
+      const model = loadVqVae(file);
+      log(
+        `tokenizer: reusing ${path.relative(process.cwd(), file)} (fingerprint ${vqVaeFingerprint(model)})`,
+      );
+      return { model, path: file, report: saved as Omit<VqVaeEvaluation, 'codes'> };
+    }
     log(
-      `tokenizer: reusing ${path.relative(process.cwd(), file)} (fingerprint ${vqVaeFingerprint(model)})`,
+      `tokenizer: ${path.relative(process.cwd(), file)} was trained with other settings than recipe '${recipeName}' has now; retraining`,
     );
-    return { model, path: file, report: JSON.parse(fs.readFileSync(reportFile, 'utf8')) };
   }
   const limit = recipe.trainLimit > 0 ? Math.min(recipe.trainLimit, train.count) : train.count;
   log(
@@ -133,7 +141,13 @@ export function ensureTokenizer(
   const evalLimit = recipe.trainLimit > 0 ? Math.min(1000, test.count) : test.count;
   const { codes: _codes, ...report } = evaluateVqVae(model, test, { limit: evalLimit });
   void _codes;
-  const full = { ...report, trainSteps: recipe.steps, trainWallMs: wallMs, recipe: recipeName };
+  const full = {
+    ...report,
+    trainSteps: recipe.steps,
+    trainWallMs: wallMs,
+    recipe: recipeName,
+    recipeSettings: recipe,
+  };
   saveVqVae(model, file, { recipe: recipeName, report: JSON.stringify(full) });
   atomicWriteFile(reportFile, JSON.stringify(full, null, 2) + '\n');
   log(

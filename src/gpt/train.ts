@@ -198,7 +198,16 @@ export interface TrainGptOptions {
   log?: (line: string) => void;
   /** Stop (saving a checkpoint) after this many steps in this call; simulates an interruption. */
   stopAfterSteps?: number;
+  /**
+   * Called after every optimiser step with its loss, and after every test evaluation
+   * (initialisation and each epoch's end): what a live plot needs, without parsing log lines.
+   */
+  onProgress?: (event: TrainProgressEvent) => void;
 }
+
+export type TrainProgressEvent =
+  | { kind: 'step'; step: number; epoch: number; loss: number; lr: number }
+  | { kind: 'test'; step: number; epoch: number; testNll: number };
 
 export interface TrainGptResult {
   model: GPT;
@@ -333,6 +342,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
   if (trainLog.testNll.length === 0) {
     const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
     trainLog.testNll.push({ epoch: 0, step: 0, nll });
+    opts.onProgress?.({ kind: 'test', step: 0, epoch: 0, testNll: nll });
     log(`epoch 0 | test NLL ${nll.toFixed(4)} nats/dim (initialisation)`);
   }
 
@@ -372,6 +382,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
           );
         trainLog.trainNll.push(loss);
         trainLog.trainMs += Date.now() - t0;
+        opts.onProgress?.({ kind: 'step', step: optimizer.step, epoch: epoch + 1, loss, lr });
         batchInEpoch++;
         stepsThisCall++;
         intervalSteps++;
@@ -409,6 +420,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
       batchInEpoch = 0;
       const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
       trainLog.testNll.push({ epoch, step: optimizer.step, nll });
+      opts.onProgress?.({ kind: 'test', step: optimizer.step, epoch, testNll: nll });
       const recent = trainLog.trainNll.slice(-stepsPerEpoch);
       const trainMean = recent.reduce((a, b) => a + b, 0) / recent.length;
       log(

@@ -68,7 +68,25 @@ export interface VqVaeConfig {
   emaEpsilon: number;
   /** A code unused for this many training steps is restarted from the batch (0: never). */
   deadCodeSteps: number;
+  /**
+   * Loss weight of the pixels that differ from their image's background colour (the most
+   * common colour of the image), relative to 1 for background pixels. The digit and its
+   * colour live in about a fifth of the pixels; a plain mean lets the background dominate.
+   */
+  foregroundWeight: number;
+  /**
+   * Adds an image-wide context to the encoder and decoder at the 7x7 stage: the mean of the
+   * features over the grid, through a 1x1 convolution, added at every position. The two
+   * colours are properties of the whole image, and this lets every code see and share them.
+   */
+  globalContext: boolean;
 }
+
+/** What a checkpoint written before a field existed meant by it (the behaviour of that time). */
+export const VQVAE_LEGACY_FIELDS: Pick<VqVaeConfig, 'foregroundWeight' | 'globalContext'> = {
+  foregroundWeight: 1,
+  globalContext: false,
+};
 
 /** The mission's tokenizer: 1024 codes of dimension 64, beta 0.25. */
 export const VQVAE_DEFAULTS: VqVaeConfig = {
@@ -81,6 +99,8 @@ export const VQVAE_DEFAULTS: VqVaeConfig = {
   emaDecay: 0.99,
   emaEpsilon: 1e-5,
   deadCodeSteps: 100,
+  foregroundWeight: 1,
+  globalContext: false,
 };
 
 export const VQVAE_PRESETS = {
@@ -97,6 +117,8 @@ export const VQVAE_PRESETS = {
     emaDecay: 0.9,
     emaEpsilon: 1e-5,
     deadCodeSteps: 10,
+    foregroundWeight: 1,
+    globalContext: false,
   } satisfies VqVaeConfig,
 } as const;
 
@@ -119,6 +141,12 @@ export function validateVqVaeConfig(c: VqVaeConfig): VqVaeConfig {
     throw new Error(`VqVaeConfig.beta must be a finite number >= 0, got ${c.beta}`);
   if (!(c.emaDecay >= 0 && c.emaDecay < 1))
     throw new Error(`VqVaeConfig.emaDecay must be in [0, 1), got ${c.emaDecay}`);
+  if (!(c.foregroundWeight > 0 && Number.isFinite(c.foregroundWeight)))
+    throw new Error(
+      `VqVaeConfig.foregroundWeight must be a finite number > 0, got ${c.foregroundWeight}`,
+    );
+  if (typeof c.globalContext !== 'boolean')
+    throw new Error(`VqVaeConfig.globalContext must be true or false, got ${c.globalContext}`);
   if (!(c.emaEpsilon > 0 && Number.isFinite(c.emaEpsilon)))
     throw new Error(`VqVaeConfig.emaEpsilon must be a finite number > 0, got ${c.emaEpsilon}`);
   return c;
@@ -192,6 +220,20 @@ export class ResidualBlock extends Module {
   }
 }
 
+/** x + conv1x1(mean of x over the grid), broadcast to every position: [B, C, H, W] -> same. */
+export class GlobalContext extends Module {
+  readonly proj: Conv2d;
+  constructor(channels: number, rng: Rng) {
+    super();
+    this.proj = this.child('proj', new Conv2d(channels, channels, 1, rng));
+  }
+  forward(x: Tensor): Tensor {
+    const [B, C, H, W] = x.shape as [number, number, number, number];
+    const pooled = F.scale(F.sum(F.sum(x, 3), 2), 1 / (H * W)); // [B, C]
+    return F.add(x, this.proj.forward(F.reshape(pooled, [B, C, 1, 1]))); // [B, C, H, W]
+  }
+}
+
 /** [B, 3, 28, 28] in [-1, 1] -> z [B, codeDim, 7, 7]. */
 export class Encoder extends Module {
   readonly down1: Conv2d;
@@ -199,12 +241,14 @@ export class Encoder extends Module {
   readonly conv: Conv2d;
   readonly res: ModuleList<ResidualBlock>;
   readonly proj: Conv2d;
+  readonly context: GlobalContext | null;
   constructor(c: VqVaeConfig, rng: Rng) {
     super();
     const h = c.hiddenChannels;
     this.down1 = this.child('down1', new Conv2d(IMAGE_CHANNELS, h / 2, 4, rng, 2, 1));
     this.down2 = this.child('down2', new Conv2d(h / 2, h, 4, rng, 2, 1));
     this.conv = this.child('conv', new Conv2d(h, h, 3, rng, 1, 1));
+    this.context = c.globalContext ? this.child('context', new GlobalContext(h, rng)) : null;
     this.res = this.child(
       'res',
       new ModuleList(
@@ -220,6 +264,7 @@ export class Encoder extends Module {
     let y = F.relu(this.down1.forward(x)); // [B, h/2, 14, 14]
     y = F.relu(this.down2.forward(y)); // [B, h, 7, 7]
     y = this.conv.forward(y); // [B, h, 7, 7]
+    if (this.context) y = this.context.forward(y);
     for (const block of this.res.items) y = block.forward(y);
     return this.proj.forward(F.relu(y)); // [B, codeDim, 7, 7]
   }
@@ -231,10 +276,12 @@ export class Decoder extends Module {
   readonly res: ModuleList<ResidualBlock>;
   readonly up1: ConvTranspose2d;
   readonly up2: ConvTranspose2d;
+  readonly context: GlobalContext | null;
   constructor(c: VqVaeConfig, rng: Rng) {
     super();
     const h = c.hiddenChannels;
     this.conv = this.child('conv', new Conv2d(c.codeDim, h, 3, rng, 1, 1));
+    this.context = c.globalContext ? this.child('context', new GlobalContext(h, rng)) : null;
     this.res = this.child(
       'res',
       new ModuleList(
@@ -249,6 +296,7 @@ export class Decoder extends Module {
   }
   forward(zq: Tensor): Tensor {
     let y = this.conv.forward(zq); // [B, h, 7, 7]
+    if (this.context) y = this.context.forward(y);
     for (const block of this.res.items) y = block.forward(y);
     y = F.relu(this.up1.forward(F.relu(y))); // [B, h/2, 14, 14]
     return this.up2.forward(y); // [B, 12, 28, 28]
@@ -561,8 +609,18 @@ export class VqVae extends Module {
       [count * IMAGE_VALUES],
       'int32',
     );
-    const recon = F.crossEntropy(logitsPerValue, targets);
-    const loss = F.add(recon, commit);
+    let recon: Tensor; // the mean cross-entropy per value (reported)
+    let reconTerm: Tensor; // what the loss uses: the same, or weighted toward the digit
+    if (this.config.foregroundWeight === 1) {
+      recon = F.crossEntropy(logitsPerValue, targets);
+      reconTerm = recon;
+    } else {
+      const perValue = F.crossEntropy(logitsPerValue, targets, 'none'); // [B*28*28*3]
+      recon = F.mean(perValue);
+      const { weights, total } = foregroundWeights(images, count, this.config.foregroundWeight);
+      reconTerm = F.scale(F.sum(F.mul(perValue, F.tensor(weights, [weights.length]))), 1 / total);
+    }
+    const loss = F.add(reconTerm, commit);
     const codes = indices.toArray() as Int32Array;
     const { usedCodes, perplexity } = codeStatistics(codes, this.config.codebookSize);
     let restarted = 0;
@@ -669,6 +727,40 @@ export class VqVae extends Module {
     for (const p of this.parameters()) p.dispose();
     this.quantizer.dispose();
   }
+}
+
+/**
+ * Per-value loss weights [count * 28*28*3] in the HWC order of `images`: `weight` for the values
+ * of pixels whose colour differs from their image's most common colour (its background), 1 for
+ * the rest; and their sum.
+ */
+export function foregroundWeights(
+  images: Uint8Array,
+  count: number,
+  weight: number,
+): { weights: Float32Array; total: number } {
+  const weights = new Float32Array(count * IMAGE_VALUES);
+  const histogram = new Int32Array(LEVELS ** IMAGE_CHANNELS);
+  const colourAt = (i: number): number =>
+    (images[i]! * LEVELS + images[i + 1]!) * LEVELS + images[i + 2]!;
+  let total = 0;
+  for (let b = 0; b < count; b++) {
+    histogram.fill(0);
+    const base = b * IMAGE_VALUES;
+    for (let p = 0; p < PIXELS; p++) histogram[colourAt(base + p * IMAGE_CHANNELS)]!++;
+    let background = 0;
+    for (let c = 1; c < histogram.length; c++)
+      if (histogram[c]! > histogram[background]!) background = c;
+    for (let p = 0; p < PIXELS; p++) {
+      const i = base + p * IMAGE_CHANNELS;
+      const w = colourAt(i) === background ? 1 : weight;
+      weights[i] = w;
+      weights[i + 1] = w;
+      weights[i + 2] = w;
+      total += IMAGE_CHANNELS * w;
+    }
+  }
+  return { weights, total };
 }
 
 /** Logits [n, 12, 28, 28] (channel = colour*4 + level) -> images [n, 28, 28, 3] of argmax levels. */

@@ -22,6 +22,7 @@ import { IMAGE_VALUES } from '../data/coloured';
 import {
   CODES_PER_IMAGE,
   VQVAE_DEFAULTS,
+  VQVAE_LEGACY_FIELDS,
   VqVae,
   VqVaeConfig,
   codeStatistics,
@@ -334,6 +335,7 @@ export function loadVqVaeCheckpoint(filePath: string): LoadedVqVae {
   try {
     config = validateVqVaeConfig({
       ...VQVAE_DEFAULTS,
+      ...VQVAE_LEGACY_FIELDS,
       ...(JSON.parse(meta['config'] ?? '') as object),
     });
   } catch (e) {

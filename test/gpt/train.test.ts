@@ -12,7 +12,7 @@ import { Vocab } from '../../src/data/vocab';
 import { makeSequenceSource } from '../../src/data/sequences';
 import type { SequenceSource } from '../../src/data/sequences';
 import { GPT_PRESETS, trainGpt, loadGpt } from '../../src/gpt/train';
-import type { GptPreset } from '../../src/gpt/train';
+import type { GptPreset, TrainProgressEvent } from '../../src/gpt/train';
 import { loadCheckpoint } from '../../src/gpt/checkpoint';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
@@ -58,6 +58,7 @@ const quiet = () => undefined;
 
 test('training lowers the NLL and records every minibatch and every epoch', async () => {
   const dir = tmp();
+  const events: TrainProgressEvent[] = [];
   const r = await trainGpt({
     runDir: dir,
     preset,
@@ -66,9 +67,24 @@ test('training lowers the NLL and records every minibatch and every epoch', asyn
     test: testSet,
     tokenizerHash: 'h',
     log: quiet,
+    onProgress: (e) => events.push(e),
   });
   assert.equal(r.complete, true);
   assert.equal(r.log.trainNll.length, 16);
+  // onProgress saw every step's loss and every test evaluation, as the log records them.
+  const steps = events.filter((e) => e.kind === 'step');
+  assert.deepEqual(
+    steps.map((e) => e.step),
+    Array.from({ length: 16 }, (_, i) => i + 1),
+  );
+  assert.deepEqual(
+    steps.map((e) => (e.kind === 'step' ? e.loss : NaN)),
+    r.log.trainNll,
+  );
+  assert.deepEqual(
+    events.filter((e) => e.kind === 'test').map((e) => e.kind === 'test' && [e.epoch, e.testNll]),
+    r.log.testNll.map((e) => [e.epoch, e.nll]),
+  );
   assert.deepEqual(
     r.log.testNll.map((e) => e.epoch),
     [0, 1, 2],

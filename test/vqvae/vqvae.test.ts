@@ -11,13 +11,17 @@ import { setBackend } from '../../src/engine/registry';
 import { tidy, memoryStats } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
 import { Adam } from '../../src/nn/optim';
-import { saveSafetensors } from '../../src/nn/safetensors';
+import { loadSafetensors, saveSafetensors } from '../../src/nn/safetensors';
+import type { NamedArray } from '../../src/nn/safetensors';
+import { gradCheck } from '../engine/gradcheck';
 import {
   CODES_PER_IMAGE,
+  GlobalContext,
   VQVAE_DEFAULTS,
   VectorQuantizer,
   VqVae,
   codeStatistics,
+  foregroundWeights,
   vqVaeConfig,
 } from '../../src/vqvae/model';
 import {
@@ -351,4 +355,121 @@ test('training steps leave live tensors unchanged', () => {
   assert.equal(after.liveBytes, before.liveBytes);
   opt.dispose();
   model.dispose();
+});
+
+test('foreground weights: pixels off the most common colour get the weight', () => {
+  const images = blobImages(3, new Rng(21));
+  const { weights, total } = foregroundWeights(images, 3, 5);
+  assert.equal(weights.length, 3 * IMAGE_VALUES);
+  let expectedTotal = 0;
+  for (let i = 0; i < 3; i++) {
+    // blobImages draws discs smaller than half the image: the corner pixel is background.
+    const base = i * IMAGE_VALUES;
+    const bg = Array.from(images.subarray(base, base + 3)).join();
+    for (let p = 0; p < 28 * 28; p++) {
+      const at = base + p * 3;
+      const isBg = Array.from(images.subarray(at, at + 3)).join() === bg;
+      for (let c = 0; c < 3; c++) assert.equal(weights[at + c], isBg ? 1 : 5);
+      expectedTotal += isBg ? 3 : 15;
+    }
+  }
+  assert.equal(total, expectedTotal);
+});
+
+test('the foreground-weighted loss is the weighted mean of per-value cross-entropies', () => {
+  // A few steps of training, so that background and disc values have different losses.
+  const images = blobImages(2, new Rng(23));
+  const config = vqVaeConfig('tiny', { foregroundWeight: 3 });
+  const { model } = trainVqVae({
+    train: { images, count: 2 },
+    config,
+    seed: 22,
+    steps: 30,
+    lr: 5e-3,
+  });
+  const { loss, reconLoss, commitLoss } = tidy(() => {
+    const out = model.trainingLoss(images, 2);
+    return { ...out, loss: out.loss.item() };
+  });
+  // The same quantities from the decoder's logits, in float64 on the host.
+  const logits = tidy(() => {
+    const z = model.encodeRows(model.inputTensor(images, 0, 2));
+    const { zq } = model.quantizer.quantize(z);
+    return model.decodeRows(zq, 2).toFloat32Array(); // [2, 12, 28, 28]
+  });
+  const { weights } = foregroundWeights(images, 2, 3);
+  let plain = 0;
+  let weighted = 0;
+  let weightSum = 0;
+  for (let b = 0; b < 2; b++) {
+    for (let p = 0; p < 784; p++) {
+      for (let c = 0; c < 3; c++) {
+        const at = (l: number) => logits[b * 12 * 784 + (c * 4 + l) * 784 + p]!;
+        const max = Math.max(at(0), at(1), at(2), at(3));
+        let z = 0;
+        for (let l = 0; l < 4; l++) z += Math.exp(at(l) - max);
+        const i = (b * 784 + p) * 3 + c;
+        const ce = max + Math.log(z) - at(images[i]!);
+        plain += ce;
+        weighted += weights[i]! * ce;
+        weightSum += weights[i]!;
+      }
+    }
+  }
+  assert.ok(Math.abs(reconLoss - plain / (2 * IMAGE_VALUES)) < 1e-4, `recon ${reconLoss}`);
+  const expected = weighted / weightSum + commitLoss;
+  assert.ok(Math.abs(loss - expected) < 1e-4, `loss ${loss} vs ${expected}`);
+  assert.ok(Math.abs(loss - (reconLoss + commitLoss)) > 1e-3, 'the weighting changed nothing');
+  model.dispose();
+});
+
+test('global context: gradients match finite differences; its weights are saved', () => {
+  const ctx = new GlobalContext(3, new Rng(24));
+  const rng = new Rng(25);
+  const data = Float32Array.from({ length: 2 * 3 * 4 * 5 }, () => rng.uniform() * 2 - 1);
+  const worst = gradCheck('globalContext', ([x]) => ctx.forward(x!), [
+    { shape: [2, 3, 4, 5], data },
+  ]);
+  assert.ok(worst < 2e-2, `worst error ${worst}`);
+  for (const p of ctx.parameters()) p.dispose();
+
+  const set = { images: blobImages(3, new Rng(26)), count: 3 };
+  const config = vqVaeConfig('tiny', { globalContext: true, foregroundWeight: 2 });
+  const { model, history } = trainVqVae({ train: set, config, seed: 7, batchSize: 3, steps: 3 });
+  assert.ok(history.every((r) => Number.isFinite(r.loss)));
+  const names = Object.keys(model.stateDict());
+  assert.ok(names.includes('encoder.context.proj.weight'));
+  assert.ok(names.includes('decoder.context.proj.bias'));
+  const dir = tmpDir();
+  const file = path.join(dir, 'vqvae.safetensors');
+  saveVqVae(model, file);
+  const loaded = loadVqVae(file);
+  assert.deepEqual(loaded.config, model.config);
+  assert.deepEqual(loaded.encode(set.images, 3), model.encode(set.images, 3));
+  loaded.dispose();
+  model.dispose();
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('a checkpoint from before foregroundWeight/globalContext loads with their old meaning', () => {
+  const model = new VqVae(vqVaeConfig('tiny'), new Rng(27));
+  const dir = tmpDir();
+  const file = path.join(dir, 'old.safetensors');
+  saveVqVae(model, file);
+  // Rewrite the config as an older build wrote it: without the two fields.
+  const contents = loadSafetensors(file);
+  const config = JSON.parse(contents.metadata['config']!) as Record<string, unknown>;
+  delete config['foregroundWeight'];
+  delete config['globalContext'];
+  const tensors: Record<string, NamedArray> = {};
+  for (const [name, t] of Object.entries(contents.tensors))
+    tensors[name] = { dtype: 'F32', shape: t.shape, data: t.data as Float32Array };
+  saveSafetensors(file, tensors, { ...contents.metadata, config: JSON.stringify(config) });
+  const loaded = loadVqVae(file);
+  assert.equal(loaded.config.foregroundWeight, 1);
+  assert.equal(loaded.config.globalContext, false);
+  assert.equal(vqVaeFingerprint(loaded), vqVaeFingerprint(model));
+  loaded.dispose();
+  model.dispose();
+  fs.rmSync(dir, { recursive: true });
 });

@@ -30,8 +30,11 @@ import type {
   UnaryOp,
 } from '../backend';
 
-/** What mmgpt_native exports (native/src/addon.cc); buffers are Float32Array / Int32Array. */
-export interface NativeAddon {
+/**
+ * The kernels that both native backends export with one signature: the cpu addon on host arrays,
+ * the `cuda` object (cuda.ts) on device handles.
+ */
+export interface NativeKernels {
   fill(out: Buf, n: number, value: number): void;
   copyBlock(
     src: Buf,
@@ -133,7 +136,10 @@ export interface NativeAddon {
     step: number,
     gradScale: number,
   ): void;
+}
 
+/** What mmgpt_native exports (native/src/addon.cc); buffers are Float32Array / Int32Array. */
+export interface NativeAddon extends NativeKernels {
   setNumThreads(n: number): void;
   getNumThreads(): number;
   /** The kernel build in use: 'avx512', 'avx2' or 'baseline'. */

@@ -35,9 +35,10 @@ import type {
 import * as path from 'path';
 
 import { loadNativeAddon } from './cpu';
+import type { NativeKernels } from './cpu';
 
 /** The `cuda` object of mmgpt_native (native/cuda/addon_cuda.cc). */
-export interface NativeCuda {
+export interface NativeCuda extends NativeKernels {
   /** False where the addon was built without nvcc (then only `available` exists). */
   built: boolean;
   /** Compiled GPU code, e.g. "sm_80 sm_90 compute_90". */
@@ -52,107 +53,6 @@ export interface NativeCuda {
   upload(data: Float32Array | Int32Array): Buf;
   download(buf: Buf, size: number, dtype: DType): Float32Array | Int32Array;
   sync(): void;
-  fill(out: Buf, n: number, value: number): void;
-  copyBlock(
-    src: Buf,
-    dst: Buf,
-    outer: number,
-    srcAxis: number,
-    srcOffset: number,
-    dstAxis: number,
-    dstOffset: number,
-    count: number,
-    inner: number,
-    accumulate: boolean,
-  ): void;
-  binary(
-    op: BinaryOp,
-    a: Buf,
-    b: Buf,
-    out: Buf,
-    shape: readonly number[],
-    aStrides: readonly number[],
-    bStrides: readonly number[],
-  ): void;
-  unary(op: UnaryOp, x: Buf, out: Buf, n: number): void;
-  unaryBackward(op: UnaryOp, x: Buf, y: Buf, gy: Buf, gx: Buf, n: number): void;
-  affine(x: Buf, out: Buf, n: number, alpha: number, beta: number): void;
-  axpy(x: Buf, y: Buf, n: number, alpha: number): void;
-  sumSquares(x: Buf, n: number): number;
-  sumAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number, accumulate: boolean): void;
-  broadcastAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number): void;
-  permute(x: Buf, out: Buf, shape: readonly number[], perm: readonly number[], dtype: DType): void;
-  matmul(
-    a: Buf,
-    b: Buf,
-    c: Buf,
-    batch: number,
-    m: number,
-    n: number,
-    k: number,
-    transA: boolean,
-    transB: boolean,
-    strideA: number,
-    strideB: number,
-    strideC: number,
-    alpha: number,
-    accumulate: boolean,
-  ): void;
-  gather(table: Buf, idx: Buf, out: Buf, rows: number, d: number, vocab: number): void;
-  scatterAdd(g: Buf, idx: Buf, gTable: Buf, rows: number, d: number): void;
-  layerNorm(
-    x: Buf,
-    w: Buf,
-    b: Buf,
-    out: Buf,
-    mean: Buf,
-    rstd: Buf,
-    rows: number,
-    d: number,
-    eps: number,
-  ): void;
-  layerNormBackward(
-    x: Buf,
-    w: Buf,
-    mean: Buf,
-    rstd: Buf,
-    gy: Buf,
-    gx: Buf,
-    gw: Buf,
-    gb: Buf,
-    rows: number,
-    d: number,
-  ): void;
-  softmax(x: Buf, out: Buf, rows: number, n: number, causalTq: number): void;
-  softmaxBackward(y: Buf, gy: Buf, gx: Buf, rows: number, n: number): void;
-  crossEntropy(logits: Buf, targets: Buf, probs: Buf, losses: Buf, rows: number, v: number): void;
-  crossEntropyBackward(
-    probs: Buf,
-    targets: Buf,
-    gLoss: Buf,
-    gLogits: Buf,
-    rows: number,
-    v: number,
-  ): void;
-  dropoutMask(out: Buf, n: number, p: number, seed: number): void;
-  im2col(x: Buf, cols: Buf, ...geometry: number[]): void;
-  col2im(cols: Buf, x: Buf, ...geometry: number[]): void;
-  nearestCode(z: Buf, codebook: Buf, idx: Buf, dist: Buf, rows: number, k: number, d: number): void;
-  adam(
-    p: Buf,
-    g: Buf,
-    m: Buf,
-    v: Buf,
-    n: number,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    decoupled: boolean,
-    step: number,
-    gradScale: number,
-  ): void;
 }
 
 interface NativeCudaInfo {
