@@ -3,8 +3,12 @@
 // data (coloured MNIST, cached) -> tokenizer (trained once per tokenizer recipe, then frozen)
 // -> tokenised dataset (cached under data/tokens/ with the tokenizer's fingerprint) -> GPT
 // (runs/<preset>/checkpoint.safetensors, log.json) -> training-curve figure in figures/.
-// The `seed`, `best` and `quick` presets share one tokenizer (600 steps left it too weak to keep the
-// foreground colour: a 28% ceiling), so that their NLLs compare honestly.
+// The `seed` and `best` presets share the `full` tokenizer, so that their NLLs compare honestly;
+// `quick` has a shorter recipe of the same model, so that the README's main job stays near 12
+// minutes on 2 cores (its NLL is measured through another tokenizer and does not compare).
+// What made the tokenizer keep the digit and both colours (classifier on reconstructions of 2000
+// test images, all three right): a plain mean loss at 2400 steps of batch 128, 80%; the
+// foreground weight 4, 87%; 4800 steps, 94%; 9600 steps of batch 64 (the same images seen), 96%.
 
 import * as fs from 'fs';
 import * as path from 'path';
@@ -49,10 +53,21 @@ export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
     seed: 0,
   },
 
+  /** ~4 minutes on 2 cores: the quick preset's, for a usable model in about 12 minutes. */
+  quick: {
+    config: VQVAE_PRESETS.default,
+    batchSize: 64,
+    steps: 3000,
+    lr: 2e-3,
+    trainLimit: 0,
+    seed: 0,
+  },
+
+  /** ~11 minutes on 2 cores: reconstructions keep digit, fg and bg in 96% of test images. */
   full: {
     config: VQVAE_PRESETS.default,
-    batchSize: 128,
-    steps: 2400,
+    batchSize: 64,
+    steps: 9600,
     lr: 2e-3,
     trainLimit: 0,
     seed: 0,
@@ -72,7 +87,7 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
       summary: '30 epochs, dropout 0.1, AdamW, warm-up + cosine',
     },
     quick: {
-      tokenizer: 'full',
+      tokenizer: 'quick',
       gpt: 'quick',
       summary: 'a usable model in about 12 minutes on 2 CPU cores (tokenizer included)',
     },

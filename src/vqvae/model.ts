@@ -14,6 +14,14 @@
 // - Output: 3 x 4 logits per pixel and a categorical cross-entropy over the 4 levels of each
 //   channel (the data is exactly 4-level, so this is the likelihood of the data, and the decoded
 //   image is the argmax level: always in 0..3, no clipping or rounding needed).
+// - Loss weighting: the values of pixels that differ from their image's most common colour (the
+//   digit and its anti-aliased edge, about a fifth of the pixels) weigh `foregroundWeight` (4 by
+//   default) against 1 for the background. With a plain mean the background dominates and the
+//   codes spend too little on the digit's colour: reconstructions kept the foreground colour in
+//   22% of test images after 800 steps, 66% with the weight (digit 77% -> 89%).
+// - `globalContext` (off by default) adds the grid mean of the 7x7 features back at every position
+//   in the encoder and decoder. Meant to let codes share the image-wide colours, it did not help
+//   (all three attributes kept: 87% without, 85% with, at 2400 steps) and stays as an option.
 // - Codebook upkeep: EMA (decay 0.99, eps 1e-5) plus dead-code restarts: a code unused for
 //   `deadCodeSteps` training steps is reset to a random encoder output of the current batch,
 //   drawn with the model's seeded restart Rng (as in Jukebox, Dhariwal et al. 2020) with
@@ -99,7 +107,7 @@ export const VQVAE_DEFAULTS: VqVaeConfig = {
   emaDecay: 0.99,
   emaEpsilon: 1e-5,
   deadCodeSteps: 100,
-  foregroundWeight: 1,
+  foregroundWeight: 4,
   globalContext: false,
 };
 
