@@ -143,16 +143,36 @@ export function ensureTokenizer(
   log(
     `tokenizer: training recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) for ${recipe.steps} steps on ${limit} images`,
   );
-  const { model, wallMs } = trainVqVae({
-    train: { images: train.images, count: limit },
-    config: recipe.config,
-    seed: recipe.seed,
-    batchSize: recipe.batchSize,
-    steps: recipe.steps,
-    lr: recipe.lr,
-    logEvery: Math.max(1, Math.round(recipe.steps / 20)),
-    log: (l) => log(`tokenizer: ${l}`),
-  });
+  // Training state every ~2% of the steps: a killed run (Ctrl-C included) continues from it.
+  const statePath = path.join(path.dirname(file), 'training-state.safetensors');
+  const every = Math.max(10, Math.round(recipe.steps / 50));
+  const run = (resume: boolean) =>
+    trainVqVae({
+      train: { images: train.images, count: limit },
+      config: recipe.config,
+      seed: recipe.seed,
+      batchSize: recipe.batchSize,
+      steps: recipe.steps,
+      lr: recipe.lr,
+      logEvery: Math.max(1, Math.round(recipe.steps / 20)),
+      log: (l) => log(`tokenizer: ${l}`),
+      checkpoint: { path: statePath, every, resume },
+    });
+  log(
+    `tokenizer: saving its training state every ${every} steps to ${path.relative(process.cwd(), statePath)}; an interrupted run continues from there`,
+  );
+  let trained: ReturnType<typeof trainVqVae>;
+  try {
+    trained = run(true);
+  } catch (e) {
+    if (!/saved by a run with other settings/.test((e as Error).message)) throw e;
+    log(
+      `tokenizer: ${path.relative(process.cwd(), statePath)} is from other settings; starting anew`,
+    );
+    fs.rmSync(statePath);
+    trained = run(false);
+  }
+  const { model, wallMs } = trained;
   const evalLimit = recipe.trainLimit > 0 ? Math.min(1000, test.count) : test.count;
   const { codes: _codes, ...report } = evaluateVqVae(model, test, { limit: evalLimit });
   void _codes;
@@ -165,6 +185,7 @@ export function ensureTokenizer(
   };
   saveVqVae(model, file, { recipe: recipeName, report: JSON.stringify(full) });
   atomicWriteFile(reportFile, JSON.stringify(full, null, 2) + '\n');
+  fs.rmSync(statePath, { force: true });
   log(
     `tokenizer: test pixel accuracy ${(100 * report.pixelAccuracy).toFixed(2)}%, ${report.usedCodes}/${report.codebookSize} codes used, perplexity ${report.perplexity.toFixed(1)} (${(wallMs / 1000).toFixed(0)} s)`,
   );

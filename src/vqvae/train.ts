@@ -14,10 +14,11 @@
 
 import * as crypto from 'crypto';
 import * as fs from 'fs';
+import * as path from 'path';
 import { tidy } from '../engine/tensor';
 import { Adam, Schedule, warmupCosineLr } from '../nn/optim';
 import { Rng, deriveSeed } from '../nn/rng';
-import { NamedArray, loadSafetensors, saveSafetensors } from '../nn/safetensors';
+import { NamedArray, loadSafetensors, requireTensor, saveSafetensors } from '../nn/safetensors';
 import { IMAGE_VALUES } from '../data/coloured';
 import {
   CODES_PER_IMAGE,
@@ -59,6 +60,13 @@ export interface TrainVqVaeOptions {
   log?: (line: string) => void;
   /** Called after every step with its record. */
   onStep?: (record: VqVaeStepRecord) => void;
+  /**
+   * Training state saved to `path` (atomically) every `every` steps: weights, codebook and EMA
+   * state, Adam's moments, both Rng states and the step records. With `resume`, a state file
+   * from the same settings is continued exactly (the result equals an uninterrupted run's); a
+   * state from other settings is an error. A process that is killed loses at most `every` steps.
+   */
+  checkpoint?: { path: string; every: number; resume?: boolean };
 }
 
 export interface VqVaeStepRecord {
@@ -130,7 +138,7 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
   const shuffleRng = new Rng(deriveSeed(seed, 'vqvae/shuffle'));
   const optimizer = new Adam(model.namedParameters(), { lr });
   const batch = new Uint8Array(batchSize * IMAGE_VALUES); // [B, 28, 28, 3]
-  const history: VqVaeStepRecord[] = [];
+  let history: VqVaeStepRecord[] = [];
   const k = model.config.codebookSize;
   log(
     `vqvae: ${model.numParameters()} parameters, codebook ${k} x ${model.config.codeDim}, ` +
@@ -138,15 +146,54 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
       `(${(totalSteps / stepsPerEpoch).toFixed(2)} epochs)`,
   );
 
-  const started = performance.now();
+  // What a saved state must match to be continued (the schedule is a function, so opts.schedule
+  // runs cannot be checked and are not resumable).
+  const settings = JSON.stringify({
+    config: model.config,
+    seed,
+    batchSize,
+    totalSteps,
+    lr,
+    trainCount: opts.train.count,
+  });
+  const ckpt = opts.checkpoint;
+  if (ckpt !== undefined && !(Number.isInteger(ckpt.every) && ckpt.every > 0))
+    throw new Error(`trainVqVae: checkpoint.every must be a positive integer, got ${ckpt.every}`);
+  if (ckpt !== undefined && opts.schedule !== undefined)
+    throw new Error(
+      'trainVqVae: checkpoints need the default schedule (a custom one cannot be checked on resume)',
+    );
+  let firstStep = 0;
+  // The shuffle Rng's state before the current epoch's permutation was drawn.
+  let epochShuffleState = shuffleRng.getState();
   let order: Int32Array = new Int32Array(0);
+  if (ckpt?.resume === true && fs.existsSync(ckpt.path)) {
+    const state = loadTrainingState(ckpt.path, settings, model, optimizer);
+    firstStep = state.step;
+    history = state.history;
+    epochShuffleState = state.epochShuffleState;
+    // Redraw the permutation of the epoch the last finished step belonged to; the Rng is then
+    // where the uninterrupted run had it (a new epoch starting at firstStep draws its own).
+    shuffleRng.setState(epochShuffleState);
+    order = shuffleRng.permutation(opts.train.count);
+    log(`vqvae: resumed ${ckpt.path} at step ${firstStep}/${totalSteps}`);
+  }
+  const saveState = (step: number) => {
+    if (ckpt === undefined) return;
+    saveTrainingState(ckpt.path, settings, step, epochShuffleState, model, optimizer, history);
+  };
+
+  const started = performance.now();
   let intervalMs = 0;
   let intervalSteps = 0;
   try {
-    for (let step = 0; step < totalSteps; step++) {
+    for (let step = firstStep; step < totalSteps; step++) {
       const epoch = Math.floor(step / stepsPerEpoch);
       const inEpoch = step % stepsPerEpoch;
-      if (inEpoch === 0) order = shuffleRng.permutation(opts.train.count);
+      if (inEpoch === 0) {
+        epochShuffleState = shuffleRng.getState();
+        order = shuffleRng.permutation(opts.train.count);
+      }
       for (let b = 0; b < batchSize; b++) {
         const i = order[inEpoch * batchSize + b]!;
         batch.set(
@@ -182,10 +229,12 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
       opts.onStep?.(record);
       if (!Number.isFinite(record.loss))
         throw new Error(`trainVqVae: the loss is ${record.loss} at step ${step + 1}`);
+      if (ckpt !== undefined && (step + 1) % ckpt.every === 0 && step + 1 < totalSteps)
+        saveState(step + 1);
       if ((step + 1) % logEvery === 0 || step + 1 === totalSteps) {
         const msPerStep = intervalMs / intervalSteps;
         const elapsed = performance.now() - started;
-        const eta = (elapsed / (step + 1)) * (totalSteps - step - 1);
+        const eta = (elapsed / (step + 1 - firstStep)) * (totalSteps - step - 1);
         log(
           `step ${step + 1}/${totalSteps} | loss ${record.loss.toFixed(4)} | ` +
             `recon ${record.reconLoss.toFixed(4)} | perplexity ${record.perplexity.toFixed(1)} | ` +
@@ -201,6 +250,111 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
   }
   model.eval();
   return { model, history, steps: totalSteps, wallMs: performance.now() - started };
+}
+
+// ---- training state (resume) ---------------------------------------------------------------------
+
+const TRAINING_STATE_FORMAT = 'mmgpt-vqvae-training-state';
+/** The numeric fields of a VqVaeStepRecord, in the column order of the saved history. */
+const HISTORY_COLUMNS = [
+  'step',
+  'epoch',
+  'lr',
+  'loss',
+  'reconLoss',
+  'commitLoss',
+  'perplexity',
+  'usedCodes',
+  'restarted',
+  'msPerStep',
+] as const;
+
+function saveTrainingState(
+  filePath: string,
+  settings: string,
+  step: number,
+  epochShuffleState: number[],
+  model: VqVae,
+  optimizer: Adam,
+  history: VqVaeStepRecord[],
+): void {
+  const tensors: Record<string, NamedArray> = {};
+  for (const [name, { shape, data }] of Object.entries(model.stateDict()))
+    tensors[`model.${name}`] = { dtype: 'F32', shape, data };
+  const optimState = optimizer.state();
+  for (const [name, t] of Object.entries(model.stateDict())) {
+    if (optimState.m[name] === undefined) continue; // quantizer buffers: not optimised
+    tensors[`optim.m.${name}`] = { dtype: 'F32', shape: t.shape, data: optimState.m[name] };
+    tensors[`optim.v.${name}`] = { dtype: 'F32', shape: t.shape, data: optimState.v[name]! };
+  }
+  // Float64 values as pairs of float32 would be exact too; the records are for logs and curves,
+  // so float32 is enough, but step/epoch/counts stay exact (integers below 2^24).
+  const rows = new Float32Array(history.length * HISTORY_COLUMNS.length);
+  history.forEach((r, i) =>
+    HISTORY_COLUMNS.forEach((c, j) => (rows[i * HISTORY_COLUMNS.length + j] = r[c])),
+  );
+  tensors['history'] = {
+    dtype: 'F32',
+    shape: [history.length, HISTORY_COLUMNS.length],
+    data: rows,
+  };
+  fs.mkdirSync(path.dirname(filePath), { recursive: true });
+  saveSafetensors(filePath, tensors, {
+    format: TRAINING_STATE_FORMAT,
+    settings,
+    step: String(step),
+    optimizer_step: String(optimState.step),
+    epoch_shuffle_rng: JSON.stringify(epochShuffleState),
+    restart_rng: JSON.stringify(model.getRngState()),
+  });
+}
+
+function loadTrainingState(
+  filePath: string,
+  settings: string,
+  model: VqVae,
+  optimizer: Adam,
+): { step: number; epochShuffleState: number[]; history: VqVaeStepRecord[] } {
+  let contents: ReturnType<typeof loadSafetensors>;
+  try {
+    contents = loadSafetensors(filePath);
+  } catch (e) {
+    throw new Error(`cannot resume from '${filePath}': ${(e as Error).message}`);
+  }
+  const meta = contents.metadata;
+  if (meta['format'] !== TRAINING_STATE_FORMAT)
+    throw new Error(`'${filePath}' is not a VQ-VAE training state (format ${meta['format']})`);
+  if (meta['settings'] !== settings) {
+    throw new Error(
+      `'${filePath}' was saved by a run with other settings:\n  saved:     ${meta['settings']}\n  requested: ${settings}\n` +
+        `delete it to start again`,
+    );
+  }
+  const weights: Record<string, { shape: number[]; data: Float32Array }> = {};
+  const m: Record<string, Float32Array> = {};
+  const v: Record<string, Float32Array> = {};
+  for (const [key, t] of Object.entries(contents.tensors)) {
+    const data = t.data as Float32Array;
+    if (key.startsWith('model.')) weights[key.slice(6)] = { shape: t.shape, data };
+    else if (key.startsWith('optim.m.')) m[key.slice(8)] = data;
+    else if (key.startsWith('optim.v.')) v[key.slice(8)] = data;
+  }
+  model.loadStateDict(weights, filePath);
+  model.setRngState(JSON.parse(meta['restart_rng'] ?? 'null') as number[]);
+  optimizer.loadState({ step: Number(meta['optimizer_step']), m, v }, filePath);
+  const rows = requireTensor(contents, 'history', 'F32').data;
+  const width = HISTORY_COLUMNS.length;
+  const history: VqVaeStepRecord[] = [];
+  for (let i = 0; i < rows.length / width; i++) {
+    const r = {} as Record<(typeof HISTORY_COLUMNS)[number], number>;
+    HISTORY_COLUMNS.forEach((c, j) => (r[c] = rows[i * width + j]!));
+    history.push(r);
+  }
+  return {
+    step: Number(meta['step']),
+    epochShuffleState: JSON.parse(meta['epoch_shuffle_rng'] ?? 'null') as number[],
+    history,
+  };
 }
 
 // ---- evaluation ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// `mmgpt train`'s tokenizer step: a trained tokenizer is reused only while its recipe is unchanged.
+// `mmgpt train`'s tokenizer step: a trained tokenizer is reused only while its recipe is unchanged,
+// and a training state left by other settings is discarded.
 // The tiny recipe on synthetic images, on the reference backend, in a scratch runs directory.
 
 import { test } from 'node:test';
@@ -8,7 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import { ensureTokenizer, tokenizerPath } from '../../src/commands/train';
-import { vqVaeFingerprint } from '../../src/vqvae/train';
+import { trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
+import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
 
@@ -53,6 +55,29 @@ test('the tokenizer is reused while its recipe is unchanged, retrained when it c
     );
     assert.ok(lines.some((l) => /training recipe 'tiny'/.test(l)));
     third.model.dispose();
+    const statePath = path.join(path.dirname(tokenizerPath('tiny')), 'training-state.safetensors');
+    assert.equal(fs.existsSync(statePath), false, 'the training state outlived the training');
+
+    // A training state left by other settings (an older recipe) is discarded, not resumed.
+    const stale = trainVqVae({
+      train: { images: train.images, count: 8 },
+      config: VQVAE_PRESETS.tiny,
+      batchSize: 4,
+      steps: 2,
+      checkpoint: { path: statePath, every: 1 },
+    });
+    stale.model.dispose();
+    assert.ok(fs.existsSync(statePath));
+    fs.rmSync(reportFile);
+    lines.length = 0;
+    const fourth = ensureTokenizer('tiny', train, test, log);
+    assert.ok(
+      lines.some((l) => /is from other settings; starting anew/.test(l)),
+      lines.join('\n'),
+    );
+    assert.equal(vqVaeFingerprint(fourth.model), print);
+    assert.equal(fs.existsSync(statePath), false);
+    fourth.model.dispose();
   } finally {
     if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
     else process.env.MMGPT_RUNS_DIR = saved;

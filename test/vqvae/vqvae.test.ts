@@ -473,3 +473,49 @@ test('a checkpoint from before foregroundWeight/globalContext loads with their o
   model.dispose();
   fs.rmSync(dir, { recursive: true });
 });
+
+test('tokenizer training resumed from its saved state ends equal to an uninterrupted run', () => {
+  const set = { images: blobImages(6, new Rng(31)), count: 6 };
+  const config = vqVaeConfig('tiny', { deadCodeSteps: 2 }); // restarts exercise the restart Rng
+  // 6 images in batches of 2: 3 steps per epoch, so states fall inside and at the end of epochs.
+  const base = { train: set, config, seed: 8, batchSize: 2, steps: 10, lr: 3e-3 };
+  const straight = trainVqVae(base);
+  for (const every of [3, 4]) {
+    const dir = tmpDir();
+    const statePath = path.join(dir, 'state.safetensors');
+    const crash = new Error('simulated crash');
+    assert.throws(
+      () =>
+        trainVqVae({
+          ...base,
+          checkpoint: { path: statePath, every },
+          onStep: (r) => {
+            if (r.step === 7) throw crash;
+          },
+        }),
+      /simulated crash/,
+    );
+    assert.ok(fs.existsSync(statePath), 'no state was saved before the crash');
+    const lines: string[] = [];
+    const resumed = trainVqVae({
+      ...base,
+      checkpoint: { path: statePath, every, resume: true },
+      log: (l) => lines.push(l),
+    });
+    const savedAt = Math.floor(6 / every) * every;
+    assert.ok(lines.some((l) => l.includes(`resumed ${statePath} at step ${savedAt}/10`)));
+    assert.deepEqual(resumed.model.stateDict(), straight.model.stateDict());
+    assert.deepEqual(resumed.model.getRngState(), straight.model.getRngState());
+    assert.deepEqual(
+      resumed.history.map((r) => [r.step, r.epoch, Math.fround(r.loss)]),
+      straight.history.map((r) => [r.step, r.epoch, Math.fround(r.loss)]),
+    );
+    assert.throws(
+      () => trainVqVae({ ...base, lr: 1e-3, checkpoint: { path: statePath, every, resume: true } }),
+      /was saved by a run with other settings/,
+    );
+    resumed.model.dispose();
+    fs.rmSync(dir, { recursive: true });
+  }
+  straight.model.dispose();
+});
