@@ -323,8 +323,13 @@ export async function trainPipeline(
     tokenizer: { recipe: preset.tokenizer, path: data.tokenizerPath, ...data.tokenizerReport },
   };
   atomicWriteFile(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  const lastTest = result.log.testNll[result.log.testNll.length - 1]!;
+  const outcome = result.complete
+    ? `done: final test NLL ${result.finalTestNll.toFixed(4)} nats/dim`
+    : `stopped: latest test NLL ${lastTest.nll.toFixed(4)} nats/dim (epoch ${lastTest.epoch}); ` +
+      `continue with mmgpt train --preset ${presetName} --resume`;
   log(
-    `done: final test NLL ${result.finalTestNll.toFixed(4)} nats/dim; tokenizer pixel accuracy ${(100 * data.tokenizerReport.pixelAccuracy).toFixed(2)}%, ` +
+    `${outcome}; tokenizer pixel accuracy ${(100 * data.tokenizerReport.pixelAccuracy).toFixed(2)}%, ` +
       `${data.tokenizerReport.usedCodes}/${data.tokenizerReport.codebookSize} codes; curve ${path.relative(process.cwd(), curvePath)}`,
   );
   return { ...result, data, runDir, curvePath };

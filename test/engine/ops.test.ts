@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setBackend } from '../../src/engine/registry';
 import * as F from '../../src/engine/ops';
-import { tidy, noGrad, memoryStats } from '../../src/engine/tensor';
+import { tidy, noGrad, memoryStats, releasePool, setPoolLimit } from '../../src/engine/tensor';
 import { gradCheck, TestRng } from './gradcheck';
 
 setBackend('js');
@@ -246,4 +246,36 @@ test('tidy frees everything but what is returned; use after free is an error', (
   inner.dispose();
   assert.equal(memoryStats().liveTensors, before);
   assert.throws(() => kept.toArray(), /already freed/);
+});
+
+test('a full buffer pool gives way to the sizes used most recently', () => {
+  releasePool();
+  const previous = setPoolLimit(3 * 1000 * 4); // room for three buffers of 1000 floats
+  try {
+    const pooled = () => memoryStats().pooledBytes;
+    // Workload A parks three 1000-float buffers: the pool is full.
+    tidy(() => [0, 1, 2].forEach(() => F.zeros([1000])));
+    assert.equal(pooled(), 12000);
+    // Workload B's four 500-float buffers evict two of A's (the least recently used class).
+    tidy(() => [0, 1, 2, 3].forEach(() => F.zeros([500])));
+    assert.equal(pooled(), 4000 + 4 * 2000);
+    // B's next step is served from the pool entirely.
+    tidy(() => {
+      const xs = [0, 1, 2, 3].map(() => F.zeros([500]));
+      assert.equal(pooled(), 4000);
+      assert.ok(xs.every((x) => x.toFloat32Array().every((v) => v === 0)));
+    });
+    // Lowering the bound frees the least recently used buffers first: A's goes, B's stay.
+    setPoolLimit(8000);
+    assert.equal(pooled(), 8000);
+    tidy(() => {
+      F.zeros([500]);
+      F.zeros([500]);
+      assert.equal(pooled(), 4000);
+    });
+    assert.throws(() => setPoolLimit(-1), /setPoolLimit: need a number of bytes >= 0/);
+  } finally {
+    setPoolLimit(previous);
+    releasePool();
+  }
 });
