@@ -46,8 +46,7 @@ export class Storage {
 // faults on the CPU backends, no cudaMalloc on CUDA. The pool is bounded; when a freed buffer
 // does not fit, the size classes used least recently are freed first, so a new workload (the GPT
 // after the tokenizer, in one process) takes the pool over instead of finding it full of the old
-// one's shapes (which made every GPT step allocate fresh memory: 75 instead of 54 ms/step).
-// `releasePool()` empties it.
+// one's shapes and allocating fresh memory at every step. `releasePool()` empties it.
 
 interface PoolEntry {
   backend: Backend;
