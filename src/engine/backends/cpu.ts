@@ -296,7 +296,24 @@ function makeCpuBackend(nat: NativeAddon): Backend {
       // Synchronous backend.
     },
 
-    // ---- kernels: straight to the addon ---------------------------------------------------
+    // ---- kernels: straight to the addon (shared with the cuda backend) -----------------------
+    ...nativeKernelMethods(nat),
+  };
+}
+
+/** The Backend methods that are kernels: the same for both native addons (cpu and cuda). */
+export type KernelMethods = Omit<
+  Backend,
+  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
+>;
+
+/**
+ * The kernel half of a Backend over an addon's kernels (`NativeKernels`): straight calls, with
+ * the parameter objects of matmul, im2col/col2im and adam spread into positional arguments.
+ * cpu.ts and cuda.ts both build their backends on it.
+ */
+export function nativeKernelMethods(nat: NativeKernels): KernelMethods {
+  return {
     fill: (out, n, value) => nat.fill(out, n, value),
     copyBlock: (src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc) =>
       nat.copyBlock(src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc),

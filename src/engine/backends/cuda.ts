@@ -22,19 +22,10 @@
 //   build of the same kernels (native/cuda/emu/build-emu.js), which lets the CUDA tests run on
 //   machines without a GPU.
 
-import type {
-  AdamParams,
-  Backend,
-  BinaryOp,
-  Buf,
-  Conv2dGeometry,
-  DType,
-  MatmulParams,
-  UnaryOp,
-} from '../backend';
+import type { Backend, Buf, DType } from '../backend';
 import * as path from 'path';
 
-import { loadNativeAddon } from './cpu';
+import { loadNativeAddon, nativeKernelMethods } from './cpu';
 import type { NativeKernels } from './cpu';
 
 /** The `cuda` object of mmgpt_native (native/cuda/addon_cuda.cc). */
@@ -111,73 +102,8 @@ export function createCudaBackend(nat: NativeCuda): Backend {
     download: (buf, size, dtype) => nat.download(buf, size, dtype),
     sync: () => nat.sync(),
 
-    // ---- kernels: straight to the addon -------------------------------------------------------
-    fill: (out, n, value) => nat.fill(out, n, value),
-    copyBlock: (src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc) =>
-      nat.copyBlock(src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner, acc),
-    binary: (op, a, b, out, shape, aStrides, bStrides) =>
-      nat.binary(op, a, b, out, shape, aStrides, bStrides),
-    unary: (op, x, out, n) => nat.unary(op, x, out, n),
-    unaryBackward: (op, x, y, gy, gx, n) => nat.unaryBackward(op, x, y, gy, gx, n),
-    affine: (x, out, n, alpha, beta) => nat.affine(x, out, n, alpha, beta),
-    axpy: (x, y, n, alpha) => nat.axpy(x, y, n, alpha),
-    sumSquares: (x, n) => nat.sumSquares(x, n),
-    sumAxis: (x, out, outer, axis, inner, accumulate) =>
-      nat.sumAxis(x, out, outer, axis, inner, accumulate),
-    broadcastAxis: (x, out, outer, axis, inner) => nat.broadcastAxis(x, out, outer, axis, inner),
-    permute: (x, out, shape, perm, dtype) => nat.permute(x, out, shape, perm, dtype),
-    matmul: (a: Buf, b: Buf, c: Buf, p: MatmulParams) =>
-      nat.matmul(
-        a,
-        b,
-        c,
-        p.batch,
-        p.m,
-        p.n,
-        p.k,
-        p.transA,
-        p.transB,
-        p.strideA,
-        p.strideB,
-        p.strideC,
-        p.alpha,
-        p.accumulate,
-      ),
-    gather: (table, idx, out, rows, d, vocab) => nat.gather(table, idx, out, rows, d, vocab),
-    scatterAdd: (g, idx, gTable, rows, d) => nat.scatterAdd(g, idx, gTable, rows, d),
-    layerNorm: (x, w, b, out, mean, rstd, rows, d, eps) =>
-      nat.layerNorm(x, w, b, out, mean, rstd, rows, d, eps),
-    layerNormBackward: (x, w, mean, rstd, gy, gx, gw, gb, rows, d) =>
-      nat.layerNormBackward(x, w, mean, rstd, gy, gx, gw, gb, rows, d),
-    softmax: (x, out, rows, n, causalTq) => nat.softmax(x, out, rows, n, causalTq),
-    softmaxBackward: (y, gy, gx, rows, n) => nat.softmaxBackward(y, gy, gx, rows, n),
-    crossEntropy: (logits, targets, probs, losses, rows, v) =>
-      nat.crossEntropy(logits, targets, probs, losses, rows, v),
-    crossEntropyBackward: (probs, targets, gLoss, gLogits, rows, v) =>
-      nat.crossEntropyBackward(probs, targets, gLoss, gLogits, rows, v),
-    dropoutMask: (out, n, p, seed) => nat.dropoutMask(out, n, p, seed),
-    im2col: (x: Buf, cols: Buf, g: Conv2dGeometry) =>
-      nat.im2col(x, cols, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.ho, g.wo),
-    col2im: (cols: Buf, x: Buf, g: Conv2dGeometry) =>
-      nat.col2im(cols, x, g.n, g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.ho, g.wo),
-    nearestCode: (z, codebook, idx, dist, rows, k, d) =>
-      nat.nearestCode(z, codebook, idx, dist, rows, k, d),
-    adam: (p: Buf, g: Buf, m: Buf, v: Buf, n: number, a: AdamParams) =>
-      nat.adam(
-        p,
-        g,
-        m,
-        v,
-        n,
-        a.lr,
-        a.beta1,
-        a.beta2,
-        a.eps,
-        a.weightDecay,
-        a.decoupled,
-        a.step,
-        a.gradScale,
-      ),
+    // ---- kernels: straight to the addon (shared with the cpu backend) ---------------------
+    ...nativeKernelMethods(nat),
   };
 }
 
