@@ -7,8 +7,9 @@
 // training tokens. A file that is missing, corrupt or of another format fails with a message
 // that names it.
 
-import { loadSafetensors, saveSafetensors, requireTensor } from '../nn/safetensors';
-import type { NamedArray, SafetensorsContents } from '../nn/safetensors';
+import { loadSafetensors, saveSafetensors } from '../nn/safetensors';
+import type { SafetensorsContents } from '../nn/safetensors';
+import { readStateTensors, stateTensors } from '../nn/state';
 import type { OptimizerState } from '../nn/optim';
 import type { GptConfig } from './model';
 
@@ -40,17 +41,7 @@ export interface Checkpoint {
 }
 
 export function saveCheckpoint(filePath: string, ckpt: Checkpoint): void {
-  const tensors: Record<string, NamedArray> = {};
-  for (const [n, t] of Object.entries(ckpt.weights))
-    tensors[`model.${n}`] = { dtype: 'F32', shape: t.shape, data: t.data };
-  if (ckpt.optimizer) {
-    for (const [n, m] of Object.entries(ckpt.optimizer.m)) {
-      const shape = ckpt.weights[n].shape;
-      tensors[`optim.m.${n}`] = { dtype: 'F32', shape, data: m };
-      tensors[`optim.v.${n}`] = { dtype: 'F32', shape, data: ckpt.optimizer.v[n] };
-    }
-  }
-  saveSafetensors(filePath, tensors, {
+  saveSafetensors(filePath, stateTensors(ckpt.weights, ckpt.optimizer), {
     mmgpt: JSON.stringify({ ...ckpt.meta, optimizerStep: ckpt.optimizer?.step ?? null }),
   });
 }
@@ -83,24 +74,10 @@ export function readCheckpointMeta(
 export function loadCheckpoint(filePath: string): Checkpoint {
   const contents = loadSafetensors(filePath);
   const meta = readCheckpointMeta(contents);
-  const weights: Checkpoint['weights'] = {};
-  const m: Record<string, Float32Array> = {};
-  const v: Record<string, Float32Array> = {};
-  for (const key of Object.keys(contents.tensors)) {
-    if (key.startsWith('model.')) {
-      const t = requireTensor(contents, key, 'F32');
-      weights[key.slice(6)] = { shape: t.shape, data: t.data };
-    }
-  }
-  if (Object.keys(weights).length === 0)
-    throw new Error(`${filePath}: checkpoint holds no model weights`);
-  let optimizer: OptimizerState | null = null;
-  if (meta.optimizerStep !== null && meta.optimizerStep !== undefined) {
-    for (const [n, w] of Object.entries(weights)) {
-      m[n] = requireTensor(contents, `optim.m.${n}`, 'F32', w.shape).data;
-      v[n] = requireTensor(contents, `optim.v.${n}`, 'F32', w.shape).data;
-    }
-    optimizer = { step: meta.optimizerStep, m, v };
-  }
+  const hasOptimizer = meta.optimizerStep !== null && meta.optimizerStep !== undefined;
+  const { weights, optimizer } = readStateTensors(
+    contents,
+    hasOptimizer ? { step: meta.optimizerStep! } : null,
+  );
   return { meta, weights, optimizer };
 }

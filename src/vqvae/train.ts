@@ -19,6 +19,7 @@ import { tidy } from '../engine/tensor';
 import { Adam, Schedule, warmupCosineLr } from '../nn/optim';
 import { Rng, deriveSeed } from '../nn/rng';
 import { NamedArray, loadSafetensors, requireTensor, saveSafetensors } from '../nn/safetensors';
+import { readStateTensors, stateTensors } from '../nn/state';
 import { IMAGE_VALUES } from '../data/coloured';
 import {
   CODES_PER_IMAGE,
@@ -278,17 +279,10 @@ function saveTrainingState(
   optimizer: Adam,
   history: VqVaeStepRecord[],
 ): void {
-  const tensors: Record<string, NamedArray> = {};
-  for (const [name, { shape, data }] of Object.entries(model.stateDict()))
-    tensors[`model.${name}`] = { dtype: 'F32', shape, data };
   const optimState = optimizer.state();
-  for (const [name, t] of Object.entries(model.stateDict())) {
-    if (optimState.m[name] === undefined) continue; // quantizer buffers: not optimised
-    tensors[`optim.m.${name}`] = { dtype: 'F32', shape: t.shape, data: optimState.m[name] };
-    tensors[`optim.v.${name}`] = { dtype: 'F32', shape: t.shape, data: optimState.v[name]! };
-  }
-  // Float64 values as pairs of float32 would be exact too; the records are for logs and curves,
-  // so float32 is enough, but step/epoch/counts stay exact (integers below 2^24).
+  const tensors = stateTensors(model.stateDict(), optimState);
+  // The records are for logs and curves: float32 is enough, and step, epoch and counts stay
+  // exact (integers below 2^24).
   const rows = new Float32Array(history.length * HISTORY_COLUMNS.length);
   history.forEach((r, i) =>
     HISTORY_COLUMNS.forEach((c, j) => (rows[i * HISTORY_COLUMNS.length + j] = r[c])),
@@ -330,18 +324,14 @@ function loadTrainingState(
         `delete it to start again`,
     );
   }
-  const weights: Record<string, { shape: number[]; data: Float32Array }> = {};
-  const m: Record<string, Float32Array> = {};
-  const v: Record<string, Float32Array> = {};
-  for (const [key, t] of Object.entries(contents.tensors)) {
-    const data = t.data as Float32Array;
-    if (key.startsWith('model.')) weights[key.slice(6)] = { shape: t.shape, data };
-    else if (key.startsWith('optim.m.')) m[key.slice(8)] = data;
-    else if (key.startsWith('optim.v.')) v[key.slice(8)] = data;
-  }
+  const names = model.namedParameters().map(([name]) => name); // the quantizer's buffers have no moments
+  const { weights, optimizer: optimState } = readStateTensors(contents, {
+    step: Number(meta['optimizer_step']),
+    names,
+  });
   model.loadStateDict(weights, filePath);
   model.setRngState(JSON.parse(meta['restart_rng'] ?? 'null') as number[]);
-  optimizer.loadState({ step: Number(meta['optimizer_step']), m, v }, filePath);
+  optimizer.loadState(optimState!, filePath);
   const rows = requireTensor(contents, 'history', 'F32').data;
   const width = HISTORY_COLUMNS.length;
   const history: VqVaeStepRecord[] = [];
