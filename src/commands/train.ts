@@ -26,7 +26,14 @@ import {
 } from '../nn/safetensors';
 import { VQVAE_PRESETS } from '../vqvae/model';
 import type { VqVae, VqVaeConfig } from '../vqvae/model';
-import { trainVqVae, evaluateVqVae, saveVqVae, loadVqVae, vqVaeFingerprint } from '../vqvae/train';
+import {
+  TrainingStateMismatchError,
+  trainVqVae,
+  evaluateVqVae,
+  saveVqVae,
+  loadVqVae,
+  vqVaeFingerprint,
+} from '../vqvae/train';
 import type { VqVaeEvaluation } from '../vqvae/train';
 import { GPT_PRESETS, trainGpt } from '../gpt/train';
 import type { TrainGptResult } from '../gpt/train';
@@ -165,7 +172,7 @@ export function ensureTokenizer(
   try {
     trained = run(true);
   } catch (e) {
-    if (!/saved by a run with other settings/.test((e as Error).message)) throw e;
+    if (!(e instanceof TrainingStateMismatchError)) throw e;
     log(
       `tokenizer: ${path.relative(process.cwd(), statePath)} is from other settings; starting anew`,
     );

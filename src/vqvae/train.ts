@@ -256,6 +256,11 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
 // ---- training state (resume) ---------------------------------------------------------------------
 
 const TRAINING_STATE_FORMAT = 'mmgpt-vqvae-training-state';
+
+/** Thrown by a resume from a training state that a run with other settings saved. */
+export class TrainingStateMismatchError extends Error {
+  override name = 'TrainingStateMismatchError';
+}
 /** The numeric fields of a VqVaeStepRecord, in the column order of the saved history. */
 const HISTORY_COLUMNS = [
   'step',
@@ -319,7 +324,7 @@ function loadTrainingState(
   if (meta['format'] !== TRAINING_STATE_FORMAT)
     throw new Error(`'${filePath}' is not a VQ-VAE training state (format ${meta['format']})`);
   if (meta['settings'] !== settings) {
-    throw new Error(
+    throw new TrainingStateMismatchError(
       `'${filePath}' was saved by a run with other settings:\n  saved:     ${meta['settings']}\n  requested: ${settings}\n` +
         `delete it to start again`,
     );
