@@ -72,6 +72,19 @@ function touch(key: string, entry: PoolEntry): void {
   pool.set(key, entry);
 }
 
+/** Frees pooled buffers, least recently used size classes first (sparing `spare`), until at most `bytes` are pooled. */
+function evictUntil(bytes: number, spare?: string): void {
+  for (const [key, entry] of pool) {
+    if (pooledBytes <= bytes) break;
+    if (key === spare) continue;
+    while (entry.bufs.length > 0 && pooledBytes > bytes) {
+      entry.backend.free(entry.bufs.pop()!);
+      pooledBytes -= entry.bytesEach;
+    }
+    if (entry.bufs.length === 0) pool.delete(key);
+  }
+}
+
 function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
   const bytes = size * 4;
   if (bytes > poolLimitBytes) {
@@ -79,15 +92,7 @@ function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
     return;
   }
   const key = poolKey(backend, size, dtype);
-  for (const [oldKey, old] of pool) {
-    if (pooledBytes + bytes <= poolLimitBytes) break;
-    if (oldKey === key) continue;
-    while (old.bufs.length > 0 && pooledBytes + bytes > poolLimitBytes) {
-      old.backend.free(old.bufs.pop()!);
-      pooledBytes -= old.bytesEach;
-    }
-    if (old.bufs.length === 0) pool.delete(oldKey);
-  }
+  evictUntil(poolLimitBytes - bytes, key);
   if (pooledBytes + bytes > poolLimitBytes) {
     backend.free(buf); // only this class is left and it fills the pool
     return;
@@ -128,14 +133,7 @@ export function setPoolLimit(bytes: number): number {
     throw new Error(`setPoolLimit: need a number of bytes >= 0, got ${bytes}`);
   const previous = poolLimitBytes;
   poolLimitBytes = bytes;
-  for (const [key, entry] of pool) {
-    if (pooledBytes <= poolLimitBytes) break;
-    while (entry.bufs.length > 0 && pooledBytes > poolLimitBytes) {
-      entry.backend.free(entry.bufs.pop()!);
-      pooledBytes -= entry.bytesEach;
-    }
-    if (entry.bufs.length === 0) pool.delete(key);
-  }
+  evictUntil(poolLimitBytes);
   return previous;
 }
 

@@ -236,9 +236,8 @@ export class GlobalContext extends Module {
     this.proj = this.child('proj', new Conv2d(channels, channels, 1, rng));
   }
   forward(x: Tensor): Tensor {
-    const [B, C, H, W] = x.shape as [number, number, number, number];
-    const pooled = F.scale(F.sum(F.sum(x, 3), 2), 1 / (H * W)); // [B, C]
-    return F.add(x, this.proj.forward(F.reshape(pooled, [B, C, 1, 1]))); // [B, C, H, W]
+    const pooled = F.mean(F.mean(x, 3, true), 2, true); // [B, C, 1, 1]
+    return F.add(x, this.proj.forward(pooled)); // [B, C, H, W]
   }
 }
 
