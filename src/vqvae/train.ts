@@ -318,11 +318,15 @@ function loadTrainingState(
   try {
     contents = loadSafetensors(filePath);
   } catch (e) {
-    throw new Error(`cannot resume from '${filePath}': ${(e as Error).message}`);
+    throw new Error(
+      `cannot resume from '${filePath}': ${(e as Error).message}; delete it to start again`,
+    );
   }
   const meta = contents.metadata;
   if (meta['format'] !== TRAINING_STATE_FORMAT)
-    throw new Error(`'${filePath}' is not a VQ-VAE training state (format ${meta['format']})`);
+    throw new Error(
+      `'${filePath}' is not a VQ-VAE training state (format ${meta['format']}); delete it to start again`,
+    );
   if (meta['settings'] !== settings) {
     throw new TrainingStateMismatchError(
       `'${filePath}' was saved by a run with other settings:\n  saved:     ${meta['settings']}\n  requested: ${settings}\n` +

@@ -519,3 +519,22 @@ test('tokenizer training resumed from its saved state ends equal to an uninterru
   }
   straight.model.dispose();
 });
+
+test('a corrupt tokenizer training state is refused with the file named and the remedy', () => {
+  const dir = tmpDir();
+  const statePath = path.join(dir, 'state.safetensors');
+  fs.writeFileSync(statePath, Buffer.from([1, 2, 3]));
+  const set = { images: blobImages(2, new Rng(41)), count: 2 };
+  assert.throws(
+    () =>
+      trainVqVae({
+        train: set,
+        config: vqVaeConfig('tiny'),
+        batchSize: 2,
+        steps: 2,
+        checkpoint: { path: statePath, every: 1, resume: true },
+      }),
+    /cannot resume from '.*state.safetensors': .*; delete it to start again/,
+  );
+  fs.rmSync(dir, { recursive: true });
+});
