@@ -14,6 +14,7 @@ import { setBackend } from '../engine/registry';
 import { loadColouredMnist } from '../data/coloured';
 import type { ColouredMnist } from '../data/coloured';
 import { splitSequenceSource } from '../data/sequences';
+import { itemsWithHeldOutPairs, subsetSplit } from '../data/holdout';
 import { ensureClassifier } from '../eval/classifier';
 import type { EnsuredClassifier } from '../eval/classifier';
 import { loadRun, takeSplit } from '../eval/run';
@@ -23,6 +24,7 @@ import type { EvalReport, EvalSettings } from '../eval/report';
 import { figuresDir, parseFlags, runsDir, tokenise } from './train';
 import {
   SAMPLING_FLAGS,
+  SAMPLING_HELP,
   numberFlag,
   resolveCheckpoint,
   samplingSettingsFromFlags,
@@ -33,14 +35,16 @@ export function defaultClassifierPath(): string {
   return path.join(runsDir(), 'classifier', 'classifier.safetensors');
 }
 
-const EVAL_HELP = `mmgpt eval [--n N] [--json] [--checkpoint PATH] [--seed S] [--temperature T]
-           [--top-k K] [--top-p P] [--guidance G] [--grammar none|words|palette]
-           [--batch-size B] [--backend js|cpu|cuda] [--out DIR] [--classifier PATH] [--no-figures]
+const EVAL_HELP = `mmgpt eval [--n N] [--json] [--checkpoint PATH] [sampling flags] [--no-compare]
+           [--backend js|cpu|cuda] [--out DIR] [--classifier PATH] [--no-figures]
   Scores a trained checkpoint on N test items (default ${EVAL_DEFAULTS.n}): text -> image accuracy
   (attribute classifier), image -> text exact match, unconditional grammar/agreement/coverage,
-  test NLL, tokenizer ceiling, sampling speed. Writes DIR/report.md, DIR/report.json and the
-  sample grids (DIR defaults to figures/). --json prints the report JSON on stdout.
-  Default checkpoint: the newest complete runs/*/checkpoint.safetensors, else weights/.`;
+  each mode also without reranking and under the seed's rules (--no-compare skips those), where
+  the errors are, the compositional test (runs that held colour pairs out), test NLL, tokenizer
+  ceiling, sampling speed. Writes DIR/report.md, DIR/report.json and the sample grids (DIR
+  defaults to figures/). --json prints the report JSON on stdout.
+  Default checkpoint: the newest complete runs/*/checkpoint.safetensors, else weights/.
+${SAMPLING_HELP}`;
 
 /**
  * The evaluation of a loaded run: test NLL on the test items the run was scored on while
@@ -60,7 +64,16 @@ export function evaluateRun(opts: {
   const testCodes = tokenise(run.tokenizer, data.test, testLimit, log); // [M, 49]
   const nllSplit = takeSplit(data.test, testCodes.length / 49);
   const nllSource = splitSequenceSource(nllSplit, testCodes, run.vocab);
+  const heldOutPairs = Number(run.meta.trainConfig.heldOutPairs ?? 0) || 0;
+  const compositional =
+    heldOutPairs > 0
+      ? {
+          items: subsetSplit(data.test, itemsWithHeldOutPairs(data.test, heldOutPairs)),
+          heldOutPairs,
+        }
+      : undefined;
   return runEvaluation({
+    compositional,
     model: run.model,
     vocab: run.vocab,
     tokenizer: run.tokenizer,
@@ -83,7 +96,7 @@ export function evaluateRun(opts: {
       fingerprint: run.tokenizerFingerprint,
     },
     classifierInfo: {
-      path: classifierPath,
+      path: path.relative(process.cwd(), classifierPath) || classifierPath,
       status: classifier.status,
       config: classifier.provenance.config,
       settings: classifier.provenance.settings,
@@ -103,6 +116,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     out: 'string',
     classifier: 'string',
     'no-figures': 'boolean',
+    'no-compare': 'boolean',
     help: 'boolean',
     ...SAMPLING_FLAGS,
   });
@@ -111,7 +125,11 @@ export async function evalCommand(argv: string[]): Promise<void> {
     return;
   }
   const n = numberFlag(flags, 'n', EVAL_DEFAULTS.n, 'a positive integer');
-  const settings = validateEvalSettings({ ...samplingSettingsFromFlags(flags), n });
+  const settings = validateEvalSettings({
+    ...samplingSettingsFromFlags(flags),
+    n,
+    compare: flags['no-compare'] !== true,
+  });
   if (typeof flags.backend === 'string') setBackend(flags.backend);
   const json = flags.json === true;
   // With --json, stdout carries only the report.
@@ -134,8 +152,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
 
   const report = evaluateRun({ run, data, classifier, classifierPath, settings, log });
   const outDir = typeof flags.out === 'string' ? flags.out : figuresDir();
-  const figures =
-    flags['no-figures'] === true ? [] : writeSampleFigures(run, data.test, settings, outDir);
+  const figures: string[] = [];
+  if (flags['no-figures'] !== true) {
+    figures.push(...writeSampleFigures(run, data.test, settings, outDir));
+    if (settings.compare) {
+      const noRerank = { ...settings, overrides: { ...settings.overrides, rerank: 1 } };
+      figures.push(...writeSampleFigures(run, data.test, noRerank, outDir, '_no-rerank'));
+      const seedRules = { ...settings, samplingPreset: 'seed' as const, overrides: {} };
+      figures.push(...writeSampleFigures(run, data.test, seedRules, outDir, '_seed-rules'));
+    }
+  }
   const { jsonPath, mdPath } = writeReport(
     report,
     outDir,

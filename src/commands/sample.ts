@@ -33,7 +33,17 @@ import {
   type Sample,
 } from '../sampling/sampler';
 import type { LabelledImages } from '../eval/classifier';
-import { EVAL_DEFAULTS, sampleImageCodes, type EvalSettings } from '../eval/report';
+import { EVAL_DEFAULTS, type EvalSettings } from '../eval/report';
+import { sampleImageCodes, type ModeName } from '../eval/modes';
+import {
+  SAMPLING_PRESET_NAMES,
+  describeModeSampling,
+  resolveModeSampling,
+  type ModeSampling,
+  type SamplingOverrides,
+  type SamplingPresetName,
+} from '../sampling/presets';
+import { IMAGE_TO_TEXT_SCORES, type ImageToTextScore } from '../sampling/rerank';
 import { findCheckpoint, loadRun, type LoadedRun } from '../eval/run';
 import { levelsToRgb, readLevelsPng, writeCaptionedGrid, writePng } from '../viz/png';
 import { figuresDir, parseFlags, runsDir } from './train';
@@ -55,40 +65,106 @@ export function numberFlag(
 /** The sampling flags shared by eval, sample and figures. */
 export const SAMPLING_FLAGS = {
   seed: 'string',
+  'preset-sampling': 'string',
   temperature: 'string',
+  'text-temperature': 'string',
   'top-k': 'string',
   'top-p': 'string',
   guidance: 'string',
   grammar: 'string',
+  rerank: 'string',
+  'rerank-score': 'string',
   'batch-size': 'string',
 } as const;
+
+/** What the sampling flags say: a preset, the settings given explicitly, seed and batch size. */
+export type SamplingFlagSettings = Pick<
+  EvalSettings,
+  'seed' | 'samplingPreset' | 'overrides' | 'batchSize'
+>;
 
 /** Sampling settings from flags, validated (each message names the flag). */
 export function samplingSettingsFromFlags(
   flags: Record<string, string | boolean>,
-): Omit<EvalSettings, 'n' | 'speedRows'> {
+): SamplingFlagSettings {
   const d = EVAL_DEFAULTS;
   const seed = numberFlag(flags, 'seed', d.seed, 'a non-negative integer');
   if (!Number.isSafeInteger(seed) || seed < 0)
     throw new Error(`--seed must be a non-negative integer, got '${flags.seed}'`);
-  const temperature = numberFlag(flags, 'temperature', d.temperature, 'a number >= 0 (0 = argmax)');
-  if (temperature < 0)
-    throw new Error(`--temperature must be a number >= 0 (0 = argmax), got '${flags.temperature}'`);
-  const topK = numberFlag(flags, 'top-k', d.topK, 'an integer >= 1, or 0 for off');
-  if (!Number.isInteger(topK) || topK < 0)
-    throw new Error(`--top-k must be an integer >= 1, or 0 for off, got '${flags['top-k']}'`);
-  const topP = numberFlag(flags, 'top-p', d.topP, 'a number in (0, 1] (1 = off)');
-  if (!(topP > 0 && topP <= 1))
-    throw new Error(`--top-p must be a number in (0, 1] (1 = off), got '${flags['top-p']}'`);
-  const guidance = numberFlag(flags, 'guidance', d.guidance, 'a number (1 = off, e.g. 2 or 3)');
+  const preset = (
+    typeof flags['preset-sampling'] === 'string' ? flags['preset-sampling'] : d.samplingPreset
+  ) as SamplingPresetName;
+  if (!SAMPLING_PRESET_NAMES.includes(preset))
+    throw new Error(
+      `--preset-sampling must be one of ${SAMPLING_PRESET_NAMES.join(', ')}, got '${preset}'`,
+    );
+  const overrides: SamplingOverrides = {};
+  const given = (name: string) => flags[name] !== undefined;
+  if (given('temperature')) {
+    overrides.temperature = numberFlag(flags, 'temperature', 1, 'a number >= 0 (0 = argmax)');
+    if (overrides.temperature < 0)
+      throw new Error(
+        `--temperature must be a number >= 0 (0 = argmax), got '${flags.temperature}'`,
+      );
+    // One temperature for everything unless words get their own.
+    overrides.textTemperature = overrides.temperature;
+  }
+  if (given('text-temperature')) {
+    overrides.textTemperature = numberFlag(
+      flags,
+      'text-temperature',
+      1,
+      'a number >= 0 (0 = argmax)',
+    );
+    if (overrides.textTemperature < 0)
+      throw new Error(
+        `--text-temperature must be a number >= 0 (0 = argmax), got '${flags['text-temperature']}'`,
+      );
+  }
+  if (given('top-k')) {
+    overrides.topK = numberFlag(flags, 'top-k', 0, 'an integer >= 1, or 0 for off');
+    if (!Number.isInteger(overrides.topK) || overrides.topK < 0)
+      throw new Error(`--top-k must be an integer >= 1, or 0 for off, got '${flags['top-k']}'`);
+  }
+  if (given('top-p')) {
+    overrides.topP = numberFlag(flags, 'top-p', 1, 'a number in (0, 1] (1 = off)');
+    if (!(overrides.topP > 0 && overrides.topP <= 1))
+      throw new Error(`--top-p must be a number in (0, 1] (1 = off), got '${flags['top-p']}'`);
+  }
+  if (given('guidance'))
+    overrides.guidance = numberFlag(flags, 'guidance', 1, 'a number (1 = off, e.g. 2 or 3)');
+  if (given('grammar')) {
+    const grammar = flags.grammar as GrammarLevel;
+    if (!GRAMMAR_LEVELS.includes(grammar))
+      throw new Error(`--grammar must be one of ${GRAMMAR_LEVELS.join(', ')}, got '${grammar}'`);
+    overrides.grammar = grammar;
+  }
+  if (given('rerank')) {
+    overrides.rerank = numberFlag(flags, 'rerank', 1, 'an integer in 1..1024 (1 = off)');
+    if (!Number.isInteger(overrides.rerank) || overrides.rerank < 1 || overrides.rerank > 1024)
+      throw new Error(`--rerank must be an integer in 1..1024 (1 = off), got '${flags.rerank}'`);
+  }
+  if (given('rerank-score')) {
+    const score = flags['rerank-score'] as ImageToTextScore;
+    if (!IMAGE_TO_TEXT_SCORES.includes(score))
+      throw new Error(
+        `--rerank-score must be one of ${IMAGE_TO_TEXT_SCORES.join(', ')}, got '${score}'`,
+      );
+    overrides.imageToTextScore = score;
+  }
   const batchSize = numberFlag(flags, 'batch-size', d.batchSize, 'a positive integer');
   if (!Number.isInteger(batchSize) || batchSize < 1)
     throw new Error(`--batch-size must be a positive integer, got '${flags['batch-size']}'`);
-  const grammar = (typeof flags.grammar === 'string' ? flags.grammar : d.grammar) as GrammarLevel;
-  if (!GRAMMAR_LEVELS.includes(grammar))
-    throw new Error(`--grammar must be one of ${GRAMMAR_LEVELS.join(', ')}, got '${grammar}'`);
-  return { seed, temperature, topK, topP, guidance, grammar, batchSize };
+  return { seed, samplingPreset: preset, overrides, batchSize };
 }
+
+/** The sampling-flag text of every command's --help. */
+export const SAMPLING_HELP = `  Sampling (each mode has its own defaults, chosen on the validation split; see README):
+    --preset-sampling default|seed   seed = the seed's plain rules (T 1, no guidance/grammar/reranking)
+    --temperature T   image codes and words (0 = argmax)   --text-temperature T   words only
+    --top-k K (0 = off)   --top-p P (1 = off)   --guidance G (1 = off; conditional modes)
+    --grammar none|words|palette   --rerank K (candidates per prompt, 1 = off)
+    --rerank-score both|caption|image (image -> text)   --seed S   --batch-size B`;
 
 /** --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/. */
 export function resolveCheckpoint(explicit?: string): string {
@@ -99,13 +175,17 @@ export function resolveCheckpoint(explicit?: string): string {
   });
 }
 
-/** The ModeOptions of sampling settings (guidance is added by the conditional modes). */
-function modeOptions(s: Omit<EvalSettings, 'n' | 'speedRows'>): ModeOptions {
+/** The sampler's name of each `mmgpt sample` mode. */
+const SAMPLE_MODE_NAMES: Record<SampleMode, ModeName> = {
+  text2image: 'textToImage',
+  image2text: 'imageToText',
+  unconditional: 'unconditional',
+};
+
+/** The ModeOptions of `mode` under the flags' preset and overrides. */
+function modeOptions(s: SamplingFlagSettings, mode: ModeName): ModeOptions {
   return {
-    temperature: s.temperature,
-    topK: s.topK,
-    topP: s.topP,
-    grammar: s.grammar,
+    ...resolveModeSampling(s.samplingPreset, mode, s.overrides),
     seed: s.seed,
     batchSize: s.batchSize,
   };
@@ -116,7 +196,7 @@ function modeOptions(s: Omit<EvalSettings, 'n' | 'speedRows'>): ModeOptions {
 export const SAMPLE_MODES = ['text2image', 'image2text', 'unconditional'] as const;
 export type SampleMode = (typeof SAMPLE_MODES)[number];
 
-export interface SampleArgs extends Omit<EvalSettings, 'n' | 'speedRows'> {
+export interface SampleArgs extends SamplingFlagSettings {
   mode: SampleMode;
   n: number;
   /** text2image: the caption, normalised ("dark green eight on bright cyan"). */
@@ -131,13 +211,13 @@ export interface SampleArgs extends Omit<EvalSettings, 'n' | 'speedRows'> {
 
 const SAMPLE_HELP = `mmgpt sample --mode text2image|image2text|unconditional
              [--prompt "dark green eight on bright cyan" | --image FILE.png]
-             [--n N] [--seed S] [--temperature T] [--top-k K] [--top-p P] [--guidance G]
-             [--grammar none|words|palette] [--batch-size B] [--checkpoint PATH]
+             [--n N] [sampling flags] [--checkpoint PATH]
              [--backend js|cpu|cuda] --out DIR
   text2image needs --prompt (a 6-word caption "<shade> <colour> <digit> on <shade> <colour>");
   image2text needs --image (a 28x28 PNG of coloured-MNIST levels 0, 85, 170, 255, or an exact
   upscale); unconditional needs neither. Writes DIR/sample_000.png ..., DIR/grid.png and
-  DIR/samples.json. --guidance (1 = off) applies to text2image and image2text.`;
+  DIR/samples.json. --guidance (1 = off) applies to text2image and image2text.
+${SAMPLING_HELP}`;
 
 /** Parses and checks every argument of `mmgpt sample` (prompt and image included). */
 export function parseSampleArgs(argv: string[]): SampleArgs | 'help' {
@@ -186,7 +266,7 @@ export function parseSampleArgs(argv: string[]): SampleArgs | 'help' {
   } else if (flags.image !== undefined) {
     throw new Error(`--image is only for --mode image2text (this is --mode ${mode})`);
   }
-  if (mode === 'unconditional' && settings.guidance !== 1)
+  if (mode === 'unconditional' && settings.overrides.guidance !== undefined)
     throw new Error(
       '--guidance needs a condition: use it with --mode text2image or image2text, not unconditional',
     );
@@ -205,15 +285,13 @@ export function parseSampleArgs(argv: string[]): SampleArgs | 'help' {
 
 /** Draws the samples `args` asks for from a loaded run. */
 export function drawSamples(run: LoadedRun, args: SampleArgs): Sample[] {
-  const options = modeOptions(args);
-  const conditional = { ...options, guidance: args.guidance };
   switch (args.mode) {
     case 'text2image':
       return textToImage(
         run.model,
         run.vocab,
         Array.from({ length: args.n }, () => args.prompt!),
-        conditional,
+        modeOptions(args, 'textToImage'),
       );
     case 'image2text': {
       const codes = run.tokenizer.encode(args.image!, 1); // [1, 49]
@@ -221,11 +299,11 @@ export function drawSamples(run: LoadedRun, args: SampleArgs): Sample[] {
         run.model,
         run.vocab,
         Array.from({ length: args.n }, () => codes),
-        conditional,
+        modeOptions(args, 'imageToText'),
       );
     }
     case 'unconditional':
-      return unconditional(run.model, run.vocab, args.n, options);
+      return unconditional(run.model, run.vocab, args.n, modeOptions(args, 'unconditional'));
   }
 }
 
@@ -251,7 +329,7 @@ export interface SamplesJson {
   mode: SampleMode;
   prompt: string | null;
   input: { path: string; image: string } | null;
-  settings: Omit<EvalSettings, 'speedRows'>;
+  settings: SamplingFlagSettings & { n: number; resolved: ModeSampling };
   checkpoint: { path: string; sha256: string };
   tokenizer: { path: string; sha256: string; fingerprint: string };
   samples: SampleRecord[];
@@ -302,12 +380,14 @@ export function writeSamples(
     settings: {
       n: args.n,
       seed: args.seed,
-      temperature: args.temperature,
-      topK: args.topK,
-      topP: args.topP,
-      guidance: args.guidance,
-      grammar: args.grammar,
+      samplingPreset: args.samplingPreset,
+      overrides: args.overrides,
       batchSize: args.batchSize,
+      resolved: resolveModeSampling(
+        args.samplingPreset,
+        SAMPLE_MODE_NAMES[args.mode],
+        args.overrides,
+      ),
     },
     checkpoint: { path: run.checkpointPath, sha256: run.checkpointSha256 },
     tokenizer: {
@@ -356,32 +436,32 @@ export const FIGURE_FILES = {
 export function writeSampleFigures(
   run: LoadedRun,
   test: LabelledImages,
-  settings: Omit<EvalSettings, 'n' | 'speedRows'>,
+  settings: SamplingFlagSettings,
   dir: string,
+  /** Appended to each file name (before .png), e.g. '_seed-rules'. */
+  suffix = '',
 ): string[] {
   const count = Math.min(9, test.count);
   if (count === 0) throw new Error('figures: the test set is empty');
-  const options = modeOptions(settings);
-  const conditional = { ...options, guidance: settings.guidance };
+  const file = (name: string) => path.join(dir, name.replace(/\.png$/, `${suffix}.png`));
+  const how = (mode: ModeName) =>
+    `seed ${settings.seed}, ${describeModeSampling(resolveModeSampling(settings.samplingPreset, mode, settings.overrides))}`;
   const decode = (samples: readonly Sample[]): Uint8Array =>
     run.tokenizer.decode(sampleImageCodes(samples), samples.length);
   const imageAt = (images: Uint8Array, i: number): Uint8Array =>
     images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES);
-  const how =
-    `seed ${settings.seed}, temperature ${settings.temperature}` +
-    (settings.guidance !== 1 ? `, guidance ${settings.guidance}` : '');
   const written: string[] = [];
 
   const prompts = Array.from({ length: count }, (_, i) =>
     captionText(test.digit[i]!, test.fg[i]!, test.bg[i]!),
   );
-  const t2i = textToImage(run.model, run.vocab, prompts, conditional);
+  const t2i = textToImage(run.model, run.vocab, prompts, modeOptions(settings, 'textToImage'));
   const t2iImages = decode(t2i);
-  const t2iPath = path.join(dir, FIGURE_FILES.textToImage);
+  const t2iPath = file(FIGURE_FILES.textToImage);
   writeCaptionedGrid(
     t2iPath,
     prompts.map((prompt, i) => ({ image: imageAt(t2iImages, i), caption: prompt })),
-    { columns: 3, title: `text -> image (${how})` },
+    { columns: 3, title: `text -> image (${how('textToImage')})` },
   );
   written.push(t2iPath);
 
@@ -389,34 +469,33 @@ export function writeSampleFigures(
   const codeRows = Array.from({ length: count }, (_, i) =>
     codes.subarray(i * IMAGE_TOKENS, (i + 1) * IMAGE_TOKENS),
   );
-  const i2t = imageToText(run.model, run.vocab, codeRows, conditional);
-  const i2tPath = path.join(dir, FIGURE_FILES.imageToText);
+  const i2t = imageToText(run.model, run.vocab, codeRows, modeOptions(settings, 'imageToText'));
+  const i2tPath = file(FIGURE_FILES.imageToText);
   writeCaptionedGrid(
     i2tPath,
     i2t.map((s, i) => ({ image: imageAt(test.images, i), caption: s.caption })),
-    { columns: 3, title: `image -> text (${how})` },
+    { columns: 3, title: `image -> text (${how('imageToText')})` },
   );
   written.push(i2tPath);
 
-  const unc = unconditional(run.model, run.vocab, 9, options);
+  const unc = unconditional(run.model, run.vocab, 9, modeOptions(settings, 'unconditional'));
   const uncImages = decode(unc);
-  const uncPath = path.join(dir, FIGURE_FILES.unconditional);
+  const uncPath = file(FIGURE_FILES.unconditional);
   writeCaptionedGrid(
     uncPath,
     unc.map((s, i) => ({ image: imageAt(uncImages, i), caption: s.caption })),
     {
       columns: 3,
-      title: `unconditional (seed ${settings.seed}, temperature ${settings.temperature})`,
+      title: `unconditional (${how('unconditional')})`,
     },
   );
   written.push(uncPath);
   return written;
 }
 
-const FIGURES_HELP = `mmgpt figures [--checkpoint PATH] [--seed S] [--temperature T] [--top-k K]
-              [--top-p P] [--guidance G] [--grammar none|words|palette] [--backend js|cpu|cuda]
-              [--out DIR]
-  Draws the seed's deliverables into DIR (default figures/): ${Object.values(FIGURE_FILES).join(', ')}.`;
+const FIGURES_HELP = `mmgpt figures [--checkpoint PATH] [sampling flags] [--backend js|cpu|cuda] [--out DIR]
+  Draws the seed's deliverables into DIR (default figures/): ${Object.values(FIGURE_FILES).join(', ')}.
+${SAMPLING_HELP}`;
 
 export async function figuresCommand(argv: string[]): Promise<void> {
   const flags = parseFlags(argv, {

@@ -32,17 +32,32 @@ import type { GPT, GptConfig } from '../gpt/model';
 import { evaluateNll } from '../gpt/train';
 import type { VqVae } from '../vqvae/model';
 import { evaluateVqVae } from '../vqvae/train';
-import { GRAMMAR_LEVELS, type GrammarLevel } from '../sampling/rules';
 import {
-  checkSamplingOptions,
   generate,
   generateUncached,
-  imageToText,
   textToImage,
-  unconditional,
   type ModeOptions,
   type Sample,
 } from '../sampling/sampler';
+import {
+  SAMPLING_PRESET_NAMES,
+  describeModeSampling,
+  resolveModeSampling,
+  type ModeSampling,
+  type SamplingOverrides,
+  type SamplingPresetName,
+} from '../sampling/presets';
+import {
+  MODE_LABELS,
+  MODE_NAMES,
+  headline,
+  scoreMode,
+  truthCaptions,
+  type ModeContext,
+  type ModeName,
+  type ModeResult,
+} from './modes';
+import { errorSummary, renderErrorSummary, type ErrorSummary } from './confusions';
 import {
   TARGETS,
   attributeAccuracy,
@@ -76,15 +91,12 @@ export interface EvalSettings {
   n: number;
   /** Seed of every sampling stream. */
   seed: number;
-  temperature: number;
-  /** 0 = off. */
-  topK: number;
-  /** 1 = off. */
-  topP: number;
-  /** Classifier-free guidance scale for the two conditional modes (1 = off). */
-  guidance: number;
-  /** Caption grammar on top of the seed's rules. */
-  grammar: GrammarLevel;
+  /** Named per-mode sampling settings (src/sampling/presets.ts). */
+  samplingPreset: SamplingPresetName;
+  /** Settings given explicitly; each replaces the preset's value in every mode it applies to. */
+  overrides: SamplingOverrides;
+  /** Also score each mode without reranking and under the seed's rules (the comparison table). */
+  compare: boolean;
   /** Rows per batched generation (samples do not depend on it). */
   batchSize: number;
   /** Rows of the cached/uncached speed measurement. */
@@ -94,29 +106,42 @@ export interface EvalSettings {
 export const EVAL_DEFAULTS: EvalSettings = {
   n: 1000,
   seed: 0,
-  temperature: 1,
-  topK: 0,
-  topP: 1,
-  guidance: 1,
-  grammar: 'none',
+  samplingPreset: 'default',
+  overrides: {},
+  compare: true,
   batchSize: 64,
   speedRows: 8,
 };
 
 /** Fills defaults and rejects impossible settings with a message saying what is accepted. */
 export function validateEvalSettings(settings: Partial<EvalSettings> = {}): EvalSettings {
-  const s = { ...EVAL_DEFAULTS, ...settings };
+  const s = { ...EVAL_DEFAULTS, ...settings, overrides: { ...(settings.overrides ?? {}) } };
   for (const key of ['n', 'batchSize', 'speedRows'] as const) {
     if (!Number.isInteger(s[key]) || s[key] < 1)
       throw new Error(`${key} must be a positive integer, got ${s[key]}`);
   }
   if (!Number.isSafeInteger(s.seed) || s.seed < 0)
     throw new Error(`seed must be a non-negative integer, got ${s.seed}`);
-  checkSamplingOptions(s);
-  if (!Number.isFinite(s.guidance)) throw new Error(`guidance must be finite, got ${s.guidance}`);
-  if (!GRAMMAR_LEVELS.includes(s.grammar))
-    throw new Error(`grammar must be one of ${GRAMMAR_LEVELS.join(', ')}, got '${s.grammar}'`);
+  if (!SAMPLING_PRESET_NAMES.includes(s.samplingPreset))
+    throw new Error(
+      `sampling preset must be one of ${SAMPLING_PRESET_NAMES.join(', ')}, got '${s.samplingPreset}'`,
+    );
+  for (const mode of MODE_NAMES) resolveModeSampling(s.samplingPreset, mode, s.overrides);
   return s;
+}
+
+/** The sampler options of `mode` under the settings (preset, overrides, seed, batch size). */
+export function modeOptionsFor(
+  settings: EvalSettings,
+  mode: ModeName,
+  overrides: SamplingOverrides = settings.overrides,
+  preset: SamplingPresetName = settings.samplingPreset,
+): ModeOptions & ModeSampling {
+  return {
+    ...resolveModeSampling(preset, mode, overrides),
+    seed: settings.seed,
+    batchSize: settings.batchSize,
+  };
 }
 
 // ---- what the report describes ---------------------------------------------------------------
@@ -164,7 +189,25 @@ export interface EvaluationInputs {
   tokenizerInfo: TokenizerInfo;
   classifierInfo: ClassifierInfo;
   settings?: Partial<EvalSettings>;
+  /**
+   * The compositional test: test items whose (fg, bg) pair the run held out of training, and how
+   * many pairs it held out (absent: the run held none out).
+   */
+  compositional?: { items: LabelledImages; heldOutPairs: number };
   log?: (line: string) => void;
+}
+
+/** One row of the comparison table: a mode under one set of settings. */
+export interface ComparisonRow {
+  mode: ModeName;
+  /** 'default' (the report's settings), 'without reranking' or 'seed rules'. */
+  variant: string;
+  settings: string;
+  /** The mode's headline: all three right, exact match or agreement. */
+  value: number;
+  /** Unconditional only: grammatical share. */
+  grammatical?: number;
+  ms: number;
 }
 
 export interface SpeedReport {
@@ -211,9 +254,17 @@ export interface EvalReport {
     reconstructed: AttributeAccuracy;
   };
   testNll: { natsPerDim: number; items: number; sequences: number; ms: number } | null;
+  /** The settings each mode was sampled with. */
+  sampling: Record<ModeName, ModeSampling>;
   textToImage: AttributeAccuracy & { ms: number };
   imageToText: CaptionAccuracy & { ms: number };
   unconditional: UnconditionalMetrics & { ms: number };
+  /** Each mode by default, without reranking and under the seed's rules (when they differ). */
+  comparisons: ComparisonRow[];
+  /** Where the errors of each mode are (default settings). */
+  errors: Record<ModeName, ErrorSummary>;
+  /** Text -> image on test captions with a colour pair the run never saw (null: none held out). */
+  compositional: (AttributeAccuracy & { heldOutPairs: number; ms: number }) | null;
   speed: SpeedReport;
   targets: TargetCheck[];
   /** The first few samples of each mode, for reading. */
@@ -234,13 +285,6 @@ function sliceAttributes(a: Attributes, count: number): Attributes {
     fg: a.fg.subarray(0, count),
     bg: a.bg.subarray(0, count),
   };
-}
-
-/** Codes of each sample's image, [count, 49]; a missing code (never under the rules) is 0. */
-export function sampleImageCodes(samples: readonly Sample[]): Int32Array {
-  const codes = new Int32Array(samples.length * IMAGE_TOKENS); // [count, 49]
-  samples.forEach((s, i) => codes.set(s.imageCodes.subarray(0, IMAGE_TOKENS), i * IMAGE_TOKENS));
-  return codes;
 }
 
 /** A classifier reading as a caption, e.g. "dark green eight on bright cyan". */
@@ -266,14 +310,6 @@ export function runEvaluation(inputs: EvaluationInputs): EvalReport {
     );
   const truth = sliceAttributes(test, n);
   const images = test.images.subarray(0, n * IMAGE_VALUES);
-  const modeOptions: ModeOptions = {
-    temperature: settings.temperature,
-    topK: settings.topK,
-    topP: settings.topP,
-    grammar: settings.grammar,
-    seed: settings.seed,
-    batchSize: settings.batchSize,
-  };
   const timed = <T>(what: string, fn: () => T): [T, number] => {
     const t0 = performance.now();
     const out = fn();
@@ -300,37 +336,84 @@ export function runEvaluation(inputs: EvaluationInputs): EvalReport {
     testNll = { natsPerDim: nll, items: source.count, sequences: 2 * source.count, ms };
   }
 
-  // Text -> image.
-  const captions: string[] = [];
-  for (let i = 0; i < n; i++)
-    captions.push(captionText(truth.digit[i]!, truth.fg[i]!, truth.bg[i]!));
-  const [t2i, t2iMs] = timed(`text -> image on ${n} captions`, () =>
-    textToImage(model, vocab, captions, { ...modeOptions, guidance: settings.guidance }),
-  );
-  const t2iReads = classifier.classify(tokenizer.decode(sampleImageCodes(t2i), n), n);
-  const textToImageScore = { ...attributeAccuracy(t2iReads, truth, n), ms: t2iMs };
+  // The three modes with the report's settings, then the comparison variants.
+  const ctx: ModeContext = { model, vocab, tokenizer, classifier, truth, codes: tok.codes, n };
+  const sampling = {} as Record<ModeName, ModeSampling>;
+  const results = {} as Record<ModeName, ModeResult>;
+  const comparisons: ComparisonRow[] = [];
+  const row = (mode: ModeName, variant: string, opts: ModeSampling, r: ModeResult) =>
+    comparisons.push({
+      mode,
+      variant,
+      settings: describeModeSampling(opts),
+      value: headline(r),
+      ...(r.mode === 'unconditional' ? { grammatical: r.metrics.grammatical } : {}),
+      ms: r.ms,
+    });
+  for (const mode of MODE_NAMES) {
+    const opts = modeOptionsFor(settings, mode);
+    sampling[mode] = resolveModeSampling(settings.samplingPreset, mode, settings.overrides);
+    const [r] = timed(`${MODE_LABELS[mode]} on ${n} items (${describeModeSampling(opts)})`, () =>
+      scoreMode(ctx, mode, opts),
+    );
+    results[mode] = r;
+    row(mode, 'default', sampling[mode], r);
+    if (!settings.compare) continue;
+    const variants: [string, ModeOptions & ModeSampling][] = [];
+    if (opts.rerank > 1)
+      variants.push([
+        'without reranking',
+        modeOptionsFor(settings, mode, { ...settings.overrides, rerank: 1 }),
+      ]);
+    if (settings.samplingPreset !== 'seed' || Object.keys(settings.overrides).length > 0)
+      variants.push(['seed rules', modeOptionsFor(settings, mode, {}, 'seed')]);
+    for (const [variant, vopts] of variants) {
+      const [vr] = timed(`${MODE_LABELS[mode]}, ${variant}`, () => scoreMode(ctx, mode, vopts));
+      row(mode, variant, vopts, vr);
+    }
+  }
+  const t2iResult = results.textToImage as Extract<ModeResult, { mode: 'textToImage' }>;
+  const i2tResult = results.imageToText as Extract<ModeResult, { mode: 'imageToText' }>;
+  const uncResult = results.unconditional as Extract<ModeResult, { mode: 'unconditional' }>;
+  const t2i = t2iResult.samples;
+  const t2iReads = t2iResult.reads;
+  const i2t = i2tResult.samples;
+  const unc = uncResult.samples;
+  const uncReads = uncResult.reads;
+  const captions = truthCaptions(truth, n);
+  const textToImageScore = { ...t2iResult.accuracy, ms: t2iResult.ms };
+  const imageToTextScore = { ...i2tResult.accuracy, ms: i2tResult.ms };
+  const unconditionalScore = { ...uncResult.metrics, ms: uncResult.ms };
 
-  // Image -> text.
-  const codeRows: Int32Array[] = [];
-  for (let i = 0; i < n; i++)
-    codeRows.push(tok.codes.subarray(i * IMAGE_TOKENS, (i + 1) * IMAGE_TOKENS));
-  const [i2t, i2tMs] = timed(`image -> text on ${n} images`, () =>
-    imageToText(model, vocab, codeRows, { ...modeOptions, guidance: settings.guidance }),
-  );
-  const imageToTextScore = {
-    ...captionAccuracy(
-      i2t.map((s) => s.words),
-      truth,
-    ),
-    ms: i2tMs,
+  // Where the errors are.
+  const captionAttributes = (samples: readonly Sample[]): Attributes => ({
+    digit: Int32Array.from(samples, (s) => s.meaning?.digit ?? -1),
+    fg: Int32Array.from(samples, (s) => s.meaning?.fg ?? -1),
+    bg: Int32Array.from(samples, (s) => s.meaning?.bg ?? -1),
+  });
+  const errors: Record<ModeName, ErrorSummary> = {
+    textToImage: errorSummary(truth, t2iReads, n),
+    imageToText: errorSummary(truth, captionAttributes(i2t), n),
+    unconditional: errorSummary(captionAttributes(unc), uncReads, n),
   };
 
-  // Unconditional.
-  const [unc, uncMs] = timed(`${n} unconditional samples`, () =>
-    unconditional(model, vocab, n, modeOptions),
-  );
-  const uncReads = classifier.classify(tokenizer.decode(sampleImageCodes(unc), n), n);
-  const unconditionalScore = { ...unconditionalMetrics(unc, uncReads), ms: uncMs };
+  // The compositional test.
+  let compositional: EvalReport['compositional'] = null;
+  const comp = inputs.compositional;
+  if (comp !== undefined && comp.items.count > 0) {
+    const m = Math.min(n, comp.items.count);
+    const compCtx: ModeContext = {
+      ...ctx,
+      truth: sliceAttributes(comp.items, m),
+      codes: new Int32Array(0),
+      n: m,
+    };
+    const [r] = timed(`text -> image on ${m} test captions with held-out colour pairs`, () =>
+      scoreMode(compCtx, 'textToImage', modeOptionsFor(settings, 'textToImage')),
+    );
+    if (r.mode === 'textToImage')
+      compositional = { ...r.accuracy, heldOutPairs: comp.heldOutPairs, ms: r.ms };
+  }
 
   const speed = measureSpeed(model, vocab, captions[0]!, settings);
   log(
@@ -359,9 +442,13 @@ export function runEvaluation(inputs: EvaluationInputs): EvalReport {
     },
     classifier: { ...inputs.classifierInfo, real, reconstructed },
     testNll,
+    sampling,
     textToImage: textToImageScore,
     imageToText: imageToTextScore,
     unconditional: unconditionalScore,
+    comparisons,
+    errors,
+    compositional,
     speed,
     targets: [],
     examples: {
@@ -399,10 +486,14 @@ export function measureSpeed(
   const settings = validateEvalSettings(settingsIn);
   const rows = settings.speedRows;
   const prompts = Array.from({ length: rows }, () => Int32Array.from([vocab.bos]));
+  // The cached/uncached comparison: plain sampling of whole sequences from <bos>; the 9 images:
+  // the report's text -> image settings (guidance and reranking included).
+  const t2iOptions = modeOptionsFor(settings, 'textToImage');
   const options = {
-    temperature: settings.temperature,
-    topK: settings.topK,
-    topP: settings.topP,
+    temperature: t2iOptions.temperature,
+    textTemperature: t2iOptions.textTemperature,
+    topK: t2iOptions.topK,
+    topP: t2iOptions.topP,
     seed: settings.seed,
   };
   generate(model, vocab, [Int32Array.from([vocab.bos])], { ...options, maxTokens: 2 }); // warm-up
@@ -419,13 +510,7 @@ export function measureSpeed(
   const cachedMs = fastest(() => generate(model, vocab, prompts, options));
   const uncachedMs = fastest(() => generateUncached(model, vocab, prompts, options));
   const nineCaptions = Array.from({ length: 9 }, () => caption);
-  const nineImagesMs = fastest(() =>
-    textToImage(model, vocab, nineCaptions, {
-      ...options,
-      guidance: settings.guidance,
-      grammar: settings.grammar,
-    }),
-  );
+  const nineImagesMs = fastest(() => textToImage(model, vocab, nineCaptions, t2iOptions));
   const newTokensPerRow = SEQUENCE_LENGTH - 1;
   return {
     backend: getBackend().name,
@@ -479,11 +564,15 @@ export function renderReportMarkdown(
   lines.push(`| tokenizer | \`${t.path}\` (SHA-256 \`${t.sha256}\`) |`);
   lines.push(`| N (test items per mode) | ${s.n} |`);
   lines.push(`| seed | ${s.seed} |`);
-  lines.push(`| temperature | ${s.temperature} |`);
-  lines.push(`| top-k | ${s.topK === 0 ? 'off (0)' : s.topK} |`);
-  lines.push(`| top-p | ${s.topP === 1 ? 'off (1)' : s.topP} |`);
-  lines.push(`| guidance (conditional modes) | ${s.guidance === 1 ? 'off (1)' : s.guidance} |`);
-  lines.push(`| caption grammar | ${s.grammar === 'none' ? 'seed rules only' : s.grammar} |`);
+  lines.push(
+    `| sampling preset | \`${s.samplingPreset}\`` +
+      (Object.keys(s.overrides).length > 0 ? `, with ${JSON.stringify(s.overrides)}` : '') +
+      ' |',
+  );
+  for (const mode of MODE_NAMES)
+    lines.push(
+      `| sampling, ${MODE_LABELS[mode]} | ${describeModeSampling(report.sampling[mode])} |`,
+    );
   lines.push('');
 
   lines.push('## Results against the targets', '');
@@ -507,6 +596,37 @@ export function renderReportMarkdown(
     );
   }
   lines.push('');
+
+  lines.push("## Default vs without reranking vs the seed's rules", '');
+  lines.push(
+    'Each mode on the same items and seed; "default" is the report\'s settings. The cost is the ' +
+      'wall time of sampling (reranking included) on this backend.',
+    '',
+  );
+  lines.push('| mode | sampling | settings | score | cost |', '|---|---|---|---|---|');
+  for (const r of report.comparisons) {
+    const score =
+      pct(r.value) + (r.grammatical !== undefined ? ` (grammatical ${pct(r.grammatical)})` : '');
+    lines.push(
+      `| ${MODE_LABELS[r.mode]} | ${r.variant} | ${r.settings} | ${score} | ${(r.ms / 1000).toFixed(1)} s |`,
+    );
+  }
+  lines.push(
+    '',
+    'Scores: text -> image, all three attributes right; image -> text, exact match; ' +
+      'unconditional, image/caption agreement.',
+    '',
+  );
+  if (report.compositional !== null) {
+    const cp = report.compositional;
+    lines.push('## Compositional test', '');
+    lines.push(
+      `The run never saw ${cp.heldOutPairs} legible (foreground, background) pairs together in training. ` +
+        `Text -> image on the first ${cp.count} test captions with such a pair (default settings): ` +
+        `**${pct(cp.all)}** all three right (digit ${pct(cp.digit)}, fg ${pct(cp.fg)}, bg ${pct(cp.bg)}).`,
+      '',
+    );
+  }
 
   lines.push('## Text -> image', '');
   lines.push(
@@ -556,6 +676,16 @@ export function renderReportMarkdown(
     `| coverage by images (classifier): digits, fg, bg, colours | ${cov(u.imageCoverage.digits)}, ${cov(u.imageCoverage.fgColours)}, ${cov(u.imageCoverage.bgColours)}, ${cov(u.imageCoverage.colours)} |`,
   );
   lines.push('');
+
+  lines.push('## Where the errors are (default settings)', '');
+  lines.push(
+    'Digit confusions (rows: intended, columns: observed; errors only) and the most frequent ' +
+      "colour confusions. Text -> image: prompt vs the classifier's reading of the image; " +
+      'image -> text: truth vs the caption; unconditional: the caption vs its image.',
+    '',
+  );
+  for (const mode of MODE_NAMES)
+    lines.push(...renderErrorSummary(MODE_LABELS[mode], report.errors[mode]));
 
   lines.push('## Tokenizer and likelihood', '');
   lines.push('| measure | value |', '|---|---|');

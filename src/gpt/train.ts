@@ -20,6 +20,7 @@ import type { Schedule } from '../nn/optim';
 import { atomicWriteFile } from '../nn/safetensors';
 import type { Vocab } from '../data/vocab';
 import type { SequenceSource } from '../data/sequences';
+import { HELD_OUT_PAIRS, VALIDATION_ITEMS, validateHoldout } from '../data/holdout';
 import {
   SEQUENCE_LENGTH,
   TARGETS_PER_SEQUENCE,
@@ -56,6 +57,10 @@ export interface GptTrainConfig {
   /** Use only the first N training / test items (0 = all); for tiny runs and tests. */
   trainLimit: number;
   testLimit: number;
+  /** Training items carved off as the validation split (src/data/holdout.ts; 0 = none). */
+  validationItems: number;
+  /** Legible (fg, bg) pairs whose items are kept out of training (0 = none). */
+  heldOutPairs: number;
 }
 
 export interface GptPreset {
@@ -78,6 +83,8 @@ const BASE_TRAIN: GptTrainConfig = {
   logEvery: 100,
   trainLimit: 0,
   testLimit: 0,
+  validationItems: VALIDATION_ITEMS,
+  heldOutPairs: 0,
 };
 
 /** GPT presets; the tokenizer's presets live with the VQ-VAE. */
@@ -96,6 +103,7 @@ export const GPT_PRESETS: Record<string, GptPreset> = {
       minLr: 1e-4,
       weightDecay: 0.05,
       clipNorm: 1,
+      heldOutPairs: HELD_OUT_PAIRS,
     },
   },
   /** A usable model in minutes on a 2-core CPU. */
@@ -144,6 +152,11 @@ export function validateTrainConfig(c: GptTrainConfig): GptTrainConfig {
     throw new Error(`train config: optimizer must be adam or adamw, got ${c.optimizer}`);
   if (c.schedule !== 'constant' && c.schedule !== 'cosine')
     throw new Error(`train config: schedule must be constant or cosine, got ${c.schedule}`);
+  try {
+    validateHoldout({ validationItems: c.validationItems, heldOutPairs: c.heldOutPairs });
+  } catch (e) {
+    throw new Error(`train config: ${(e as Error).message}`);
+  }
   return c;
 }
 
@@ -153,7 +166,7 @@ export interface TrainLog {
   /** Train NLL (nats/dim) of every minibatch, in step order. */
   trainNll: number[];
   /** Test NLL over the whole test set (both orders): epoch 0 = at initialisation. */
-  testNll: { epoch: number; step: number; nll: number }[];
+  testNll: { epoch: number; step: number; nll: number; rssBytes?: number }[];
   /** Wall time of the training steps so far (ms), excluding evaluation. */
   trainMs: number;
 }
@@ -419,12 +432,14 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
       epoch++;
       batchInEpoch = 0;
       const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
-      trainLog.testNll.push({ epoch, step: optimizer.step, nll });
+      // The process's resident memory at every epoch end: it must stay flat over a long run.
+      const rssBytes = process.memoryUsage().rss;
+      trainLog.testNll.push({ epoch, step: optimizer.step, nll, rssBytes });
       opts.onProgress?.({ kind: 'test', step: optimizer.step, epoch, testNll: nll });
       const recent = trainLog.trainNll.slice(-stepsPerEpoch);
       const trainMean = recent.reduce((a, b) => a + b, 0) / recent.length;
       log(
-        `epoch ${epoch} | train NLL ${trainMean.toFixed(4)} | test NLL ${nll.toFixed(4)} nats/dim | ${formatDuration(Date.now() - callStart)} elapsed`,
+        `epoch ${epoch} | train NLL ${trainMean.toFixed(4)} | test NLL ${nll.toFixed(4)} nats/dim | RSS ${(rssBytes / 2 ** 20).toFixed(0)} MiB | ${formatDuration(Date.now() - callStart)} elapsed`,
       );
       save(epoch >= trainCfg.epochs);
     }

@@ -37,6 +37,7 @@ import { Rng, deriveSeed } from '../nn/rng';
 import { CAPTION_LENGTH, Vocab, type Caption } from '../data/vocab';
 import { IMAGE_TOKENS, type SequenceOrder } from '../data/sequences';
 import { SamplingRules, parseSequence, type GrammarLevel, type SequenceState } from './rules';
+import { candidateSeed, checkRerank, rerankChoose, type ImageToTextScore } from './rerank';
 
 // ---- choosing one token ------------------------------------------------------------------------
 
@@ -344,6 +345,8 @@ function openGuidedStreams(
 // ---- batched generation -----------------------------------------------------------------------
 
 export interface GenerateOptions extends SamplingOptions {
+  /** Temperature of caption words (default: `temperature`); image codes use `temperature`. */
+  textTemperature?: number;
   /** Most new tokens per row (default: until every row is complete, within the block size). */
   maxTokens?: number;
   /** Classifier-free guidance scale (default 1 = off; needs `unconditionalPrompts`). */
@@ -405,6 +408,10 @@ function runGeneration(
     );
   }
   const sampling = checkSamplingOptions(opts);
+  const textSampling = checkSamplingOptions({
+    ...opts,
+    temperature: opts.textTemperature ?? sampling.temperature,
+  });
   const rules = new SamplingRules(vocab, { grammar: opts.grammar });
   const cond = stackPrompts(prompts, rules, 'generate');
   const B = prompts.length;
@@ -458,7 +465,12 @@ function runGeneration(
         let row = logits.subarray(b * V, (b + 1) * V);
         if (uncondLogits)
           row = guidedLogits(row, uncondLogits.subarray(b * V, (b + 1) * V), guidance);
-        const token = sampleToken(row, rules.maskFor(state), sampling, rngs[b]!);
+        const token = sampleToken(
+          row,
+          rules.maskFor(state),
+          state.phase === 'text' ? textSampling : sampling,
+          rngs[b]!,
+        );
         states[b] = rules.advance(state, token);
         generated[b]!.push(token);
         step[b] = token;
@@ -517,6 +529,8 @@ export interface Sample {
   /** Digit and palette colours when the caption is grammatical with palette colours, else null. */
   meaning: Caption | null;
   complete: boolean;
+  /** With reranking: the score this sample won with, and how many candidates it beat. */
+  rerank?: { score: number; candidates: number };
 }
 
 /** Splits a sampled sequence into a Sample. */
@@ -539,6 +553,40 @@ export interface ModeOptions extends Omit<GenerateOptions, 'unconditionalPrompts
   batchSize?: number;
   /** false: the uncached reference path (default true). */
   cached?: boolean;
+  /**
+   * Self-reranking: draw this many candidates per prompt and keep the one the model scores best
+   * through the reverse order (default 1 = off; see rerank.ts). Candidate 0 is the unreranked
+   * sample, so K = 1 gives exactly the samples without reranking.
+   */
+  rerank?: number;
+  /** How image -> text candidates are scored (default 'both'; see rerank.ts). */
+  imageToTextScore?: ImageToTextScore;
+}
+
+/** Samples of a mode: K candidates per prompt (K = opts.rerank), the best of each kept. */
+function runModeReranked(
+  model: GPT,
+  vocab: Vocab,
+  mode: 'textToImage' | 'imageToText' | 'unconditional',
+  prompts: Int32Array[],
+  unconditionalPrompts: Int32Array[] | null,
+  opts: ModeOptions,
+): Sample[] {
+  const K = checkRerank(opts.rerank ?? 1);
+  if (K === 1) return runMode(model, vocab, prompts, unconditionalPrompts, opts);
+  const seed = opts.seed ?? 0;
+  const candidates: Sample[][] = [];
+  for (let c = 0; c < K; c++)
+    candidates.push(
+      runMode(model, vocab, prompts, unconditionalPrompts, {
+        ...opts,
+        seed: candidateSeed(seed, c),
+      }),
+    );
+  return rerankChoose(model, vocab, mode, candidates, {
+    imageToTextScore: opts.imageToTextScore,
+    batchSize: opts.batchSize,
+  });
 }
 
 function runMode(
@@ -553,9 +601,11 @@ function runMode(
     throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
   }
   const run = opts.cached === false ? generateUncached : generate;
-  const { batchSize: _b, cached: _c, ...generateOptions } = opts;
+  const { batchSize: _b, cached: _c, rerank: _r, imageToTextScore: _s, ...generateOptions } = opts;
   void _b;
   void _c;
+  void _r;
+  void _s;
   const samples: Sample[] = [];
   for (let start = 0; start < prompts.length; start += batchSize) {
     const end = Math.min(start + batchSize, prompts.length);
@@ -608,7 +658,7 @@ export function textToImage(
     ]),
   );
   const uncond = prompts.map(() => Int32Array.from([vocab.bos, vocab.endOfText]));
-  return runMode(model, vocab, prompts, uncond, opts);
+  return runModeReranked(model, vocab, 'textToImage', prompts, uncond, opts);
 }
 
 /**
@@ -635,7 +685,7 @@ export function imageToText(
     return Int32Array.from([vocab.bos, vocab.endOfText, ...ids, vocab.endOfImage]);
   });
   const uncond = prompts.map(() => Int32Array.from([vocab.bos, vocab.endOfImage]));
-  return runMode(model, vocab, prompts, uncond, opts);
+  return runModeReranked(model, vocab, 'imageToText', prompts, uncond, opts);
 }
 
 /** Unconditional: n sequences from `<bos>`; the model chooses the order under the masks. */
@@ -652,5 +702,5 @@ export function unconditional(
     );
   }
   const prompts = Array.from({ length: n }, () => Int32Array.from([vocab.bos]));
-  return runMode(model, vocab, prompts, null, opts);
+  return runModeReranked(model, vocab, 'unconditional', prompts, null, opts);
 }

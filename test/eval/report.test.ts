@@ -84,10 +84,15 @@ function inputs(settings: EvaluationInputs['settings']): EvaluationInputs {
 const settings = {
   n: 5,
   seed: 3,
-  temperature: 0.8,
-  topK: 20,
-  topP: 0.9,
-  guidance: 2,
+  overrides: {
+    temperature: 0.8,
+    textTemperature: 0.8,
+    topK: 20,
+    topP: 0.9,
+    guidance: 2,
+    grammar: 'none' as const,
+    rerank: 2,
+  },
   speedRows: 2,
 };
 const report = runEvaluation(inputs(settings));
@@ -120,7 +125,26 @@ test('every section of the report is filled, with numbers in range', () => {
   assert.equal(report.speed.newTokensPerRow, 57);
   assert.ok(report.speed.cachedTokensPerSecond > 0 && report.speed.uncachedTokensPerSecond > 0);
   assert.ok(report.speed.nineImagesMs > 0);
-  assert.equal(report.targets.length, 6);
+  assert.equal(report.targets.length, 7);
+  // Each mode by default, without reranking and under the seed's rules.
+  assert.deepEqual(
+    report.comparisons.map((r) => `${r.mode}/${r.variant}`),
+    ['textToImage', 'imageToText', 'unconditional'].flatMap((m) => [
+      `${m}/default`,
+      `${m}/without reranking`,
+      `${m}/seed rules`,
+    ]),
+  );
+  for (const r of report.comparisons) assert.ok(r.value >= 0 && r.value <= 1 && r.ms > 0);
+  assert.equal(report.sampling.unconditional.guidance, 1); // no guidance without a condition
+  assert.equal(report.sampling.imageToText.guidance, 2);
+  for (const mode of ['textToImage', 'imageToText', 'unconditional'] as const) {
+    const e = report.errors[mode];
+    assert.equal(e.count, 5);
+    const digitErrors = e.digits.flat().reduce((a, b) => a + b, 0);
+    assert.ok(e.wrong >= e.unreadable && e.wrong <= 5 && digitErrors <= e.wrong);
+  }
+  assert.equal(report.compositional, null);
   assert.ok(report.targets.every((t) => t.value !== null && typeof t.met === 'boolean'));
   assert.equal(report.examples.textToImage.length, 5);
   assert.equal(report.examples.imageToText[0]!.caption.split(' ').length, 6);
@@ -145,12 +169,20 @@ test('the report is reproducible from its settings; another seed samples differe
 
 test('impossible settings are refused with what is accepted', () => {
   assert.throws(() => validateEvalSettings({ n: 0 }), /n must be a positive integer/);
-  assert.throws(() => validateEvalSettings({ temperature: -1 }), /temperature/);
-  assert.throws(() => validateEvalSettings({ topP: 1.5 }), /topP must be in \(0, 1\]/);
+  assert.throws(() => validateEvalSettings({ overrides: { temperature: -1 } }), /temperature/);
+  assert.throws(
+    () => validateEvalSettings({ overrides: { topP: 1.5 } }),
+    /topP must be in \(0, 1\]/,
+  );
   assert.throws(() => validateEvalSettings({ seed: -2 }), /seed/);
   assert.throws(
-    () => validateEvalSettings({ grammar: 'strict' as never }),
+    () => validateEvalSettings({ overrides: { grammar: 'strict' as never } }),
     /grammar must be one of none, words, palette/,
+  );
+  assert.throws(() => validateEvalSettings({ overrides: { rerank: 0 } }), /rerank must be/);
+  assert.throws(
+    () => validateEvalSettings({ samplingPreset: 'greedy' as never }),
+    /sampling preset must be one of default, seed/,
   );
 });
 
@@ -168,12 +200,12 @@ test('report.json and report.md hold every setting and the checkpoint hash', () 
   for (const needle of [
     run.checkpointSha256,
     '| seed | 3 |',
-    '| temperature | 0.8 |',
-    '| top-k | 20 |',
-    '| top-p | 0.9 |',
-    '| guidance (conditional modes) | 2 |',
+    '| sampling, text -> image | T 0.8, top-k 20, top-p 0.9, guidance 2, rerank 2 |',
+    '| sampling, unconditional | T 0.8, top-k 20, top-p 0.9, rerank 2 |',
     '| N (test items per mode) | 5 |',
-    '>= 95.0%',
+    '| text -> image | seed rules | T 1 |',
+    'Where the errors are',
+    '>= 98.0%',
     'image/caption agreement',
     'pixel accuracy',
     'codebook usage',

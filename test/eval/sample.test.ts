@@ -100,8 +100,9 @@ test('argument errors are clear and come before loading anything', () => {
   assert.equal(ok.prompt, 'dark green eight on bright cyan');
   assert.equal(ok.n, 3);
   assert.equal(ok.seed, 7);
-  assert.equal(ok.topK, 5);
-  assert.equal(ok.temperature, EVAL_DEFAULTS.temperature);
+  assert.equal(ok.overrides.topK, 5);
+  assert.equal(ok.overrides.temperature, undefined); // not given: each mode's default
+  assert.equal(ok.samplingPreset, EVAL_DEFAULTS.samplingPreset);
 });
 
 test('mmgpt sample writes one PNG per sample and samples.json in every mode', async () => {
@@ -142,7 +143,7 @@ test('mmgpt sample writes one PNG per sample and samples.json in every mode', as
       assert.ok(fs.existsSync(path.join(out, 'grid.png')));
       if (mode === 'text2image') {
         assert.equal(json.prompt, 'dark green eight on bright cyan');
-        assert.equal(json.settings.guidance, 2);
+        assert.equal(json.settings.resolved.guidance, 2);
         for (const s of json.samples) assert.equal(s.caption, json.prompt);
       }
       if (mode === 'image2text') assert.equal(json.input.image, 'input.png');

@@ -1,0 +1,150 @@
+// The sampling sweep that chose the defaults: each mode under a grid of settings (temperature of
+// image codes and of words, top-k, guidance, grammar, reranking K and its score), scored on the
+// validation split (5,000 training items no new run trains on), never on the test split.
+// Prints one Markdown table per mode (the README's sweep table) and, with --json, every number.
+//
+// Usage: node dist/bench/sampling_sweep.js [--checkpoint PATH] [--split validation|test]
+//        [--n 200] [--seed 0] [--modes textToImage,imageToText,unconditional] [--json FILE]
+//        [--backend cpu]
+// The grid is SWEEP below; each row's cost is its sampling wall time (reranking included).
+
+import * as fs from 'fs';
+import { parseArgs } from 'util';
+import { setBackend, getBackend } from '../src/engine/registry';
+import { loadColouredMnist } from '../src/data/coloured';
+import { partitionTrain, VALIDATION_ITEMS } from '../src/data/holdout';
+import { ensureClassifier } from '../src/eval/classifier';
+import { loadRun } from '../src/eval/run';
+import { resolveCheckpoint } from '../src/commands/sample';
+import { defaultClassifierPath } from '../src/commands/eval';
+import { MODE_LABELS, MODE_NAMES, headline, scoreMode, type ModeName } from '../src/eval/modes';
+import type { ModeOptions } from '../src/sampling/sampler';
+
+/** The grid: a label and the settings of each row, per mode. */
+const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
+  textToImage: [
+    ['seed rules (T 1)', {}],
+    ['T 0.7', { temperature: 0.7 }],
+    ['guidance 2', { guidance: 2 }],
+    ['guidance 2, greedy', { guidance: 2, temperature: 0 }],
+    ['rerank 4', { rerank: 4 }],
+    ['rerank 8', { rerank: 8 }],
+    ['guidance 1.5, rerank 4', { guidance: 1.5, rerank: 4 }],
+    ['guidance 2, rerank 4', { guidance: 2, rerank: 4 }],
+    ['guidance 2, top-k 64, rerank 4', { guidance: 2, topK: 64, rerank: 4 }],
+  ],
+  imageToText: [
+    ['seed rules (T 1)', {}],
+    ['grammar words', { grammar: 'words' }],
+    ['greedy, grammar words', { temperature: 0, grammar: 'words' }],
+    ['rerank 4 (both)', { rerank: 4 }],
+    ['rerank 8 (both)', { rerank: 8 }],
+    ['rerank 8 (caption only)', { rerank: 8, imageToTextScore: 'caption' }],
+    ['rerank 8 (image only)', { rerank: 8, imageToTextScore: 'image' }],
+    ['grammar words, rerank 8 (both)', { grammar: 'words', rerank: 8 }],
+    ['grammar palette, rerank 8 (both)', { grammar: 'palette', rerank: 8 }],
+    ['grammar words, word T 1.5, rerank 8', { grammar: 'words', textTemperature: 1.5, rerank: 8 }],
+  ],
+  unconditional: [
+    ['seed rules (T 1)', {}],
+    ['grammar words', { grammar: 'words' }],
+    ['rerank 4', { rerank: 4 }],
+    ['rerank 8', { rerank: 8 }],
+    ['rerank 16', { rerank: 16 }],
+    ['image T 0.8, rerank 8', { temperature: 0.8, textTemperature: 1, rerank: 8 }],
+    ['grammar words, rerank 8', { grammar: 'words', rerank: 8 }],
+    [
+      'grammar words, image T 0.8, rerank 16',
+      { grammar: 'words', temperature: 0.8, textTemperature: 1, rerank: 16 },
+    ],
+  ],
+};
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      checkpoint: { type: 'string' },
+      split: { type: 'string', default: 'validation' },
+      n: { type: 'string', default: '200' },
+      seed: { type: 'string', default: '0' },
+      modes: { type: 'string', default: MODE_NAMES.join(',') },
+      json: { type: 'string' },
+      backend: { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.backend !== undefined) setBackend(values.backend);
+  const n = Number(values.n);
+  const seed = Number(values.seed);
+  if (!(Number.isInteger(n) && n >= 1))
+    throw new Error(`--n must be a positive integer, got ${values.n}`);
+  if (!(Number.isInteger(seed) && seed >= 0)) throw new Error(`--seed must be an integer >= 0`);
+  if (values.split !== 'validation' && values.split !== 'test')
+    throw new Error(`--split must be validation or test, got ${values.split}`);
+  const modes = values.modes!.split(',') as ModeName[];
+  for (const m of modes)
+    if (!MODE_NAMES.includes(m))
+      throw new Error(`--modes: unknown mode '${m}' (known: ${MODE_NAMES.join(', ')})`);
+
+  const checkpoint = resolveCheckpoint(values.checkpoint);
+  const run = loadRun(checkpoint);
+  const data = loadColouredMnist({ log: () => undefined });
+  const classifier = ensureClassifier({
+    path: defaultClassifierPath(),
+    train: data.train,
+    test: data.test,
+    dataSeed: data.seed,
+    log: (l) => console.error(l),
+  });
+  const held = Number(run.meta.trainConfig.validationItems ?? 0);
+  const items =
+    values.split === 'test'
+      ? data.test
+      : partitionTrain(data.train, { validationItems: VALIDATION_ITEMS, heldOutPairs: 0 })
+          .validation;
+  const count = Math.min(n, items.count);
+  console.log(
+    `# sampling sweep: ${checkpoint}, ${values.split} split (${count} items), seed ${seed}, ${getBackend().name} backend`,
+  );
+  if (values.split === 'validation' && held < VALIDATION_ITEMS)
+    console.log(
+      `(note: this checkpoint was trained with validationItems ${held}: the validation items were in its training set)`,
+    );
+  const ctx = {
+    model: run.model,
+    vocab: run.vocab,
+    tokenizer: run.tokenizer,
+    classifier: classifier.model,
+    truth: { digit: items.digit, fg: items.fg, bg: items.bg },
+    codes: run.tokenizer.encode(items.images, count),
+    n: count,
+  };
+  const rows: Record<string, unknown>[] = [];
+  for (const mode of modes) {
+    const metric =
+      mode === 'textToImage' ? 'all 3 right' : mode === 'imageToText' ? 'exact match' : 'agreement';
+    console.log(
+      `\n## ${MODE_LABELS[mode]}\n\n| settings | ${metric} | detail | ms |\n|---|---|---|---|`,
+    );
+    for (const [label, options] of SWEEP[mode]) {
+      const r = scoreMode(ctx, mode, { ...options, seed });
+      const detail =
+        r.mode === 'textToImage'
+          ? `digit ${(100 * r.accuracy.digit).toFixed(1)}, fg ${(100 * r.accuracy.fg).toFixed(1)}, bg ${(100 * r.accuracy.bg).toFixed(1)}`
+          : r.mode === 'imageToText'
+            ? `digit ${(100 * r.accuracy.digit).toFixed(1)}, fg ${(100 * r.accuracy.fg).toFixed(1)}, bg ${(100 * r.accuracy.bg).toFixed(1)}`
+            : `grammatical ${(100 * r.metrics.grammatical).toFixed(1)}, colours seen ${r.metrics.captionCoverage.colours.seen}`;
+      console.log(
+        `| ${label} | ${(100 * headline(r)).toFixed(1)}% | ${detail} | ${r.ms.toFixed(0)} |`,
+      );
+      rows.push({ mode, label, options, value: headline(r), ms: r.ms });
+    }
+  }
+  if (values.json !== undefined)
+    fs.writeFileSync(
+      values.json,
+      JSON.stringify({ checkpoint, split: values.split, n: count, seed, rows }, null, 2) + '\n',
+    );
+}
+
+main();

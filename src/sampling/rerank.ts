@@ -1,0 +1,87 @@
+// Self-reranking: one model holds both orders, p(image | caption) and p(caption | image), so it can
+// judge its own samples through the order it did not sample in, with no external CLIP (Chameleon,
+// LlamaGen, minDALL-E and DALLE-pytorch rerank with one). For each prompt the sampler draws K
+// candidates (candidate 0 with the caller's seed, so K = 1 is exactly the unreranked sample) and
+// keeps the best:
+// - text -> image: the image whose prompt caption is most likely read back off it,
+//   log p(caption | image) (order 2, the 6 caption tokens);
+// - image -> text: by default log p(image | caption) + log p(caption | image), the caption that
+//   best explains the image and is best read off it ('both'); 'caption' and 'image' keep one term
+//   (compared on the validation split in the README);
+// - unconditional: the (image, caption) pair whose caption is most likely read back off its own
+//   image, log p(caption | image): the two orders agree on it, whichever order drew the sample.
+// A candidate without 6 words and 49 codes scores -Infinity; ties keep the earliest candidate.
+// Scores are the model's own likelihoods (score.ts): temperature 1, no masks or guidance.
+
+import { deriveSeed } from '../nn/rng';
+import type { GPT } from '../gpt/model';
+import type { Vocab } from '../data/vocab';
+import type { Sample } from './sampler';
+import { captionGivenImage, imageGivenCaption } from './score';
+
+export type ImageToTextScore = 'both' | 'caption' | 'image';
+export const IMAGE_TO_TEXT_SCORES: readonly ImageToTextScore[] = ['both', 'caption', 'image'];
+
+/** Candidates per prompt must be a positive integer (1 = no reranking). */
+export function checkRerank(k: number): number {
+  if (!(Number.isInteger(k) && k >= 1 && k <= 1024))
+    throw new Error(`rerank must be an integer in 1..1024 (1 = off), got ${k}`);
+  return k;
+}
+
+/** Seed of candidate c: the caller's seed for c = 0, a derived stream for the others. */
+export function candidateSeed(seed: number, c: number): number {
+  return c === 0 ? seed : deriveSeed(seed, `mmgpt-rerank/${c}`);
+}
+
+function pairOf(vocab: Vocab, s: Sample): { captionTokens: number[]; imageCodes: Int32Array } {
+  return { captionTokens: s.words.map((w) => vocab.wordToken(w)), imageCodes: s.imageCodes };
+}
+
+/** Each candidate's score, [K][N], for `mode` (see the file header). */
+export function rerankScores(
+  model: GPT,
+  vocab: Vocab,
+  mode: 'textToImage' | 'imageToText' | 'unconditional',
+  candidates: readonly (readonly Sample[])[],
+  opts: { imageToTextScore?: ImageToTextScore; batchSize?: number } = {},
+): Float64Array[] {
+  const rule = opts.imageToTextScore ?? 'both';
+  if (!IMAGE_TO_TEXT_SCORES.includes(rule))
+    throw new Error(
+      `imageToTextScore must be one of ${IMAGE_TO_TEXT_SCORES.join(', ')}, got '${rule}'`,
+    );
+  const batchSize = opts.batchSize ?? 64;
+  return candidates.map((samples) => {
+    const pairs = samples.map((s) => pairOf(vocab, s));
+    if (mode !== 'imageToText' || rule === 'caption')
+      return captionGivenImage(model, vocab, pairs, batchSize);
+    const image = imageGivenCaption(model, vocab, pairs, batchSize);
+    if (rule === 'image') return image;
+    const caption = captionGivenImage(model, vocab, pairs, batchSize);
+    return image.map((x, i) => x + caption[i]!);
+  });
+}
+
+/** The best of K candidates per prompt (candidates[c][i]: candidate c of prompt i). */
+export function rerankChoose(
+  model: GPT,
+  vocab: Vocab,
+  mode: 'textToImage' | 'imageToText' | 'unconditional',
+  candidates: readonly (readonly Sample[])[],
+  opts: { imageToTextScore?: ImageToTextScore; batchSize?: number } = {},
+): Sample[] {
+  const K = candidates.length;
+  if (K === 0) throw new Error('rerank: no candidates');
+  const n = candidates[0]!.length;
+  if (candidates.some((c) => c.length !== n))
+    throw new Error('rerank: every candidate set must have one sample per prompt');
+  const scores = rerankScores(model, vocab, mode, candidates, opts);
+  const chosen: Sample[] = [];
+  for (let i = 0; i < n; i++) {
+    let best = 0;
+    for (let c = 1; c < K; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
+    chosen.push({ ...candidates[best]![i]!, rerank: { score: scores[best]![i]!, candidates: K } });
+  }
+  return chosen;
+}

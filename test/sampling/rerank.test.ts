@@ -1,0 +1,226 @@
+// Self-reranking and sequence scoring: the span scores equal a direct per-position computation
+// of the log-likelihood; reranking keeps, for each prompt, exactly the candidate with the best
+// directly computed score, and candidate 0 is the unreranked sample (so K = 1 changes nothing);
+// separate temperatures for words and image codes; the sampling presets.
+// Tiny GPT with random weights on the js backend.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setBackend } from '../../src/engine/registry';
+import * as F from '../../src/engine/ops';
+import { noGrad, tidy } from '../../src/engine/tensor';
+import { Rng } from '../../src/nn/rng';
+import { GPT, type GptConfig } from '../../src/gpt/model';
+import { Vocab } from '../../src/data/vocab';
+import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
+import {
+  imageToText,
+  logSoftmax,
+  textToImage,
+  unconditional,
+  type Sample,
+} from '../../src/sampling/sampler';
+import {
+  CAPTION_GIVEN_IMAGE,
+  IMAGE_GIVEN_CAPTION,
+  captionGivenImage,
+  imageGivenCaption,
+  pairSequence,
+  spanLogLikelihood,
+} from '../../src/sampling/score';
+import { candidateSeed } from '../../src/sampling/rerank';
+import {
+  SAMPLING_PRESETS,
+  describeModeSampling,
+  resolveModeSampling,
+} from '../../src/sampling/presets';
+
+setBackend('js');
+
+const vocab = new Vocab(16);
+const config: GptConfig = {
+  vocabSize: vocab.size,
+  blockSize: SEQUENCE_LENGTH,
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 16,
+  dropout: 0,
+};
+const model = new GPT(config, new Rng(21));
+const CAPTIONS = [
+  'dark green eight on bright cyan',
+  'plain white zero on plain black',
+  'normal red three on light blue',
+];
+
+/** log p(seq[t] | seq[<t]) summed over [from, to), one sequence and one position at a time. */
+function directLogLikelihood(seq: Int32Array, from: number, to: number): number {
+  let total = 0;
+  for (let t = from; t < to; t++) {
+    const logits = noGrad(() =>
+      tidy(() => {
+        const out = model.forward(F.tensor(seq.slice(0, t), [1, t], 'int32')); // [1, t, V]
+        return F.slice(out, 1, t - 1, t).toFloat32Array(); // [V]
+      }),
+    );
+    total += logSoftmax(logits)[seq[t]!]!;
+  }
+  return total;
+}
+
+function randomImage(rng: Rng): Int32Array {
+  return Int32Array.from({ length: IMAGE_TOKENS }, () => rng.int(vocab.imageCodes));
+}
+
+const pairOf = (s: Sample) => ({
+  captionTokens: s.words.map((w) => vocab.wordToken(w)),
+  imageCodes: s.imageCodes,
+});
+
+test('span scores equal a direct computation of the sequence log-likelihood', () => {
+  const rng = new Rng(3);
+  const pairs = CAPTIONS.map((c) => ({
+    captionTokens: Array.from(vocab.encodeCaption(c)),
+    imageCodes: randomImage(rng),
+  }));
+  const byCaption = captionGivenImage(model, vocab, pairs, 2); // batches of 2: batching is exact
+  const byImage = imageGivenCaption(model, vocab, pairs);
+  pairs.forEach((p, i) => {
+    const order2 = pairSequence(vocab, 2, p.captionTokens, p.imageCodes);
+    const order1 = pairSequence(vocab, 1, p.captionTokens, p.imageCodes);
+    const c = directLogLikelihood(order2, CAPTION_GIVEN_IMAGE.from, CAPTION_GIVEN_IMAGE.to);
+    const m = directLogLikelihood(order1, IMAGE_GIVEN_CAPTION.from, IMAGE_GIVEN_CAPTION.to);
+    assert.ok(Math.abs(byCaption[i]! - c) < 1e-6, `caption ${i}: ${byCaption[i]} vs ${c}`);
+    assert.ok(Math.abs(byImage[i]! - m) < 1e-5, `image ${i}: ${byImage[i]} vs ${m}`);
+    assert.ok(c < 0 && m < c, 'log-likelihoods are negative; 49 codes cost more than 6 words');
+  });
+  // The whole sequence at once: the sum of the two orders' parts, plus the markers.
+  const whole = spanLogLikelihood(
+    model,
+    [pairSequence(vocab, 2, pairs[0]!.captionTokens, pairs[0]!.imageCodes)],
+    { from: 1, to: SEQUENCE_LENGTH },
+  )[0]!;
+  const seq = pairSequence(vocab, 2, pairs[0]!.captionTokens, pairs[0]!.imageCodes);
+  assert.ok(Math.abs(whole - directLogLikelihood(seq, 1, SEQUENCE_LENGTH)) < 1e-5);
+  // Incomplete pairs score -Infinity rather than throwing.
+  const bad = captionGivenImage(model, vocab, [
+    { captionTokens: [1, 2], imageCodes: pairs[0]!.imageCodes },
+  ]);
+  assert.equal(bad[0], -Infinity);
+  assert.throws(() => spanLogLikelihood(model, [seq], { from: 0, to: 5 }), /span/);
+});
+
+test('K = 1 reproduces the unreranked samples exactly', () => {
+  const plain = textToImage(model, vocab, CAPTIONS, { seed: 5 });
+  const one = textToImage(model, vocab, CAPTIONS, { seed: 5, rerank: 1 });
+  assert.deepEqual(
+    one.map((s) => Array.from(s.tokens)),
+    plain.map((s) => Array.from(s.tokens)),
+  );
+  assert.equal(candidateSeed(5, 0), 5);
+});
+
+test('text -> image keeps the candidate whose caption is most likely read off it', () => {
+  const K = 3;
+  const candidates = Array.from({ length: K }, (_, c) =>
+    textToImage(model, vocab, CAPTIONS, { seed: candidateSeed(9, c) }),
+  );
+  const scores = candidates.map((samples) => captionGivenImage(model, vocab, samples.map(pairOf)));
+  const chosen = textToImage(model, vocab, CAPTIONS, { seed: 9, rerank: K });
+  let differs = false;
+  CAPTIONS.forEach((_, i) => {
+    let best = 0;
+    for (let c = 1; c < K; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
+    if (best !== 0) differs = true;
+    assert.deepEqual(Array.from(chosen[i]!.tokens), Array.from(candidates[best]![i]!.tokens));
+    assert.equal(chosen[i]!.rerank?.candidates, K);
+    assert.ok(Math.abs(chosen[i]!.rerank!.score - scores[best]![i]!) < 1e-9);
+  });
+  assert.ok(differs, 'some prompt keeps a candidate other than the first (the test has power)');
+});
+
+test('image -> text scores candidates by both orders; unconditional by its own caption', () => {
+  const rng = new Rng(4);
+  const images = [randomImage(rng), randomImage(rng)];
+  const K = 4;
+  const candidates = Array.from({ length: K }, (_, c) =>
+    imageToText(model, vocab, images, { seed: candidateSeed(2, c), grammar: 'words' }),
+  );
+  for (const rule of ['both', 'caption', 'image'] as const) {
+    const chosen = imageToText(model, vocab, images, {
+      seed: 2,
+      grammar: 'words',
+      rerank: K,
+      imageToTextScore: rule,
+    });
+    const scores = candidates.map((samples) => {
+      const pairs = samples.map(pairOf);
+      const c = captionGivenImage(model, vocab, pairs);
+      const m = imageGivenCaption(model, vocab, pairs);
+      return c.map((x, i) => (rule === 'both' ? x + m[i]! : rule === 'caption' ? x : m[i]!));
+    });
+    images.forEach((_, i) => {
+      let best = 0;
+      for (let c = 1; c < K; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
+      assert.equal(chosen[i]!.caption, candidates[best]![i]!.caption, `${rule}, image ${i}`);
+    });
+  }
+  const uncCandidates = Array.from({ length: 3 }, (_, c) =>
+    unconditional(model, vocab, 4, { seed: candidateSeed(8, c), grammar: 'words' }),
+  );
+  const uncChosen = unconditional(model, vocab, 4, { seed: 8, grammar: 'words', rerank: 3 });
+  const uncScores = uncCandidates.map((s) => captionGivenImage(model, vocab, s.map(pairOf)));
+  for (let i = 0; i < 4; i++) {
+    let best = 0;
+    for (let c = 1; c < 3; c++) if (uncScores[c]![i]! > uncScores[best]![i]!) best = c;
+    assert.deepEqual(Array.from(uncChosen[i]!.tokens), Array.from(uncCandidates[best]![i]!.tokens));
+  }
+  assert.throws(() => textToImage(model, vocab, CAPTIONS, { rerank: 0 }), /rerank must be/);
+});
+
+test('words and image codes take their own temperatures', () => {
+  const rng = new Rng(6);
+  const images = [randomImage(rng), randomImage(rng), randomImage(rng)];
+  const greedy = imageToText(model, vocab, images, { temperature: 0 });
+  // Words at temperature 0 are the argmax whatever the image temperature and seed.
+  for (const seed of [1, 2]) {
+    const words0 = imageToText(model, vocab, images, { seed, temperature: 3, textTemperature: 0 });
+    assert.deepEqual(
+      words0.map((s) => s.caption),
+      greedy.map((s) => s.caption),
+    );
+  }
+  // Images at temperature 0 are the argmax while words still vary with the seed.
+  const t2iGreedy = textToImage(model, vocab, CAPTIONS, { temperature: 0 });
+  const t2iHot = textToImage(model, vocab, CAPTIONS, {
+    seed: 4,
+    temperature: 0,
+    textTemperature: 5,
+  });
+  assert.deepEqual(
+    t2iHot.map((s) => Array.from(s.imageCodes)),
+    t2iGreedy.map((s) => Array.from(s.imageCodes)),
+  );
+  const hot = (seed: number) =>
+    unconditional(model, vocab, 6, { seed, temperature: 0, textTemperature: 5 }).map(
+      (s) => s.caption,
+    );
+  assert.notDeepEqual(hot(1), hot(2));
+});
+
+test('sampling presets: the seed rules are plain; flags override every mode', () => {
+  for (const mode of ['textToImage', 'imageToText', 'unconditional'] as const) {
+    const seed = resolveModeSampling('seed', mode);
+    assert.equal(describeModeSampling(seed), 'T 1');
+    assert.deepEqual(seed, SAMPLING_PRESETS.seed[mode]);
+    const over = resolveModeSampling('default', mode, { rerank: 3, temperature: undefined });
+    assert.equal(over.rerank, 3);
+    assert.equal(over.temperature, SAMPLING_PRESETS.default[mode].temperature);
+  }
+  assert.equal(resolveModeSampling('default', 'unconditional', { guidance: 3 }).guidance, 1);
+  assert.throws(() => resolveModeSampling('default', 'textToImage', { topP: 2 }), /topP/);
+  assert.throws(
+    () => resolveModeSampling('greedy' as never, 'textToImage'),
+    /unknown sampling preset/,
+  );
+});
