@@ -36,6 +36,8 @@ import {
 } from '../vqvae/train';
 import type { VqVaeEvaluation } from '../vqvae/train';
 import { GPT_PRESETS, trainGpt } from '../gpt/train';
+import { acquireRunLock } from '../gpt/runlock';
+import type { RunLock } from '../gpt/runlock';
 import type { TrainGptResult } from '../gpt/train';
 import { writeTrainingCurve } from '../viz/plot';
 
@@ -300,12 +302,28 @@ export async function trainPipeline(
     throw new Error(
       `unknown preset '${presetName}' (known: ${Object.keys(PIPELINE_PRESETS).join(', ')})`,
     );
+  const runDir = opts.runDir ?? path.join(runsDir(), presetName);
+  // One writer per run directory, from before the first file is written into it.
+  const runLock = acquireRunLock(runDir, log);
+  try {
+    return await trainPipelineLocked(presetName, preset, runDir, runLock, log, opts.resume);
+  } finally {
+    runLock.release();
+  }
+}
+
+async function trainPipelineLocked(
+  presetName: string,
+  preset: (typeof PIPELINE_PRESETS)[string],
+  runDir: string,
+  runLock: RunLock,
+  log: (l: string) => void,
+  resume: boolean | undefined,
+): Promise<TrainPipelineResult> {
   const t0 = Date.now();
   const data = preparePipelineData(presetName, log);
-  const runDir = opts.runDir ?? path.join(runsDir(), presetName);
   // Keep the tokenizer beside the GPT from the start, so a run directory is self-contained even
   // while training (sampling and evaluating a partly trained checkpoint).
-  fs.mkdirSync(runDir, { recursive: true });
   atomicWriteFile(path.join(runDir, 'vqvae.safetensors'), fs.readFileSync(data.tokenizerPath));
   const result = await trainGpt({
     runDir,
@@ -314,8 +332,9 @@ export async function trainPipeline(
     train: data.train,
     test: data.test,
     tokenizerHash: vqVaeFingerprint(data.tokenizer),
-    resume: opts.resume,
+    resume,
     log,
+    runLock,
   });
   const curvePath = path.join(figuresDir(), `training_curve_${presetName}.png`);
   writeTrainingCurve(curvePath, result.log, `mmgpt ${presetName}: NLL per minibatch and per epoch`);
