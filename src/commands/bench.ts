@@ -19,6 +19,7 @@ import type { BackendRunResult } from '../../bench/run_backend';
 import type { TfjsRunResult } from '../../bench/tfjs_step';
 import type { ProfileResult, KernelStat } from '../../bench/train_step';
 import { TARGETS_PER_SEQUENCE } from '../data/sequences';
+import { atomicWriteFile } from '../nn/safetensors';
 
 const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda]
              [--no-tfjs] [--no-torch] [--torch-device cpu|cuda] [--torch-threads N] [--compile]
@@ -720,9 +721,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   console.log(formatReport(report));
   if (args.save !== undefined) {
     const dir = path.join(repoRoot(), 'bench', 'results');
-    fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `${args.save}.json`);
-    fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    atomicWriteFile(file, JSON.stringify(report, null, 2) + '\n');
     console.log(`\nwrote ${file}`);
   }
   if (args.json) console.log(JSON.stringify(report));

@@ -15,6 +15,7 @@ import { loadCheckpoint, saveCheckpoint } from '../gpt/checkpoint';
 import { CHECKPOINT_FILE, LOG_FILE } from '../gpt/train';
 import { parseFlags, tokenise } from './train';
 import { resolveCheckpoint } from './sample';
+import { atomicWriteFile, makeDirectory } from '../nn/safetensors';
 
 const HELP = `mmgpt export --format gpt2|weights --out DIR [--checkpoint PATH] [--backend js|cpu|cuda]
   gpt2 (default): writes DIR/config.json, model.safetensors (GPT-2 names and layouts),
@@ -43,14 +44,14 @@ export function exportWeights(checkpointPath: string, outDir: string): string[] 
   const runDir = path.dirname(checkpointPath);
   const tokenizer = path.join(runDir, TOKENIZER_FILE);
   if (!fs.existsSync(tokenizer)) throw new Error(`${runDir} has no ${TOKENIZER_FILE}`);
-  fs.mkdirSync(outDir, { recursive: true });
+  makeDirectory(outDir);
   saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), { ...ckpt, optimizer: null });
   const files = [CHECKPOINT_FILE];
   for (const name of [TOKENIZER_FILE, LOG_FILE, SUMMARY_FILE]) {
     const src = path.join(runDir, name);
     if (!fs.existsSync(src)) continue;
     if (path.resolve(src) !== path.resolve(outDir, name))
-      fs.copyFileSync(src, path.join(outDir, name));
+      atomicWriteFile(path.join(outDir, name), fs.readFileSync(src));
     files.push(name);
   }
   return files;

@@ -17,13 +17,12 @@
 // captions, captioned with the prompt), samples_image2text.png (the first 9 test images with the
 // generated captions), samples_unconditional.png (9 unconditional image + caption samples).
 
-import * as fs from 'fs';
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
 import { IMAGE_VALUES, loadColouredMnist, projectRoot } from '../data/coloured';
 import { captionText, parseCaption } from '../data/vocab';
 import { IMAGE_TOKENS } from '../data/sequences';
-import { atomicWriteFile } from '../nn/safetensors';
+import { atomicWriteFile, makeDirectory } from '../nn/safetensors';
 import { GRAMMAR_LEVELS, type GrammarLevel } from '../sampling/rules';
 import {
   imageToText,
@@ -264,7 +263,7 @@ export function writeSamples(
   samples: readonly Sample[],
   outDir: string,
 ): SamplesJson {
-  fs.mkdirSync(outDir, { recursive: true });
+  makeDirectory(outDir);
   const images = run.tokenizer.decode(sampleImageCodes(samples), samples.length); // [n, 28, 28, 3]
   const imageOf = (i: number): Uint8Array =>
     images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES);

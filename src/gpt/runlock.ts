@@ -15,6 +15,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { makeDirectory, writeError } from '../nn/safetensors';
 
 export const LOCK_FILE = '.lock';
 
@@ -71,15 +72,17 @@ function processAlive(pid: number): boolean {
 /** Writes the lock file atomically; false when one exists already. */
 function tryCreate(file: string, holder: LockHolder): boolean {
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(holder) + '\n');
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(holder) + '\n');
+  } catch (err) {
+    throw writeError(file, err, 'cannot write the run lock');
+  }
   try {
     fs.linkSync(tmp, file);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw new Error(
-      `cannot take the run lock ${file}: ${(err as Error).message} (is the directory writable?)`,
-    );
+    throw writeError(file, err, 'cannot write the run lock');
   } finally {
     fs.rmSync(tmp, { force: true });
   }
@@ -97,7 +100,7 @@ export function acquireRunLock(dir: string, warn: (line: string) => void): RunLo
       `run directory ${dir} is already being written by this process (pid ${process.pid}); ` +
         `one writer per run directory`,
     );
-  fs.mkdirSync(resolved, { recursive: true });
+  makeDirectory(dir);
   const me: LockHolder = {
     pid: process.pid,
     host: os.hostname(),

@@ -294,7 +294,6 @@ async function trainGptLocked(
   };
   const ckptPath = path.join(opts.runDir, CHECKPOINT_FILE);
   const logPath = path.join(opts.runDir, LOG_FILE);
-  fs.mkdirSync(opts.runDir, { recursive: true });
 
   const modelRng = new Rng(deriveSeed(trainCfg.seed, 'gpt-init'));
   const model = new GPT(gptConfig, modelRng);
