@@ -40,6 +40,7 @@ import {
   loadCheckpoint,
   saveCheckpoint,
 } from './checkpoint';
+import type { Checkpoint } from './checkpoint';
 
 export interface GptTrainConfig {
   epochs: number;
@@ -519,14 +520,24 @@ async function trainGptLocked(
   };
 }
 
+/** The GPT a checkpoint holds, in eval mode; `source` names it in errors. */
+export function gptFromCheckpoint(ckpt: Checkpoint, source: string): GPT {
+  const model = new GPT(ckpt.meta.gptConfig, new Rng(0));
+  try {
+    model.loadStateDict(ckpt.weights, source);
+  } catch (e) {
+    for (const p of model.parameters()) p.dispose();
+    throw e;
+  }
+  model.eval();
+  return model;
+}
+
 /** Loads a trained GPT from a checkpoint (for sampling, evaluation, export). */
 export function loadGpt(filePath: string): {
   model: GPT;
   meta: ReturnType<typeof loadCheckpoint>['meta'];
 } {
   const ckpt = loadCheckpoint(filePath);
-  const model = new GPT(ckpt.meta.gptConfig, new Rng(0));
-  model.loadStateDict(ckpt.weights, filePath);
-  model.eval();
-  return { model, meta: ckpt.meta };
+  return { model: gptFromCheckpoint(ckpt, filePath), meta: ckpt.meta };
 }

@@ -51,7 +51,10 @@ export const DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = {
   U8: 1,
 };
 
-/** Headers larger than this are rejected as absurd (the Python library's limit is the same). */
+/**
+ * The cap on a header's length: larger ones are refused as absurd before they are read (the
+ * Python library's limit is the same).
+ */
 export const MAX_HEADER_BYTES = 100_000_000;
 
 const METADATA_KEY = '__metadata__';
@@ -170,6 +173,10 @@ export function encodeSafetensors(
   return out;
 }
 
+function headerOverCap(headerLength: bigint): string {
+  return `absurd header length ${headerLength} bytes (limit ${MAX_HEADER_BYTES}): not a safetensors file`;
+}
+
 interface HeaderEntry {
   name: string;
   dtype: SafetensorsDType;
@@ -189,9 +196,7 @@ export function decodeSafetensors(buf: Uint8Array, fileName: string): Safetensor
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const headerLen64 = view.getBigUint64(0, true);
-  if (headerLen64 > BigInt(MAX_HEADER_BYTES)) {
-    fail(`absurd header length ${headerLen64} bytes (limit ${MAX_HEADER_BYTES})`);
-  }
+  if (headerLen64 > BigInt(MAX_HEADER_BYTES)) fail(headerOverCap(headerLen64));
   const headerLen = Number(headerLen64);
   if (8 + headerLen > buf.length) {
     fail(
@@ -481,13 +486,29 @@ export function saveSafetensors(
   atomicWriteFile(filePath, encodeSafetensors(tensors, metadata));
 }
 
-/** Reads and validates a safetensors file. */
+/**
+ * Reads and validates a safetensors file. The 8-byte header length is read first: a header over
+ * MAX_HEADER_BYTES, or longer than the file, is refused before anything else is read.
+ */
 export function loadSafetensors(filePath: string): SafetensorsContents {
   let buf: Buffer;
+  let fd: number | undefined;
   try {
-    buf = fs.readFileSync(filePath);
+    fd = fs.openSync(filePath, 'r');
+    const size = fs.fstatSync(fd).size;
+    const prefix = Buffer.alloc(Math.min(8, size));
+    fs.readSync(fd, prefix, 0, prefix.length, 0);
+    if (prefix.length === 8) {
+      const headerLength = prefix.readBigUInt64LE(0);
+      if (headerLength > BigInt(MAX_HEADER_BYTES))
+        throw new Error(`safetensors file '${filePath}': ${headerOverCap(headerLength)}`);
+    }
+    buf = fs.readFileSync(fd);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === undefined) throw err;
     throw new Error(`cannot read safetensors file '${filePath}': ${(err as Error).message}`);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
   return decodeSafetensors(buf, filePath);
 }
