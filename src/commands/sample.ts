@@ -35,58 +35,42 @@ import type { LabelledImages } from '../eval/classifier';
 import { EVAL_DEFAULTS, sampleImageCodes, type EvalSettings } from '../eval/report';
 import { findCheckpoint, loadRun, type LoadedRun } from '../eval/run';
 import { levelsToRgb, readLevelsPng, writeCaptionedGrid, writePng } from '../viz/png';
-import { figuresDir, parseFlags, runsDir } from './train';
-
-/** Parses a flag as a number, saying which flag and what is accepted when it is not one. */
-export function numberFlag(
-  flags: Record<string, string | boolean>,
-  name: string,
-  fallback: number,
-  accepted: string,
-): number {
-  const raw = flags[name];
-  if (raw === undefined) return fallback;
-  const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-  if (!Number.isFinite(value)) throw new Error(`--${name} must be ${accepted}, got '${raw}'`);
-  return value;
-}
+import { figuresDir, runsDir } from './train';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec, FlagSpec, Flags } from './args';
 
 /** The sampling flags shared by eval, sample and figures. */
-export const SAMPLING_FLAGS = {
-  seed: 'string',
-  temperature: 'string',
-  'top-k': 'string',
-  'top-p': 'string',
-  guidance: 'string',
-  grammar: 'string',
-  'batch-size': 'string',
-} as const;
+export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
+  seed: { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  guidance: { type: 'string' },
+  grammar: { type: 'string' },
+  'batch-size': { type: 'string' },
+};
 
-/** Sampling settings from flags, validated (each message names the flag). */
-export function samplingSettingsFromFlags(
-  flags: Record<string, string | boolean>,
-): Omit<EvalSettings, 'n' | 'speedRows'> {
+/** The --help lines of the sampling flags. */
+export const SAMPLING_HELP = `  --seed S          sampling seed, an integer >= 0 (default ${EVAL_DEFAULTS.seed})
+  --temperature T   a number from 0 to 100; 0 = argmax (default ${EVAL_DEFAULTS.temperature})
+  --top-k K         an integer from 0 to 100000; 0 = off (default ${EVAL_DEFAULTS.topK})
+  --top-p P         a number in (0, 1]; 1 = off (default ${EVAL_DEFAULTS.topP})
+  --guidance G      classifier-free guidance, a number from -100 to 100; 1 = off (default ${EVAL_DEFAULTS.guidance})
+  --grammar LEVEL   ${GRAMMAR_LEVELS.join(', ')} (default ${EVAL_DEFAULTS.grammar})
+  --batch-size B    rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
+
+/** Sampling settings from flags, validated (each message names the flag and its range). */
+export function samplingSettingsFromFlags(flags: Flags): Omit<EvalSettings, 'n' | 'speedRows'> {
   const d = EVAL_DEFAULTS;
-  const seed = numberFlag(flags, 'seed', d.seed, 'a non-negative integer');
-  if (!Number.isSafeInteger(seed) || seed < 0)
-    throw new Error(`--seed must be a non-negative integer, got '${flags.seed}'`);
-  const temperature = numberFlag(flags, 'temperature', d.temperature, 'a number >= 0 (0 = argmax)');
-  if (temperature < 0)
-    throw new Error(`--temperature must be a number >= 0 (0 = argmax), got '${flags.temperature}'`);
-  const topK = numberFlag(flags, 'top-k', d.topK, 'an integer >= 1, or 0 for off');
-  if (!Number.isInteger(topK) || topK < 0)
-    throw new Error(`--top-k must be an integer >= 1, or 0 for off, got '${flags['top-k']}'`);
-  const topP = numberFlag(flags, 'top-p', d.topP, 'a number in (0, 1] (1 = off)');
-  if (!(topP > 0 && topP <= 1))
-    throw new Error(`--top-p must be a number in (0, 1] (1 = off), got '${flags['top-p']}'`);
-  const guidance = numberFlag(flags, 'guidance', d.guidance, 'a number (1 = off, e.g. 2 or 3)');
-  const batchSize = numberFlag(flags, 'batch-size', d.batchSize, 'a positive integer');
-  if (!Number.isInteger(batchSize) || batchSize < 1)
-    throw new Error(`--batch-size must be a positive integer, got '${flags['batch-size']}'`);
-  const grammar = (typeof flags.grammar === 'string' ? flags.grammar : d.grammar) as GrammarLevel;
-  if (!GRAMMAR_LEVELS.includes(grammar))
-    throw new Error(`--grammar must be one of ${GRAMMAR_LEVELS.join(', ')}, got '${grammar}'`);
-  return { seed, temperature, topK, topP, guidance, grammar, batchSize };
+  return {
+    seed: flags.int('seed', { min: 0 }, d.seed),
+    temperature: flags.number('temperature', { min: 0, max: 100 }, d.temperature),
+    topK: flags.int('top-k', { min: 0, max: 100_000 }, d.topK),
+    topP: flags.number('top-p', { min: 0, max: 1, exclusiveMin: true }, d.topP),
+    guidance: flags.number('guidance', { min: -100, max: 100 }, d.guidance),
+    grammar: flags.choice('grammar', GRAMMAR_LEVELS, d.grammar as GrammarLevel),
+    batchSize: flags.int('batch-size', { min: 1, max: 100_000 }, d.batchSize),
+  };
 }
 
 /** --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/. */
@@ -128,7 +112,9 @@ export interface SampleArgs extends Omit<EvalSettings, 'n' | 'speedRows'> {
   backend: string | null;
 }
 
-const SAMPLE_HELP = `mmgpt sample --mode text2image|image2text|unconditional
+export const SAMPLE_COMMAND: CommandSpec = {
+  name: 'sample',
+  help: `mmgpt sample --mode text2image|image2text|unconditional
              [--prompt "dark green eight on bright cyan" | --image FILE.png]
              [--n N] [--seed S] [--temperature T] [--top-k K] [--top-p P] [--guidance G]
              [--grammar none|words|palette] [--batch-size B] [--checkpoint PATH]
@@ -136,69 +122,68 @@ const SAMPLE_HELP = `mmgpt sample --mode text2image|image2text|unconditional
   text2image needs --prompt (a 6-word caption "<shade> <colour> <digit> on <shade> <colour>");
   image2text needs --image (a 28x28 PNG of coloured-MNIST levels 0, 85, 170, 255, or an exact
   upscale); unconditional needs neither. Writes DIR/sample_000.png ..., DIR/grid.png and
-  DIR/samples.json. --guidance (1 = off) applies to text2image and image2text.`;
-
-/** Parses and checks every argument of `mmgpt sample` (prompt and image included). */
-export function parseSampleArgs(argv: string[]): SampleArgs | 'help' {
-  const flags = parseFlags(argv, {
-    mode: 'string',
-    prompt: 'string',
-    image: 'string',
-    n: 'string',
-    checkpoint: 'string',
-    out: 'string',
-    backend: 'string',
-    help: 'boolean',
+  DIR/samples.json. --guidance (1 = off) applies to text2image and image2text.
+  --n N             samples, 1 to 10000 (default 9)
+${SAMPLING_HELP}`,
+  flags: {
+    mode: { type: 'string' },
+    prompt: { type: 'string' },
+    image: { type: 'string' },
+    n: { type: 'string' },
+    checkpoint: { type: 'string' },
+    out: { type: 'string' },
+    backend: { type: 'string' },
     ...SAMPLING_FLAGS,
-  });
+    ...HELP_FLAG,
+  },
+};
+
+/** Reads and checks every argument of `mmgpt sample` (prompt and image included). */
+export function sampleArgs(argv: string[]): SampleArgs | 'help' {
+  const flags = parseCommandLine(SAMPLE_COMMAND, argv);
   if (flags.help) return 'help';
-  const mode = flags.mode;
-  if (typeof mode !== 'string')
-    throw new Error(`--mode is required: one of ${SAMPLE_MODES.join(', ')}`);
-  if (!SAMPLE_MODES.includes(mode as SampleMode))
-    throw new Error(`unknown --mode '${mode}': choose one of ${SAMPLE_MODES.join(', ')}`);
-  const n = numberFlag(flags, 'n', 9, 'a positive integer');
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`--n must be a positive integer, got '${flags.n}'`);
+  const mode = flags.choice('mode', SAMPLE_MODES);
+  if (mode === undefined) throw new Error(`--mode is required: one of ${SAMPLE_MODES.join(', ')}`);
+  const n = flags.int('n', { min: 1, max: 10_000 }, 9);
   const settings = samplingSettingsFromFlags(flags);
-  if (typeof flags.out !== 'string' || flags.out.trim() === '')
-    throw new Error('--out DIR is required: the directory for the PNGs and samples.json');
+  const out = flags.required('out', 'the directory for the PNGs and samples.json');
+  const onlyFor = (m: SampleMode) => () => `is only for --mode ${m} (this is --mode ${mode})`;
+  flags.refuseUnless(mode === 'text2image', ['prompt'], onlyFor('text2image'));
+  flags.refuseUnless(mode === 'image2text', ['image'], onlyFor('image2text'));
+  flags.refuseUnless(
+    mode !== 'unconditional' || settings.guidance === 1,
+    ['guidance'],
+    () => 'needs a condition: use it with --mode text2image or image2text, not unconditional',
+  );
   let prompt: string | null = null;
   let imagePath: string | null = null;
   let image: Uint8Array | null = null;
   if (mode === 'text2image') {
-    if (typeof flags.prompt !== 'string')
+    const text = flags.string('prompt');
+    if (text === undefined)
       throw new Error(
         '--mode text2image needs --prompt "<shade> <colour> <digit> on <shade> <colour>", ' +
           'e.g. --prompt "dark green eight on bright cyan"',
       );
-    const c = parseCaption(flags.prompt); // throws listing the accepted words
+    const c = parseCaption(text); // throws listing the accepted words
     prompt = captionText(c.digit, c.fg, c.bg);
-  } else if (flags.prompt !== undefined) {
-    throw new Error(`--prompt is only for --mode text2image (this is --mode ${mode})`);
   }
   if (mode === 'image2text') {
-    if (typeof flags.image !== 'string')
+    imagePath = flags.string('image') ?? null;
+    if (imagePath === null)
       throw new Error('--mode image2text needs --image FILE.png (a 28x28 coloured-MNIST image)');
-    imagePath = flags.image;
     image = readLevelsPng(imagePath); // throws on a wrong size or off-level colours
-  } else if (flags.image !== undefined) {
-    throw new Error(`--image is only for --mode image2text (this is --mode ${mode})`);
   }
-  if (mode === 'unconditional' && settings.guidance !== 1)
-    throw new Error(
-      '--guidance needs a condition: use it with --mode text2image or image2text, not unconditional',
-    );
   return {
     ...settings,
-    mode: mode as SampleMode,
+    mode,
     n,
     prompt,
     imagePath,
     image,
-    checkpoint: typeof flags.checkpoint === 'string' ? flags.checkpoint : null,
-    out: flags.out,
-    backend: typeof flags.backend === 'string' ? flags.backend : null,
+    checkpoint: flags.string('checkpoint') ?? null,
+    out,
+    backend: flags.choice('backend', BACKEND_CHOICES) ?? null,
   };
 }
 
@@ -321,9 +306,9 @@ export function writeSamples(
 }
 
 export async function sampleCommand(argv: string[]): Promise<void> {
-  const args = parseSampleArgs(argv);
+  const args = sampleArgs(argv);
   if (args === 'help') {
-    console.log(SAMPLE_HELP);
+    console.log(SAMPLE_COMMAND.help);
     return;
   }
   if (args.backend !== null) setBackend(args.backend);
@@ -412,30 +397,34 @@ export function writeSampleFigures(
   return written;
 }
 
-const FIGURES_HELP = `mmgpt figures [--checkpoint PATH] [--seed S] [--temperature T] [--top-k K]
-              [--top-p P] [--guidance G] [--grammar none|words|palette] [--backend js|cpu|cuda]
-              [--out DIR]
-  Draws the seed's deliverables into DIR (default figures/): ${Object.values(FIGURE_FILES).join(', ')}.`;
+export const FIGURES_COMMAND: CommandSpec = {
+  name: 'figures',
+  help: `mmgpt figures [--checkpoint PATH] [--seed S] [--temperature T] [--top-k K]
+              [--top-p P] [--guidance G] [--grammar none|words|palette] [--batch-size B]
+              [--backend js|cpu|cuda] [--out DIR]
+  Draws the seed's deliverables into DIR (default figures/): ${Object.values(FIGURE_FILES).join(', ')}.
+${SAMPLING_HELP}`,
+  flags: {
+    checkpoint: { type: 'string' },
+    backend: { type: 'string' },
+    out: { type: 'string' },
+    ...SAMPLING_FLAGS,
+    ...HELP_FLAG,
+  },
+};
 
 export async function figuresCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    checkpoint: 'string',
-    backend: 'string',
-    out: 'string',
-    help: 'boolean',
-    ...SAMPLING_FLAGS,
-  });
+  const flags = parseCommandLine(FIGURES_COMMAND, argv);
   if (flags.help) {
-    console.log(FIGURES_HELP);
+    console.log(FIGURES_COMMAND.help);
     return;
   }
   const settings = samplingSettingsFromFlags(flags);
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  const run = loadRun(
-    resolveCheckpoint(typeof flags.checkpoint === 'string' ? flags.checkpoint : undefined),
-  );
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+  const run = loadRun(resolveCheckpoint(flags.string('checkpoint')));
   const data = loadColouredMnist({ log: (l) => console.log(l) });
-  const dir = typeof flags.out === 'string' ? flags.out : figuresDir();
+  const dir = flags.string('out') ?? figuresDir();
   for (const file of writeSampleFigures(run, data.test, settings, dir))
     console.log(`figures: wrote ${path.relative(process.cwd(), file) || file}`);
 }

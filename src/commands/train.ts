@@ -40,6 +40,8 @@ import { acquireRunLock } from '../gpt/runlock';
 import type { RunLock } from '../gpt/runlock';
 import type { TrainGptResult } from '../gpt/train';
 import { writeTrainingCurve } from '../viz/plot';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
 
 export interface TokenizerRecipe {
   config: VqVaeConfig;
@@ -361,52 +363,37 @@ async function trainPipelineLocked(
   return { ...result, data, runDir, curvePath };
 }
 
-export function parseFlags(
-  argv: string[],
-  spec: Record<string, 'string' | 'boolean'>,
-): Record<string, string | boolean> {
-  const out: Record<string, string | boolean> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument '${arg}'`);
-    const [key, inline] = arg.slice(2).split('=', 2);
-    const kind = spec[key];
-    if (!kind)
-      throw new Error(
-        `unknown option --${key} (accepted: ${Object.keys(spec)
-          .map((k) => `--${k}`)
-          .join(', ')})`,
-      );
-    if (kind === 'boolean') out[key] = true;
-    else {
-      const value = inline ?? argv[++i];
-      if (value === undefined) throw new Error(`--${key} needs a value`);
-      out[key] = value;
-    }
-  }
-  return out;
-}
+export const PRESET_NAMES = Object.keys(PIPELINE_PRESETS);
+
+export const TRAIN_COMMAND: CommandSpec = {
+  name: 'train',
+  help: `mmgpt train [--preset NAME] [--backend js|cpu|cuda] [--resume] [--run-dir DIR]
+  Trains the tokenizer (once per recipe) and the GPT; Ctrl-C saves a checkpoint, --resume
+  continues. One writer per run directory: a second one is refused.
+  --preset NAME   one of (default quick):
+${Object.entries(PIPELINE_PRESETS)
+  .map(([n, p]) => `                    ${n.padEnd(6)} ${p.summary}`)
+  .join('\n')}
+  --backend B     kernel backend (default: the fastest that loads)
+  --resume        continue from the run directory's checkpoint
+  --run-dir DIR   the run directory (default runs/<preset>)`,
+  flags: {
+    preset: { type: 'string' },
+    backend: { type: 'string' },
+    resume: { type: 'boolean' },
+    'run-dir': { type: 'string' },
+    ...HELP_FLAG,
+  },
+};
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    preset: 'string',
-    backend: 'string',
-    resume: 'boolean',
-    'run-dir': 'string',
-    help: 'boolean',
-  });
+  const flags = parseCommandLine(TRAIN_COMMAND, argv);
   if (flags.help) {
-    const presets = Object.entries(PIPELINE_PRESETS)
-      .map(([n, p]) => `    ${n.padEnd(6)} ${p.summary}`)
-      .join('\n');
-    console.log(
-      `mmgpt train [--preset NAME] [--backend js|cpu|cuda] [--resume] [--run-dir DIR]\n  Trains the tokenizer (once per recipe) and the GPT; Ctrl-C saves a checkpoint, --resume continues.\n  presets (default quick):\n${presets}`,
-    );
+    console.log(TRAIN_COMMAND.help);
     return;
   }
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  await trainPipeline(typeof flags.preset === 'string' ? flags.preset : 'quick', {
-    resume: flags.resume === true,
-    runDir: typeof flags['run-dir'] === 'string' ? flags['run-dir'] : undefined,
-  });
+  const preset = flags.choice('preset', PRESET_NAMES, 'quick');
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+  await trainPipeline(preset, { resume: flags.boolean('resume'), runDir: flags.string('run-dir') });
 }
