@@ -41,10 +41,13 @@ export const HELP_FLAG: Record<string, FlagSpec> = { help: { type: 'boolean', sh
 /** The values of --backend. */
 export const BACKEND_CHOICES = BACKEND_NAMES;
 
-/** An error in the command line: what was wrong, then the command's --help text. */
+/**
+ * An error in the command line (mmgpt exits with status 2): what was wrong, then, for a flag
+ * that is unknown, repeated, valueless or out of place, the command's --help text.
+ */
 export class UsageError extends Error {
-  constructor(problem: string, spec: CommandSpec) {
-    super(`${problem}\n\n${spec.help}`);
+  constructor(problem: string, spec?: CommandSpec) {
+    super(spec === undefined ? problem : `${problem}\n\n${spec.help}`);
     this.name = 'UsageError';
   }
 }
@@ -72,7 +75,9 @@ export function nearestFlag(name: string, known: readonly string[]): string | un
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {
-    const d = k.startsWith(name) || name.startsWith(k) ? 1 : distance(name, k);
+    const prefix =
+      Math.min(k.length, name.length) >= 3 && (k.startsWith(name) || name.startsWith(k));
+    const d = prefix ? 1 : distance(name, k);
     if (d < bestDistance) {
       best = k;
       bestDistance = d;
@@ -200,7 +205,7 @@ export class Flags {
     const v = this.string(name);
     if (v === undefined) return fallback;
     if (!choices.includes(v as T))
-      throw new Error(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
+      throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
     return v as T;
   }
 
@@ -212,7 +217,7 @@ export class Flags {
     if (raw === undefined) return fallback;
     const value = Number(raw);
     if (!INTEGER.test(raw.trim()) || !inRange(value, range) || !Number.isSafeInteger(value))
-      throw new Error(`--${name} must be ${describeRange('an integer', range)}, got '${raw}'`);
+      throw new UsageError(`--${name} must be ${describeRange('an integer', range)}, got '${raw}'`);
     return value;
   }
 
@@ -224,7 +229,7 @@ export class Flags {
     if (raw === undefined) return fallback;
     const value = Number(raw);
     if (!NUMBER.test(raw.trim()) || !Number.isFinite(value) || !inRange(value, range))
-      throw new Error(`--${name} must be ${describeRange('a number', range)}, got '${raw}'`);
+      throw new UsageError(`--${name} must be ${describeRange('a number', range)}, got '${raw}'`);
     return value;
   }
 
@@ -235,7 +240,7 @@ export class Flags {
     const parts = raw.split(',').map((s) => s.trim());
     const values = parts.map(Number);
     if (parts.some((p, i) => !INTEGER.test(p) || !inRange(values[i]!, range)))
-      throw new Error(
+      throw new UsageError(
         `--${name} takes comma-separated ${describeRange('integers', range).replace('an integers', 'integers')} (e.g. 32,256), got '${raw}'`,
       );
     return values;
@@ -251,9 +256,9 @@ export class Flags {
       .filter((s) => s !== '');
     for (const n of names)
       if (!choices.includes(n as T))
-        throw new Error(`--${name}: unknown value '${n}'; choose from ${choices.join(', ')}`);
+        throw new UsageError(`--${name}: unknown value '${n}'; choose from ${choices.join(', ')}`);
     if (names.length === 0)
-      throw new Error(`--${name} needs at least one of ${choices.join(', ')}`);
+      throw new UsageError(`--${name} needs at least one of ${choices.join(', ')}`);
     return names as T[];
   }
 
