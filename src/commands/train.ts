@@ -150,6 +150,24 @@ export function ensureTokenizer(
       `tokenizer: ${path.relative(process.cwd(), file)} was trained with other settings than recipe '${recipeName}' has now; retraining`,
     );
   }
+  // Presets that share a recipe share its tokenizer: one process trains it at a time.
+  const lock = acquireRunLock(path.dirname(file), log);
+  try {
+    return trainTokenizer(recipeName, recipe, file, reportFile, train, test, log);
+  } finally {
+    lock.release();
+  }
+}
+
+function trainTokenizer(
+  recipeName: string,
+  recipe: TokenizerRecipe,
+  file: string,
+  reportFile: string,
+  train: ColouredSplit,
+  test: ColouredSplit,
+  log: (l: string) => void,
+): { model: VqVae; path: string; report: Omit<VqVaeEvaluation, 'codes'> } {
   const limit = recipe.trainLimit > 0 ? Math.min(recipe.trainLimit, train.count) : train.count;
   log(
     `tokenizer: training recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) for ${recipe.steps} steps on ${limit} images`,
