@@ -86,6 +86,11 @@ export function nearestFlag(name: string, known: readonly string[]): string | un
   return bestDistance <= Math.max(1, Math.floor(name.length / 3)) ? best : undefined;
 }
 
+/** The declared flag of this name (never an inherited property such as 'constructor'). */
+function declared(spec: CommandSpec, name: string): FlagSpec | undefined {
+  return Object.prototype.hasOwnProperty.call(spec.flags, name) ? spec.flags[name] : undefined;
+}
+
 /** Parses `argv` for `spec`; throws UsageError naming the first problem. */
 export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Flags {
   const options = Object.fromEntries(
@@ -96,7 +101,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Fl
   );
   // A bare flag with an optional value reads ''.
   const args = argv.map((arg, i) => {
-    const flag = arg.startsWith('--') ? spec.flags[arg.slice(2)] : undefined;
+    const flag = arg.startsWith('--') ? declared(spec, arg.slice(2)) : undefined;
     const next = argv[i + 1];
     const bare = next === undefined || (next.startsWith('-') && !NUMBER.test(next));
     return flag?.optionalValue && bare ? `${arg}=` : arg;
@@ -119,7 +124,7 @@ export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Fl
       );
     }
     if (token.kind === 'option-terminator') throw new UsageError(`unexpected argument '--'`, spec);
-    const flag = spec.flags[token.name];
+    const flag = declared(spec, token.name);
     if (flag === undefined) {
       const near = nearestFlag(token.name, known);
       throw new UsageError(
@@ -283,7 +288,7 @@ export class Flags {
   }
 
   private known(name: string): void {
-    if (!Object.prototype.hasOwnProperty.call(this.spec.flags, name))
+    if (declared(this.spec, name) === undefined)
       throw new Error(`mmgpt ${this.spec.name}: flag --${name} is not declared`);
   }
 }

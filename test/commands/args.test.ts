@@ -33,6 +33,7 @@ const refused = (argv: string[], pattern: RegExp) =>
 test('parseCommandLine refuses unknown, repeated, valueless and stray arguments', () => {
   refused(['--output', 'x'], /^unknown flag --output \(did you mean --out\?\)/);
   refused(['--bogus'], /^unknown flag --bogus\n/);
+  refused(['--constructor'], /^unknown flag --constructor\n/);
   refused(['-x'], /^unknown flag -x/);
   refused(['--n', '1', '--n', '2'], /^--n is given twice/);
   refused(['--json', '--json'], /^--json is given twice/);
