@@ -19,11 +19,14 @@ import type { BackendRunResult } from '../../bench/run_backend';
 import type { TfjsRunResult } from '../../bench/tfjs_step';
 import type { ProfileResult, KernelStat } from '../../bench/train_step';
 import { TARGETS_PER_SEQUENCE } from '../data/sequences';
+import { HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
+import { atomicWriteFile } from '../nn/safetensors';
 
 const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda]
              [--no-tfjs] [--no-torch] [--torch-device cpu|cuda] [--torch-threads N] [--compile]
              [--peer-batch 32] [--budget-s S] [--save [LABEL]]
-mmgpt bench --profile [--backend NAME] [--batch 32] [--steps 5] [--json]
+mmgpt bench --profile [--backend js|cpu|cuda] [--batch 32] [--steps 5] [--warmup N] [--json]
 
   Times the seed model's training step (4 layers, d_model 128, 4 heads, vocab 1058, 58-token
   sequences, Adam lr 1e-3: forward, backward, update) on random tokens: median ms/step after
@@ -41,14 +44,55 @@ mmgpt bench --profile [--backend NAME] [--batch 32] [--steps 5] [--json]
   --torch-threads  torch.set_num_threads (default: the number of cores)
   --compile      also time torch.compile (PyTorch >= 2)
   --save [LABEL] write bench/results/LABEL.json (default label: the host name)
+  --budget-s     seconds of timed steps per run when --steps is not given (default 5)
+  --json         also print the report as JSON
   --profile      time every backend kernel of a few steps on one backend (--backend, default the
-                 fastest) and print where the time goes
+                 fastest) and print where the time goes; takes only --backend, --batch (the
+                 first size), --steps, --warmup and --json
 
   PyTorch: MMGPT_TORCH_PYTHON, else the first of /usr/bin/python3, python3 that imports torch.`;
 
+export const BENCH_COMMAND: CommandSpec = {
+  name: 'bench',
+  help: USAGE,
+  flags: {
+    json: { type: 'boolean' },
+    steps: { type: 'string' },
+    warmup: { type: 'string' },
+    batch: { type: 'string' },
+    backends: { type: 'string' },
+    'no-tfjs': { type: 'boolean' },
+    'no-torch': { type: 'boolean' },
+    'torch-device': { type: 'string' },
+    'torch-threads': { type: 'string' },
+    compile: { type: 'boolean' },
+    'peer-batch': { type: 'string' },
+    'budget-s': { type: 'string' },
+    save: { type: 'string', optionalValue: true },
+    profile: { type: 'boolean' },
+    backend: { type: 'string' },
+    ...HELP_FLAG,
+  },
+};
+
+/** Flags of the comparison only, and of --profile only. */
+const COMPARISON_ONLY = [
+  'backends',
+  'no-tfjs',
+  'no-torch',
+  'torch-device',
+  'torch-threads',
+  'compile',
+  'peer-batch',
+  'budget-s',
+  'save',
+];
+const PROFILE_ONLY = ['backend'];
+
 // ---- argument parsing ---------------------------------------------------------------------------
 
-interface BenchArgs {
+export interface BenchArgs {
+  help: boolean;
   json: boolean;
   steps?: number;
   warmup?: number;
@@ -66,98 +110,35 @@ interface BenchArgs {
   profileBackend?: string;
 }
 
-const VALUE_FLAGS = [
-  '--steps',
-  '--warmup',
-  '--batch',
-  '--backends',
-  '--backend',
-  '--torch-device',
-  '--torch-threads',
-  '--peer-batch',
-  '--budget-s',
-];
-const BOOL_FLAGS = ['--json', '--no-tfjs', '--no-torch', '--compile', '--profile', '--save'];
-
-function parseIntList(flag: string, raw: string): number[] {
-  const values = raw.split(',').map((s) => Number(s.trim()));
-  if (values.length === 0 || values.some((v) => !Number.isInteger(v) || v <= 0))
-    throw new Error(`${flag} takes comma-separated positive integers (e.g. 32,256), got '${raw}'`);
-  return values;
-}
-
-function parsePositiveInt(flag: string, raw: string, allowZero = false): number {
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < (allowZero ? 0 : 1))
-    throw new Error(
-      `${flag} takes a ${allowZero ? 'non-negative' : 'positive'} integer, got '${raw}'`,
-    );
-  return v;
-}
-
-export function parseBenchArgs(argv: readonly string[]): BenchArgs {
-  const values = new Map<string, string>();
-  const flags = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (VALUE_FLAGS.includes(a)) {
-      const v = argv[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new Error(`${a} needs a value`);
-      values.set(a, v);
-      i++;
-    } else if (BOOL_FLAGS.includes(a)) {
-      flags.add(a);
-      // --save takes an optional label.
-      if (a === '--save' && argv[i + 1] !== undefined && !argv[i + 1].startsWith('--'))
-        values.set('--save', argv[++i]);
-    } else {
-      throw new Error(`unknown option '${a}'\n${USAGE}`);
-    }
-  }
-  const get = (f: string) => values.get(f);
-  const torchDevice = get('--torch-device');
-  if (torchDevice !== undefined && torchDevice !== 'cpu' && torchDevice !== 'cuda')
-    throw new Error(`--torch-device must be cpu or cuda, got '${torchDevice}'`);
-  const backends = get('--backends')
-    ?.split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  for (const b of backends ?? [])
-    if (!BACKEND_NAMES.includes(b as BackendName))
-      throw new Error(
-        `--backends: unknown backend '${b}'; choose from ${BACKEND_NAMES.join(', ')}`,
-      );
-  const budgetS = get('--budget-s') !== undefined ? Number(get('--budget-s')) : 5;
-  if (!(budgetS > 0)) throw new Error(`--budget-s must be a positive number of seconds`);
+/** The arguments of `mmgpt bench`, checked (flags of the other mode are refused). */
+export function benchArgs(argv: readonly string[]): BenchArgs {
+  const flags = parseCommandLine(BENCH_COMMAND, argv);
+  const profile = flags.boolean('profile');
+  flags.refuseUnless(!profile, COMPARISON_ONLY, () => 'does not apply with --profile');
+  flags.refuseUnless(profile, PROFILE_ONLY, () => 'applies only with --profile');
   let save: string | undefined;
-  if (flags.has('--save')) {
-    save = get('--save') ?? os.hostname();
+  if (flags.has('save')) {
+    save = flags.string('save') || os.hostname();
     if (!/^[A-Za-z0-9._-]+$/.test(save))
       throw new Error(`--save: the label may use letters, digits, '.', '_' and '-', got '${save}'`);
   }
   return {
-    json: flags.has('--json'),
-    steps: get('--steps') !== undefined ? parsePositiveInt('--steps', get('--steps')!) : undefined,
-    warmup:
-      get('--warmup') !== undefined
-        ? parsePositiveInt('--warmup', get('--warmup')!, true)
-        : undefined,
-    batches: get('--batch') !== undefined ? parseIntList('--batch', get('--batch')!) : [32, 256],
-    backends,
-    tfjs: !flags.has('--no-tfjs'),
-    torch: !flags.has('--no-torch'),
-    torchDevice: torchDevice as 'cpu' | 'cuda' | undefined,
-    torchThreads:
-      get('--torch-threads') !== undefined
-        ? parsePositiveInt('--torch-threads', get('--torch-threads')!)
-        : os.cpus().length,
-    compile: flags.has('--compile'),
-    peerBatches:
-      get('--peer-batch') !== undefined ? parseIntList('--peer-batch', get('--peer-batch')!) : [32],
-    budgetS,
+    help: flags.help,
+    json: flags.boolean('json'),
+    steps: flags.int('steps', { min: 1, max: 1_000_000 }),
+    warmup: flags.int('warmup', { min: 0, max: 1_000_000 }),
+    batches: flags.intList('batch', { min: 1, max: 65_536 }, [32, 256]),
+    backends: flags.choiceList('backends', BACKEND_NAMES),
+    tfjs: !flags.boolean('no-tfjs'),
+    torch: !flags.boolean('no-torch'),
+    torchDevice: flags.choice('torch-device', ['cpu', 'cuda'] as const),
+    torchThreads: flags.int('torch-threads', { min: 1, max: 1024 }, os.cpus().length),
+    compile: flags.boolean('compile'),
+    peerBatches: flags.intList('peer-batch', { min: 1, max: 65_536 }, [32]),
+    budgetS: flags.number('budget-s', { min: 0, max: 86_400, exclusiveMin: true }, 5),
     save,
-    profile: flags.has('--profile'),
-    profileBackend: get('--backend'),
+    profile,
+    profileBackend: flags.choice('backend', BACKEND_NAMES),
   };
 }
 
@@ -694,11 +675,11 @@ export function formatProfile(p: ProfileResult): string {
 // ---- the command ------------------------------------------------------------------------------------
 
 export async function benchCommand(argv: string[]): Promise<void> {
-  if (argv.includes('--help') || argv.includes('-h')) {
+  const args = benchArgs(argv);
+  if (args.help) {
     console.log(USAGE);
     return;
   }
-  const args = parseBenchArgs(argv);
   if (args.profile) {
     // Loaded lazily: the comparison itself runs everything in child processes.
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -720,9 +701,8 @@ export async function benchCommand(argv: string[]): Promise<void> {
   console.log(formatReport(report));
   if (args.save !== undefined) {
     const dir = path.join(repoRoot(), 'bench', 'results');
-    fs.mkdirSync(dir, { recursive: true });
     const file = path.join(dir, `${args.save}.json`);
-    fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+    atomicWriteFile(file, JSON.stringify(report, null, 2) + '\n');
     console.log(`\nwrote ${file}`);
   }
   if (args.json) console.log(JSON.stringify(report));

@@ -19,6 +19,8 @@ import {
 } from '../data';
 import type { ColouredSplit } from '../data';
 import { writeCaptionedGrid } from '../viz/png';
+import { HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
 
 export const DATA_USAGE = `Usage: mmgpt data [--seed S] [--mnist-dir DIR] [--export DIR] [--rebuild] [--palette]
 
@@ -37,6 +39,19 @@ Options:
   --palette        print the colour palette as a Markdown table and exit
   -h, --help       show this help`;
 
+export const DATA_COMMAND: CommandSpec = {
+  name: 'data',
+  help: DATA_USAGE,
+  flags: {
+    seed: { type: 'string' },
+    'mnist-dir': { type: 'string' },
+    export: { type: 'string' },
+    rebuild: { type: 'boolean' },
+    palette: { type: 'boolean' },
+    ...HELP_FLAG,
+  },
+};
+
 interface DataArgs {
   seed: number;
   mnistDir?: string;
@@ -46,51 +61,21 @@ interface DataArgs {
   help: boolean;
 }
 
-function parseDataArgs(argv: string[]): DataArgs {
-  const args: DataArgs = { seed: DEFAULT_DATA_SEED, rebuild: false, palette: false, help: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.indexOf('=');
-    const flag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith('--') && eq > 0 ? arg.slice(eq + 1) : undefined;
-    const value = (): string => {
-      const v = inline ?? argv[++i];
-      if (v === undefined || v.length === 0) {
-        throw new Error(`mmgpt data: ${flag} needs a value.\n\n${DATA_USAGE}`);
-      }
-      return v;
-    };
-    switch (flag) {
-      case '--seed': {
-        const text = value();
-        const seed = Number(text);
-        if (!/^\d+$/.test(text) || !Number.isSafeInteger(seed)) {
-          throw new Error(`mmgpt data: --seed must be a non-negative integer, got "${text}"`);
-        }
-        args.seed = seed;
-        break;
-      }
-      case '--mnist-dir':
-        args.mnistDir = value();
-        break;
-      case '--export':
-        args.exportDir = value();
-        break;
-      case '--rebuild':
-        args.rebuild = true;
-        break;
-      case '--palette':
-        args.palette = true;
-        break;
-      case '-h':
-      case '--help':
-        args.help = true;
-        break;
-      default:
-        throw new Error(`mmgpt data: unknown argument "${arg}".\n\n${DATA_USAGE}`);
-    }
-  }
-  return args;
+function dataArgs(argv: string[]): DataArgs {
+  const flags = parseCommandLine(DATA_COMMAND, argv);
+  flags.refuseUnless(
+    !flags.boolean('palette'),
+    ['seed', 'mnist-dir', 'export', 'rebuild'],
+    () => 'does not apply with --palette (which prints the palette and exits)',
+  );
+  return {
+    seed: flags.int('seed', { min: 0 }, DEFAULT_DATA_SEED),
+    mnistDir: flags.string('mnist-dir'),
+    exportDir: flags.string('export'),
+    rebuild: flags.boolean('rebuild'),
+    palette: flags.boolean('palette'),
+    help: flags.help,
+  };
 }
 
 function ms(x: number | undefined): string {
@@ -103,7 +88,7 @@ function describeSplit(split: ColouredSplit): string {
 }
 
 export async function dataCommand(argv: string[]): Promise<void> {
-  const args = parseDataArgs(argv);
+  const args = dataArgs(argv);
   if (args.help) {
     console.log(DATA_USAGE);
     return;

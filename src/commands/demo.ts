@@ -7,17 +7,24 @@ import { getBackend } from '../engine/registry';
 import { Rng } from '../nn/rng';
 import { Adam } from '../nn/optim';
 import { GPT } from '../gpt/model';
+import { HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
+
+export const DEMO_COMMAND: CommandSpec = {
+  name: 'demo',
+  help: `mmgpt demo [--steps N]
+  A tiny GPT learns to continue arithmetic progressions mod 16 (engine smoke test).
+  --steps N   training steps, 1 to 100000 (default 300)`,
+  flags: { steps: { type: 'string' }, ...HELP_FLAG },
+};
 
 export async function demoCommand(argv: string[]): Promise<void> {
-  if (argv.includes('--help')) {
-    console.log(
-      'mmgpt demo [--steps N]\n  A tiny GPT learns to continue arithmetic progressions mod 16 (engine smoke test).',
-    );
+  const flags = parseCommandLine(DEMO_COMMAND, argv);
+  if (flags.help) {
+    console.log(DEMO_COMMAND.help);
     return;
   }
-  const stepsArg = argv.indexOf('--steps');
-  const steps = stepsArg >= 0 ? Number(argv[stepsArg + 1]) : 300;
-  if (!Number.isInteger(steps) || steps <= 0) throw new Error(`--steps must be a positive integer`);
+  const steps = flags.int('steps', { min: 1, max: 100_000 }, 300);
   const V = 16;
   const T = 10;
   const rng = new Rng(0);

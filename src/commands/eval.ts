@@ -21,30 +21,46 @@ import { loadRun, takeSplit } from '../eval/run';
 import type { LoadedRun } from '../eval/run';
 import { EVAL_DEFAULTS, runEvaluation, validateEvalSettings, writeReport } from '../eval/report';
 import type { EvalReport, EvalSettings } from '../eval/report';
-import { figuresDir, parseFlags, runsDir, tokenise } from './train';
+import { figuresDir, runsDir, tokenise } from './train';
 import {
   SAMPLING_FLAGS,
   SAMPLING_HELP,
-  numberFlag,
   resolveCheckpoint,
   samplingSettingsFromFlags,
   writeSampleFigures,
 } from './sample';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
 
 export function defaultClassifierPath(): string {
   return path.join(runsDir(), 'classifier', 'classifier.safetensors');
 }
 
-const EVAL_HELP = `mmgpt eval [--n N] [--json] [--checkpoint PATH] [sampling flags] [--no-compare]
+export const EVAL_COMMAND: CommandSpec = {
+  name: 'eval',
+  help: `mmgpt eval [--n N] [--json] [--checkpoint PATH] [sampling flags] [--no-compare]
            [--backend js|cpu|cuda] [--out DIR] [--classifier PATH] [--no-figures]
-  Scores a trained checkpoint on N test items (default ${EVAL_DEFAULTS.n}): text -> image accuracy
-  (attribute classifier), image -> text exact match, unconditional grammar/agreement/coverage,
-  each mode also without reranking and under the seed's rules (--no-compare skips those), where
-  the errors are, the compositional test (runs that held colour pairs out), test NLL, tokenizer
-  ceiling, sampling speed. Writes DIR/report.md, DIR/report.json and the sample grids (DIR
-  defaults to figures/). --json prints the report JSON on stdout.
+  Scores a trained checkpoint on N test items (1 to 10000, default ${EVAL_DEFAULTS.n}): text -> image
+  accuracy (attribute classifier), image -> text exact match, unconditional grammar/agreement/
+  coverage; each mode also without reranking and under the seed's rules (--no-compare skips
+  those), where the errors are, the compositional test (runs that held colour pairs out), test
+  NLL, tokenizer ceiling, sampling speed. Writes DIR/report.md, DIR/report.json and the sample
+  grids (DIR defaults to figures/). --json prints the report JSON on stdout.
   Default checkpoint: the newest complete runs/*/checkpoint.safetensors, else weights/.
-${SAMPLING_HELP}`;
+${SAMPLING_HELP}`,
+  flags: {
+    n: { type: 'string' },
+    json: { type: 'boolean' },
+    checkpoint: { type: 'string' },
+    backend: { type: 'string' },
+    out: { type: 'string' },
+    classifier: { type: 'string' },
+    'no-figures': { type: 'boolean' },
+    'no-compare': { type: 'boolean' },
+    ...SAMPLING_FLAGS,
+    ...HELP_FLAG,
+  },
+};
 
 /**
  * The evaluation of a loaded run: test NLL on the test items the run was scored on while
@@ -108,40 +124,27 @@ export function evaluateRun(opts: {
 }
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    n: 'string',
-    json: 'boolean',
-    checkpoint: 'string',
-    backend: 'string',
-    out: 'string',
-    classifier: 'string',
-    'no-figures': 'boolean',
-    'no-compare': 'boolean',
-    help: 'boolean',
-    ...SAMPLING_FLAGS,
-  });
+  const flags = parseCommandLine(EVAL_COMMAND, argv);
   if (flags.help) {
-    console.log(EVAL_HELP);
+    console.log(EVAL_COMMAND.help);
     return;
   }
-  const n = numberFlag(flags, 'n', EVAL_DEFAULTS.n, 'a positive integer');
+  const n = flags.int('n', { min: 1, max: 10_000 }, EVAL_DEFAULTS.n);
   const settings = validateEvalSettings({
     ...samplingSettingsFromFlags(flags),
     n,
-    compare: flags['no-compare'] !== true,
+    compare: !flags.boolean('no-compare'),
   });
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  const json = flags.json === true;
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+  const json = flags.boolean('json');
   // With --json, stdout carries only the report.
   const log = (line: string) => (json ? console.error(line) : console.log(line));
-  const checkpointPath = resolveCheckpoint(
-    typeof flags.checkpoint === 'string' ? flags.checkpoint : undefined,
-  );
+  const checkpointPath = resolveCheckpoint(flags.string('checkpoint'));
   log(`eval: checkpoint ${path.relative(process.cwd(), checkpointPath) || checkpointPath}`);
   const run = loadRun(checkpointPath);
   const data = loadColouredMnist({ log });
-  const classifierPath =
-    typeof flags.classifier === 'string' ? flags.classifier : defaultClassifierPath();
+  const classifierPath = flags.string('classifier') ?? defaultClassifierPath();
   const classifier: EnsuredClassifier = ensureClassifier({
     path: classifierPath,
     train: data.train,
@@ -151,9 +154,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
   });
 
   const report = evaluateRun({ run, data, classifier, classifierPath, settings, log });
-  const outDir = typeof flags.out === 'string' ? flags.out : figuresDir();
+  const outDir = flags.string('out') ?? figuresDir();
   const figures: string[] = [];
-  if (flags['no-figures'] !== true) {
+  if (!flags.boolean('no-figures')) {
     figures.push(...writeSampleFigures(run, data.test, settings, outDir));
     if (settings.compare) {
       const noRerank = { ...settings, overrides: { ...settings.overrides, rerank: 1 } };

@@ -13,17 +13,30 @@ import { exportGpt2 } from '../gpt/export';
 import { loadRun, TOKENIZER_FILE } from '../eval/run';
 import { loadCheckpoint, saveCheckpoint } from '../gpt/checkpoint';
 import { CHECKPOINT_FILE, LOG_FILE } from '../gpt/train';
-import { parseFlags, tokenise } from './train';
+import { tokenise } from './train';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
 import { resolveCheckpoint } from './sample';
+import { atomicWriteFile, makeDirectory } from '../nn/safetensors';
 
-const HELP = `mmgpt export --format gpt2|weights --out DIR [--checkpoint PATH] [--backend js|cpu|cuda]
+export const EXPORT_COMMAND: CommandSpec = {
+  name: 'export',
+  help: `mmgpt export --format gpt2|weights --out DIR [--checkpoint PATH] [--backend js|cpu|cuda]
   gpt2 (default): writes DIR/config.json, model.safetensors (GPT-2 names and layouts),
     vqvae.safetensors, vocab.json, test_tokens.safetensors (order1, order2: int32 [10000, 58])
     and metrics.json (test_nll on exactly those tokens).
   weights: writes DIR/checkpoint.safetensors (the weights and run metadata, without the
     optimiser state), vqvae.safetensors, and the run's log.json and summary.json where present:
     what weights/seed/ ships. The checkpoint must be complete.
-  Default checkpoint: the newest complete run, else weights/.`;
+  Default checkpoint: the newest complete run, else weights/.`,
+  flags: {
+    format: { type: 'string' },
+    out: { type: 'string' },
+    checkpoint: { type: 'string' },
+    backend: { type: 'string' },
+    ...HELP_FLAG,
+  },
+};
 
 /** Summary file a finished run leaves beside its log. */
 const SUMMARY_FILE = 'summary.json';
@@ -43,42 +56,33 @@ export function exportWeights(checkpointPath: string, outDir: string): string[] 
   const runDir = path.dirname(checkpointPath);
   const tokenizer = path.join(runDir, TOKENIZER_FILE);
   if (!fs.existsSync(tokenizer)) throw new Error(`${runDir} has no ${TOKENIZER_FILE}`);
-  fs.mkdirSync(outDir, { recursive: true });
+  makeDirectory(outDir);
   saveCheckpoint(path.join(outDir, CHECKPOINT_FILE), { ...ckpt, optimizer: null });
   const files = [CHECKPOINT_FILE];
   for (const name of [TOKENIZER_FILE, LOG_FILE, SUMMARY_FILE]) {
     const src = path.join(runDir, name);
     if (!fs.existsSync(src)) continue;
     if (path.resolve(src) !== path.resolve(outDir, name))
-      fs.copyFileSync(src, path.join(outDir, name));
+      atomicWriteFile(path.join(outDir, name), fs.readFileSync(src));
     files.push(name);
   }
   return files;
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    format: 'string',
-    out: 'string',
-    checkpoint: 'string',
-    backend: 'string',
-    help: 'boolean',
-  });
+  const flags = parseCommandLine(EXPORT_COMMAND, argv);
   if (flags.help) {
-    console.log(HELP);
+    console.log(EXPORT_COMMAND.help);
     return;
   }
-  const format = flags.format ?? 'gpt2';
-  if (format !== 'gpt2' && format !== 'weights')
-    throw new Error(`--format ${format} is not supported (accepted: gpt2, weights)`);
-  if (typeof flags.out !== 'string') throw new Error(`--out DIR is required\n${HELP}`);
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  const checkpointPath = resolveCheckpoint(
-    typeof flags.checkpoint === 'string' ? flags.checkpoint : undefined,
-  );
+  const format = flags.choice('format', ['gpt2', 'weights'] as const, 'gpt2');
+  const out = flags.required('out', 'the directory to write the export to');
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+  const checkpointPath = resolveCheckpoint(flags.string('checkpoint'));
   if (format === 'weights') {
-    const files = exportWeights(checkpointPath, flags.out);
-    console.log(`shipped ${files.join(', ')} from ${path.dirname(checkpointPath)} to ${flags.out}`);
+    const files = exportWeights(checkpointPath, out);
+    console.log(`shipped ${files.join(', ')} from ${path.dirname(checkpointPath)} to ${out}`);
     return;
   }
   const run = loadRun(checkpointPath);
@@ -89,7 +93,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
     model: run.model,
     vocab: run.vocab,
     test,
-    outDir: flags.out,
+    outDir: out,
     vqvaePath: run.tokenizerPath,
     provenance: {
       checkpoint: path.relative(process.cwd(), checkpointPath),
@@ -97,7 +101,5 @@ export async function exportCommand(argv: string[]): Promise<void> {
       tokenizer_sha256: run.tokenizerSha256,
     },
   });
-  console.log(
-    `exported ${files.join(', ')} to ${flags.out}; test NLL ${testNll.toFixed(4)} nats/dim`,
-  );
+  console.log(`exported ${files.join(', ')} to ${out}; test NLL ${testNll.toFixed(4)} nats/dim`);
 }

@@ -5,29 +5,42 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { atomicWriteFile } from '../nn/safetensors';
 import { setBackend } from '../engine/registry';
-import { parseFlags, trainPipeline, PIPELINE_PRESETS } from './train';
+import { PRESET_NAMES, trainPipeline } from './train';
 import { figuresCommand } from './sample';
 import { evalCommand } from './eval';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
+
+export const PIPELINE_COMMAND: CommandSpec = {
+  name: 'pipeline',
+  help: `mmgpt pipeline [--preset NAME] [--backend js|cpu|cuda] [--n N] [--resume]
+  train (tokenizer + GPT), then the sample grids and the evaluation report in figures/.
+  --preset NAME   ${PRESET_NAMES.join(', ')} (default quick)
+  --backend B     kernel backend (default: the fastest that loads)
+  --n N           evaluation items, 1 to 10000 (default 300 for quick, 50 for tiny, else 1000)
+  --resume        continue the run from its checkpoint`,
+  flags: {
+    preset: { type: 'string' },
+    backend: { type: 'string' },
+    n: { type: 'string' },
+    resume: { type: 'boolean' },
+    ...HELP_FLAG,
+  },
+};
 
 /** Evaluation items per preset (the main job keeps its report short on a laptop). */
 const PIPELINE_EVAL_ITEMS: Record<string, number> = { quick: 300, tiny: 50 };
 
 export async function pipelineCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    preset: 'string',
-    backend: 'string',
-    n: 'string',
-    resume: 'boolean',
-    help: 'boolean',
-  });
+  const flags = parseCommandLine(PIPELINE_COMMAND, argv);
   if (flags.help) {
-    console.log(
-      `mmgpt pipeline [--preset NAME] [--backend js|cpu|cuda] [--n N] [--resume]\n  train (tokenizer + GPT), then the sample grids and the evaluation report in figures/.\n  presets: ${Object.keys(PIPELINE_PRESETS).join(', ')} (default quick); --n: evaluation items (default 300 for quick, else 1000)`,
-    );
+    console.log(PIPELINE_COMMAND.help);
     return;
   }
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  const preset = typeof flags.preset === 'string' ? flags.preset : 'quick';
+  const preset = flags.choice('preset', PRESET_NAMES, 'quick');
+  const n = flags.int('n', { min: 1, max: 10_000 }, PIPELINE_EVAL_ITEMS[preset] ?? 1000);
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
   const t0 = Date.now();
   const stages: { stage: string; seconds: number }[] = [];
   const stage = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -38,13 +51,12 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
     return out;
   };
   const result = await stage('data, tokenizer and GPT training', () =>
-    trainPipeline(preset, { resume: flags.resume === true }),
+    trainPipeline(preset, { resume: flags.boolean('resume') }),
   );
   if (!result.complete) return;
   const checkpoint = path.relative(process.cwd(), result.checkpointPath);
   await stage('sample grids', () => figuresCommand(['--checkpoint', checkpoint]));
-  const n = typeof flags.n === 'string' ? flags.n : String(PIPELINE_EVAL_ITEMS[preset] ?? 1000);
-  await stage('evaluation', () => evalCommand(['--checkpoint', checkpoint, '--n', n]));
+  await stage('evaluation', () => evalCommand(['--checkpoint', checkpoint, '--n', String(n)]));
   const totalSeconds = (Date.now() - t0) / 1000;
   // The stages' wall times go into the run's summary beside its training figures.
   const summaryPath = path.join(result.runDir, 'summary.json');

@@ -17,13 +17,12 @@
 // captions, captioned with the prompt), samples_image2text.png (the first 9 test images with the
 // generated captions), samples_unconditional.png (9 unconditional image + caption samples).
 
-import * as fs from 'fs';
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
 import { IMAGE_VALUES, loadColouredMnist, projectRoot } from '../data/coloured';
 import { captionText, parseCaption } from '../data/vocab';
 import { IMAGE_TOKENS } from '../data/sequences';
-import { atomicWriteFile } from '../nn/safetensors';
+import { atomicWriteFile, makeDirectory } from '../nn/safetensors';
 import { GRAMMAR_LEVELS, type GrammarLevel } from '../sampling/rules';
 import {
   imageToText,
@@ -46,36 +45,24 @@ import {
 import { IMAGE_TO_TEXT_SCORES, type ImageToTextScore } from '../sampling/rerank';
 import { findCheckpoint, loadRun, type LoadedRun } from '../eval/run';
 import { levelsToRgb, readLevelsPng, writeCaptionedGrid, writePng } from '../viz/png';
-import { figuresDir, parseFlags, runsDir } from './train';
-
-/** Parses a flag as a number, saying which flag and what is accepted when it is not one. */
-export function numberFlag(
-  flags: Record<string, string | boolean>,
-  name: string,
-  fallback: number,
-  accepted: string,
-): number {
-  const raw = flags[name];
-  if (raw === undefined) return fallback;
-  const value = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-  if (!Number.isFinite(value)) throw new Error(`--${name} must be ${accepted}, got '${raw}'`);
-  return value;
-}
+import { figuresDir, runsDir } from './train';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec, FlagSpec, Flags } from './args';
 
 /** The sampling flags shared by eval, sample and figures. */
-export const SAMPLING_FLAGS = {
-  seed: 'string',
-  'preset-sampling': 'string',
-  temperature: 'string',
-  'text-temperature': 'string',
-  'top-k': 'string',
-  'top-p': 'string',
-  guidance: 'string',
-  grammar: 'string',
-  rerank: 'string',
-  'rerank-score': 'string',
-  'batch-size': 'string',
-} as const;
+export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
+  seed: { type: 'string' },
+  'preset-sampling': { type: 'string' },
+  temperature: { type: 'string' },
+  'text-temperature': { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  guidance: { type: 'string' },
+  grammar: { type: 'string' },
+  rerank: { type: 'string' },
+  'rerank-score': { type: 'string' },
+  'batch-size': { type: 'string' },
+};
 
 /** What the sampling flags say: a preset, the settings given explicitly, seed and batch size. */
 export type SamplingFlagSettings = Pick<
@@ -83,88 +70,54 @@ export type SamplingFlagSettings = Pick<
   'seed' | 'samplingPreset' | 'overrides' | 'batchSize'
 >;
 
-/** Sampling settings from flags, validated (each message names the flag). */
-export function samplingSettingsFromFlags(
-  flags: Record<string, string | boolean>,
-): SamplingFlagSettings {
+/**
+ * Sampling settings from flags, validated (each message names the flag and its range). A flag
+ * that is not given leaves each mode's preset value; one that is given applies to every mode.
+ */
+export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
   const d = EVAL_DEFAULTS;
-  const seed = numberFlag(flags, 'seed', d.seed, 'a non-negative integer');
-  if (!Number.isSafeInteger(seed) || seed < 0)
-    throw new Error(`--seed must be a non-negative integer, got '${flags.seed}'`);
-  const preset = (
-    typeof flags['preset-sampling'] === 'string' ? flags['preset-sampling'] : d.samplingPreset
-  ) as SamplingPresetName;
-  if (!SAMPLING_PRESET_NAMES.includes(preset))
-    throw new Error(
-      `--preset-sampling must be one of ${SAMPLING_PRESET_NAMES.join(', ')}, got '${preset}'`,
-    );
   const overrides: SamplingOverrides = {};
-  const given = (name: string) => flags[name] !== undefined;
-  if (given('temperature')) {
-    overrides.temperature = numberFlag(flags, 'temperature', 1, 'a number >= 0 (0 = argmax)');
-    if (overrides.temperature < 0)
-      throw new Error(
-        `--temperature must be a number >= 0 (0 = argmax), got '${flags.temperature}'`,
-      );
-    // One temperature for everything unless words get their own.
-    overrides.textTemperature = overrides.temperature;
+  const temperature = flags.number('temperature', { min: 0, max: 100 });
+  if (temperature !== undefined) {
+    overrides.temperature = temperature;
+    overrides.textTemperature = temperature; // one temperature unless words get their own
   }
-  if (given('text-temperature')) {
-    overrides.textTemperature = numberFlag(
-      flags,
-      'text-temperature',
-      1,
-      'a number >= 0 (0 = argmax)',
-    );
-    if (overrides.textTemperature < 0)
-      throw new Error(
-        `--text-temperature must be a number >= 0 (0 = argmax), got '${flags['text-temperature']}'`,
-      );
-  }
-  if (given('top-k')) {
-    overrides.topK = numberFlag(flags, 'top-k', 0, 'an integer >= 1, or 0 for off');
-    if (!Number.isInteger(overrides.topK) || overrides.topK < 0)
-      throw new Error(`--top-k must be an integer >= 1, or 0 for off, got '${flags['top-k']}'`);
-  }
-  if (given('top-p')) {
-    overrides.topP = numberFlag(flags, 'top-p', 1, 'a number in (0, 1] (1 = off)');
-    if (!(overrides.topP > 0 && overrides.topP <= 1))
-      throw new Error(`--top-p must be a number in (0, 1] (1 = off), got '${flags['top-p']}'`);
-  }
-  if (given('guidance'))
-    overrides.guidance = numberFlag(flags, 'guidance', 1, 'a number (1 = off, e.g. 2 or 3)');
-  if (given('grammar')) {
-    const grammar = flags.grammar as GrammarLevel;
-    if (!GRAMMAR_LEVELS.includes(grammar))
-      throw new Error(`--grammar must be one of ${GRAMMAR_LEVELS.join(', ')}, got '${grammar}'`);
-    overrides.grammar = grammar;
-  }
-  if (given('rerank')) {
-    overrides.rerank = numberFlag(flags, 'rerank', 1, 'an integer in 1..1024 (1 = off)');
-    if (!Number.isInteger(overrides.rerank) || overrides.rerank < 1 || overrides.rerank > 1024)
-      throw new Error(`--rerank must be an integer in 1..1024 (1 = off), got '${flags.rerank}'`);
-  }
-  if (given('rerank-score')) {
-    const score = flags['rerank-score'] as ImageToTextScore;
-    if (!IMAGE_TO_TEXT_SCORES.includes(score))
-      throw new Error(
-        `--rerank-score must be one of ${IMAGE_TO_TEXT_SCORES.join(', ')}, got '${score}'`,
-      );
-    overrides.imageToTextScore = score;
-  }
-  const batchSize = numberFlag(flags, 'batch-size', d.batchSize, 'a positive integer');
-  if (!Number.isInteger(batchSize) || batchSize < 1)
-    throw new Error(`--batch-size must be a positive integer, got '${flags['batch-size']}'`);
-  return { seed, samplingPreset: preset, overrides, batchSize };
+  const textTemperature = flags.number('text-temperature', { min: 0, max: 100 });
+  if (textTemperature !== undefined) overrides.textTemperature = textTemperature;
+  const topK = flags.int('top-k', { min: 0, max: 100_000 });
+  if (topK !== undefined) overrides.topK = topK;
+  const topP = flags.number('top-p', { min: 0, max: 1, exclusiveMin: true });
+  if (topP !== undefined) overrides.topP = topP;
+  const guidance = flags.number('guidance', { min: -100, max: 100 });
+  if (guidance !== undefined) overrides.guidance = guidance;
+  const grammar = flags.choice('grammar', GRAMMAR_LEVELS);
+  if (grammar !== undefined) overrides.grammar = grammar;
+  const rerank = flags.int('rerank', { min: 1, max: 1024 });
+  if (rerank !== undefined) overrides.rerank = rerank;
+  const score = flags.choice('rerank-score', IMAGE_TO_TEXT_SCORES);
+  if (score !== undefined) overrides.imageToTextScore = score;
+  return {
+    seed: flags.int('seed', { min: 0 }, d.seed),
+    samplingPreset: flags.choice('preset-sampling', SAMPLING_PRESET_NAMES, d.samplingPreset),
+    overrides,
+    batchSize: flags.int('batch-size', { min: 1, max: 100_000 }, d.batchSize),
+  };
 }
 
-/** The sampling-flag text of every command's --help. */
-export const SAMPLING_HELP = `  Sampling (each mode has its own defaults, chosen on the validation split; see README):
-    --preset-sampling default|seed   seed = the seed's plain rules (T 1, no guidance/grammar/reranking)
-    --temperature T   image codes and words (0 = argmax)   --text-temperature T   words only
-    --top-k K (0 = off)   --top-p P (1 = off)   --guidance G (1 = off; conditional modes)
-    --grammar none|words|palette   --rerank K (candidates per prompt, 1 = off)
-    --rerank-score both|caption|image (image -> text)   --seed S   --batch-size B`;
+/** The --help lines of the sampling flags. */
+export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen on the validation split (README, "Sampling
+  defaults"); a flag given applies to every mode it can.
+  --preset-sampling P  default or seed (the seed's plain rules: T 1, no guidance, grammar or reranking)
+  --seed S            sampling seed, an integer >= 0 (default ${EVAL_DEFAULTS.seed})
+  --temperature T     image codes and words, a number from 0 to 100; 0 = argmax
+  --text-temperature T  words only, 0 to 100
+  --top-k K           an integer from 0 to 100000; 0 = off
+  --top-p P           a number in (0, 1]; 1 = off
+  --guidance G        classifier-free guidance, -100 to 100; 1 = off (conditional modes)
+  --grammar LEVEL     ${GRAMMAR_LEVELS.join(', ')}
+  --rerank K          candidates per prompt, kept by the model's own reverse-order score; 1 to 1024, 1 = off
+  --rerank-score S    image -> text score: ${IMAGE_TO_TEXT_SCORES.join(', ')}
+  --batch-size B      rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
 
 /** --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/. */
 export function resolveCheckpoint(explicit?: string): string {
@@ -209,7 +162,9 @@ export interface SampleArgs extends SamplingFlagSettings {
   backend: string | null;
 }
 
-const SAMPLE_HELP = `mmgpt sample --mode text2image|image2text|unconditional
+export const SAMPLE_COMMAND: CommandSpec = {
+  name: 'sample',
+  help: `mmgpt sample --mode text2image|image2text|unconditional
              [--prompt "dark green eight on bright cyan" | --image FILE.png]
              [--n N] [sampling flags] [--checkpoint PATH]
              [--backend js|cpu|cuda] --out DIR
@@ -217,69 +172,67 @@ const SAMPLE_HELP = `mmgpt sample --mode text2image|image2text|unconditional
   image2text needs --image (a 28x28 PNG of coloured-MNIST levels 0, 85, 170, 255, or an exact
   upscale); unconditional needs neither. Writes DIR/sample_000.png ..., DIR/grid.png and
   DIR/samples.json. --guidance (1 = off) applies to text2image and image2text.
-${SAMPLING_HELP}`;
-
-/** Parses and checks every argument of `mmgpt sample` (prompt and image included). */
-export function parseSampleArgs(argv: string[]): SampleArgs | 'help' {
-  const flags = parseFlags(argv, {
-    mode: 'string',
-    prompt: 'string',
-    image: 'string',
-    n: 'string',
-    checkpoint: 'string',
-    out: 'string',
-    backend: 'string',
-    help: 'boolean',
+  --n N             samples, 1 to 10000 (default 9)
+${SAMPLING_HELP}`,
+  flags: {
+    mode: { type: 'string' },
+    prompt: { type: 'string' },
+    image: { type: 'string' },
+    n: { type: 'string' },
+    checkpoint: { type: 'string' },
+    out: { type: 'string' },
+    backend: { type: 'string' },
     ...SAMPLING_FLAGS,
-  });
+    ...HELP_FLAG,
+  },
+};
+
+/** Reads and checks every argument of `mmgpt sample` (prompt and image included). */
+export function sampleArgs(argv: string[]): SampleArgs | 'help' {
+  const flags = parseCommandLine(SAMPLE_COMMAND, argv);
   if (flags.help) return 'help';
-  const mode = flags.mode;
-  if (typeof mode !== 'string')
-    throw new Error(`--mode is required: one of ${SAMPLE_MODES.join(', ')}`);
-  if (!SAMPLE_MODES.includes(mode as SampleMode))
-    throw new Error(`unknown --mode '${mode}': choose one of ${SAMPLE_MODES.join(', ')}`);
-  const n = numberFlag(flags, 'n', 9, 'a positive integer');
-  if (!Number.isInteger(n) || n < 1)
-    throw new Error(`--n must be a positive integer, got '${flags.n}'`);
+  const mode = flags.choice('mode', SAMPLE_MODES);
+  if (mode === undefined) throw new Error(`--mode is required: one of ${SAMPLE_MODES.join(', ')}`);
+  const n = flags.int('n', { min: 1, max: 10_000 }, 9);
   const settings = samplingSettingsFromFlags(flags);
-  if (typeof flags.out !== 'string' || flags.out.trim() === '')
-    throw new Error('--out DIR is required: the directory for the PNGs and samples.json');
+  const out = flags.required('out', 'the directory for the PNGs and samples.json');
+  const onlyFor = (m: SampleMode) => () => `is only for --mode ${m} (this is --mode ${mode})`;
+  flags.refuseUnless(mode === 'text2image', ['prompt'], onlyFor('text2image'));
+  flags.refuseUnless(mode === 'image2text', ['image'], onlyFor('image2text'));
+  flags.refuseUnless(
+    mode !== 'unconditional' || settings.overrides.guidance === undefined,
+    ['guidance'],
+    () => 'needs a condition: use it with --mode text2image or image2text, not unconditional',
+  );
   let prompt: string | null = null;
   let imagePath: string | null = null;
   let image: Uint8Array | null = null;
   if (mode === 'text2image') {
-    if (typeof flags.prompt !== 'string')
+    const text = flags.string('prompt');
+    if (text === undefined)
       throw new Error(
         '--mode text2image needs --prompt "<shade> <colour> <digit> on <shade> <colour>", ' +
           'e.g. --prompt "dark green eight on bright cyan"',
       );
-    const c = parseCaption(flags.prompt); // throws listing the accepted words
+    const c = parseCaption(text); // throws listing the accepted words
     prompt = captionText(c.digit, c.fg, c.bg);
-  } else if (flags.prompt !== undefined) {
-    throw new Error(`--prompt is only for --mode text2image (this is --mode ${mode})`);
   }
   if (mode === 'image2text') {
-    if (typeof flags.image !== 'string')
+    imagePath = flags.string('image') ?? null;
+    if (imagePath === null)
       throw new Error('--mode image2text needs --image FILE.png (a 28x28 coloured-MNIST image)');
-    imagePath = flags.image;
     image = readLevelsPng(imagePath); // throws on a wrong size or off-level colours
-  } else if (flags.image !== undefined) {
-    throw new Error(`--image is only for --mode image2text (this is --mode ${mode})`);
   }
-  if (mode === 'unconditional' && settings.overrides.guidance !== undefined)
-    throw new Error(
-      '--guidance needs a condition: use it with --mode text2image or image2text, not unconditional',
-    );
   return {
     ...settings,
-    mode: mode as SampleMode,
+    mode,
     n,
     prompt,
     imagePath,
     image,
-    checkpoint: typeof flags.checkpoint === 'string' ? flags.checkpoint : null,
-    out: flags.out,
-    backend: typeof flags.backend === 'string' ? flags.backend : null,
+    checkpoint: flags.string('checkpoint') ?? null,
+    out,
+    backend: flags.choice('backend', BACKEND_CHOICES) ?? null,
   };
 }
 
@@ -342,7 +295,7 @@ export function writeSamples(
   samples: readonly Sample[],
   outDir: string,
 ): SamplesJson {
-  fs.mkdirSync(outDir, { recursive: true });
+  makeDirectory(outDir);
   const images = run.tokenizer.decode(sampleImageCodes(samples), samples.length); // [n, 28, 28, 3]
   const imageOf = (i: number): Uint8Array =>
     images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES);
@@ -402,9 +355,9 @@ export function writeSamples(
 }
 
 export async function sampleCommand(argv: string[]): Promise<void> {
-  const args = parseSampleArgs(argv);
+  const args = sampleArgs(argv);
   if (args === 'help') {
-    console.log(SAMPLE_HELP);
+    console.log(SAMPLE_COMMAND.help);
     return;
   }
   if (args.backend !== null) setBackend(args.backend);
@@ -493,29 +446,32 @@ export function writeSampleFigures(
   return written;
 }
 
-const FIGURES_HELP = `mmgpt figures [--checkpoint PATH] [sampling flags] [--backend js|cpu|cuda] [--out DIR]
+export const FIGURES_COMMAND: CommandSpec = {
+  name: 'figures',
+  help: `mmgpt figures [--checkpoint PATH] [sampling flags] [--backend js|cpu|cuda] [--out DIR]
   Draws the seed's deliverables into DIR (default figures/): ${Object.values(FIGURE_FILES).join(', ')}.
-${SAMPLING_HELP}`;
+${SAMPLING_HELP}`,
+  flags: {
+    checkpoint: { type: 'string' },
+    backend: { type: 'string' },
+    out: { type: 'string' },
+    ...SAMPLING_FLAGS,
+    ...HELP_FLAG,
+  },
+};
 
 export async function figuresCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    checkpoint: 'string',
-    backend: 'string',
-    out: 'string',
-    help: 'boolean',
-    ...SAMPLING_FLAGS,
-  });
+  const flags = parseCommandLine(FIGURES_COMMAND, argv);
   if (flags.help) {
-    console.log(FIGURES_HELP);
+    console.log(FIGURES_COMMAND.help);
     return;
   }
   const settings = samplingSettingsFromFlags(flags);
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  const run = loadRun(
-    resolveCheckpoint(typeof flags.checkpoint === 'string' ? flags.checkpoint : undefined),
-  );
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+  const run = loadRun(resolveCheckpoint(flags.string('checkpoint')));
   const data = loadColouredMnist({ log: (l) => console.log(l) });
-  const dir = typeof flags.out === 'string' ? flags.out : figuresDir();
+  const dir = flags.string('out') ?? figuresDir();
   for (const file of writeSampleFigures(run, data.test, settings, dir))
     console.log(`figures: wrote ${path.relative(process.cwd(), file) || file}`);
 }

@@ -37,8 +37,12 @@ import {
 } from '../vqvae/train';
 import type { VqVaeEvaluation } from '../vqvae/train';
 import { GPT_PRESETS, trainGpt } from '../gpt/train';
+import { acquireRunLock } from '../gpt/runlock';
+import type { RunLock } from '../gpt/runlock';
 import type { TrainGptResult } from '../gpt/train';
 import { writeTrainingCurve } from '../viz/plot';
+import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import type { CommandSpec } from './args';
 
 export interface TokenizerRecipe {
   config: VqVaeConfig;
@@ -203,6 +207,24 @@ export function ensureTokenizer(
       `tokenizer: ${path.relative(process.cwd(), file)} was trained with other settings than recipe '${recipeName}' has now; retraining`,
     );
   }
+  // Presets that share a recipe share its tokenizer: one process trains it at a time.
+  const lock = acquireRunLock(path.dirname(file), log);
+  try {
+    return trainTokenizer(recipeName, recipe, file, reportFile, train, test, log);
+  } finally {
+    lock.release();
+  }
+}
+
+function trainTokenizer(
+  recipeName: string,
+  recipe: TokenizerRecipe,
+  file: string,
+  reportFile: string,
+  train: ColouredSplit,
+  test: ColouredSplit,
+  log: (l: string) => void,
+): { model: VqVae; path: string; report: Omit<VqVaeEvaluation, 'codes'> } {
   const seen = partitionTrain(train, {
     validationItems: recipe.validationItems,
     heldOutPairs: 0,
@@ -390,12 +412,28 @@ export async function trainPipeline(
     throw new Error(
       `unknown preset '${presetName}' (known: ${Object.keys(PIPELINE_PRESETS).join(', ')})`,
     );
+  const runDir = opts.runDir ?? path.join(runsDir(), presetName);
+  // One writer per run directory, from before the first file is written into it.
+  const runLock = acquireRunLock(runDir, log);
+  try {
+    return await trainPipelineLocked(presetName, preset, runDir, runLock, log, opts.resume);
+  } finally {
+    runLock.release();
+  }
+}
+
+async function trainPipelineLocked(
+  presetName: string,
+  preset: (typeof PIPELINE_PRESETS)[string],
+  runDir: string,
+  runLock: RunLock,
+  log: (l: string) => void,
+  resume: boolean | undefined,
+): Promise<TrainPipelineResult> {
   const t0 = Date.now();
   const data = preparePipelineData(presetName, log);
-  const runDir = opts.runDir ?? path.join(runsDir(), presetName);
   // Keep the tokenizer beside the GPT from the start, so a run directory is self-contained even
   // while training (sampling and evaluating a partly trained checkpoint).
-  fs.mkdirSync(runDir, { recursive: true });
   atomicWriteFile(path.join(runDir, 'vqvae.safetensors'), fs.readFileSync(data.tokenizerPath));
   const result = await trainGpt({
     runDir,
@@ -404,8 +442,9 @@ export async function trainPipeline(
     train: data.train,
     test: data.test,
     tokenizerHash: vqVaeFingerprint(data.tokenizer),
-    resume: opts.resume,
+    resume,
     log,
+    runLock,
   });
   const curvePath = path.join(figuresDir(), `training_curve_${presetName}.png`);
   writeTrainingCurve(curvePath, result.log, `mmgpt ${presetName}: NLL per minibatch and per epoch`);
@@ -432,52 +471,37 @@ export async function trainPipeline(
   return { ...result, data, runDir, curvePath };
 }
 
-export function parseFlags(
-  argv: string[],
-  spec: Record<string, 'string' | 'boolean'>,
-): Record<string, string | boolean> {
-  const out: Record<string, string | boolean> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (!arg.startsWith('--')) throw new Error(`unexpected argument '${arg}'`);
-    const [key, inline] = arg.slice(2).split('=', 2);
-    const kind = spec[key];
-    if (!kind)
-      throw new Error(
-        `unknown option --${key} (accepted: ${Object.keys(spec)
-          .map((k) => `--${k}`)
-          .join(', ')})`,
-      );
-    if (kind === 'boolean') out[key] = true;
-    else {
-      const value = inline ?? argv[++i];
-      if (value === undefined) throw new Error(`--${key} needs a value`);
-      out[key] = value;
-    }
-  }
-  return out;
-}
+export const PRESET_NAMES = Object.keys(PIPELINE_PRESETS);
+
+export const TRAIN_COMMAND: CommandSpec = {
+  name: 'train',
+  help: `mmgpt train [--preset NAME] [--backend js|cpu|cuda] [--resume] [--run-dir DIR]
+  Trains the tokenizer (once per recipe) and the GPT; Ctrl-C saves a checkpoint, --resume
+  continues. One writer per run directory: a second one is refused.
+  --preset NAME   one of (default quick):
+${Object.entries(PIPELINE_PRESETS)
+  .map(([n, p]) => `                    ${n.padEnd(6)} ${p.summary}`)
+  .join('\n')}
+  --backend B     kernel backend (default: the fastest that loads)
+  --resume        continue from the run directory's checkpoint
+  --run-dir DIR   the run directory (default runs/<preset>)`,
+  flags: {
+    preset: { type: 'string' },
+    backend: { type: 'string' },
+    resume: { type: 'boolean' },
+    'run-dir': { type: 'string' },
+    ...HELP_FLAG,
+  },
+};
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const flags = parseFlags(argv, {
-    preset: 'string',
-    backend: 'string',
-    resume: 'boolean',
-    'run-dir': 'string',
-    help: 'boolean',
-  });
+  const flags = parseCommandLine(TRAIN_COMMAND, argv);
   if (flags.help) {
-    const presets = Object.entries(PIPELINE_PRESETS)
-      .map(([n, p]) => `    ${n.padEnd(6)} ${p.summary}`)
-      .join('\n');
-    console.log(
-      `mmgpt train [--preset NAME] [--backend js|cpu|cuda] [--resume] [--run-dir DIR]\n  Trains the tokenizer (once per recipe) and the GPT; Ctrl-C saves a checkpoint, --resume continues.\n  presets (default quick):\n${presets}`,
-    );
+    console.log(TRAIN_COMMAND.help);
     return;
   }
-  if (typeof flags.backend === 'string') setBackend(flags.backend);
-  await trainPipeline(typeof flags.preset === 'string' ? flags.preset : 'quick', {
-    resume: flags.resume === true,
-    runDir: typeof flags['run-dir'] === 'string' ? flags['run-dir'] : undefined,
-  });
+  const preset = flags.choice('preset', PRESET_NAMES, 'quick');
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+  await trainPipeline(preset, { resume: flags.boolean('resume'), runDir: flags.string('run-dir') });
 }

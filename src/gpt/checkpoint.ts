@@ -5,12 +5,15 @@
 // Metadata key `mmgpt` holds JSON: format/version, the model config, the training config, the
 // step, epoch and batch position, the RNG state, and the hash of the tokenizer that made the
 // training tokens. A file that is missing, corrupt or of another format fails with a message
-// that names it.
+// that names it. Every metadata field is type- and range-checked, and the model config is checked
+// against the weights' shapes (wte, wpe, the layer count) before anything is built from it, so a
+// damaged or hostile file cannot make a loader allocate more than the weights it holds.
 
 import { loadSafetensors, saveSafetensors } from '../nn/safetensors';
 import type { SafetensorsContents } from '../nn/safetensors';
 import { readStateTensors, stateTensors } from '../nn/state';
 import type { OptimizerState } from '../nn/optim';
+import { validateGptConfig } from './model';
 import type { GptConfig } from './model';
 
 export const CHECKPOINT_FORMAT = 'mmgpt-gpt-checkpoint';
@@ -60,6 +63,8 @@ export function readCheckpointMeta(
       `${contents.fileName}: checkpoint metadata is not valid JSON (${(e as Error).message})`,
     );
   }
+  if (!isObject(meta))
+    throw new Error(`${contents.fileName}: checkpoint metadata is not a JSON object`);
   if (meta.format !== CHECKPOINT_FORMAT) {
     throw new Error(`${contents.fileName}: format '${meta.format}' is not '${CHECKPOINT_FORMAT}'`);
   }
@@ -68,16 +73,89 @@ export function readCheckpointMeta(
       `${contents.fileName}: checkpoint version ${meta.version} is not supported (this mmgpt reads version ${CHECKPOINT_VERSION})`,
     );
   }
+  checkMetaFields(meta, contents.fileName);
   return meta;
 }
 
-export function loadCheckpoint(filePath: string): Checkpoint {
-  const contents = loadSafetensors(filePath);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Every field the loaders use has its type and range, or the error names the field. */
+function checkMetaFields(meta: Record<string, unknown>, fileName: string): void {
+  const bad = (field: string, accepted: string): never => {
+    throw new Error(
+      `${fileName}: checkpoint metadata field ${field} is ${JSON.stringify(meta[field]) ?? 'missing'}; expected ${accepted}`,
+    );
+  };
+  if (!isObject(meta.gptConfig)) bad('gptConfig', 'an object');
+  try {
+    validateGptConfig(meta.gptConfig as unknown as GptConfig);
+  } catch (e) {
+    throw new Error(`${fileName}: checkpoint metadata: ${(e as Error).message}`);
+  }
+  if (!isObject(meta.trainConfig)) bad('trainConfig', 'an object');
+  for (const field of ['step', 'epoch', 'batchInEpoch'])
+    if (!isCount(meta[field])) bad(field, 'a non-negative integer');
+  const rng = meta.rngState;
+  if (!Array.isArray(rng) || rng.length !== 4 || !rng.every((w) => isCount(w) && w < 2 ** 32))
+    bad('rngState', 'four unsigned 32-bit integers');
+  if (typeof meta.tokenizerHash !== 'string') bad('tokenizerHash', 'a string');
+  if (typeof meta.complete !== 'boolean') bad('complete', 'true or false');
+  if (
+    meta.optimizerStep !== null &&
+    meta.optimizerStep !== undefined &&
+    !isCount(meta.optimizerStep)
+  )
+    bad('optimizerStep', 'null or a non-negative integer');
+}
+
+/**
+ * The config must be the one the weights were made with: the embeddings' shapes give the
+ * vocabulary, block and embedding sizes, the `h.<i>.` prefixes the layer count.
+ */
+function checkConfigMatchesWeights(
+  config: GptConfig,
+  weights: Checkpoint['weights'],
+  fileName: string,
+): void {
+  const expect = (name: string, shape: number[]) => {
+    const t = weights[name];
+    if (
+      t === undefined ||
+      t.shape.length !== shape.length ||
+      t.shape.some((d, i) => d !== shape[i])
+    )
+      throw new Error(
+        `${fileName}: the weights do not match the checkpoint's gptConfig: '${name}' has shape ` +
+          `[${t?.shape.join(', ') ?? 'missing'}], the config says [${shape.join(', ')}]`,
+      );
+  };
+  expect('wte.weight', [config.vocabSize, config.nEmbd]);
+  expect('wpe.weight', [config.blockSize, config.nEmbd]);
+  const layers = new Set(
+    Object.keys(weights)
+      .map((n) => /^h\.(\d+)\./.exec(n)?.[1])
+      .filter((i): i is string => i !== undefined),
+  );
+  if (layers.size !== config.nLayer || !layers.has(String(config.nLayer - 1)))
+    throw new Error(
+      `${fileName}: the weights hold ${layers.size} layers, the checkpoint's gptConfig says ${config.nLayer}`,
+    );
+}
+
+/** A checkpoint from safetensors contents already read (loadCheckpoint reads the file). */
+export function checkpointFromContents(contents: SafetensorsContents): Checkpoint {
   const meta = readCheckpointMeta(contents);
   const hasOptimizer = meta.optimizerStep !== null && meta.optimizerStep !== undefined;
   const { weights, optimizer } = readStateTensors(
     contents,
     hasOptimizer ? { step: meta.optimizerStep! } : null,
   );
+  checkConfigMatchesWeights(meta.gptConfig, weights, contents.fileName);
   return { meta, weights, optimizer };
+}
+
+export function loadCheckpoint(filePath: string): Checkpoint {
+  return checkpointFromContents(loadSafetensors(filePath));
 }

@@ -10,7 +10,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
-import { saveSafetensors, atomicWriteFile } from '../nn/safetensors';
+import { saveSafetensors, atomicWriteFile, makeDirectory } from '../nn/safetensors';
 import type { NamedArray } from '../nn/safetensors';
 import type { Vocab } from '../data/vocab';
 import type { SequenceSource } from '../data/sequences';
@@ -101,7 +101,7 @@ export interface ExportOptions {
 
 export function exportGpt2(opts: ExportOptions): { testNll: number; files: string[] } {
   const { model, vocab, test, outDir } = opts;
-  fs.mkdirSync(outDir, { recursive: true });
+  makeDirectory(outDir);
   const files: string[] = [];
   const write = (name: string, data: string) => {
     atomicWriteFile(path.join(outDir, name), data);

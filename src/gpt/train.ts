@@ -8,6 +8,9 @@
 // checkpoint atomically; `resume` continues so exactly that the final weights are bit-identical
 // to an uninterrupted run's: the epoch's shuffle comes from a seed derived from (seed, epoch),
 // the dropout RNG state and the optimiser moments are saved, and the LR is a function of step.
+// One writer per run directory (runlock.ts). A non-finite loss or gradient norm stops training
+// before the optimiser applies it (TrainingDivergedError names the step, the batch and the last
+// good checkpoint, which is left as it was), so `resume` continues from sound weights.
 
 import * as fs from 'fs';
 import * as path from 'path';
@@ -30,12 +33,15 @@ import {
 } from '../data/sequences';
 import { GPT, GPT_DEFAULTS } from './model';
 import type { GptConfig } from './model';
+import { acquireRunLock } from './runlock';
+import type { RunLock } from './runlock';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
   loadCheckpoint,
   saveCheckpoint,
 } from './checkpoint';
+import type { Checkpoint } from './checkpoint';
 
 export interface GptTrainConfig {
   epochs: number;
@@ -222,6 +228,8 @@ export interface TrainGptOptions {
    * (initialisation and each epoch's end): what a live plot needs, without parsing log lines.
    */
   onProgress?: (event: TrainProgressEvent) => void;
+  /** A lock on runDir the caller holds already (trainPipeline); otherwise trainGpt takes one. */
+  runLock?: RunLock;
 }
 
 export type TrainProgressEvent =
@@ -262,9 +270,40 @@ function formatDuration(ms: number): string {
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const LOG_FILE = 'log.json';
 
-/** Trains (or resumes) a GPT; writes runDir/checkpoint.safetensors and runDir/log.json. */
+/** Training met a non-finite loss, gradient norm or test NLL and stopped before applying it. */
+export class TrainingDivergedError extends Error {
+  constructor(
+    message: string,
+    readonly step: number,
+    readonly epoch: number,
+    readonly batch: number,
+    /** The checkpoint to resume from, or null when this run has saved none yet. */
+    readonly lastGoodCheckpoint: string | null,
+  ) {
+    super(message);
+    this.name = 'TrainingDivergedError';
+  }
+}
+
+/**
+ * Trains (or resumes) a GPT; writes runDir/checkpoint.safetensors and runDir/log.json.
+ * Holds the run directory's lock meanwhile (or the caller's, opts.runLock).
+ */
 export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
   const log = opts.log ?? ((l: string) => console.log(l));
+  validateTrainConfig({ ...opts.preset.train });
+  const lock = opts.runLock ?? acquireRunLock(opts.runDir, log);
+  try {
+    return await trainGptLocked(opts, log);
+  } finally {
+    if (opts.runLock === undefined) lock.release();
+  }
+}
+
+async function trainGptLocked(
+  opts: TrainGptOptions,
+  log: (line: string) => void,
+): Promise<TrainGptResult> {
   const trainCfg = validateTrainConfig({ ...opts.preset.train });
   const train = limitSource(opts.train, trainCfg.trainLimit);
   const test = limitSource(opts.test, trainCfg.testLimit);
@@ -275,7 +314,6 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
   };
   const ckptPath = path.join(opts.runDir, CHECKPOINT_FILE);
   const logPath = path.join(opts.runDir, LOG_FILE);
-  fs.mkdirSync(opts.runDir, { recursive: true });
 
   const modelRng = new Rng(deriveSeed(trainCfg.seed, 'gpt-init'));
   const model = new GPT(gptConfig, modelRng);
@@ -297,6 +335,8 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
   let epoch = 0;
   let batchInEpoch = 0;
   let trainLog: TrainLog = { trainNll: [], testNll: [], trainMs: 0 };
+  /** The checkpoint this run last wrote or resumed from: what a numerical fault leaves intact. */
+  let lastGood: { step: number; epoch: number; batchInEpoch: number } | null = null;
 
   if (opts.resume) {
     if (!fs.existsSync(ckptPath))
@@ -322,6 +362,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
     modelRng.setState(ckpt.meta.rngState);
     epoch = ckpt.meta.epoch;
     batchInEpoch = ckpt.meta.batchInEpoch;
+    lastGood = { step: ckpt.meta.step, epoch, batchInEpoch };
     if (fs.existsSync(logPath)) {
       const saved = JSON.parse(fs.readFileSync(logPath, 'utf8')) as TrainLog;
       trainLog = {
@@ -353,6 +394,32 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
       optimizer: optimizer.state(),
     });
     atomicWriteFile(logPath, JSON.stringify(trainLog));
+    lastGood = { step: optimizer.step, epoch, batchInEpoch };
+  };
+
+  /**
+   * The error for a non-finite value met at a step (by default the next one, of which nothing has
+   * been applied); `batch` is 1-based within the current epoch.
+   */
+  const diverged = (
+    what: string,
+    step = optimizer.step + 1,
+    batch = batchInEpoch + 1,
+  ): TrainingDivergedError => {
+    const where = `step ${step} (epoch ${epoch + 1}, batch ${batch} of ${stepsPerEpoch})`;
+    const resumeHint =
+      lastGood === null
+        ? `No checkpoint saved by this run yet, so start again (with a lower lr, or clipNorm)`
+        : `Last good checkpoint: ${ckptPath} (step ${lastGood.step}, epoch ${lastGood.epoch + 1}, ` +
+          `batch ${lastGood.batchInEpoch}), left intact; continue from it with --resume ` +
+          `(if the fault recurs there, lower the lr or set clipNorm)`;
+    return new TrainingDivergedError(
+      `training stopped at ${where}: ${what}. ${resumeHint}`,
+      step,
+      epoch + 1,
+      batch,
+      lastGood === null ? null : ckptPath,
+    );
   };
 
   log(
@@ -387,17 +454,24 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
       })) {
         const t0 = Date.now();
         const lr = lrAt(optimizer.step);
-        const loss = tidy(() => {
+        // The loss and the gradient norm are checked before the update, so a non-finite value
+        // never reaches the weights or the optimiser moments.
+        const { loss, gradNorm } = tidy(() => {
           const tokens = F.tensor(batch.tokens, [batch.size, SEQUENCE_LENGTH], 'int32');
           const l = model.loss(tokens);
+          const lossValue = l.item();
+          if (!Number.isFinite(lossValue)) return { loss: lossValue, gradNorm: NaN };
           l.backward();
-          optimizer.update(lr);
+          const norm = optimizer.gradNorm();
+          if (Number.isFinite(norm)) optimizer.update(lr, norm);
           optimizer.zeroGrad();
-          return l.item();
+          return { loss: lossValue, gradNorm: norm };
         });
         if (!Number.isFinite(loss))
-          throw new Error(
-            `training diverged: loss ${loss} at step ${optimizer.step}; try a lower lr or clipNorm`,
+          throw diverged(`the loss is ${loss}; the weights were not updated with it`);
+        if (!Number.isFinite(gradNorm))
+          throw diverged(
+            `the gradient norm is ${gradNorm} (loss ${loss.toFixed(4)}); the weights were not updated with it`,
           );
         trainLog.trainNll.push(loss);
         trainLog.trainMs += Date.now() - t0;
@@ -435,9 +509,15 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
           };
         }
       }
+      const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
+      if (!Number.isFinite(nll))
+        throw diverged(
+          `the test NLL after it is ${nll}, so the epoch's weights are not saved`,
+          optimizer.step,
+          batchInEpoch,
+        );
       epoch++;
       batchInEpoch = 0;
-      const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
       // The process's resident memory at every epoch end: it must stay flat over a long run.
       const rssBytes = process.memoryUsage().rss;
       trainLog.testNll.push({ epoch, step: optimizer.step, nll, rssBytes });
@@ -461,14 +541,24 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
   };
 }
 
+/** The GPT a checkpoint holds, in eval mode; `source` names it in errors. */
+export function gptFromCheckpoint(ckpt: Checkpoint, source: string): GPT {
+  const model = new GPT(ckpt.meta.gptConfig, new Rng(0));
+  try {
+    model.loadStateDict(ckpt.weights, source);
+  } catch (e) {
+    for (const p of model.parameters()) p.dispose();
+    throw e;
+  }
+  model.eval();
+  return model;
+}
+
 /** Loads a trained GPT from a checkpoint (for sampling, evaluation, export). */
 export function loadGpt(filePath: string): {
   model: GPT;
   meta: ReturnType<typeof loadCheckpoint>['meta'];
 } {
   const ckpt = loadCheckpoint(filePath);
-  const model = new GPT(ckpt.meta.gptConfig, new Rng(0));
-  model.loadStateDict(ckpt.weights, filePath);
-  model.eval();
-  return { model, meta: ckpt.meta };
+  return { model: gptFromCheckpoint(ckpt, filePath), meta: ckpt.meta };
 }

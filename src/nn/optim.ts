@@ -66,13 +66,18 @@ export class Adam {
     return Math.sqrt(s);
   }
 
-  /** One update of every parameter that has a gradient; `lr` overrides the current rate. */
-  update(lr = this.lr): void {
+  /**
+   * One update of every parameter that has a gradient; `lr` overrides the current rate.
+   * `gradNorm`: the global gradient norm if the caller has computed it already (a trainer that
+   * checks it is finite before updating), so that clipping does not compute it again.
+   */
+  update(lr = this.lr, gradNorm?: number): void {
     this.step++;
     this.lr = lr;
     let gradScale = 1;
+    if (gradNorm !== undefined) this.lastGradNorm = gradNorm;
     if (this.clipNorm > 0) {
-      this.lastGradNorm = this.gradNorm();
+      if (gradNorm === undefined) this.lastGradNorm = this.gradNorm();
       if (this.lastGradNorm > this.clipNorm) gradScale = this.clipNorm / (this.lastGradNorm + 1e-6);
     }
     this.params.forEach(([, p], i) => {

@@ -8,6 +8,9 @@
 //   so grids need no system fonts and render identically everywhere.
 // - Grids: white page, each image framed by a 1-pixel grey line (so white images stay visible),
 //   its caption word-wrapped underneath in black.
+// - Reading checks the signature and the IHDR chunk first (pngPixelSize): a PNG that declares
+//   more than MAX_PNG_PIXELS pixels, or a user's image of a size that cannot be a 28x28 level
+//   image, is refused before pngjs allocates or inflates anything.
 
 import * as fs from 'fs';
 import { PNG } from 'pngjs';
@@ -352,8 +355,42 @@ export function writeCaptionedGrid(
   return grid;
 }
 
-/** Decodes a PNG to RGBA bytes; throws naming the file if it is not a readable PNG. */
-export function decodePng(buf: Buffer, fileName: string): PNG {
+/** The most pixels a PNG may declare to be decoded (4096 x 4096: 64 MiB of RGBA). */
+export const MAX_PNG_PIXELS = 4096 * 4096;
+/** The largest upscale of a 28x28 image accepted as a user's picture (1792 x 1792). */
+export const MAX_LEVEL_UPSCALE = 64;
+
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/**
+ * The width and height a PNG declares in its IHDR chunk (which must come first), read without
+ * decoding anything; throws naming the file if the signature or the IHDR chunk is wrong.
+ */
+export function pngPixelSize(buf: Uint8Array, fileName: string): { width: number; height: number } {
+  const bytes = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (bytes.length < 8 || !bytes.subarray(0, 8).equals(PNG_SIGNATURE))
+    throw new Error(
+      `'${fileName}' is not a readable PNG file (its first 8 bytes are not the PNG signature)`,
+    );
+  if (bytes.length < 8 + 8 + 13 || bytes.toString('latin1', 12, 16) !== 'IHDR')
+    throw new Error(`'${fileName}' is not a readable PNG file (no IHDR chunk after the signature)`);
+  if (bytes.readUInt32BE(8) !== 13)
+    throw new Error(
+      `'${fileName}' is not a readable PNG file (IHDR length ${bytes.readUInt32BE(8)}, not 13)`,
+    );
+  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+}
+
+/**
+ * Decodes a PNG to RGBA bytes; throws naming the file if it is not a readable PNG, or if it
+ * declares more than `maxPixels` pixels (checked before decoding).
+ */
+export function decodePng(buf: Buffer, fileName: string, maxPixels = MAX_PNG_PIXELS): PNG {
+  const { width, height } = pngPixelSize(buf, fileName);
+  if (width === 0 || height === 0 || width * height > maxPixels)
+    throw new Error(
+      `'${fileName}' declares ${width}x${height} pixels; at most ${maxPixels} pixels are decoded`,
+    );
   try {
     return PNG.sync.read(buf);
   } catch (err) {
@@ -368,15 +405,20 @@ export function decodePng(buf: Buffer, fileName: string): PNG {
  * and every pixel opaque.
  */
 export function decodeLevelsPng(buf: Buffer, fileName: string, size = 28): Uint8Array {
-  const png = decodePng(buf, fileName);
-  const { width, height } = png;
+  // The size is checked on the declared header, before decoding.
+  const declared = pngPixelSize(buf, fileName);
+  const { width, height } = declared;
   const factor = width / size;
-  if (width !== height || !Number.isInteger(factor) || factor < 1) {
+  if (width !== height || !Number.isInteger(factor) || factor < 1 || factor > MAX_LEVEL_UPSCALE) {
     throw new Error(
       `image '${fileName}' is ${width}x${height} pixels; expected ${size}x${size} ` +
-        `(or an exact upscale such as ${size * 4}x${size * 4})`,
+        `(or an exact upscale such as ${size * 4}x${size * 4}, at most ` +
+        `${size * MAX_LEVEL_UPSCALE}x${size * MAX_LEVEL_UPSCALE})`,
     );
   }
+  const png = decodePng(buf, fileName);
+  if (png.width !== width || png.height !== height)
+    throw new Error(`'${fileName}' is not a readable PNG file (its size changed while decoding)`);
   const rgba = png.data;
   let transparent = 0;
   for (let i = 3; i < rgba.length; i += 4) if (rgba[i] !== 255) transparent++;

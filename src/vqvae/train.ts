@@ -499,6 +499,31 @@ export function loadVqVaeCheckpoint(filePath: string): LoadedVqVae {
     if (t.dtype !== 'F32') fail(`tensor '${name}' has dtype ${t.dtype}, expected F32`);
     dict[name] = { shape: t.shape, data: t.data as Float32Array };
   }
+  // The config must be the one the weights were made with before a model is built from it (a
+  // damaged config could otherwise ask for gigabytes).
+  const expect = (name: string, shape: number[]) => {
+    const t = dict[name];
+    if (t === undefined || t.shape.join() !== shape.join())
+      fail(
+        `the weights do not match the config: '${name}' has shape [${t?.shape.join(', ') ?? 'missing'}], ` +
+          `the config says [${shape.join(', ')}]`,
+      );
+  };
+  expect('quantizer.codebook', [config.codebookSize, config.codeDim]);
+  expect('encoder.conv.weight', [config.hiddenChannels, config.hiddenChannels, 3, 3]);
+  const blocks = new Set(Object.keys(dict).map((n) => /^encoder\.res\.(\d+)\./.exec(n)?.[1]));
+  blocks.delete(undefined);
+  if (blocks.size !== config.residualBlocks)
+    fail(
+      `the weights hold ${blocks.size} residual blocks, the config says ${config.residualBlocks}`,
+    );
+  if (config.residualBlocks > 0)
+    expect(`encoder.res.${config.residualBlocks - 1}.conv3.weight`, [
+      config.residualChannels,
+      config.hiddenChannels,
+      3,
+      3,
+    ]);
   const model = new VqVae(config, new Rng(0));
   try {
     model.loadStateDict(dict, `VQ-VAE checkpoint '${filePath}'`);

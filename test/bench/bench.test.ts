@@ -14,7 +14,7 @@ import {
 } from '../../bench/train_step';
 import type { GptConfig } from '../../src/gpt/model';
 import { setBackend } from '../../src/engine/registry';
-import { parseBenchArgs, formatReport, formatProfile } from '../../src/commands/bench';
+import { benchArgs, formatReport, formatProfile } from '../../src/commands/bench';
 import type { BenchReport } from '../../src/commands/bench';
 
 const tiny: GptConfig = { vocabSize: 20, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0 };
@@ -105,14 +105,14 @@ test('median', () => {
   assert.ok(Number.isNaN(median([])));
 });
 
-test('parseBenchArgs: defaults, lists, and errors that say what is accepted', () => {
-  const d = parseBenchArgs([]);
+test('benchArgs: defaults, lists, and errors that say what is accepted', () => {
+  const d = benchArgs([]);
   assert.deepEqual(d.batches, [32, 256]);
   assert.deepEqual(d.peerBatches, [32]);
   assert.equal(d.tfjs, true);
   assert.equal(d.torch, true);
   assert.equal(d.json, false);
-  const a = parseBenchArgs([
+  const a = benchArgs([
     '--json',
     '--batch',
     '8,16',
@@ -128,11 +128,23 @@ test('parseBenchArgs: defaults, lists, and errors that say what is accepted', ()
   assert.equal(a.tfjs, false);
   assert.equal(a.steps, 3);
   assert.equal(typeof a.save, 'string');
-  assert.equal(parseBenchArgs(['--save', 'h100']).save, 'h100');
-  assert.throws(() => parseBenchArgs(['--batch', '0']), /positive integers/);
-  assert.throws(() => parseBenchArgs(['--backends', 'tpu']), /choose from js, cpu, cuda/);
-  assert.throws(() => parseBenchArgs(['--frobnicate']), /unknown option/);
-  assert.throws(() => parseBenchArgs(['--torch-device', 'mps']), /cpu or cuda/);
+  assert.equal(benchArgs(['--save', 'h100']).save, 'h100');
+  assert.equal(typeof benchArgs(['--save', '--json']).save, 'string');
+  assert.equal(benchArgs(['--save', '--json']).json, true);
+  assert.throws(() => benchArgs(['--batch', '0']), /--batch takes comma-separated integers/);
+  assert.throws(() => benchArgs(['--backends', 'tpu']), /choose from js, cpu, cuda/);
+  assert.throws(() => benchArgs(['--frobnicate']), /unknown flag --frobnicate/);
+  assert.throws(() => benchArgs(['--torch-device', 'mps']), /one of cpu, cuda/);
+  // Each mode's flags belong to it.
+  assert.throws(
+    () => benchArgs(['--backend', 'tpu']),
+    /--backend applies only with --profile \(did you mean --backends\?\)[\s\S]*mmgpt bench/,
+  );
+  assert.throws(() => benchArgs(['--profile', '--save']), /--save does not apply with --profile/);
+  const p = benchArgs(['--profile', '--backend', 'js', '--batch', '4', '--steps', '2']);
+  assert.equal(p.profileBackend, 'js');
+  assert.deepEqual(p.batches, [4]);
+  assert.throws(() => benchArgs(['--profile', '--backend', 'tpu']), /one of js, cpu, cuda/);
 });
 
 test('formatReport prints every run with its ratios', () => {

@@ -22,8 +22,9 @@ async function capture(run: () => Promise<void>): Promise<string> {
 
 test('--help prints usage; bad flags fail with the usage', async () => {
   assert.match(await capture(() => dataCommand(['--help'])), /Usage: mmgpt data/);
-  await assert.rejects(dataCommand(['--bogus']), /unknown argument "--bogus"[\s\S]*Usage/);
-  await assert.rejects(dataCommand(['--seed', 'x']), /--seed must be a non-negative integer/);
+  await assert.rejects(dataCommand(['--bogus']), /unknown flag --bogus[\s\S]*Usage/);
+  await assert.rejects(dataCommand(['--palette', '--seed', '3']), /--seed does not apply/);
+  await assert.rejects(dataCommand(['--seed', 'x']), /--seed must be an integer >= 0, got 'x'/);
   await assert.rejects(dataCommand(['--export']), /--export needs a value/);
   assert.match(DATA_USAGE, /--export DIR/);
 });

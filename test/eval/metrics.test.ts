@@ -142,9 +142,10 @@ test('coverage counts distinct values over those the dataset can produce', () =>
 
 test('targets are looked up in the report and compared in the right direction', () => {
   const report = {
-    textToImage: { all: 0.96 },
+    textToImage: { all: 0.98 },
     imageToText: { exactMatch: 0.5 },
-    unconditional: { grammatical: 0.99, agreement: 0.95 },
+    unconditional: { grammatical: 0.995, agreement: 0.95 },
+    classifier: { reconstructed: { all: 0.967 } },
     speed: { speedup: 6, nineImagesMs: 1500 },
   };
   const checks = checkTargets(report);
@@ -153,6 +154,7 @@ test('targets are looked up in the report and compared in the right direction', 
   assert.equal(byKey['textToImage.all']!.met, true);
   assert.equal(byKey['imageToText.exactMatch']!.met, false);
   assert.equal(byKey['unconditional.grammatical']!.met, true); // >= is met at the threshold
+  assert.equal(byKey['classifier.reconstructed.all']!.met, false);
   assert.equal(byKey['speed.speedup']!.met, true);
   assert.equal(byKey['speed.nineImagesMs']!.met, false); // 'max' target
   assert.equal(byKey['speed.nineImagesMs']!.target, '<= 1000 ms');

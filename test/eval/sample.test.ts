@@ -14,7 +14,7 @@ import { findCheckpoint, loadRun } from '../../src/eval/run';
 import { levelsToRgb, readLevelsPng, writePng } from '../../src/viz/png';
 import {
   FIGURE_FILES,
-  parseSampleArgs,
+  sampleArgs,
   sampleCommand,
   writeSampleFigures,
   type SampleArgs,
@@ -34,11 +34,14 @@ writePng(goodImage, levelsToRgb(images.images.subarray(0, IMAGE_VALUES)));
 
 const base = ['--out', path.join(root, 'out')];
 const fails = (argv: string[], pattern: RegExp) =>
-  assert.throws(() => parseSampleArgs([...argv]), pattern, argv.join(' '));
+  assert.throws(() => sampleArgs([...argv]), pattern, argv.join(' '));
 
 test('argument errors are clear and come before loading anything', () => {
   fails([...base], /--mode is required: one of text2image, image2text, unconditional/);
-  fails(['--mode', 'txt2img', ...base], /unknown --mode 'txt2img': choose one of text2image/);
+  fails(
+    ['--mode', 'txt2img', ...base],
+    /--mode must be one of text2image, image2text, unconditional, got 'txt2img'/,
+  );
   fails(['--mode', 'text2image', ...base], /needs --prompt "<shade> <colour> <digit> on/);
   fails(
     ['--mode', 'text2image', '--prompt', 'dark green eigth on bright cyan', ...base],
@@ -58,7 +61,7 @@ test('argument errors are clear and come before loading anything', () => {
     /--prompt is only for --mode text2image/,
   );
   fails(['--mode', 'unconditional', '--guidance', '3', ...base], /--guidance needs a condition/);
-  fails(['--mode', 'unconditional', '--n', '0', ...base], /--n must be a positive integer/);
+  fails(['--mode', 'unconditional', '--n', '0', ...base], /--n must be an integer from 1 to/);
   fails(['--mode', 'unconditional', '--temperature', 'hot', ...base], /--temperature must be/);
   fails(
     ['--mode', 'unconditional', '--top-p', '1.5', ...base],
@@ -66,8 +69,9 @@ test('argument errors are clear and come before loading anything', () => {
   );
   fails(['--mode', 'unconditional', '--top-k', '2.5', ...base], /--top-k must be an integer/);
   fails(['--mode', 'unconditional', '--grammar', 'strict', ...base], /--grammar must be one of/);
-  fails(['--mode', 'unconditional'], /--out DIR is required/);
-  fails(['--mode', 'unconditional', '--colour', 'red', ...base], /unknown option --colour/);
+  fails(['--mode', 'unconditional'], /--out is required/);
+  fails(['--mode', 'unconditional', '--colour', 'red', ...base], /unknown flag --colour/);
+  fails(['--mode', 'unconditional', '--n', '3', '--n', '4', ...base], /--n is given twice/);
 
   // Images: wrong size, off-level colours, not a PNG.
   const small = path.join(root, 'small.png');
@@ -84,7 +88,7 @@ test('argument errors are clear and come before loading anything', () => {
     /cannot read image/,
   );
 
-  const ok = parseSampleArgs([
+  const ok = sampleArgs([
     '--mode',
     'text2image',
     '--prompt',

@@ -1,5 +1,7 @@
 // GPT training on a tiny config: the loss falls, logs are complete, a resumed run ends with
-// bit-identical weights to an uninterrupted one, and a mismatched resume is refused.
+// bit-identical weights to an uninterrupted one, a mismatched resume is refused, and a
+// non-finite loss or gradient norm (lr 1e9; a NaN injected into the loss) stops training with
+// the step, the batch and the last good checkpoint named, that checkpoint intact and resumable.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,10 @@ import { Rng } from '../../src/nn/rng';
 import { Vocab } from '../../src/data/vocab';
 import { makeSequenceSource } from '../../src/data/sequences';
 import type { SequenceSource } from '../../src/data/sequences';
-import { GPT_PRESETS, trainGpt, loadGpt } from '../../src/gpt/train';
+import * as F from '../../src/engine/ops';
+import type { Tensor } from '../../src/engine/tensor';
+import { GPT } from '../../src/gpt/model';
+import { GPT_PRESETS, TrainingDivergedError, trainGpt, loadGpt } from '../../src/gpt/train';
 import type { GptPreset, TrainProgressEvent } from '../../src/gpt/train';
 import { loadCheckpoint } from '../../src/gpt/checkpoint';
 
@@ -229,4 +234,85 @@ test('resume refuses a different configuration or tokenizer, and a missing check
     }),
     /checkpoint.safetensors/,
   );
+});
+
+test('lr 1e9: training stops at the first non-finite loss or gradient norm, naming the step', async () => {
+  const dir = tmp();
+  const huge = { ...preset, train: { ...preset.train, lr: 1e9, schedule: 'constant' as const } };
+  const steps: number[] = [];
+  const failure = await trainGpt({
+    runDir: dir,
+    preset: huge,
+    vocab,
+    train,
+    test: testSet,
+    tokenizerHash: 'h',
+    log: quiet,
+    onProgress: (e) => e.kind === 'step' && steps.push(e.step),
+  }).then(
+    () => assert.fail('training with lr 1e9 finished'),
+    (e: unknown) => e,
+  );
+  assert.ok(failure instanceof TrainingDivergedError, String(failure));
+  assert.match(
+    failure.message,
+    /training stopped at step \d+ \(epoch 1, batch \d+ of 8\): the (loss|gradient norm) is (NaN|-?Infinity)/,
+  );
+  assert.match(failure.message, /No checkpoint saved by this run yet/);
+  assert.equal(failure.step, steps.length + 1, 'the failing step is the one after the last good');
+  assert.equal(fs.existsSync(path.join(dir, 'checkpoint.safetensors')), false);
+});
+
+test('a NaN loss leaves the last checkpoint intact, and --resume from it finishes the run', async () => {
+  const straight = tmp();
+  await trainGpt({
+    runDir: straight,
+    preset,
+    vocab,
+    train,
+    test: testSet,
+    tokenizerHash: 'h',
+    log: quiet,
+  });
+  const dir = tmp();
+  const options = {
+    runDir: dir,
+    preset,
+    vocab,
+    train,
+    test: testSet,
+    tokenizerHash: 'h',
+    log: quiet,
+  };
+  await trainGpt({ ...options, stopAfterSteps: 5 });
+  const ckptPath = path.join(dir, 'checkpoint.safetensors');
+  const before = fs.readFileSync(ckptPath);
+
+  // The third step after resuming (step 8: epoch 1, batch 8 of 8) computes a NaN loss.
+  const realLoss = GPT.prototype.loss;
+  let calls = 0;
+  GPT.prototype.loss = function (this: GPT, tokens: Tensor): Tensor {
+    const l = realLoss.call(this, tokens);
+    return this.training && ++calls === 3 ? F.affine(l, 1, NaN) : l;
+  };
+  try {
+    await assert.rejects(
+      trainGpt({ ...options, resume: true }),
+      (e: Error) =>
+        e instanceof TrainingDivergedError &&
+        e.message.includes('training stopped at step 8 (epoch 1, batch 8 of 8): the loss is NaN') &&
+        e.message.includes(`Last good checkpoint: ${ckptPath} (step 5, epoch 1, batch 5)`) &&
+        e.message.includes('--resume') &&
+        e.lastGoodCheckpoint === ckptPath,
+    );
+  } finally {
+    GPT.prototype.loss = realLoss;
+  }
+  assert.ok(fs.readFileSync(ckptPath).equals(before), 'the last good checkpoint is unchanged');
+  const done = await trainGpt({ ...options, resume: true });
+  assert.equal(done.complete, true);
+  const a = loadCheckpoint(path.join(straight, 'checkpoint.safetensors'));
+  const b = loadCheckpoint(ckptPath);
+  for (const [name, t] of Object.entries(a.weights))
+    assert.deepEqual(b.weights[name].data, t.data, `weights differ: ${name}`);
 });

@@ -1,11 +1,16 @@
 // Safetensors I/O: bit-exact round trips (NaN payloads, -0, all dtypes), metadata, the on-disk
-// layout the Python library expects, atomic saves, and rejection of hand-made malformed files.
+// layout the Python library expects, atomic saves, rejection of hand-made malformed files, a
+// header over the cap refused before it is read, and a seeded mutation fuzz of the reader.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
+import { Rng } from '../../src/nn/rng';
+import { fuzzLoader, mutate } from '../fuzz';
 import {
+  MAX_HEADER_BYTES,
   NamedArray,
   decodeSafetensors,
   encodeSafetensors,
@@ -213,4 +218,71 @@ test('every truncation of a valid file is rejected, never partially loaded', () 
       /cut\.safetensors/,
     );
   }
+});
+
+test('a header over the cap is refused before it is read (a sparse 3 GB file)', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-st-'));
+  const file = path.join(dir, 'huge.safetensors');
+  const fd = fs.openSync(file, 'w');
+  try {
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(2_500_000_000n);
+    fs.writeSync(fd, length, 0, 8, 0);
+    fs.ftruncateSync(fd, 3_000_000_000); // sparse: no disk space, but too large to read whole
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    const t0 = performance.now();
+    assert.throws(
+      () => loadSafetensors(file),
+      new RegExp(
+        `safetensors file '${file}': absurd header length 2500000000 bytes \\(limit ${MAX_HEADER_BYTES}\\)`,
+      ),
+    );
+    assert.ok(performance.now() - t0 < 1000, 'refused without reading the file');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('fuzz: 3000 mutants of a safetensors file load or fail cleanly, fast, without huge allocations', () => {
+  const tensors: Record<string, NamedArray> = {
+    'model.wte.weight': { dtype: 'F32', shape: [4, 3], data: new Float32Array(12).fill(0.5) },
+    'model.h.0.bias': { dtype: 'F32', shape: [3], data: new Float32Array([1, 2, 3]) },
+    counts: { dtype: 'I64', shape: [2], data: new BigInt64Array([1n, -2n]) },
+    codes: { dtype: 'I32', shape: [2, 2], data: new Int32Array([1, 2, 3, 4]) },
+    pixels: { dtype: 'U8', shape: [5], data: new Uint8Array([1, 2, 3, 4, 5]) },
+  };
+  const good = encodeSafetensors(tensors, { mmgpt: '{"format":"x","step":12}' });
+  const header = good.subarray(8, 8 + Number(good.readBigUInt64LE(0))).toString('utf8');
+  const started = performance.now();
+  const outcome = fuzzLoader({
+    seed: 13,
+    cases: 3000,
+    make: (rng: Rng, i: number) => {
+      if (i % 3 !== 0) return mutate(good, rng);
+      // A header whose numbers (shapes, offsets) are set to extremes, with its length field kept
+      // consistent so the parser gets past it.
+      const extremes = ['0', '1', '4294967295', '9007199254740993', '1e308', '-1', '2.5'];
+      const json = header.replace(/\d+/g, (m) =>
+        rng.int(4) === 0 ? extremes[rng.int(extremes.length)]! : m,
+      );
+      const body = Buffer.from(json, 'utf8');
+      const length = Buffer.alloc(8);
+      length.writeBigUInt64LE(BigInt(body.length));
+      return Buffer.concat([length, body, good.subarray(8 + header.length)]);
+    },
+    load: (input, name) => {
+      const contents = decodeSafetensors(input, name);
+      for (const t of Object.values(contents.tensors))
+        assert.equal(
+          t.data.byteLength,
+          t.shape.reduce((a, b) => a * b, 1) * (t.data.BYTES_PER_ELEMENT ?? 1),
+        );
+    },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  assert.ok(outcome.refused > 1000 && outcome.loaded > 100, JSON.stringify(outcome));
+  assert.ok(seconds < 10, `${seconds.toFixed(1)} s`);
 });

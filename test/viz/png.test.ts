@@ -1,11 +1,15 @@
 // PNG pictures: level <-> byte mapping, upscaling, the bitmap font, captioned grids that
-// round-trip through pngjs, and reading user images with clear errors.
+// round-trip through pngjs, reading user images with clear errors, a PNG that declares
+// 100000x100000 pixels refused before decoding, and a seeded mutation fuzz of the reader.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
+import * as zlib from 'zlib';
 import { PNG } from 'pngjs';
+import { Rng } from '../../src/nn/rng';
+import { EXTREME_U32, fuzzLoader, mutate } from '../fuzz';
 import {
   CHAR_ADVANCE,
   FONT_CHARACTERS,
@@ -14,6 +18,7 @@ import {
   blankImage,
   captionedGrid,
   decodeLevelsPng,
+  decodePng,
   drawText,
   encodePng,
   levelsToRgb,
@@ -171,4 +176,81 @@ test('writeCaptionedGrid writes a PNG file', () => {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** A PNG chunk: length, type, data, CRC over type and data. */
+function chunk(type: string, data: Buffer): Buffer {
+  const typeAndData = Buffer.concat([Buffer.from(type, 'latin1'), data]);
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  const crc = Buffer.alloc(4);
+  crc.writeUInt32BE(zlib.crc32(typeAndData));
+  return Buffer.concat([length, typeAndData, crc]);
+}
+
+/** A well-formed PNG that declares width x height RGB pixels but holds one row's worth of data. */
+function declaredPng(width: number, height: number): Buffer {
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0);
+  ihdr.writeUInt32BE(height, 4);
+  ihdr.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, deflate, no filter, no interlace
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.alloc(1 + 3 * 28))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
+}
+
+test('a PNG that declares 100000x100000 pixels is refused before its pixels are decoded', () => {
+  const huge = declaredPng(100_000, 100_000);
+  const t0 = performance.now();
+  assert.throws(
+    () => decodePng(huge, 'huge.png'),
+    /'huge.png' declares 100000x100000 pixels; at most 16777216 pixels are decoded/,
+  );
+  assert.throws(
+    () => decodeLevelsPng(huge, 'huge.png'),
+    /image 'huge.png' is 100000x100000 pixels; expected 28x28/,
+  );
+  // Wide and flat is refused too (2^32 - 1 by 28: pngjs would allocate 28 GB of rows).
+  assert.throws(() => decodePng(declaredPng(0xffffffff, 28), 'wide.png'), /declares 4294967295x28/);
+  assert.ok(performance.now() - t0 < 500, 'refused without decoding');
+});
+
+test('fuzz: 3000 mutants of a PNG decode or fail cleanly, fast, without huge allocations', () => {
+  const good = encodePng(upscaleNearest(levelsToRgb(testLevels()), 2)); // 56x56
+  assert.equal(decodeLevelsPng(good, 'good.png').length, 28 * 28 * 3);
+  /** Offsets of each chunk's length field, and of IHDR's width and height. */
+  const lengthFields: number[] = [];
+  for (let at = 8; at + 8 <= good.length; at += 12 + good.readUInt32BE(at)) lengthFields.push(at);
+  const started = performance.now();
+  const outcome = fuzzLoader({
+    seed: 13,
+    cases: 3000,
+    make: (rng: Rng, i: number) => {
+      if (i % 4 !== 0) return mutate(good, rng);
+      // A chunk length or IHDR's width/height set to an extreme (CRCs left as they were, or
+      // recomputed for IHDR so the size reaches the size checks).
+      const out = Buffer.from(good);
+      const value = EXTREME_U32[rng.int(EXTREME_U32.length)]!;
+      const target = rng.int(lengthFields.length + 2);
+      if (target < lengthFields.length) out.writeUInt32BE(value, lengthFields[target]!);
+      else {
+        out.writeUInt32BE(value, target === lengthFields.length ? 16 : 20);
+        out.writeUInt32BE(zlib.crc32(out.subarray(12, 29)), 29);
+      }
+      return out;
+    },
+    load: (input, name) => {
+      const levels = decodeLevelsPng(input, name);
+      assert.equal(levels.length, 28 * 28 * 3);
+    },
+  });
+  const seconds = (performance.now() - started) / 1000;
+  assert.ok(
+    outcome.refused > 1000 && outcome.loaded > 0,
+    JSON.stringify({ ...outcome, messages: [...outcome.messages].slice(0, 5) }),
+  );
+  assert.ok(seconds < 20, `${seconds.toFixed(1)} s`);
 });

@@ -318,7 +318,19 @@ test('loading names the file and the problem', () => {
   fs.writeFileSync(file, patched);
   assert.throws(
     () => loadVqVae(file),
-    /'quantizer.codebook' has shape \[32, 8\], the model needs \[33, 8\]/,
+    /'quantizer.codebook' has shape \[32, 8\], the config says \[33, 8\]/,
+  );
+  // A config the weights do not back is refused before a model is built from it.
+  fs.writeFileSync(file, bytes);
+  const contents = loadSafetensors(file);
+  const huge = { ...JSON.parse(contents.metadata['config']!), codebookSize: 1_000_000_000 };
+  const tensors: Record<string, NamedArray> = {};
+  for (const [name, t] of Object.entries(contents.tensors))
+    tensors[name] = { dtype: 'F32', shape: t.shape, data: t.data as Float32Array };
+  saveSafetensors(file, tensors, { ...contents.metadata, config: JSON.stringify(huge) });
+  assert.throws(
+    () => loadVqVae(file),
+    /VQ-VAE checkpoint '.*vq.safetensors': the weights do not match the config: 'quantizer.codebook' has shape \[32, 8\], the config says \[1000000000, 8\]/,
   );
   model.dispose();
   fs.rmSync(dir, { recursive: true });
