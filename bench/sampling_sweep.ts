@@ -5,7 +5,7 @@
 //
 // Usage: node dist/bench/sampling_sweep.js [--checkpoint PATH] [--split validation|test]
 //        [--n 200] [--seed 0] [--modes textToImage,imageToText,unconditional] [--json FILE]
-//        [--backend cpu]
+//        [--backend cpu] [--rows TEXT,...]  (only the rows whose label contains one of TEXT)
 // The grid is SWEEP below; each row's cost is its sampling wall time (reranking included).
 
 import * as fs from 'fs';
@@ -44,6 +44,9 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ['grammar words, rerank 8 (both)', { grammar: 'words', rerank: 8 }],
     ['grammar palette, rerank 8 (both)', { grammar: 'palette', rerank: 8 }],
     ['grammar words, word T 1.5, rerank 8', { grammar: 'words', textTemperature: 1.5, rerank: 8 }],
+    ['rerank 4 (image), digit search', { rerank: 4, imageToTextScore: 'image', digitSearch: true }],
+    ['rerank 8 (image), digit search', { rerank: 8, imageToTextScore: 'image', digitSearch: true }],
+    ['rerank 8 (both), digit search', { rerank: 8, digitSearch: true }],
   ],
   unconditional: [
     ['seed rules (T 1)', {}],
@@ -68,6 +71,7 @@ function main(): void {
       n: { type: 'string', default: '200' },
       seed: { type: 'string', default: '0' },
       modes: { type: 'string', default: MODE_NAMES.join(',') },
+      rows: { type: 'string' },
       json: { type: 'string' },
       backend: { type: 'string' },
     },
@@ -126,7 +130,9 @@ function main(): void {
     console.log(
       `\n## ${MODE_LABELS[mode]}\n\n| settings | ${metric} | detail | ms |\n|---|---|---|---|`,
     );
+    const only = values.rows?.split(',');
     for (const [label, options] of SWEEP[mode]) {
+      if (only !== undefined && !only.some((o) => label.includes(o))) continue;
       const r = scoreMode(ctx, mode, { ...options, seed });
       const detail =
         r.mode === 'textToImage'

@@ -61,6 +61,8 @@ export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
   grammar: { type: 'string' },
   rerank: { type: 'string' },
   'rerank-score': { type: 'string' },
+  'digit-search': { type: 'boolean' },
+  'no-digit-search': { type: 'boolean' },
   'batch-size': { type: 'string' },
 };
 
@@ -96,6 +98,10 @@ export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
   if (rerank !== undefined) overrides.rerank = rerank;
   const score = flags.choice('rerank-score', IMAGE_TO_TEXT_SCORES);
   if (score !== undefined) overrides.imageToTextScore = score;
+  if (flags.boolean('digit-search') && flags.boolean('no-digit-search'))
+    throw new Error('--digit-search and --no-digit-search contradict each other: give one');
+  if (flags.boolean('digit-search')) overrides.digitSearch = true;
+  if (flags.boolean('no-digit-search')) overrides.digitSearch = false;
   return {
     seed: flags.int('seed', { min: 0 }, d.seed),
     samplingPreset: flags.choice('preset-sampling', SAMPLING_PRESET_NAMES, d.samplingPreset),
@@ -117,6 +123,8 @@ export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen
   --grammar LEVEL     ${GRAMMAR_LEVELS.join(', ')}
   --rerank K          candidates per prompt, kept by the model's own reverse-order score; 1 to 1024, 1 = off
   --rerank-score S    image -> text score: ${IMAGE_TO_TEXT_SCORES.join(', ')}
+  --digit-search, --no-digit-search  image -> text with reranking: also score the best caption
+                      with each other digit
   --batch-size B      rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
 
 /** --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/. */

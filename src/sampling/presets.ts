@@ -25,6 +25,8 @@ export interface ModeSampling {
   /** Candidates per prompt for self-reranking (1 = off). */
   rerank: number;
   imageToTextScore: ImageToTextScore;
+  /** Image -> text with reranking: also score the best caption with the nine other digits. */
+  digitSearch: boolean;
 }
 
 export type SamplingMode = 'textToImage' | 'imageToText' | 'unconditional';
@@ -39,6 +41,7 @@ const SEED_RULES: ModeSampling = {
   grammar: 'none',
   rerank: 1,
   imageToTextScore: 'both',
+  digitSearch: false,
 };
 
 export const SAMPLING_PRESETS: Record<'default' | 'seed', SamplingPreset> = {
@@ -113,5 +116,6 @@ export function describeModeSampling(s: ModeSampling): string {
     parts.push(
       `rerank ${s.rerank}` + (s.imageToTextScore !== 'both' ? ` (${s.imageToTextScore})` : ''),
     );
+  if (s.digitSearch && s.rerank !== 1) parts.push('digit search');
   return parts.join(', ');
 }

@@ -10,13 +10,18 @@
 //   (compared on the validation split in the README);
 // - unconditional: the (image, caption) pair whose caption is most likely read back off its own
 //   image, log p(caption | image): the two orders agree on it, whichever order drew the sample.
+// - image -> text with `digitSearch`: the best candidate's caption is also scored with each of the
+//   other nine digit words (the colours as sampled), and the best of all is kept. The digit is
+//   where image -> text errs most, and p(image | caption) over all ten digits is a generative
+//   classifier of the image's digit that sampling alone may never propose.
 // A candidate without 6 words and 49 codes scores -Infinity; ties keep the earliest candidate.
 // Scores are the model's own likelihoods (score.ts): temperature 1, no masks or guidance.
 
 import { deriveSeed } from '../nn/rng';
 import type { GPT } from '../gpt/model';
 import type { Vocab } from '../data/vocab';
-import type { Sample } from './sampler';
+import { toSample, type Sample } from './sampler';
+import { DIGIT_WORDS } from '../data/vocab';
 import { captionGivenImage, imageGivenCaption } from './score';
 
 export type ImageToTextScore = 'both' | 'caption' | 'image';
@@ -69,7 +74,7 @@ export function rerankChoose(
   vocab: Vocab,
   mode: 'textToImage' | 'imageToText' | 'unconditional',
   candidates: readonly (readonly Sample[])[],
-  opts: { imageToTextScore?: ImageToTextScore; batchSize?: number } = {},
+  opts: { imageToTextScore?: ImageToTextScore; batchSize?: number; digitSearch?: boolean } = {},
 ): Sample[] {
   const K = candidates.length;
   if (K === 0) throw new Error('rerank: no candidates');
@@ -83,5 +88,49 @@ export function rerankChoose(
     for (let c = 1; c < K; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
     chosen.push({ ...candidates[best]![i]!, rerank: { score: scores[best]![i]!, candidates: K } });
   }
+  if (mode === 'imageToText' && opts.digitSearch === true)
+    return searchDigits(model, vocab, chosen, opts);
   return chosen;
+}
+
+/** The digit word's position in a caption ("<shade> <colour> <digit> on <shade> <colour>"). */
+const DIGIT_POSITION = 2;
+
+/** Each chosen caption against its nine other digits; the best-scoring caption is kept. */
+function searchDigits(
+  model: GPT,
+  vocab: Vocab,
+  chosen: Sample[],
+  opts: { imageToTextScore?: ImageToTextScore; batchSize?: number },
+): Sample[] {
+  const variants: Sample[][] = [];
+  for (const digit of DIGIT_WORDS) {
+    variants.push(
+      chosen.map((s) => {
+        if (
+          s.words.length !== 6 ||
+          !(DIGIT_WORDS as readonly string[]).includes(s.words[DIGIT_POSITION]!)
+        )
+          return s; // nothing to vary: scores the same as itself
+        const words = s.words.slice();
+        words[DIGIT_POSITION] = digit;
+        const prompt = s.tokens.subarray(0, s.tokens.length - 6);
+        return toSample(
+          Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]),
+          vocab,
+        );
+      }),
+    );
+  }
+  const scores = rerankScores(model, vocab, 'imageToText', [chosen, ...variants], opts);
+  return chosen.map((s, i) => {
+    let best = 0;
+    for (let c = 1; c < scores.length; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
+    if (best === 0) return s;
+    const winner = variants[best - 1]![i]!;
+    return {
+      ...winner,
+      rerank: { score: scores[best]![i]!, candidates: s.rerank!.candidates + 9 },
+    };
+  });
 }

@@ -561,6 +561,11 @@ export interface ModeOptions extends Omit<GenerateOptions, 'unconditionalPrompts
   rerank?: number;
   /** How image -> text candidates are scored (default 'both'; see rerank.ts). */
   imageToTextScore?: ImageToTextScore;
+  /**
+   * Image -> text with reranking: also score the best candidate's caption with each of the other
+   * nine digits, and keep the best of all (default false; see rerank.ts).
+   */
+  digitSearch?: boolean;
 }
 
 /** Samples of a mode: K candidates per prompt (K = opts.rerank), the best of each kept. */
@@ -585,6 +590,7 @@ function runModeReranked(
     );
   return rerankChoose(model, vocab, mode, candidates, {
     imageToTextScore: opts.imageToTextScore,
+    digitSearch: opts.digitSearch,
     batchSize: opts.batchSize,
   });
 }
@@ -601,7 +607,15 @@ function runMode(
     throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
   }
   const run = opts.cached === false ? generateUncached : generate;
-  const { batchSize: _b, cached: _c, rerank: _r, imageToTextScore: _s, ...generateOptions } = opts;
+  const {
+    batchSize: _b,
+    cached: _c,
+    rerank: _r,
+    imageToTextScore: _s,
+    digitSearch: _d,
+    ...generateOptions
+  } = opts;
+  void _d;
   void _b;
   void _c;
   void _r;

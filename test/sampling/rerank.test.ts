@@ -11,7 +11,7 @@ import * as F from '../../src/engine/ops';
 import { noGrad, tidy } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
 import { GPT, type GptConfig } from '../../src/gpt/model';
-import { Vocab } from '../../src/data/vocab';
+import { DIGIT_WORDS, Vocab } from '../../src/data/vocab';
 import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
 import {
   imageToText,
@@ -223,4 +223,35 @@ test('sampling presets: the seed rules are plain; flags override every mode', ()
     () => resolveModeSampling('greedy' as never, 'textToImage'),
     /unknown sampling preset/,
   );
+});
+
+test('digit search keeps the best of the chosen caption and its nine other digits', () => {
+  const rng = new Rng(12);
+  const images = [randomImage(rng), randomImage(rng), randomImage(rng)];
+  const opts = {
+    seed: 3,
+    grammar: 'words' as const,
+    rerank: 2,
+    imageToTextScore: 'image' as const,
+  };
+  const plain = imageToText(model, vocab, images, opts);
+  const searched = imageToText(model, vocab, images, { ...opts, digitSearch: true });
+  let changed = false;
+  images.forEach((_, i) => {
+    const words = plain[i]!.words;
+    const options = DIGIT_WORDS.map((d) => [words[0], words[1], d, ...words.slice(3)].join(' '));
+    const scores = imageGivenCaption(
+      model,
+      vocab,
+      options.map((c) => ({
+        captionTokens: c.split(' ').map((w) => vocab.wordToken(w)),
+        imageCodes: images[i]!,
+      })),
+    );
+    const best = scores.indexOf(Math.max(...scores));
+    assert.equal(searched[i]!.caption, options[best], `image ${i}`);
+    assert.equal(searched[i]!.tokens.length, SEQUENCE_LENGTH);
+    if (searched[i]!.caption !== plain[i]!.caption) changed = true;
+  });
+  assert.ok(changed, 'the search changes some caption (the test has power)');
 });
