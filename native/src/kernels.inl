@@ -794,6 +794,25 @@ inline int64_t blockSize(int64_t total, int64_t maxBlock, int64_t unit) {
 }
 
 /**
+ * True when a team packs all of op(B)'s depth for a column block at once (one barrier per
+ * column block, not one per depth block): a deep product (k > kKC) shared by several threads,
+ * whose packed B fits kFullDepthFloats. The backward's weight gradients ([1824x128^T] @
+ * [1824x512]: k = 1824, 8 depth blocks) otherwise meet 16 team barriers per call, and on a
+ * busy machine each barrier waits for the slowest (descheduled) thread.
+ */
+const int64_t kFullDepthFloats = 1 << 20;  // 4 MiB of packed B
+inline bool fullDepth(const GemmItem& g, int nth) {
+  return nth > 1 && g.k > kKC && blockSize(g.k, kKC, 1) * ceilDiv(g.k, blockSize(g.k, kKC, 1)) *
+                                         blockSize(g.n, kNC, kNR) <=
+                                     kFullDepthFloats;
+}
+/** Floats of the team's packed-B buffer for item g. */
+inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
+  const int64_t kcBlock = blockSize(g.k, kKC, 1), ncBlock = blockSize(g.n, kNC, kNR);
+  return fullDepth(g, nth) ? kcBlock * ceilDiv(g.k, kcBlock) * ncBlock : kcBlock * ncBlock;
+}
+
+/**
  * One product C = alpha op(A) op(B) (+ C), computed by the calling team of `nth` threads
  * (thread `tid`); nth = 1 runs it alone. Bp is the team's shared packed-B buffer and `next`
  * the team's shared task counter: threads claim micro-tile tasks dynamically, so a thread that
@@ -803,6 +822,8 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
               float* Bp, int64_t* next) {
   const int64_t kcBlock = blockSize(g.k, kKC, 1);
   const int64_t ncBlock = blockSize(g.n, kNC, kNR);
+  const int64_t kBlocks = ceilDiv(g.k, kcBlock);
+  const bool deep = fullDepth(g, nth);
   float* Ap = scratch(&tlsPackA, kMR * kKC);
   const int64_t mPanels = ceilDiv(g.m, kMR);
   // op(A) is broadcast straight from A (one element at a time, so any layout will do): packing
@@ -817,36 +838,47 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
     if (nth > 1 && mPanels < 8 * nth) groups = min64(nPanels, ceilDiv(8 * nth, mPanels));
     const int64_t perGroup = ceilDiv(nPanels, groups);
     const int64_t tasks = mPanels * groups;
-    for (int64_t pc = 0; pc < g.k; pc += kcBlock) {
-      const int64_t kc = min64(kcBlock, g.k - pc);
-      const int beta = pc == 0 ? g.beta : 1;
-      {
-        const int64_t lo = nPanels * tid / nth, hi = nPanels * (tid + 1) / nth;
-        for (int64_t jp = lo; jp < hi; jp++) {
+    // Depth blocks packed per round: all of them (deep), else one.
+    const int64_t round = deep ? kBlocks : 1;
+    for (int64_t pb0 = 0; pb0 < kBlocks; pb0 += round) {
+      {  // pack depth blocks [pb0, pb0 + round) of op(B), split over the team
+        const int64_t units = round * nPanels;
+        const int64_t lo = units * tid / nth, hi = units * (tid + 1) / nth;
+        for (int64_t u = lo; u < hi; u++) {
+          const int64_t pb = pb0 + u / nPanels, jp = u % nPanels;
+          const int64_t pc = pb * kcBlock, kc = min64(kcBlock, g.k - pc);
           const int64_t j0 = jc + jp * kNR;
-          packB(B, g, j0, (int)min64(kNR, g.n - j0), pc, kc, Bp + jp * kNR * kc);
+          packB(B, g, j0, (int)min64(kNR, g.n - j0), pc, kc,
+                Bp + (pb - pb0) * kcBlock * nPanels * kNR + jp * kNR * kc);
         }
       }
       if (nth > 1) {
         if (tid == 0) *next = 0;  // nobody claims before the barrier below
 #pragma omp barrier
       }
-      int64_t packedPanel = -1;
+      int64_t packedPanel = -1, packedDepth = -1;
       for (int64_t t = nth > 1 ? __atomic_fetch_add(next, 1, __ATOMIC_RELAXED) : 0; t < tasks;
            t = nth > 1 ? __atomic_fetch_add(next, 1, __ATOMIC_RELAXED) : t + 1) {
         const int64_t ip = t / groups, grp = t % groups;
         const int64_t i0 = ip * kMR;
         const int rows = (int)min64(kMR, g.m - i0);
-        const float* aPanel = g.transA ? A + pc * g.lda + i0 : A + i0 * g.lda + pc;
-        if (aKind == 0 && ip != packedPanel) {
-          packA(A, g, i0, rows, pc, kc, Ap);
-          packedPanel = ip;
-        }
         const int64_t jpEnd = min64(nPanels, (grp + 1) * perGroup);
-        for (int64_t jp = grp * perGroup; jp < jpEnd; jp++) {
-          const int64_t j0 = jc + jp * kNR;
-          ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, Bp + jp * kNR * kc,
-                           C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha, beta);
+        for (int64_t pb = pb0; pb < pb0 + round; pb++) {
+          const int64_t pc = pb * kcBlock, kc = min64(kcBlock, g.k - pc);
+          const int beta = pc == 0 ? g.beta : 1;
+          const float* aPanel = g.transA ? A + pc * g.lda + i0 : A + i0 * g.lda + pc;
+          if (aKind == 0 && (ip != packedPanel || pb != packedDepth)) {
+            packA(A, g, i0, rows, pc, kc, Ap);
+            packedPanel = ip;
+            packedDepth = pb;
+          }
+          const float* bBlock = Bp + (pb - pb0) * kcBlock * nPanels * kNR;
+          for (int64_t jp = grp * perGroup; jp < jpEnd; jp++) {
+            const int64_t j0 = jc + jp * kNR;
+            ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, bBlock + jp * kNR * kc,
+                             C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha,
+                             beta);
+          }
         }
       }
       if (nth > 1) {
@@ -968,7 +1000,6 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
   g.beta = p->accumulate ? 1 : 0;
   const double itemFlops = 2.0 * (double)m * (double)n * (double)k;
   const int team = (nt > 1 && itemFlops * (double)batch >= 4e5) ? nt : 1;
-  const int64_t packBFloats = blockSize(k, kKC, 1) * blockSize(n, kNC, kNR);
   // Items may run concurrently only when their C blocks are disjoint.
   const bool disjoint = batch == 1 || p->strideC >= m * n;
   const bool perItem = team > 1 && batch > 1 && disjoint &&
@@ -977,12 +1008,12 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
     const int64_t chunk = max64(1, batch / (8 * team));
 #pragma omp parallel for num_threads(team) schedule(dynamic, chunk)
     for (int64_t b = 0; b < batch; b++) {
-      float* Bp = scratch(&tlsPackB, packBFloats);
+      float* Bp = scratch(&tlsPackB, packBFloatsFor(g, 1));
       gemmAny(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g, 0, 1, Bp, nullptr);
     }
     return;
   }
-  float* Bp = scratch(&tlsPackB, packBFloats);  // the calling thread's, shared by the team
+  float* Bp = scratch(&tlsPackB, packBFloatsFor(g, team));  // the calling thread's, shared by the team
   if (team == 1) {
     for (int64_t b = 0; b < batch; b++) {
       gemmAny(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g, 0, 1, Bp, nullptr);
