@@ -54,14 +54,19 @@ class Call {
 
   /** A typed array of the given kind with at least minLength elements: its data pointer. */
   void* array(size_t i, const char* name, napi_typedarray_type type, int64_t minLength) const {
+    return arrayValue(info_[i], name, type, minLength);
+  }
+  /** Like array, for a value that is not itself an argument (an element of an array argument). */
+  void* arrayValue(const Napi::Value& value, const std::string& name, napi_typedarray_type type,
+                   int64_t minLength) const {
     napi_typedarray_type actual;
     size_t length = 0;
     void* data = nullptr;
-    if (!info_[i].IsTypedArray() ||
-        napi_get_typedarray_info(info_.Env(), info_[i], &actual, &length, &data, nullptr,
+    if (!value.IsTypedArray() ||
+        napi_get_typedarray_info(info_.Env(), value, &actual, &length, &data, nullptr,
                                  nullptr) != napi_ok ||
         actual != type) {
-      typeError(std::string(name) + " must be " + typeName(type) + ", got " + describe(info_[i]));
+      typeError(std::string(name) + " must be " + typeName(type) + ", got " + describe(value));
     }
     if ((int64_t)length < minLength) {
       rangeError(std::string(name) + " has " + std::to_string(length) +
@@ -688,6 +693,119 @@ Napi::Value SetSimdPath(const Napi::CallbackInfo& info) {
   c.rangeError("unknown SIMD path '" + want + "' (accepted: " + names + ")");
 }
 
+Napi::Value CrossEntropyMean(const Napi::CallbackInfo& info) {
+  Call c(info, "crossEntropyMean", 7);
+  const int64_t rows = c.size(5, "rows"), v = c.size(6, "v");
+  const int64_t size = c.mul(rows, v);
+  const float* logits = c.f32(0, "logits", size);
+  const int32_t* targets = c.i32(1, "targets", rows);
+  float* losses = c.f32(2, "losses", rows);
+  float* loss = c.f32(3, "loss", 1);
+  float* gLogits = c.f32(4, "gLogits", size);
+  checkTargets(c, targets, rows, v);
+  gTable->crossEntropyMean(logits, targets, losses, loss, gLogits, rows, v, gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
+  Call c(info, "biasGelu", 5);
+  const int64_t rows = c.size(3, "rows"), n = c.size(4, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  float* out = c.f32(2, "out", size);
+  gTable->biasGelu(x, bias, out, rows, n, gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGeluBackward(const Napi::CallbackInfo& info) {
+  Call c(info, "biasGeluBackward", 7);
+  const int64_t rows = c.size(5, "rows"), n = c.size(6, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  const float* gy = c.f32(2, "gy", size);
+  float* gx = c.f32(3, "gx", size);
+  float* gBias = c.f32(4, "gBias", n);
+  gTable->biasGeluBackward(x, bias, gy, gx, gBias, rows, n, gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value AddLayerNorm(const Napi::CallbackInfo& info) {
+  Call c(info, "addLayerNorm", 11);
+  const int64_t rows = c.size(8, "rows"), d = c.size(9, "d");
+  const int64_t size = c.mul(rows, d);
+  const float* x = c.f32(0, "x", size);
+  const float* r = c.f32(1, "r", size);
+  const float* w = c.f32(2, "w", d);
+  const float* b = c.f32(3, "b", d);
+  float* h = c.f32(4, "h", size);
+  float* out = c.f32(5, "out", size);
+  float* mean = c.f32(6, "mean", rows);
+  float* rstd = c.f32(7, "rstd", rows);
+  gTable->addLayerNorm(x, r, w, b, h, out, mean, rstd, rows, d, c.number(10, "eps"), gThreads);
+  return c.env().Undefined();
+}
+
+/** A JS array argument of exactly `count` elements (count < 0: any length, returned). */
+Napi::Array listArg(const Call& c, const Napi::CallbackInfo& info, size_t i, const char* name,
+                    int64_t* count) {
+  if (!info[i].IsArray()) c.typeError(std::string(name) + " must be an array");
+  Napi::Array arr = info[i].As<Napi::Array>();
+  if (*count < 0) {
+    *count = arr.Length();
+  } else if ((int64_t)arr.Length() != *count) {
+    c.rangeError(std::string(name) + " has " + std::to_string(arr.Length()) +
+                 " elements but params has " + std::to_string(*count));
+  }
+  return arr;
+}
+
+Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
+  Call c(info, "adamMulti", 14);
+  int64_t count = -1;
+  const Napi::Array ps = listArg(c, info, 0, "params", &count);
+  const Napi::Array gs = listArg(c, info, 1, "grads", &count);
+  const Napi::Array ms = listArg(c, info, 2, "m", &count);
+  const Napi::Array vs = listArg(c, info, 3, "v", &count);
+  const Napi::Array sizes = listArg(c, info, 4, "sizes", &count);
+  const Napi::Array wds = listArg(c, info, 5, "weightDecays", &count);
+  std::vector<float*> p(count), m(count), v(count);
+  std::vector<const float*> g(count);
+  std::vector<int64_t> n(count);
+  std::vector<double> wd(count);
+  for (int64_t i = 0; i < count; i++) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    const Napi::Value sv = sizes.Get((uint32_t)i), wv = wds.Get((uint32_t)i);
+    const double sd = sv.IsNumber() ? sv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(sd >= 0) || sd > 9007199254740991.0 || sd != floor(sd)) {
+      c.rangeError("sizes" + at + " must be a non-negative integer");
+    }
+    if (!wv.IsNumber()) c.typeError("weightDecays" + at + " must be a number");
+    n[i] = (int64_t)sd;
+    wd[i] = wv.As<Napi::Number>().DoubleValue();
+    p[i] = static_cast<float*>(c.arrayValue(ps.Get((uint32_t)i), "params" + at, napi_float32_array, n[i]));
+    g[i] = static_cast<float*>(c.arrayValue(gs.Get((uint32_t)i), "grads" + at, napi_float32_array, n[i]));
+    m[i] = static_cast<float*>(c.arrayValue(ms.Get((uint32_t)i), "m" + at, napi_float32_array, n[i]));
+    v[i] = static_cast<float*>(c.arrayValue(vs.Get((uint32_t)i), "v" + at, napi_float32_array, n[i]));
+  }
+  mmgpt::AdamArgs a;
+  a.lr = c.number(6, "lr");
+  a.beta1 = c.number(7, "beta1");
+  a.beta2 = c.number(8, "beta2");
+  a.eps = c.number(9, "eps");
+  a.weightDecay = 0;
+  a.decoupled = c.flag(10, "decoupled") ? 1 : 0;
+  a.step = c.number(11, "step");
+  a.gradScale = 1;
+  const double clipNorm = c.number(12, "clipNorm");
+  float* normOut = c.f32(13, "normOut", 1);
+  if (!(a.step >= 1)) c.rangeError("step is 1-based, got " + std::to_string(a.step));
+  gTable->adamMulti(p.data(), g.data(), m.data(), v.data(), n.data(), wd.data(), count, &a,
+                    clipNorm, normOut, gThreads);
+  return c.env().Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -740,6 +858,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   MMGPT_EXPORT("col2im", Col2im);
   MMGPT_EXPORT("nearestCode", NearestCode);
   MMGPT_EXPORT("adam", Adam);
+  MMGPT_EXPORT("crossEntropyMean", CrossEntropyMean);
+  MMGPT_EXPORT("biasGelu", BiasGelu);
+  MMGPT_EXPORT("biasGeluBackward", BiasGeluBackward);
+  MMGPT_EXPORT("addLayerNorm", AddLayerNorm);
+  MMGPT_EXPORT("adamMulti", AdamMulti);
   MMGPT_EXPORT("setNumThreads", SetNumThreads);
   MMGPT_EXPORT("getNumThreads", GetNumThreads);
   MMGPT_EXPORT("simdPath", SimdPath);

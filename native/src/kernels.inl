@@ -1058,22 +1058,42 @@ void kScatterAdd(const float* g, const int32_t* idx, float* gTable, int64_t rows
 
 // ---- fused normalisation, softmax, cross-entropy --------------------------------------------------
 
+/** LayerNorm of one row xr [d] into yr; its mean and rstd into *mean, *rstd. */
+inline void layerNormRow(const float* xr, const float* w, const float* b, float* yr, float* mean,
+                         float* rstd, int64_t d, double eps) {
+  const double mu = sumD(xr, d) / (double)d;
+  const double rs = 1.0 / sqrt(sumSqDevD(xr, mu, d) / (double)d + eps);  // two-pass variance
+  const vd vmu = vsplatd(mu), vrs = vsplatd(rs);
+  int64_t j = 0;
+  for (; j + VL <= d; j += VL) {
+    vstore(yr + j, narrow((loadWide(xr + j) - vmu) * vrs * loadWide(w + j) + loadWide(b + j)));
+  }
+  for (; j < d; j++) yr[j] = (float)((xr[j] - mu) * rs * w[j] + b[j]);
+  *mean = (float)mu;
+  *rstd = (float)rs;
+}
+
 void kLayerNorm(const float* x, const float* w, const float* b, float* out, float* mean,
                 float* rstd, int64_t rows, int64_t d, double eps, int nt) {
 #pragma omp parallel for num_threads(threadsFor(nt, rows * d, kParCompute)) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
+    layerNormRow(x + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
+  }
+}
+
+// h = x + r (float32, as kBinary's add), then LayerNorm of each h row while it is in cache.
+void kAddLayerNorm(const float* x, const float* res, const float* w, const float* b, float* h,
+                   float* out, float* mean, float* rstd, int64_t rows, int64_t d, double eps,
+                   int nt) {
+#pragma omp parallel for num_threads(threadsFor(nt, rows * d, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * d;
-    float* yr = out + r * d;
-    const double mu = sumD(xr, d) / (double)d;
-    const double rs = 1.0 / sqrt(sumSqDevD(xr, mu, d) / (double)d + eps);  // two-pass variance
-    const vd vmu = vsplatd(mu), vrs = vsplatd(rs);
+    const float* rr = res + r * d;
+    float* hr = h + r * d;
     int64_t j = 0;
-    for (; j + VL <= d; j += VL) {
-      vstore(yr + j, narrow((loadWide(xr + j) - vmu) * vrs * loadWide(w + j) + loadWide(b + j)));
-    }
-    for (; j < d; j++) yr[j] = (float)((xr[j] - mu) * rs * w[j] + b[j]);
-    mean[r] = (float)mu;
-    rstd[r] = (float)rs;
+    for (; j + VL <= d; j += VL) vstore(hr + j, vload(xr + j) + vload(rr + j));
+    for (; j < d; j++) hr[j] = xr[j] + rr[j];
+    layerNormRow(hr, w, b, out + r * d, mean + r, rstd + r, d, eps);
   }
 }
 
@@ -1254,6 +1274,81 @@ void kCrossEntropyBackward(const float* probs, const int32_t* targets, const flo
   }
 }
 
+// Softmax, loss and gradient of the mean cross-entropy, one row at a time while it is in cache.
+void kCrossEntropyMean(const float* logits, const int32_t* targets, float* losses, float* loss,
+                       float* gLogits, int64_t rows, int64_t v, int nt) {
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; r++) count += targets[r] >= 0;
+  if (count == 0) count = 1;
+  const float s = (float)(1.0 / (double)count);
+#pragma omp parallel for num_threads(threadsFor(nt, rows * v, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* lr = logits + r * v;
+    float* gr = gLogits + r * v;
+    const double lse = softmaxRow(lr, gr, v, v);  // the float32 probabilities, in gr
+    const int32_t t = targets[r];
+    if (t < 0) {
+      losses[r] = 0.0f;
+      for (int64_t j = 0; j < v; j++) gr[j] = 0.0f;
+      continue;
+    }
+    losses[r] = (float)(lse - lr[t]);
+    const float pt = gr[t];
+    // s * p in float32 rounds like the reference's float64 product rounded on store.
+    const vf vs = vsplat(s);
+    int64_t j = 0;
+    for (; j + VL <= v; j += VL) vstore(gr + j, vs * vload(gr + j));
+    for (; j < v; j++) gr[j] = s * gr[j];
+    gr[t] = (float)((double)s * ((double)pt - 1.0));
+  }
+  double total = 0;
+  for (int64_t r = 0; r < rows; r++) total += losses[r];
+  loss[0] = (float)(total / (double)count);
+}
+
+void kBiasGelu(const float* x, const float* bias, float* out, int64_t rows, int64_t n, int nt) {
+#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * n;
+    float* yr = out + r * n;
+    int64_t j = 0;
+    for (; j + VL <= n; j += VL) vstore(yr + j, vgelu(vload(xr + j) + vload(bias + j)));
+    if (j < n) {
+      const vf t = vloadPart(xr + j, n - j, 0.0f) + vloadPart(bias + j, n - j, 0.0f);
+      vstorePart(yr + j, vgelu(t), n - j);
+    }
+  }
+}
+
+// Tasks of <= 64 columns, each walking all rows in order: gx, and gBias summed in float64 in row
+// order (kSumAxis's order, so gBias equals the unfused sumAxis of gx).
+void kBiasGeluBackward(const float* x, const float* bias, const float* gy, float* gx, float* gBias,
+                       int64_t rows, int64_t n, int nt) {
+  const int64_t chunk = 64, chunks = ceilDiv(n, chunk);
+#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
+  for (int64_t c = 0; c < chunks; c++) {
+    const int64_t j0 = c * chunk, len = min64(chunk, n - j0);
+    double acc[64];
+    for (int64_t j = 0; j < len; j++) acc[j] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t base = r * n + j0;
+      int64_t j = 0;
+      for (; j + VL <= len; j += VL) {
+        const vf g = vgeluGrad(vload(x + base + j) + vload(bias + j0 + j), vload(gy + base + j));
+        vstore(gx + base + j, g);
+      }
+      if (j < len) {
+        const int64_t w = len - j;
+        const vf t = vloadPart(x + base + j, w, 0.0f) + vloadPart(bias + j0 + j, w, 0.0f);
+        vstorePart(gx + base + j, vgeluGrad(t, vloadPart(gy + base + j, w, 0.0f)), w);
+      }
+#pragma omp simd
+      for (int64_t jj = 0; jj < len; jj++) acc[jj] += gx[base + jj];
+    }
+    for (int64_t j = 0; j < len; j++) gBias[j0 + j] = (float)acc[j];
+  }
+}
+
 // ---- randomness ----------------------------------------------------------------------------------
 
 void kDropoutMask(float* out, int64_t n, double p, uint32_t seed, int nt) {
@@ -1385,6 +1480,28 @@ void kAdam(float* p, const float* g, float* m, float* v, int64_t n, const AdamAr
   }
 }
 
+// Global-norm clipping (per-tensor float64 sums added in tensor order, as the optimiser did on
+// the host) and the Adam update of every tensor, in one call.
+void kAdamMulti(float* const* p, const float* const* g, float* const* m, float* const* v,
+                const int64_t* sizes, const double* weightDecays, int64_t count,
+                const AdamArgs* base, double clipNorm, float* normOut, int nt) {
+  double gradScale = 1.0;
+  normOut[0] = 0.0f;
+  if (clipNorm > 0) {
+    double sum = 0;
+    for (int64_t i = 0; i < count; i++) sum += kSumSquares(g[i], sizes[i], nt);
+    const double norm = sqrt(sum);
+    normOut[0] = (float)norm;
+    if (norm > clipNorm) gradScale = clipNorm / (norm + 1e-6);
+  }
+  for (int64_t i = 0; i < count; i++) {
+    AdamArgs a = *base;
+    a.weightDecay = weightDecays[i];
+    a.gradScale = gradScale;
+    kAdam(p[i], g[i], m[i], v[i], sizes[i], &a, nt);
+  }
+}
+
 const KernelTable kTable = {
     MMGPT_ISA_NAME,
     kMR,
@@ -1414,6 +1531,11 @@ const KernelTable kTable = {
     kCol2im,
     kNearestCode,
     kAdam,
+    kCrossEntropyMean,
+    kBiasGelu,
+    kBiasGeluBackward,
+    kAddLayerNorm,
+    kAdamMulti,
 };
 
 }  // namespace
