@@ -110,9 +110,14 @@ class Args {
 
   /** A live cuda buffer of the given dtype (ANY: either) with at least minLength elements. */
   DevBuf* buf(size_t i, const char* name, int dtype, int64_t minLength) const {
-    DevBuf* b = unwrap(info_[i]);
+    return bufValue(info_[i], name, dtype, minLength);
+  }
+  /** Like buf, for a value that is not itself an argument (an element of an array argument). */
+  DevBuf* bufValue(const Napi::Value& value, const std::string& name, int dtype,
+                   int64_t minLength) const {
+    DevBuf* b = unwrap(value);
     if (b == nullptr) {
-      typeError(std::string(name) + " must be a cuda buffer, got " + describe(info_[i]));
+      typeError(std::string(name) + " must be a cuda buffer, got " + describe(value));
     }
     if (b->freed) typeError(std::string(name) + " was already freed");
     if (dtype != ANY && b->dtype != dtype) {
@@ -759,6 +764,112 @@ Napi::Value Adam(const Napi::CallbackInfo& info) {
   return c.env().Undefined();
 }
 
+// ---- fused training-step kernels -------------------------------------------------------------------
+
+Napi::Value CrossEntropyMean(const Napi::CallbackInfo& info) {
+  Args c(info, "crossEntropyMean", 7);
+  const int64_t rows = c.size(5, "rows"), v = c.size(6, "v");
+  const int64_t size = c.mul(rows, v);
+  const float* logits = c.f32(0, "logits", size);
+  const int32_t* targets = c.i32(1, "targets", rows);
+  float* losses = c.f32(2, "losses", rows);
+  float* loss = c.f32(3, "loss", 1);
+  float* gLogits = c.f32(4, "gLogits", size);
+  check(c.env(), mmgpt_cuda_cross_entropy_mean(logits, targets, losses, loss, gLogits, rows, v));
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
+  Args c(info, "biasGelu", 5);
+  const int64_t rows = c.size(3, "rows"), n = c.size(4, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  float* out = c.f32(2, "out", size);
+  check(c.env(), mmgpt_cuda_bias_gelu(x, bias, out, rows, n));
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGeluBackward(const Napi::CallbackInfo& info) {
+  Args c(info, "biasGeluBackward", 7);
+  const int64_t rows = c.size(5, "rows"), n = c.size(6, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  const float* gy = c.f32(2, "gy", size);
+  float* gx = c.f32(3, "gx", size);
+  float* gBias = c.f32(4, "gBias", n);
+  check(c.env(), mmgpt_cuda_bias_gelu_backward(x, bias, gy, gx, gBias, rows, n));
+  return c.env().Undefined();
+}
+
+Napi::Value AddLayerNorm(const Napi::CallbackInfo& info) {
+  Args c(info, "addLayerNorm", 11);
+  const int64_t rows = c.size(8, "rows"), d = c.size(9, "d");
+  const int64_t size = c.mul(rows, d);
+  const float* x = c.f32(0, "x", size);
+  const float* r = c.f32(1, "r", size);
+  const float* w = c.f32(2, "w", d);
+  const float* b = c.f32(3, "b", d);
+  float* h = c.f32(4, "h", size);
+  float* out = c.f32(5, "out", size);
+  float* mean = c.f32(6, "mean", rows);
+  float* rstd = c.f32(7, "rstd", rows);
+  check(c.env(), mmgpt_cuda_add_layer_norm(x, r, w, b, h, out, mean, rstd, rows, d,
+                                           c.number(10, "eps")));
+  return c.env().Undefined();
+}
+
+Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
+  Args c(info, "adamMulti", 14);
+  const char* names[6] = {"params", "grads", "m", "v", "sizes", "weightDecays"};
+  Napi::Array lists[6];
+  for (int k = 0; k < 6; k++) {
+    if (!info[k].IsArray()) c.typeError(std::string(names[k]) + " must be an array");
+    lists[k] = info[k].As<Napi::Array>();
+    if (lists[k].Length() != lists[0].Length()) {
+      c.rangeError(std::string(names[k]) + " has " + std::to_string(lists[k].Length()) +
+                   " elements but params has " + std::to_string(lists[0].Length()));
+    }
+  }
+  const int64_t count = lists[0].Length();
+  std::vector<float*> p(count), m(count), v(count);
+  std::vector<const float*> g(count);
+  std::vector<int64_t> n(count);
+  std::vector<double> wd(count);
+  for (int64_t i = 0; i < count; i++) {
+    const uint32_t k = (uint32_t)i;
+    const std::string at = "[" + std::to_string(i) + "]";
+    const Napi::Value sv = lists[4].Get(k), wv = lists[5].Get(k);
+    const double sd = sv.IsNumber() ? sv.As<Napi::Number>().DoubleValue() : -1;
+    if (!(sd >= 0) || sd > 9007199254740991.0 || sd != floor(sd)) {
+      c.rangeError("sizes" + at + " must be a non-negative integer");
+    }
+    if (!wv.IsNumber()) c.typeError("weightDecays" + at + " must be a number");
+    n[i] = (int64_t)sd;
+    wd[i] = wv.As<Napi::Number>().DoubleValue();
+    p[i] = static_cast<float*>(c.bufValue(lists[0].Get(k), "params" + at, F32, n[i])->ptr);
+    g[i] = static_cast<float*>(c.bufValue(lists[1].Get(k), "grads" + at, F32, n[i])->ptr);
+    m[i] = static_cast<float*>(c.bufValue(lists[2].Get(k), "m" + at, F32, n[i])->ptr);
+    v[i] = static_cast<float*>(c.bufValue(lists[3].Get(k), "v" + at, F32, n[i])->ptr);
+  }
+  mmgpt::AdamArgs a;
+  a.lr = c.number(6, "lr");
+  a.beta1 = c.number(7, "beta1");
+  a.beta2 = c.number(8, "beta2");
+  a.eps = c.number(9, "eps");
+  a.weightDecay = 0;
+  a.decoupled = c.flag(10, "decoupled") ? 1 : 0;
+  a.step = c.number(11, "step");
+  a.gradScale = 1;
+  const double clipNorm = c.number(12, "clipNorm");
+  float* normOut = c.f32(13, "normOut", 1);
+  if (!(a.step >= 1)) c.rangeError("step is 1-based, got " + std::to_string(a.step));
+  check(c.env(), mmgpt_cuda_adam_multi(p.data(), g.data(), m.data(), v.data(), n.data(),
+                                       wd.data(), count, &a, clipNorm, normOut));
+  return c.env().Undefined();
+}
+
 void registerEntryPoints(Napi::Env env, Napi::Object cuda) {
 #define MMGPT_EXPORT(name, fn) cuda.Set(name, Napi::Function::New(env, fn, name))
   MMGPT_EXPORT("available", Available);
@@ -795,6 +906,11 @@ void registerEntryPoints(Napi::Env env, Napi::Object cuda) {
   MMGPT_EXPORT("col2im", Col2im);
   MMGPT_EXPORT("nearestCode", NearestCode);
   MMGPT_EXPORT("adam", Adam);
+  MMGPT_EXPORT("crossEntropyMean", CrossEntropyMean);
+  MMGPT_EXPORT("biasGelu", BiasGelu);
+  MMGPT_EXPORT("biasGeluBackward", BiasGeluBackward);
+  MMGPT_EXPORT("addLayerNorm", AddLayerNorm);
+  MMGPT_EXPORT("adamMulti", AdamMulti);
 #undef MMGPT_EXPORT
   // Buffers still alive when node tears the environment down are not handed back to a driver
   // that may be gone already: the process exit releases the device memory.
