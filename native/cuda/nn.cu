@@ -163,7 +163,7 @@ __global__ void kLayerNormBackwardX(const float* __restrict__ x, const float* __
   }
 }
 
-// gw[j] += sum_r gy[r, j] * xhat[r, j], gb[j] += sum_r gy[r, j]: block (32, 8) covers 32 columns
+// gw[j] = sum_r gy[r, j] * xhat[r, j], gb[j] = sum_r gy[r, j]: block (32, 8) covers 32 columns
 // and the row chunk blockIdx.y; partials[2][chunks][d] or, with one chunk, straight into gw/gb.
 __global__ void kLayerNormBackwardParams(const float* __restrict__ x,
                                          const float* __restrict__ mean,
@@ -200,8 +200,8 @@ __global__ void kLayerNormBackwardParams(const float* __restrict__ x,
       partial[s * d + j] = tw;
       partial[(chunks + s) * d + j] = tb;
     } else {
-      gw[j] = (float)((double)gw[j] + tw);
-      gb[j] = (float)((double)gb[j] + tb);
+      gw[j] = (float)tw;
+      gb[j] = (float)tb;
     }
   }
 }
@@ -216,8 +216,8 @@ __global__ void kLayerNormBackwardParamsFinish(const double* __restrict__ partia
       tw += partial[s * d + j];
       tb += partial[(chunks + s) * d + j];
     }
-    gw[j] = (float)((double)gw[j] + tw);
-    gb[j] = (float)((double)gb[j] + tb);
+    gw[j] = (float)tw;
+    gb[j] = (float)tb;
   }
 }
 
@@ -538,7 +538,11 @@ int mmgpt_cuda_add_layer_norm(const float* x, const float* r, const float* w, co
 int mmgpt_cuda_layer_norm_backward(const float* x, const float* w, const float* mean,
                                    const float* rstd, const float* gy, float* gx, float* gw,
                                    float* gb, int64_t rows, int64_t d) {
-  if (rows == 0 || d == 0) return 0;
+  if (d == 0) return 0;
+  if (rows == 0) {  // empty sums: gw = gb = 0 (written, not accumulated)
+    if (int rc = mmgpt_cuda_fill32(reinterpret_cast<uint32_t*>(gw), d, 0u)) return rc;
+    return mmgpt_cuda_fill32(reinterpret_cast<uint32_t*>(gb), d, 0u);
+  }
   kLayerNormBackwardX<<<warpBlocks(rows), kThreads, 0, gStream>>>(x, w, mean, rstd, gy, gx, rows,
                                                                   d);
   MMGPT_CHECK_LAUNCH("layerNormBackward (gx)");

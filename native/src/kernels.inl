@@ -1160,8 +1160,8 @@ void kLayerNormBackward(const float* x, const float* w, const float* mean, const
       sw += partial[(int64_t)t * 2 * d + j];
       sb += partial[(int64_t)t * 2 * d + d + j];
     }
-    gw[j] = (float)(gw[j] + sw);
-    gb[j] = (float)(gb[j] + sb);
+    gw[j] = (float)sw;
+    gb[j] = (float)sb;
   }
 }
 

@@ -185,7 +185,7 @@ export interface Backend {
     d: number,
     eps: number,
   ): void;
-  /** Gradients of layerNorm: writes gx; ADDS into gw and gb (so they may be pre-zeroed or accumulated). */
+  /** Gradients of layerNorm: writes gx, gw and gb (gw, gb: sums over the rows; 0 for no rows). */
   layerNormBackward(
     x: Buf,
     w: Buf,

@@ -661,8 +661,8 @@ function recordLayerNorm(
   const rows = x.size / d;
   return record(out, 'layerNorm', [x, weight, bias], (g) => {
     const gx = uninit(x.shape, 'float32', be);
-    const gw = empty(weight.shape, 'float32', be);
-    const gb = empty(bias.shape, 'float32', be);
+    const gw = uninit(weight.shape, 'float32', be);
+    const gb = uninit(bias.shape, 'float32', be);
     be.layerNormBackward(
       x.buf,
       weight.buf,

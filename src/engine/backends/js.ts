@@ -575,8 +575,8 @@ export function createJsBackend(): Backend {
         }
       }
       for (let j = 0; j < d; j++) {
-        gwv[j] += gwAcc[j];
-        gbv[j] += gbAcc[j];
+        gwv[j] = gwAcc[j];
+        gbv[j] = gbAcc[j];
       }
     },
 
