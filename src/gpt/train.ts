@@ -12,7 +12,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as F from '../engine/ops';
-import { tidy, noGrad } from '../engine/tensor';
+import { tidy, noGrad, keep } from '../engine/tensor';
 import { getBackend } from '../engine/registry';
 import { Rng, deriveSeed } from '../nn/rng';
 import { Adam, AdamW, constantLr, warmupCosineLr } from '../nn/optim';
@@ -203,6 +203,12 @@ export interface TrainGptOptions {
    * (initialisation and each epoch's end): what a live plot needs, without parsing log lines.
    */
   onProgress?: (event: TrainProgressEvent) => void;
+  /**
+   * Read the step losses back every this many steps (one download for all of them) instead of
+   * after every step; their log entries, checks and onProgress events then come in bursts.
+   * Default: logEvery on the cuda backend (no host synchronisation inside a step), else 1.
+   */
+  lossReadEvery?: number;
 }
 
 export type TrainProgressEvent =
@@ -354,6 +360,30 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
   };
   process.on('SIGINT', onSigint);
   let stepsThisCall = 0;
+  const lossReadEvery = Math.max(
+    1,
+    Math.floor(opts.lossReadEvery ?? (getBackend().name === 'cuda' ? trainCfg.logEvery : 1)),
+  );
+  // Step losses wait on the backend ([lossReadEvery] floats) until the next read-back.
+  const pendingLosses = keep(F.zeros([lossReadEvery]));
+  const pendingSteps: { step: number; epoch: number; lr: number }[] = [];
+  /** Reads the pending losses back, records them and reports them; returns the last one. */
+  const readLosses = (): number => {
+    if (pendingSteps.length === 0) return trainLog.trainNll[trainLog.trainNll.length - 1] ?? NaN;
+    const values = pendingLosses.toFloat32Array();
+    let last = NaN;
+    pendingSteps.forEach((s, i) => {
+      last = values[i];
+      if (!Number.isFinite(last))
+        throw new Error(
+          `training diverged: loss ${last} at step ${s.step}; try a lower lr or clipNorm`,
+        );
+      trainLog.trainNll.push(last);
+      opts.onProgress?.({ kind: 'step', step: s.step, epoch: s.epoch, loss: last, lr: s.lr });
+    });
+    pendingSteps.length = 0;
+    return last;
+  };
   const tokensPerStep = trainCfg.batchSize * TARGETS_PER_SEQUENCE;
   const callStart = Date.now();
   const trainMsAtStart = trainLog.trainMs;
@@ -368,25 +398,22 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
       })) {
         const t0 = Date.now();
         const lr = lrAt(optimizer.step);
-        const loss = tidy(() => {
+        tidy(() => {
           const tokens = F.tensor(batch.tokens, [batch.size, SEQUENCE_LENGTH], 'int32');
           const l = model.loss(tokens);
           l.backward();
           optimizer.update(lr);
           optimizer.zeroGrad();
-          return l.item();
+          F.writeInto(pendingLosses, F.reshape(l, [1]), 0, pendingSteps.length);
         });
-        if (!Number.isFinite(loss))
-          throw new Error(
-            `training diverged: loss ${loss} at step ${optimizer.step}; try a lower lr or clipNorm`,
-          );
-        trainLog.trainNll.push(loss);
+        pendingSteps.push({ step: optimizer.step, epoch: epoch + 1, lr });
+        if (pendingSteps.length === lossReadEvery) readLosses();
         trainLog.trainMs += Date.now() - t0;
-        opts.onProgress?.({ kind: 'step', step: optimizer.step, epoch: epoch + 1, loss, lr });
         batchInEpoch++;
         stepsThisCall++;
         intervalSteps++;
         if (optimizer.step % trainCfg.logEvery === 0) {
+          const loss = readLosses();
           const msPerStep = (Date.now() - intervalStart) / intervalSteps;
           const done = optimizer.step;
           const avgMs = (trainLog.trainMs - trainMsAtStart) / Math.max(1, stepsThisCall);
@@ -403,6 +430,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
           interrupted ||
           (opts.stopAfterSteps !== undefined && stepsThisCall >= opts.stopAfterSteps)
         ) {
+          readLosses();
           save(false);
           log(
             `stopped at epoch ${epoch + 1}, batch ${batchInEpoch}, step ${optimizer.step}; checkpoint ${ckptPath} (continue with --resume)`,
@@ -418,6 +446,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
       }
       epoch++;
       batchInEpoch = 0;
+      readLosses();
       const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
       trainLog.testNll.push({ epoch, step: optimizer.step, nll });
       opts.onProgress?.({ kind: 'test', step: optimizer.step, epoch, testNll: nll });
@@ -430,6 +459,7 @@ export async function trainGpt(opts: TrainGptOptions): Promise<TrainGptResult> {
     }
   } finally {
     process.off('SIGINT', onSigint);
+    pendingLosses.dispose();
   }
   return {
     model,
