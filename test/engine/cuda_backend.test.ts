@@ -47,6 +47,11 @@ import {
 } from '../../src/engine/backends/cuda';
 import { getBackend, isBackend, loadBackend, setBackend } from '../../src/engine/registry';
 import { makeTrainStep } from '../../bench/train_step';
+import * as F from '../../src/engine/ops';
+import { keep, tidy } from '../../src/engine/tensor';
+import { GPT } from '../../src/gpt/model';
+import { AdamW } from '../../src/nn/optim';
+import { Rng as ModelRng } from '../../src/nn/rng';
 import type { GptConfig } from '../../src/gpt/model';
 
 const loadedBackend = loadCudaBackend();
@@ -1057,6 +1062,61 @@ test('a short training run matches the reference backend (20 steps, same seed)',
     }
     assert.ok(got.losses[steps - 1] < got.losses[0], 'the loss falls');
   } finally {
+    setBackend(previous);
+  }
+});
+
+test('a training step with gradient clipping reads nothing back to the host', { skip }, (t) => {
+  // Deferred index checks (as MMGPT_CUDA_SYNC_CHECKS=0), the fused mean cross-entropy and the
+  // multi-tensor AdamW with its on-device global-norm clip: no sync and no download per step;
+  // the loss is read once, after the steps (what the trainer does every lossReadEvery steps).
+  const config: GptConfig = {
+    vocabSize: 96,
+    blockSize: 23,
+    nLayer: 2,
+    nHead: 2,
+    nEmbd: 32,
+    dropout: 0.1,
+  };
+  const previous = getBackend().name;
+  setBackend('cuda');
+  setCudaSyncChecks(false);
+  try {
+    const model = new GPT(config, new ModelRng(5));
+    model.train();
+    const optimizer = new AdamW(model.namedParameters(), { lr: 1e-3, clipNorm: 0.5 });
+    const tokens = Int32Array.from({ length: 4 * 24 }, (_, i) => (i * 37) % 96);
+    const losses = keep(F.zeros([8]));
+    const step = (s: number) =>
+      tidy(() => {
+        const loss = model.loss(F.tensor(tokens, [4, 24], 'int32'));
+        loss.backward();
+        optimizer.update(1e-3);
+        optimizer.zeroGrad();
+        F.writeInto(losses, F.reshape(loss, [1]), 0, s);
+      });
+    for (let s = 0; s < 3; s++) step(s);
+    const before = cudaStats();
+    for (let s = 3; s < 8; s++) step(s);
+    const after = cudaStats();
+    assert.ok(!('error' in before) && !('error' in after));
+    if ('error' in before || 'error' in after) return;
+    const per = (k: keyof CudaStats) => (after[k] - before[k]) / 5;
+    t.diagnostic(
+      `per step: ${per('launches')} launches, ${per('uploads')} uploads, ${per('syncs')} syncs, ${per('downloads')} downloads`,
+    );
+    assert.equal(per('syncs'), 0, 'host synchronisations per step');
+    assert.equal(per('downloads'), 0, 'downloads per step');
+    const values = losses.toFloat32Array();
+    assert.ok(
+      values.every((v) => Number.isFinite(v) && v > 0),
+      `losses ${values.join(' ')}`,
+    );
+    assert.ok(optimizer.lastGradNorm > 0, 'the clip measured a norm');
+    losses.dispose();
+    optimizer.dispose();
+  } finally {
+    setCudaSyncChecks(true);
     setBackend(previous);
   }
 });
