@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "../src/napi_args.h"
 #include "cuda_api.h"
 
 namespace mmgpt {
@@ -58,31 +59,12 @@ void finalizeBuf(napi_env, void* data, void*) {
   delete b;
 }
 
-std::string numStr(double d) {
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.17g", d);
-  return buf;
-}
+const char* const kHostNote = " (host memory; cuda buffers come from alloc/upload)";
 
-std::string describe(const Napi::Value& v) {
-  if (v.IsUndefined()) return "undefined";
-  if (v.IsNull()) return "null";
-  if (v.IsNumber()) return numStr(v.As<Napi::Number>().DoubleValue());
-  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
-  if (v.IsString()) return "a string";
-  if (v.IsTypedArray()) {
-    switch (v.As<Napi::TypedArray>().TypedArrayType()) {
-      case napi_float32_array:
-        return "a Float32Array (host memory; cuda buffers come from alloc/upload)";
-      case napi_int32_array:
-        return "an Int32Array (host memory; cuda buffers come from alloc/upload)";
-      default:
-        return "a typed array";
-    }
-  }
-  if (v.IsArray()) return "an array";
-  return "an object";
-}
+std::string describe(const Napi::Value& v) { return mmgpt::napi::describe(v, kHostNote); }
+using mmgpt::napi::numStr;
+using mmgpt::napi::opCode;
+using mmgpt::napi::toUint32;
 
 /** Throws the pending CUDA error: RangeError for argument/index errors (rc 2), else Error. */
 void check(Napi::Env env, int rc) {
@@ -91,22 +73,11 @@ void check(Napi::Env env, int rc) {
   throw Napi::Error::New(env, mmgpt_cuda_error());
 }
 
-class Args {
+/** ArgsBase (napi_args.h, shared with the cpu glue) plus cuda buffer handles. */
+class Args : public mmgpt::napi::ArgsBase {
  public:
-  Args(const Napi::CallbackInfo& info, const char* fn, size_t nargs) : info_(info), fn_(fn) {
-    if (info.Length() != nargs) {
-      typeError("expects " + std::to_string(nargs) + " arguments, got " +
-                std::to_string(info.Length()));
-    }
-  }
-  Napi::Env env() const { return info_.Env(); }
-
-  [[noreturn]] void typeError(const std::string& msg) const {
-    throw Napi::TypeError::New(info_.Env(), fn_ + ": " + msg);
-  }
-  [[noreturn]] void rangeError(const std::string& msg) const {
-    throw Napi::RangeError::New(info_.Env(), fn_ + ": " + msg);
-  }
+  Args(const Napi::CallbackInfo& info, const char* fn, size_t nargs)
+      : ArgsBase(info, fn, nargs, kHostNote) {}
 
   /** A live cuda buffer of the given dtype (ANY: either) with at least minLength elements. */
   DevBuf* buf(size_t i, const char* name, int dtype, int64_t minLength) const {
@@ -137,67 +108,12 @@ class Args {
     return static_cast<int32_t*>(buf(i, name, I32, minLength)->ptr);
   }
 
-  double number(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsNumber()) typeError(std::string(name) + " must be a number, got " + describe(v));
-    return v.As<Napi::Number>().DoubleValue();
-  }
-  /** A non-negative integer below 2^53. */
-  int64_t size(size_t i, const char* name) const {
-    const double d = number(i, name);
-    if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-      rangeError(std::string(name) + " must be a non-negative integer, got " + numStr(d));
-    }
-    return (int64_t)d;
-  }
-  bool flag(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsBoolean()) typeError(std::string(name) + " must be a boolean, got " + describe(v));
-    return v.As<Napi::Boolean>().Value();
-  }
-  std::string str(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsString()) typeError(std::string(name) + " must be a string, got " + describe(v));
-    return v.As<Napi::String>().Utf8Value();
-  }
   int dtype(size_t i) const {
     const std::string s = str(i, "dtype");
     if (s == "float32") return F32;
     if (s == "int32") return I32;
     typeError("dtype must be 'float32' or 'int32', got '" + s + "'");
   }
-  /** An array of non-negative integers (shape, strides, perm), at most 16 long. */
-  std::vector<int64_t> ints(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsArray()) typeError(std::string(name) + " must be an array of integers");
-    const Napi::Array arr = v.As<Napi::Array>();
-    const uint32_t len = arr.Length();
-    if (len > 16) {
-      rangeError(std::string(name) + " has rank " + std::to_string(len) + " (at most 16 supported)");
-    }
-    std::vector<int64_t> out(len);
-    for (uint32_t j = 0; j < len; j++) {
-      const Napi::Value e = arr.Get(j);
-      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-        rangeError(std::string(name) + "[" + std::to_string(j) +
-                   "] must be a non-negative integer, got " + describe(e));
-      }
-      out[j] = (int64_t)d;
-    }
-    return out;
-  }
-  int64_t mul(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-  int64_t add(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-
   static DevBuf* unwrap(const Napi::Value& v) {
     if (!v.IsObject() || v.IsTypedArray() || v.IsArray()) return nullptr;
     napi_env env = v.Env();
@@ -209,33 +125,7 @@ class Args {
     if (napi_unwrap(env, v, &data) != napi_ok) return nullptr;
     return static_cast<DevBuf*>(data);
   }
-
- private:
-  const Napi::CallbackInfo& info_;
-  std::string fn_;
 };
-
-/** JS ToUint32 of a number (the bit pattern an Int32Array store gives). */
-uint32_t toUint32(double d) {
-  if (!isfinite(d)) return 0;
-  double t = fmod(trunc(d), 4294967296.0);
-  if (t < 0) t += 4294967296.0;
-  return (uint32_t)t;
-}
-
-int opCode(const Args& c, const std::string& op, bool unary) {
-  static const char* const binaryNames[] = {"add", "sub", "mul", "div"};
-  static const char* const unaryNames[] = {"exp",  "log", "tanh", "relu",
-                                           "gelu", "neg", "sqrt", "square"};
-  const char* const* names = unary ? unaryNames : binaryNames;
-  const int count = unary ? 8 : 4;
-  for (int i = 0; i < count; i++) {
-    if (op == names[i]) return i;
-  }
-  std::string accepted;
-  for (int i = 0; i < count; i++) accepted += (i ? ", " : "") + std::string(names[i]);
-  c.typeError("unknown op '" + op + "' (accepted: " + accepted + ")");
-}
 
 /** A JS handle for a new device buffer (zero-filled unless zeroFill is false). */
 Napi::Object newBuf(Napi::Env env, int64_t size, int dtype, bool zeroFill) {
@@ -822,36 +712,25 @@ Napi::Value AddLayerNorm(const Napi::CallbackInfo& info) {
 
 Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
   Args c(info, "adamMulti", 14);
-  const char* names[6] = {"params", "grads", "m", "v", "sizes", "weightDecays"};
-  Napi::Array lists[6];
-  for (int k = 0; k < 6; k++) {
-    if (!info[k].IsArray()) c.typeError(std::string(names[k]) + " must be an array");
-    lists[k] = info[k].As<Napi::Array>();
-    if (lists[k].Length() != lists[0].Length()) {
-      c.rangeError(std::string(names[k]) + " has " + std::to_string(lists[k].Length()) +
-                   " elements but params has " + std::to_string(lists[0].Length()));
-    }
-  }
-  const int64_t count = lists[0].Length();
+  int64_t count = -1;
+  const Napi::Array ps = c.list(0, "params", &count, "params");
+  const Napi::Array gs = c.list(1, "grads", &count, "params");
+  const Napi::Array ms = c.list(2, "m", &count, "params");
+  const Napi::Array vs = c.list(3, "v", &count, "params");
+  const Napi::Array sizes = c.list(4, "sizes", &count, "params");
+  const Napi::Array wds = c.list(5, "weightDecays", &count, "params");
   std::vector<float*> p(count), m(count), v(count);
   std::vector<const float*> g(count);
   std::vector<int64_t> n(count);
   std::vector<double> wd(count);
-  for (int64_t i = 0; i < count; i++) {
-    const uint32_t k = (uint32_t)i;
+  for (uint32_t i = 0; i < (uint32_t)count; i++) {
     const std::string at = "[" + std::to_string(i) + "]";
-    const Napi::Value sv = lists[4].Get(k), wv = lists[5].Get(k);
-    const double sd = sv.IsNumber() ? sv.As<Napi::Number>().DoubleValue() : -1;
-    if (!(sd >= 0) || sd > 9007199254740991.0 || sd != floor(sd)) {
-      c.rangeError("sizes" + at + " must be a non-negative integer");
-    }
-    if (!wv.IsNumber()) c.typeError("weightDecays" + at + " must be a number");
-    n[i] = (int64_t)sd;
-    wd[i] = wv.As<Napi::Number>().DoubleValue();
-    p[i] = static_cast<float*>(c.bufValue(lists[0].Get(k), "params" + at, F32, n[i])->ptr);
-    g[i] = static_cast<float*>(c.bufValue(lists[1].Get(k), "grads" + at, F32, n[i])->ptr);
-    m[i] = static_cast<float*>(c.bufValue(lists[2].Get(k), "m" + at, F32, n[i])->ptr);
-    v[i] = static_cast<float*>(c.bufValue(lists[3].Get(k), "v" + at, F32, n[i])->ptr);
+    n[i] = c.sizeAt(sizes, i, "sizes");
+    wd[i] = c.numberAt(wds, i, "weightDecays");
+    p[i] = static_cast<float*>(c.bufValue(ps.Get(i), "params" + at, F32, n[i])->ptr);
+    g[i] = static_cast<float*>(c.bufValue(gs.Get(i), "grads" + at, F32, n[i])->ptr);
+    m[i] = static_cast<float*>(c.bufValue(ms.Get(i), "m" + at, F32, n[i])->ptr);
+    v[i] = static_cast<float*>(c.bufValue(vs.Get(i), "v" + at, F32, n[i])->ptr);
   }
   mmgpt::AdamArgs a;
   a.lr = c.number(6, "lr");

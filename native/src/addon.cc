@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "napi_args.h"
 
 namespace mmgpt {
 // The CUDA backend's entry points (native/cuda/addon_cuda.cc): `exports.cuda`.
@@ -32,25 +33,18 @@ namespace {
 const mmgpt::KernelTable* gTable = nullptr;
 int gThreads = 1;
 
-// ---- argument checking ---------------------------------------------------------------------
+// ---- argument checking (the shared checks: napi_args.h) ---------------------------------------
 
-class Call {
+using mmgpt::napi::opCode;
+using mmgpt::napi::toUint32;
+
+/** ArgsBase plus the cpu backend's buffers: Float32Array / Int32Array, read in place. */
+class Call : public mmgpt::napi::ArgsBase {
  public:
-  Call(const Napi::CallbackInfo& info, const char* fn, size_t nargs) : info_(info), fn_(fn) {
-    if (info.Length() != nargs) {
-      typeError("expects " + std::to_string(nargs) + " arguments, got " +
-                std::to_string(info.Length()));
-    }
+  Call(const Napi::CallbackInfo& info, const char* fn, size_t nargs)
+      : ArgsBase(info, fn, nargs, "") {
+    static_assert(ArgsBase::kMaxRank == (uint32_t)mmgpt::kMaxRank, "one rank limit");
   }
-
-  [[noreturn]] void typeError(const std::string& msg) const {
-    throw Napi::TypeError::New(info_.Env(), fn_ + ": " + msg);
-  }
-  [[noreturn]] void rangeError(const std::string& msg) const {
-    throw Napi::RangeError::New(info_.Env(), fn_ + ": " + msg);
-  }
-
-  Napi::Env env() const { return info_.Env(); }
 
   /** A typed array of the given kind with at least minLength elements: its data pointer. */
   void* array(size_t i, const char* name, napi_typedarray_type type, int64_t minLength) const {
@@ -66,10 +60,10 @@ class Call {
         napi_get_typedarray_info(info_.Env(), value, &actual, &length, &data, nullptr,
                                  nullptr) != napi_ok ||
         actual != type) {
-      typeError(std::string(name) + " must be " + typeName(type) + ", got " + describe(value));
+      typeError(name + " must be " + typeName(type) + ", got " + describe(value));
     }
     if ((int64_t)length < minLength) {
-      rangeError(std::string(name) + " has " + std::to_string(length) +
+      rangeError(name + " has " + std::to_string(length) +
                  " elements but the kernel needs at least " + std::to_string(minLength));
     }
     return data;
@@ -95,122 +89,11 @@ class Call {
   /** Length of a typed array of 4-byte elements (for checks that depend on it). */
   int64_t lengthOf(size_t i) const { return (int64_t)info_[i].As<Napi::TypedArray>().ElementLength(); }
 
-  double number(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsNumber()) typeError(std::string(name) + " must be a number, got " + describe(v));
-    return v.As<Napi::Number>().DoubleValue();
-  }
-  /** A non-negative integer below 2^53. */
-  int64_t size(size_t i, const char* name) const {
-    const double d = number(i, name);
-    if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-      rangeError(std::string(name) + " must be a non-negative integer, got " + numStr(d));
-    }
-    return (int64_t)d;
-  }
-  bool flag(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsBoolean()) typeError(std::string(name) + " must be a boolean, got " + describe(v));
-    return v.As<Napi::Boolean>().Value();
-  }
-  std::string str(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsString()) typeError(std::string(name) + " must be a string, got " + describe(v));
-    return v.As<Napi::String>().Utf8Value();
-  }
-  /** An array of non-negative integers (shape, strides, perm) of length <= kMaxRank. */
-  std::vector<int64_t> ints(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsArray()) typeError(std::string(name) + " must be an array of integers");
-    const Napi::Array arr = v.As<Napi::Array>();
-    const uint32_t len = arr.Length();
-    if (len > (uint32_t)mmgpt::kMaxRank) {
-      rangeError(std::string(name) + " has rank " + std::to_string(len) + " (at most " +
-                 std::to_string(mmgpt::kMaxRank) + " supported)");
-    }
-    std::vector<int64_t> out(len);
-    for (uint32_t j = 0; j < len; j++) {
-      const Napi::Value e = arr.Get(j);
-      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-        rangeError(std::string(name) + "[" + std::to_string(j) +
-                   "] must be a non-negative integer, got " + describe(e));
-      }
-      out[j] = (int64_t)d;
-    }
-    return out;
-  }
-
-  /** a * b, or a RangeError if it overflows int64 (sizes from JS can be up to 2^53). */
-  int64_t mul(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-  int64_t add(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-
  private:
   static const char* typeName(napi_typedarray_type t) {
     return t == napi_float32_array ? "a Float32Array" : "an Int32Array";
   }
-  static std::string numStr(double d) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.17g", d);
-    return buf;
-  }
-  static std::string describe(const Napi::Value& v) {
-    if (v.IsUndefined()) return "undefined";
-    if (v.IsNull()) return "null";
-    if (v.IsNumber()) return numStr(v.As<Napi::Number>().DoubleValue());
-    if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
-    if (v.IsString()) return "a string";
-    if (v.IsTypedArray()) {
-      switch (v.As<Napi::TypedArray>().TypedArrayType()) {
-        case napi_float32_array:
-          return "a Float32Array";
-        case napi_int32_array:
-          return "an Int32Array";
-        case napi_float64_array:
-          return "a Float64Array";
-        case napi_uint8_array:
-          return "a Uint8Array";
-        default:
-          return "another typed array";
-      }
-    }
-    if (v.IsArray()) return "an array";
-    return "an object";
-  }
-
-  const Napi::CallbackInfo& info_;
-  std::string fn_;
 };
-
-/** JS ToUint32 / ToInt32 of a number (what storing into a Uint32Array / Int32Array does). */
-uint32_t toUint32(double d) {
-  if (!isfinite(d)) return 0;
-  double t = fmod(trunc(d), 4294967296.0);
-  if (t < 0) t += 4294967296.0;
-  return (uint32_t)t;
-}
-
-int opCode(const Call& c, const std::string& op, bool unary) {
-  static const char* const binaryNames[] = {"add", "sub", "mul", "div"};
-  static const char* const unaryNames[] = {"exp",  "log", "tanh", "relu",
-                                           "gelu", "neg", "sqrt", "square"};
-  const char* const* names = unary ? unaryNames : binaryNames;
-  const int count = unary ? 8 : 4;
-  for (int i = 0; i < count; i++) {
-    if (op == names[i]) return i;
-  }
-  std::string accepted;
-  for (int i = 0; i < count; i++) accepted += (i ? ", " : "") + std::string(names[i]);
-  c.typeError("unknown op '" + op + "' (accepted: " + accepted + ")");
-}
 
 // ---- memory and elementwise --------------------------------------------------------------------
 
@@ -747,47 +630,27 @@ Napi::Value AddLayerNorm(const Napi::CallbackInfo& info) {
   return c.env().Undefined();
 }
 
-/** A JS array argument of exactly `count` elements (count < 0: any length, returned). */
-Napi::Array listArg(const Call& c, const Napi::CallbackInfo& info, size_t i, const char* name,
-                    int64_t* count) {
-  if (!info[i].IsArray()) c.typeError(std::string(name) + " must be an array");
-  Napi::Array arr = info[i].As<Napi::Array>();
-  if (*count < 0) {
-    *count = arr.Length();
-  } else if ((int64_t)arr.Length() != *count) {
-    c.rangeError(std::string(name) + " has " + std::to_string(arr.Length()) +
-                 " elements but params has " + std::to_string(*count));
-  }
-  return arr;
-}
-
 Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
   Call c(info, "adamMulti", 14);
   int64_t count = -1;
-  const Napi::Array ps = listArg(c, info, 0, "params", &count);
-  const Napi::Array gs = listArg(c, info, 1, "grads", &count);
-  const Napi::Array ms = listArg(c, info, 2, "m", &count);
-  const Napi::Array vs = listArg(c, info, 3, "v", &count);
-  const Napi::Array sizes = listArg(c, info, 4, "sizes", &count);
-  const Napi::Array wds = listArg(c, info, 5, "weightDecays", &count);
+  const Napi::Array ps = c.list(0, "params", &count, "params");
+  const Napi::Array gs = c.list(1, "grads", &count, "params");
+  const Napi::Array ms = c.list(2, "m", &count, "params");
+  const Napi::Array vs = c.list(3, "v", &count, "params");
+  const Napi::Array sizes = c.list(4, "sizes", &count, "params");
+  const Napi::Array wds = c.list(5, "weightDecays", &count, "params");
   std::vector<float*> p(count), m(count), v(count);
   std::vector<const float*> g(count);
   std::vector<int64_t> n(count);
   std::vector<double> wd(count);
-  for (int64_t i = 0; i < count; i++) {
+  for (uint32_t i = 0; i < (uint32_t)count; i++) {
     const std::string at = "[" + std::to_string(i) + "]";
-    const Napi::Value sv = sizes.Get((uint32_t)i), wv = wds.Get((uint32_t)i);
-    const double sd = sv.IsNumber() ? sv.As<Napi::Number>().DoubleValue() : -1;
-    if (!(sd >= 0) || sd > 9007199254740991.0 || sd != floor(sd)) {
-      c.rangeError("sizes" + at + " must be a non-negative integer");
-    }
-    if (!wv.IsNumber()) c.typeError("weightDecays" + at + " must be a number");
-    n[i] = (int64_t)sd;
-    wd[i] = wv.As<Napi::Number>().DoubleValue();
-    p[i] = static_cast<float*>(c.arrayValue(ps.Get((uint32_t)i), "params" + at, napi_float32_array, n[i]));
-    g[i] = static_cast<float*>(c.arrayValue(gs.Get((uint32_t)i), "grads" + at, napi_float32_array, n[i]));
-    m[i] = static_cast<float*>(c.arrayValue(ms.Get((uint32_t)i), "m" + at, napi_float32_array, n[i]));
-    v[i] = static_cast<float*>(c.arrayValue(vs.Get((uint32_t)i), "v" + at, napi_float32_array, n[i]));
+    n[i] = c.sizeAt(sizes, i, "sizes");
+    wd[i] = c.numberAt(wds, i, "weightDecays");
+    p[i] = static_cast<float*>(c.arrayValue(ps.Get(i), "params" + at, napi_float32_array, n[i]));
+    g[i] = static_cast<float*>(c.arrayValue(gs.Get(i), "grads" + at, napi_float32_array, n[i]));
+    m[i] = static_cast<float*>(c.arrayValue(ms.Get(i), "m" + at, napi_float32_array, n[i]));
+    v[i] = static_cast<float*>(c.arrayValue(vs.Get(i), "v" + at, napi_float32_array, n[i]));
   }
   mmgpt::AdamArgs a;
   a.lr = c.number(6, "lr");
