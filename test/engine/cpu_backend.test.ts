@@ -41,6 +41,8 @@ import {
   loadNativeAddon,
   setCpuThreads,
 } from '../../src/engine/backends/cpu';
+import { assertClose, makeRng, padded, randArray, randInts, runBoth, ULP } from './backend_helpers';
+import type { HostArray, Rng } from './backend_helpers';
 
 const loadedBackend = loadCpuBackend();
 const skip = 'error' in loadedBackend ? `cpu backend unavailable: ${loadedBackend.error}` : false;
@@ -91,64 +93,6 @@ function forEachConfig(fn: (cfg: string) => void): void {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
-function makeRng(seed: number): (lo?: number, hi?: number) => number {
-  let state = seed >>> 0;
-  return (lo = -1, hi = 1) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * state) / 4294967296;
-  };
-}
-
-type Rng = ReturnType<typeof makeRng>;
-
-function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng(lo, hi);
-  return out;
-}
-
-function randInts(rng: Rng, n: number, lo: number, hi: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rng(lo, hi));
-  return out;
-}
-
-const ULP = 2 ** -23;
-
-/** An output buffer of n elements plus 19 sentinels (7.5) that no kernel may overwrite. */
-function padded(n: number): Float32Array {
-  return new Float32Array(n + 19).fill(7.5);
-}
-
-/**
- * |actual - expected| <= rel * max(|expected|, floor) per element; NaN and infinities must match
- * exactly. rel = 0 demands bit-identical values (-0 and 0 counted equal).
- */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-  floor = 1e-30,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (!(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)))) {
-        assert.fail(`${what}[${i}]: got ${a}, expected ${e}`);
-      }
-      continue;
-    }
-    const tol = rel * Math.max(Math.abs(e), floor);
-    if (!(Math.abs(a - e) <= tol)) {
-      assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)}, tol ${tol})`);
-    }
-  }
-}
-
 function f32(buf: object): Float32Array {
   assert.ok(buf instanceof Float32Array);
   return buf;
@@ -160,15 +104,12 @@ function i32(buf: object): Int32Array {
 }
 
 /** Runs `kernel` on copies of `inputs` with both backends; returns the two sets of buffers. */
-function both<T extends (Float32Array | Int32Array)[]>(
+function both<T extends HostArray[]>(
   inputs: T,
   kernel: (be: Backend, bufs: T) => void,
 ): { js: T; cpu: T } {
-  const jsBufs = inputs.map((b) => b.slice()) as T;
-  const cpuBufs = inputs.map((b) => b.slice()) as T;
-  kernel(jsBackend, jsBufs);
-  kernel(cpu(), cpuBufs);
-  return { js: jsBufs, cpu: cpuBufs };
+  const r = runBoth(cpu(), inputs, kernel);
+  return { js: r.js, cpu: r.be };
 }
 
 const ODD_SIZES = [1, 2, 7, 13, 16, 17, 31, 61, 64, 100, 257];

@@ -47,6 +47,8 @@ import {
 } from '../../src/engine/backends/cuda';
 import { getBackend, isBackend, loadBackend, setBackend } from '../../src/engine/registry';
 import { makeTrainStep } from '../../bench/train_step';
+import { assertClose, makeRng, padded, randArray, randInts, runBoth, ULP } from './backend_helpers';
+import type { HostArray, Rng } from './backend_helpers';
 import * as F from '../../src/engine/ops';
 import { keep, tidy } from '../../src/engine/tensor';
 import { GPT } from '../../src/gpt/model';
@@ -66,70 +68,6 @@ function cuda(): Backend {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
-function makeRng(seed: number): (lo?: number, hi?: number) => number {
-  let state = seed >>> 0;
-  return (lo = -1, hi = 1) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * state) / 4294967296;
-  };
-}
-
-type Rng = ReturnType<typeof makeRng>;
-
-function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng(lo, hi);
-  return out;
-}
-
-function randInts(rng: Rng, n: number, lo: number, hi: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rng(lo, hi));
-  return out;
-}
-
-const ULP = 2 ** -23;
-
-/** An output buffer of n elements plus 19 sentinels (7.5) that no kernel may overwrite. */
-function padded(n: number): Float32Array {
-  return new Float32Array(n + 19).fill(7.5);
-}
-
-/**
- * |actual - expected| <= rel * max(|expected|, floor) per element; NaN and infinities must match
- * exactly. rel = 0 demands bit-identical values (-0 and 0 counted equal).
- */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-  floor = 1e-30,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (!(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)))) {
-        assert.fail(`${what}[${i}]: got ${a}, expected ${e}`);
-      }
-      continue;
-    }
-    const tol = rel * Math.max(Math.abs(e), floor);
-    if (!(Math.abs(a - e) <= tol)) {
-      assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)}, tol ${tol})`);
-    }
-  }
-}
-
-type HostArray = Float32Array | Int32Array;
-
-function dtypeOf(a: HostArray): DType {
-  return a instanceof Float32Array ? 'float32' : 'int32';
-}
-
 /**
  * Runs `kernel` with the js backend on host copies of `inputs` and with the cuda backend on
  * uploaded copies, then downloads every cuda buffer (whole, sentinels included).
@@ -138,14 +76,8 @@ function both<T extends HostArray[]>(
   inputs: T,
   kernel: (be: Backend, bufs: T) => void,
 ): { js: T; cuda: T } {
-  const jsBufs = inputs.map((b) => b.slice()) as T;
-  kernel(jsBackend, jsBufs);
-  const be = cuda();
-  const devBufs = inputs.map((b) => be.upload(b));
-  kernel(be, devBufs as unknown as T);
-  const back = inputs.map((b, i) => be.download(devBufs[i], b.length, dtypeOf(b))) as T;
-  devBufs.forEach((b) => be.free(b));
-  return { js: jsBufs, cuda: back };
+  const r = runBoth(cuda(), inputs, kernel);
+  return { js: r.js, cuda: r.be };
 }
 
 const ODD_SIZES = [1, 2, 7, 31, 32, 33, 61, 100, 257, 1000];

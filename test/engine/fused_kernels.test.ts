@@ -24,8 +24,7 @@ import type { AdamParams, Backend } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
 import { loadCpuBackend } from '../../src/engine/backends/cpu';
 import { loadCudaBackend } from '../../src/engine/backends/cuda';
-
-const ULP = 2 ** -23;
+import { assertClose, makeRng, padded, randArray, runBoth, ULP } from './backend_helpers';
 
 interface Target {
   name: string;
@@ -51,72 +50,6 @@ const targets: Target[] = [
     tol: { ceGrad: 4 * ULP, ceLoss: 4 * ULP, gelu: ULP, ln: ULP, adam: 4 * ULP },
   },
 ];
-
-// ---- helpers ---------------------------------------------------------------------------------
-
-function makeRng(seed: number): (lo?: number, hi?: number) => number {
-  let state = seed >>> 0;
-  return (lo = -1, hi = 1) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * state) / 4294967296;
-  };
-}
-type Rng = ReturnType<typeof makeRng>;
-
-function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng(lo, hi);
-  return out;
-}
-
-/** An output buffer of n elements plus 19 sentinels (7.5) that no kernel may overwrite. */
-function padded(n: number): Float32Array {
-  return new Float32Array(n + 19).fill(7.5);
-}
-
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-  floor = 1e-30,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (!(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e))))
-        assert.fail(`${what}[${i}]: got ${a}, expected ${e}`);
-      continue;
-    }
-    const tol = rel * Math.max(Math.abs(e), floor);
-    if (!(Math.abs(a - e) <= tol))
-      assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)}, tol ${tol})`);
-  }
-}
-
-type HostArray = Float32Array | Int32Array;
-
-/**
- * Runs `kernel` with the js backend on host copies of `inputs` and with `be` on uploaded copies,
- * then downloads every buffer of `be` (whole, sentinels included).
- */
-function both<T extends HostArray[]>(
-  be: Backend,
-  inputs: T,
-  kernel: (b: Backend, bufs: T) => void,
-): { js: T; be: T } {
-  const jsBufs = inputs.map((b) => b.slice()) as T;
-  kernel(jsBackend, jsBufs);
-  const dev = inputs.map((b) => be.upload(b));
-  kernel(be, dev as unknown as T);
-  const back = inputs.map((b, i) =>
-    be.download(dev[i], b.length, b instanceof Float32Array ? 'float32' : 'int32'),
-  ) as T;
-  dev.forEach((b) => be.free(b));
-  return { js: jsBufs, be: back };
-}
 
 // ---- the suite, once per backend ---------------------------------------------------------------
 
@@ -149,7 +82,7 @@ for (const target of targets) {
           if (ignored === 'all' || (ignored === 'some' && r % 3 === 1)) tg[r] = -1;
         }
         const count = Math.max(1, tg.filter((t) => t >= 0).length);
-        const out = both(
+        const out = runBoth(
           be(),
           [logits, tg, padded(rows), padded(1), padded(rows * v)],
           (b, [l, t, losses, loss, g]) => b.crossEntropyMean(l, t, losses, loss, g, rows, v),
@@ -188,13 +121,15 @@ for (const target of targets) {
       const x = randArray(rng, rows * n, -4, 4);
       const bias = randArray(rng, n);
       const gy = randArray(rng, rows * n);
-      const fwd = both(be(), [x, bias, padded(rows * n)], (b, [xb, bb, o]) =>
+      const fwd = runBoth(be(), [x, bias, padded(rows * n)], (b, [xb, bb, o]) =>
         b.biasGelu(xb, bb, o, rows, n),
       );
       const what = `${target.name} biasGelu ${rows}x${n}`;
       assertClose(fwd.be[2], fwd.js[2], tol.gelu, what, 1);
-      const bwd = both(be(), [x, bias, gy, padded(rows * n), padded(n)], (b, [xb, bb, g, gx, gb]) =>
-        b.biasGeluBackward(xb, bb, g, gx, gb, rows, n),
+      const bwd = runBoth(
+        be(),
+        [x, bias, gy, padded(rows * n), padded(n)],
+        (b, [xb, bb, g, gx, gb]) => b.biasGeluBackward(xb, bb, g, gx, gb, rows, n),
       );
       assertClose(bwd.be[3], bwd.js[3], tol.gelu, `${what} gx`, 1);
       for (let j = 0; j < n; j++) {
@@ -218,7 +153,7 @@ for (const target of targets) {
       const r = randArray(rng, rows * d);
       const w = randArray(rng, d);
       const bias = randArray(rng, d);
-      const out = both(
+      const out = runBoth(
         be(),
         [x, r, w, bias, padded(rows * d), padded(rows * d), padded(rows), padded(rows)],
         (b, [xb, rb, wb, bb, h, o, mean, rstd]) =>
