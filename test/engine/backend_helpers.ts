@@ -1,4 +1,4 @@
-// Helpers shared by the backend test suites (cpu_backend, cuda_backend, fused_kernels): seeded
+// Helpers shared by the backend test suites (cpu_backend, cuda_backend, native_backends): seeded
 // random data, sentinel-padded outputs, per-element tolerance checks, and running one kernel on
 // the reference backend and on a native one with the same inputs.
 

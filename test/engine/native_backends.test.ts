@@ -1,13 +1,21 @@
-// The fused training-step kernels of the Backend interface (crossEntropyMean, biasGelu and its
-// backward, addLayerNorm, adamMulti) agree with the reference backend (backends/js.ts) on every
-// native backend that loads: one suite parametrised by backend, with the tolerances per backend.
-// Sizes are odd (1, primes, the model's 1058 classes) and cross the kernels' regimes (ignored
-// and all-ignored targets, > 24 tensors and tensors of several 4096-element blocks for the
-// multi-tensor Adam, clipping on and off). Outputs carry sentinel padding, so a kernel writing
-// past its last element fails. The cuda backend runs on a GPU or, with MMGPT_CUDA_ADDON=native/
-// build/cuda-emu/mmgpt_cuda_emu.node, on the CPU emulator of its kernels; elsewhere it is skipped.
+// One suite for every native backend (cpu, cuda): each kernel agrees with the reference backend
+// (backends/js.ts) on the same inputs, with the tolerances per backend. A backend that does not
+// load here is skipped with its reason; the cuda backend runs on a GPU or, with MMGPT_CUDA_ADDON=
+// native/build/cuda-emu/mmgpt_cuda_emu.node, on the CPU emulator of its kernels (smaller sizes).
+// The cpu backend runs every kernel once per configuration: each SIMD build this processor can run
+// with the default thread count, and the default build with 1 thread (the kernels split work
+// differently). Outputs carry sentinel padding, so a kernel writing past its last element fails.
+// (cpu_backend.test.ts and cuda_backend.test.ts still hold the kernels not moved here yet, and
+// each backend's own matters: SIMD paths and threads; device buffers, launch regimes, training.)
+//
+// Kernels here: im2col, col2im, nearestCode, dropoutMask, adam, and the fused training-step kernels (crossEntropyMean,
+// biasGelu and its backward, addLayerNorm, adamMulti), across their regimes (ignored and
+// all-ignored targets; > 24 tensors and tensors of several 4096-element blocks for the
+// multi-tensor Adam, clipping on and off).
 //
 // Tolerances (relative to max(|expected|, floor), per element), cpu / cuda:
+// - im2col, col2im, nearestCode indices, dropoutMask: exact on both; nearestCode distances 1 ulp;
+// - adam: 1 ulp on both (float64 like the reference; FMA contraction);
 // - crossEntropyMean gradient: 2e-6 (floor 1e-6 / count) / 4 ulp: the cpu's float32 exp of a
 //   float32 difference (as its crossEntropy), the device's float64 exp; losses 1e-6 / 4 ulp;
 //   the mean loss 1e-6 / 4 ulp (float64 sums in another order);
@@ -20,15 +28,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import type { AdamParams, Backend } from '../../src/engine/backend';
+import type { AdamParams, Backend, Conv2dGeometry } from '../../src/engine/backend';
+import { convOutSize } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
-import { loadCpuBackend } from '../../src/engine/backends/cpu';
-import { loadCudaBackend } from '../../src/engine/backends/cuda';
+import { loadCpuBackend, loadNativeAddon } from '../../src/engine/backends/cpu';
+import { cudaBackendInfo, loadCudaBackend } from '../../src/engine/backends/cuda';
 import { assertClose, makeRng, padded, randArray, runBoth, ULP } from './backend_helpers';
 
 interface Target {
   name: string;
   backend: Backend | { error: string };
+  /** Runs fn once per configuration of the backend (fn gets a label). */
+  forEachConfig: (fn: (cfg: string) => void) => void;
+  /** The large size of elementwise tests (smaller on the CUDA emulator). */
+  big: number;
   tol: {
     ceGrad: number;
     ceLoss: number;
@@ -38,15 +51,45 @@ interface Target {
   };
 }
 
+/** Every SIMD build with the default thread count, then the default build with 1 thread. */
+function forEachCpuConfig(fn: (cfg: string) => void): void {
+  const loaded = loadNativeAddon();
+  if ('error' in loaded) return;
+  const addon = loaded.addon;
+  const originalSimd = addon.simdPath();
+  const originalThreads = addon.getNumThreads();
+  const configs: [string, number][] = addon
+    .availableSimdPaths()
+    .map((simd): [string, number] => [simd, originalThreads]);
+  if (originalThreads > 1) configs.push([originalSimd, 1]);
+  try {
+    for (const [simd, threads] of configs) {
+      addon.setSimdPath(simd);
+      addon.setNumThreads(threads);
+      fn(`${simd}/${threads}t`);
+    }
+  } finally {
+    addon.setSimdPath(originalSimd);
+    addon.setNumThreads(originalThreads);
+  }
+}
+
+const cudaInfo = cudaBackendInfo();
+const cudaEmulated = !('error' in cudaInfo) && cudaInfo.emulated;
+
 const targets: Target[] = [
   {
     name: 'cpu',
     backend: loadCpuBackend(),
+    forEachConfig: forEachCpuConfig,
+    big: 100003,
     tol: { ceGrad: 2e-6, ceLoss: 1e-6, gelu: 2e-6, ln: ULP, adam: 4 * ULP },
   },
   {
     name: 'cuda',
     backend: loadCudaBackend(),
+    forEachConfig: (fn) => fn('device'),
+    big: cudaEmulated ? 10007 : 100003,
     tol: { ceGrad: 4 * ULP, ceLoss: 4 * ULP, gelu: ULP, ln: ULP, adam: 4 * ULP },
   },
 ];
@@ -60,6 +103,122 @@ for (const target of targets) {
     return target.backend;
   };
   const { tol } = target;
+
+  test(`${target.name}: dropoutMask is bit-identical to the reference`, { skip }, () => {
+    for (const [n, p, seed] of [
+      [1, 0.5, 0],
+      [257, 0.1, 12345],
+      [target.big, 0.3, 0xdeadbeef],
+      [64, 0, 7],
+      [100, 1, 3], // keeps nothing (scale 1/0 is never used)
+      [5000, 3 / 16777216, 9], // threshold at the uniform's resolution
+    ]) {
+      target.forEachConfig((cfg) => {
+        const r = runBoth(be(), [padded(n)], (b, [out]) => b.dropoutMask(out, n, p, seed));
+        assertClose(r.be[0], r.js[0], 0, `${target.name} dropoutMask n=${n} p=${p} ${cfg}`);
+      });
+    }
+  });
+
+  test(`${target.name}: im2col and col2im match the reference`, { skip }, () => {
+    const rng = makeRng(12);
+    target.forEachConfig((cfg) => {
+      for (const [n, c, h, w, kh, kw, stride, pad] of [
+        [1, 1, 1, 1, 1, 1, 1, 0],
+        [2, 3, 7, 5, 3, 3, 1, 1],
+        [1, 2, 13, 13, 4, 4, 2, 1],
+        [3, 5, 28, 28, 3, 3, 2, 0],
+        [1, 1, 5, 7, 2, 3, 3, 2],
+      ]) {
+        const ho = convOutSize(h, kh, stride, pad);
+        const wo = convOutSize(w, kw, stride, pad);
+        const g: Conv2dGeometry = { n, c, h, w, kh, kw, stride, pad, ho, wo };
+        const colsLen = n * c * kh * kw * ho * wo;
+        const x = randArray(rng, n * c * h * w);
+        const cols = randArray(rng, colsLen);
+        const r = runBoth(
+          be(),
+          [x, padded(colsLen), cols, randArray(rng, n * c * h * w + 19)],
+          (b, [xi, co, ci, xo]) => {
+            b.im2col(xi, co, g);
+            b.col2im(ci, xo, g);
+          },
+        );
+        const what = `${target.name} ${JSON.stringify(g)} ${cfg}`;
+        assertClose(r.be[1], r.js[1], 0, `im2col ${what}`);
+        assertClose(r.be[3], r.js[3], 0, `col2im ${what}`);
+      }
+    });
+  });
+
+  test(
+    `${target.name}: nearestCode matches the reference (indices exactly, lowest index on ties)`,
+    {
+      skip,
+    },
+    () => {
+      const rng = makeRng(13);
+      for (const [rows, k, d] of [
+        [1, 1, 1],
+        [7, 13, 5],
+        [61, 64, 17],
+        [300, 31, 64],
+        [20, 300, 8], // more codes than cuda threads: each thread scans several
+      ]) {
+        const z = randArray(rng, rows * d);
+        const codebook = randArray(rng, k * d);
+        if (k > 2) codebook.copyWithin(2 * d, 0, d); // rows 0 and 2 tie: index 0 must win
+        if (k > 2) z.set(codebook.subarray(0, d), 0);
+        if (k > 200) codebook.copyWithin(200 * d, 5 * d, 6 * d); // a tie across cuda threads
+        if (k > 200) z.set(codebook.subarray(5 * d, 6 * d), d);
+        const r = runBoth(
+          be(),
+          [z, codebook, new Int32Array(rows + 19).fill(-3), padded(rows)],
+          (b, [zi, cb, idx, dist]) => b.nearestCode(zi, cb, idx, dist, rows, k, d),
+        );
+        const what = `${target.name} nearestCode ${rows}x${k}x${d}`;
+        assertClose(r.be[2], r.js[2], 0, `${what} idx`);
+        assertClose(r.be[3], r.js[3], ULP, `${what} dist`, 1e-30);
+      }
+    },
+  );
+
+  test(
+    `${target.name}: adam matches the reference (Adam + L2 and AdamW, gradient scale)`,
+    {
+      skip,
+    },
+    () => {
+      const rng = makeRng(14);
+      target.forEachConfig((cfg) => {
+        for (const n of [1, 7, 61, target.big]) {
+          for (const decoupled of [false, true]) {
+            const p = randArray(rng, n);
+            const g = randArray(rng, n);
+            const m = randArray(rng, n, -0.1, 0.1);
+            const v = randArray(rng, n, 0, 0.01);
+            const params = {
+              lr: 3e-4,
+              beta1: 0.9,
+              beta2: 0.95,
+              eps: 1e-8,
+              weightDecay: 0.1,
+              decoupled,
+              step: 7,
+              gradScale: 0.5,
+            };
+            const r = runBoth(be(), [p, g, m, v], (b, [pi, gi, mi, vi]) =>
+              b.adam(pi, gi, mi, vi, n, params),
+            );
+            const what = `${target.name} adam n=${n} decoupled=${decoupled} ${cfg}`;
+            assertClose(r.be[0], r.js[0], ULP, `${what} p`, 1e-6);
+            assertClose(r.be[2], r.js[2], ULP, `${what} m`, 1e-9);
+            assertClose(r.be[3], r.js[3], ULP, `${what} v`, 1e-12);
+          }
+        }
+      });
+    },
+  );
 
   test(
     `${target.name}: crossEntropyMean matches the reference (ignored rows, bad targets)`,
