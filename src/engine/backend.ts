@@ -229,7 +229,8 @@ export interface Backend {
    * classifier): the forward and the backward of `crossEntropy` + mean. With count = the number
    * of rows whose target is >= 0 (1 if there are none) and s = float32(1 / count): writes
    * losses[r] = -log softmax(logits[r])[target[r]] (0 for an ignored row), loss[0] =
-   * float32(sum_r losses[r] / count) (the float32 losses summed in row order in float64) and
+   * float32(sum_r losses[r] / count) (the float32 losses summed in float64: in row order on js
+   * and cpu, in a fixed block order on cuda) and
    * gLogits[r, :] = s * (float32(softmax(logits[r])) - onehot(target[r])) (0 for an ignored row):
    * the gradient of loss[0]. A target >= v is an error (as crossEntropy).
    */
