@@ -14,13 +14,18 @@ forward is also run through torch.compile (PyTorch >= 2) and reported separately
 
 The last line of stdout is one JSON object:
   {"torch": version, "device": ..., "threads": n, "eager": {"32": ms, ...},
-   "compile": {...} | null, "forward_b1_ms": ms | null, "peak_rss_mb": MiB, ...}
+   "compile": {...} | null, "forward_b1_ms": ms | null, "peak_rss_mb": MiB,
+   "blas": {"build": {"BLAS_INFO": ..., ...}, "loaded": [paths]}, ...}
+"blas" says what the CPU matmuls run on: the build settings of torch.__config__.show() and the
+BLAS libraries mapped into this process after a matmul (`mmgpt bench` names it and warns when
+it is the slow reference BLAS, as Debian's torch gets without libopenblas0-pthread).
 """
 
 import argparse
 import json
 import math
 import os
+import re
 import resource
 import statistics
 import sys
@@ -181,6 +186,31 @@ def bench_forward_b1(device):
     return ms
 
 
+def blas_info():
+    """The BLAS of torch's CPU matmuls: build settings and the libraries mapped after a matmul."""
+    show = torch.__config__.show()
+    build = {}
+    for key in ("BLAS_INFO", "LAPACK_INFO", "USE_MKL", "USE_OPENMP"):
+        m = re.search(key + r"=([^,\s]+)", show)
+        build[key] = m.group(1) if m else None
+    a = torch.randn(64, 64)
+    float((a @ a).sum())
+    loaded = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) < 6:
+                    continue
+                lib = fields[-1]
+                base = os.path.basename(lib).lower()
+                if any(k in base for k in ("blas", "mkl", "blis", "atlas")) and lib not in loaded:
+                    loaded.append(lib)
+    except OSError:
+        pass
+    return {"build": build, "loaded": loaded}
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", default="32", help="comma-separated batch sizes")
@@ -211,6 +241,7 @@ def main(argv):
         "compile_error": None,
         "last_loss": {},
         "forward_b1_ms": None,
+        "blas": blas_info(),
     }
     for b in batches:
         ms, times, loss = bench_train(b, device, warmup, args.steps, args.budget_s, False)

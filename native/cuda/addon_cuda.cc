@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "../src/napi_args.h"
 #include "cuda_api.h"
 
 namespace mmgpt {
@@ -58,31 +59,12 @@ void finalizeBuf(napi_env, void* data, void*) {
   delete b;
 }
 
-std::string numStr(double d) {
-  char buf[64];
-  snprintf(buf, sizeof buf, "%.17g", d);
-  return buf;
-}
+const char* const kHostNote = " (host memory; cuda buffers come from alloc/upload)";
 
-std::string describe(const Napi::Value& v) {
-  if (v.IsUndefined()) return "undefined";
-  if (v.IsNull()) return "null";
-  if (v.IsNumber()) return numStr(v.As<Napi::Number>().DoubleValue());
-  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
-  if (v.IsString()) return "a string";
-  if (v.IsTypedArray()) {
-    switch (v.As<Napi::TypedArray>().TypedArrayType()) {
-      case napi_float32_array:
-        return "a Float32Array (host memory; cuda buffers come from alloc/upload)";
-      case napi_int32_array:
-        return "an Int32Array (host memory; cuda buffers come from alloc/upload)";
-      default:
-        return "a typed array";
-    }
-  }
-  if (v.IsArray()) return "an array";
-  return "an object";
-}
+std::string describe(const Napi::Value& v) { return mmgpt::napi::describe(v, kHostNote); }
+using mmgpt::napi::numStr;
+using mmgpt::napi::opCode;
+using mmgpt::napi::toUint32;
 
 /** Throws the pending CUDA error: RangeError for argument/index errors (rc 2), else Error. */
 void check(Napi::Env env, int rc) {
@@ -91,28 +73,22 @@ void check(Napi::Env env, int rc) {
   throw Napi::Error::New(env, mmgpt_cuda_error());
 }
 
-class Args {
+/** ArgsBase (napi_args.h, shared with the cpu glue) plus cuda buffer handles. */
+class Args : public mmgpt::napi::ArgsBase {
  public:
-  Args(const Napi::CallbackInfo& info, const char* fn, size_t nargs) : info_(info), fn_(fn) {
-    if (info.Length() != nargs) {
-      typeError("expects " + std::to_string(nargs) + " arguments, got " +
-                std::to_string(info.Length()));
-    }
-  }
-  Napi::Env env() const { return info_.Env(); }
-
-  [[noreturn]] void typeError(const std::string& msg) const {
-    throw Napi::TypeError::New(info_.Env(), fn_ + ": " + msg);
-  }
-  [[noreturn]] void rangeError(const std::string& msg) const {
-    throw Napi::RangeError::New(info_.Env(), fn_ + ": " + msg);
-  }
+  Args(const Napi::CallbackInfo& info, const char* fn, size_t nargs)
+      : ArgsBase(info, fn, nargs, kHostNote) {}
 
   /** A live cuda buffer of the given dtype (ANY: either) with at least minLength elements. */
   DevBuf* buf(size_t i, const char* name, int dtype, int64_t minLength) const {
-    DevBuf* b = unwrap(info_[i]);
+    return bufValue(info_[i], name, dtype, minLength);
+  }
+  /** Like buf, for a value that is not itself an argument (an element of an array argument). */
+  DevBuf* bufValue(const Napi::Value& value, const std::string& name, int dtype,
+                   int64_t minLength) const {
+    DevBuf* b = unwrap(value);
     if (b == nullptr) {
-      typeError(std::string(name) + " must be a cuda buffer, got " + describe(info_[i]));
+      typeError(std::string(name) + " must be a cuda buffer, got " + describe(value));
     }
     if (b->freed) typeError(std::string(name) + " was already freed");
     if (dtype != ANY && b->dtype != dtype) {
@@ -132,67 +108,12 @@ class Args {
     return static_cast<int32_t*>(buf(i, name, I32, minLength)->ptr);
   }
 
-  double number(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsNumber()) typeError(std::string(name) + " must be a number, got " + describe(v));
-    return v.As<Napi::Number>().DoubleValue();
-  }
-  /** A non-negative integer below 2^53. */
-  int64_t size(size_t i, const char* name) const {
-    const double d = number(i, name);
-    if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-      rangeError(std::string(name) + " must be a non-negative integer, got " + numStr(d));
-    }
-    return (int64_t)d;
-  }
-  bool flag(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsBoolean()) typeError(std::string(name) + " must be a boolean, got " + describe(v));
-    return v.As<Napi::Boolean>().Value();
-  }
-  std::string str(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsString()) typeError(std::string(name) + " must be a string, got " + describe(v));
-    return v.As<Napi::String>().Utf8Value();
-  }
   int dtype(size_t i) const {
     const std::string s = str(i, "dtype");
     if (s == "float32") return F32;
     if (s == "int32") return I32;
     typeError("dtype must be 'float32' or 'int32', got '" + s + "'");
   }
-  /** An array of non-negative integers (shape, strides, perm), at most 16 long. */
-  std::vector<int64_t> ints(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsArray()) typeError(std::string(name) + " must be an array of integers");
-    const Napi::Array arr = v.As<Napi::Array>();
-    const uint32_t len = arr.Length();
-    if (len > 16) {
-      rangeError(std::string(name) + " has rank " + std::to_string(len) + " (at most 16 supported)");
-    }
-    std::vector<int64_t> out(len);
-    for (uint32_t j = 0; j < len; j++) {
-      const Napi::Value e = arr.Get(j);
-      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-        rangeError(std::string(name) + "[" + std::to_string(j) +
-                   "] must be a non-negative integer, got " + describe(e));
-      }
-      out[j] = (int64_t)d;
-    }
-    return out;
-  }
-  int64_t mul(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-  int64_t add(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-
   static DevBuf* unwrap(const Napi::Value& v) {
     if (!v.IsObject() || v.IsTypedArray() || v.IsArray()) return nullptr;
     napi_env env = v.Env();
@@ -204,33 +125,7 @@ class Args {
     if (napi_unwrap(env, v, &data) != napi_ok) return nullptr;
     return static_cast<DevBuf*>(data);
   }
-
- private:
-  const Napi::CallbackInfo& info_;
-  std::string fn_;
 };
-
-/** JS ToUint32 of a number (the bit pattern an Int32Array store gives). */
-uint32_t toUint32(double d) {
-  if (!isfinite(d)) return 0;
-  double t = fmod(trunc(d), 4294967296.0);
-  if (t < 0) t += 4294967296.0;
-  return (uint32_t)t;
-}
-
-int opCode(const Args& c, const std::string& op, bool unary) {
-  static const char* const binaryNames[] = {"add", "sub", "mul", "div"};
-  static const char* const unaryNames[] = {"exp",  "log", "tanh", "relu",
-                                           "gelu", "neg", "sqrt", "square"};
-  const char* const* names = unary ? unaryNames : binaryNames;
-  const int count = unary ? 8 : 4;
-  for (int i = 0; i < count; i++) {
-    if (op == names[i]) return i;
-  }
-  std::string accepted;
-  for (int i = 0; i < count; i++) accepted += (i ? ", " : "") + std::string(names[i]);
-  c.typeError("unknown op '" + op + "' (accepted: " + accepted + ")");
-}
 
 /** A JS handle for a new device buffer (zero-filled unless zeroFill is false). */
 Napi::Object newBuf(Napi::Env env, int64_t size, int dtype, bool zeroFill) {
@@ -759,6 +654,101 @@ Napi::Value Adam(const Napi::CallbackInfo& info) {
   return c.env().Undefined();
 }
 
+// ---- fused training-step kernels -------------------------------------------------------------------
+
+Napi::Value CrossEntropyMean(const Napi::CallbackInfo& info) {
+  Args c(info, "crossEntropyMean", 7);
+  const int64_t rows = c.size(5, "rows"), v = c.size(6, "v");
+  const int64_t size = c.mul(rows, v);
+  const float* logits = c.f32(0, "logits", size);
+  const int32_t* targets = c.i32(1, "targets", rows);
+  float* losses = c.f32(2, "losses", rows);
+  float* loss = c.f32(3, "loss", 1);
+  float* gLogits = c.f32(4, "gLogits", size);
+  check(c.env(), mmgpt_cuda_cross_entropy_mean(logits, targets, losses, loss, gLogits, rows, v));
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
+  Args c(info, "biasGelu", 5);
+  const int64_t rows = c.size(3, "rows"), n = c.size(4, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  float* out = c.f32(2, "out", size);
+  check(c.env(), mmgpt_cuda_bias_gelu(x, bias, out, rows, n));
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGeluBackward(const Napi::CallbackInfo& info) {
+  Args c(info, "biasGeluBackward", 7);
+  const int64_t rows = c.size(5, "rows"), n = c.size(6, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  const float* gy = c.f32(2, "gy", size);
+  float* gx = c.f32(3, "gx", size);
+  float* gBias = c.f32(4, "gBias", n);
+  check(c.env(), mmgpt_cuda_bias_gelu_backward(x, bias, gy, gx, gBias, rows, n));
+  return c.env().Undefined();
+}
+
+Napi::Value AddLayerNorm(const Napi::CallbackInfo& info) {
+  Args c(info, "addLayerNorm", 11);
+  const int64_t rows = c.size(8, "rows"), d = c.size(9, "d");
+  const int64_t size = c.mul(rows, d);
+  const float* x = c.f32(0, "x", size);
+  const float* r = c.f32(1, "r", size);
+  const float* w = c.f32(2, "w", d);
+  const float* b = c.f32(3, "b", d);
+  float* h = c.f32(4, "h", size);
+  float* out = c.f32(5, "out", size);
+  float* mean = c.f32(6, "mean", rows);
+  float* rstd = c.f32(7, "rstd", rows);
+  check(c.env(), mmgpt_cuda_add_layer_norm(x, r, w, b, h, out, mean, rstd, rows, d,
+                                           c.number(10, "eps")));
+  return c.env().Undefined();
+}
+
+Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
+  Args c(info, "adamMulti", 14);
+  int64_t count = -1;
+  const Napi::Array ps = c.list(0, "params", &count, "params");
+  const Napi::Array gs = c.list(1, "grads", &count, "params");
+  const Napi::Array ms = c.list(2, "m", &count, "params");
+  const Napi::Array vs = c.list(3, "v", &count, "params");
+  const Napi::Array sizes = c.list(4, "sizes", &count, "params");
+  const Napi::Array wds = c.list(5, "weightDecays", &count, "params");
+  std::vector<float*> p(count), m(count), v(count);
+  std::vector<const float*> g(count);
+  std::vector<int64_t> n(count);
+  std::vector<double> wd(count);
+  for (uint32_t i = 0; i < (uint32_t)count; i++) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    n[i] = c.sizeAt(sizes, i, "sizes");
+    wd[i] = c.numberAt(wds, i, "weightDecays");
+    p[i] = static_cast<float*>(c.bufValue(ps.Get(i), "params" + at, F32, n[i])->ptr);
+    g[i] = static_cast<float*>(c.bufValue(gs.Get(i), "grads" + at, F32, n[i])->ptr);
+    m[i] = static_cast<float*>(c.bufValue(ms.Get(i), "m" + at, F32, n[i])->ptr);
+    v[i] = static_cast<float*>(c.bufValue(vs.Get(i), "v" + at, F32, n[i])->ptr);
+  }
+  mmgpt::AdamArgs a;
+  a.lr = c.number(6, "lr");
+  a.beta1 = c.number(7, "beta1");
+  a.beta2 = c.number(8, "beta2");
+  a.eps = c.number(9, "eps");
+  a.weightDecay = 0;
+  a.decoupled = c.flag(10, "decoupled") ? 1 : 0;
+  a.step = c.number(11, "step");
+  a.gradScale = 1;
+  const double clipNorm = c.number(12, "clipNorm");
+  float* normOut = c.f32(13, "normOut", 1);
+  if (!(a.step >= 1)) c.rangeError("step is 1-based, got " + std::to_string(a.step));
+  check(c.env(), mmgpt_cuda_adam_multi(p.data(), g.data(), m.data(), v.data(), n.data(),
+                                       wd.data(), count, &a, clipNorm, normOut));
+  return c.env().Undefined();
+}
+
 void registerEntryPoints(Napi::Env env, Napi::Object cuda) {
 #define MMGPT_EXPORT(name, fn) cuda.Set(name, Napi::Function::New(env, fn, name))
   MMGPT_EXPORT("available", Available);
@@ -795,6 +785,11 @@ void registerEntryPoints(Napi::Env env, Napi::Object cuda) {
   MMGPT_EXPORT("col2im", Col2im);
   MMGPT_EXPORT("nearestCode", NearestCode);
   MMGPT_EXPORT("adam", Adam);
+  MMGPT_EXPORT("crossEntropyMean", CrossEntropyMean);
+  MMGPT_EXPORT("biasGelu", BiasGelu);
+  MMGPT_EXPORT("biasGeluBackward", BiasGeluBackward);
+  MMGPT_EXPORT("addLayerNorm", AddLayerNorm);
+  MMGPT_EXPORT("adamMulti", AdamMulti);
 #undef MMGPT_EXPORT
   // Buffers still alive when node tears the environment down are not handed back to a driver
   // that may be gone already: the process exit releases the device memory.

@@ -115,6 +115,21 @@ int mmgpt_cuda_nearest_code(const float* z, const float* codebook, int32_t* idx,
 int mmgpt_cuda_adam(float* p, const float* g, float* m, float* v, int64_t n,
                     const mmgpt::AdamArgs* a);
 
+// Fused training-step kernels (backend.ts: crossEntropyMean, biasGelu, addLayerNorm, adamMulti).
+int mmgpt_cuda_cross_entropy_mean(const float* logits, const int32_t* targets, float* losses,
+                                  float* loss, float* gLogits, int64_t rows, int64_t v);
+int mmgpt_cuda_bias_gelu(const float* x, const float* bias, float* out, int64_t rows, int64_t n);
+int mmgpt_cuda_bias_gelu_backward(const float* x, const float* bias, const float* gy, float* gx,
+                                  float* gBias, int64_t rows, int64_t n);
+int mmgpt_cuda_add_layer_norm(const float* x, const float* r, const float* w, const float* b,
+                              float* h, float* out, float* mean, float* rstd, int64_t rows,
+                              int64_t d, double eps);
+/** Host arrays of `count` device pointers, sizes and weight decays; nothing is read back. */
+int mmgpt_cuda_adam_multi(float* const* p, const float* const* g, float* const* m,
+                          float* const* v, const int64_t* sizes, const double* weightDecays,
+                          int64_t count, const mmgpt::AdamArgs* a, double clipNorm,
+                          float* normOut);
+
 }  // extern "C"
 
 #endif  // MMGPT_CUDA_API_H

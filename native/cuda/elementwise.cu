@@ -1,5 +1,6 @@
 // CUDA kernels of the Backend interface (src/engine/backend.ts): fill, copyBlock, binary,
-// unary (+ backward), affine, axpy, sumSquares, sumAxis, broadcastAxis, permute, dropoutMask, adam.
+// unary (+ backward), affine, axpy, sumSquares, sumAxis, broadcastAxis, permute, dropoutMask, adam;
+// the fused biasGelu (+ backward) and adamMulti (multi-tensor Adam with the global-norm clip).
 //
 // Reference: backends/js.ts (the oracle). Precision follows it: elementwise maths is done in
 // float64 and rounded once on store (so binary ops, neg, square, sqrt, relu are bit-identical
@@ -332,9 +333,197 @@ __global__ void kAdam(float* __restrict__ p, const float* __restrict__ g, float*
   }
 }
 
+// ---- fused: bias + GeLU, multi-tensor Adam with the global-norm clip -------------------------------
+
+__global__ void kBiasGelu(const float* __restrict__ x, const float* __restrict__ bias,
+                          float* __restrict__ out, int64_t total, int64_t n) {
+  for (int64_t i = globalIndex<int64_t>(); i < total; i += globalStride<int64_t>()) {
+    const float t = x[i] + bias[i % n];  // float32, as binary add
+    out[i] = (float)unaryForward(mmgpt::UN_GELU, (double)t);
+  }
+}
+
+__global__ void kBiasGeluBackward(const float* __restrict__ x, const float* __restrict__ bias,
+                                  const float* __restrict__ gy, float* __restrict__ gx,
+                                  int64_t total, int64_t n) {
+  for (int64_t i = globalIndex<int64_t>(); i < total; i += globalStride<int64_t>()) {
+    const float t = x[i] + bias[i % n];
+    gx[i] = (float)unaryGrad(mmgpt::UN_GELU, (double)t, 0.0, (double)gy[i]);
+  }
+}
+
+// Tensors per multi-tensor launch: their pointers travel as one kernel argument (< 4 KiB), so a
+// step needs no pointer table in device memory and no host-to-device copy.
+const int kMultiMax = 24;
+// Elements per block of the multi-tensor kernels (each block works inside one tensor).
+const int64_t kMultiBlockElems = 4096;
+
+struct MultiTensors {
+  float* p[kMultiMax];
+  const float* g[kMultiMax];
+  float* m[kMultiMax];
+  float* v[kMultiMax];
+  int64_t n[kMultiMax];
+  double wd[kMultiMax];
+  int blockStart[kMultiMax + 1];  // tensor t owns blocks [blockStart[t], blockStart[t + 1])
+  int count;
+};
+
+/** The tensor of block b and the first element of its range. */
+__device__ __forceinline__ int multiTensorOf(const MultiTensors& t, int b, int64_t* start) {
+  int i = 0;
+  while (i + 1 < t.count && b >= t.blockStart[i + 1]) i++;
+  *start = (int64_t)(b - t.blockStart[i]) * kMultiBlockElems;
+  return i;
+}
+
+// partial[first + b] = the sum of squares of block b's gradient range (float64).
+__global__ void kMultiSumSquares(MultiTensors t, double* __restrict__ partial) {
+  __shared__ double smem[32];
+  int64_t start;
+  const int i = multiTensorOf(t, blockIdx.x, &start);
+  const int64_t end = start + kMultiBlockElems < t.n[i] ? start + kMultiBlockElems : t.n[i];
+  double acc = 0.0;
+  for (int64_t e = start + threadIdx.x; e < end; e += blockDim.x) {
+    const double v = (double)t.g[i][e];
+    acc += v * v;
+  }
+  acc = blockSum(acc, smem);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// norm = sqrt(sum of the partials); scale[0] = the clip's gradient scale; normOut[0] = norm.
+__global__ void kMultiNormFinish(const double* __restrict__ partial, int count, double clipNorm,
+                                 double* __restrict__ scale, float* __restrict__ normOut) {
+  __shared__ double smem[32];
+  double acc = 0.0;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
+  acc = blockSum(acc, smem);
+  if (threadIdx.x == 0) {
+    const double norm = sqrt(acc);
+    normOut[0] = (float)norm;
+    scale[0] = norm > clipNorm ? clipNorm / (norm + 1e-6) : 1.0;
+  }
+}
+
+// Adam on block b's range; the gradient scale comes from the device (null: 1).
+__global__ void kAdamMulti(MultiTensors t, AdamConsts c, const double* __restrict__ scale) {
+  int64_t start;
+  const int i = multiTensorOf(t, blockIdx.x, &start);
+  const int64_t end = start + kMultiBlockElems < t.n[i] ? start + kMultiBlockElems : t.n[i];
+  const double gs = scale != nullptr ? scale[0] : 1.0;
+  const double wdL2 = c.wdL2 != 0.0 ? t.wd[i] : 0.0;
+  const double wdDecoupled = c.wdDecoupled != 0.0 ? t.wd[i] : 0.0;
+  float* p = t.p[i];
+  const float* g = t.g[i];
+  float* m = t.m[i];
+  float* v = t.v[i];
+  for (int64_t e = start + threadIdx.x; e < end; e += blockDim.x) {
+    const double param = p[e];
+    const double grad = gs * (double)g[e] + wdL2 * param;
+    const double mNew = c.b1 * (double)m[e] + (1.0 - c.b1) * grad;
+    const double vNew = c.b2 * (double)v[e] + (1.0 - c.b2) * grad * grad;
+    m[e] = (float)mNew;
+    v[e] = (float)vNew;
+    const double mHat = mNew / c.bias1, vHat = vNew / c.bias2;
+    p[e] = (float)(param - c.lr * (mHat / (sqrt(vHat) + c.eps) + wdDecoupled * param));
+  }
+}
+
+/** Groups tensors [first, first + count) into `t`; returns its number of blocks. */
+int packMulti(MultiTensors* t, float* const* p, const float* const* g, float* const* m,
+              float* const* v, const int64_t* sizes, const double* weightDecays, int64_t first,
+              int count) {
+  int blocks = 0;
+  t->count = count;
+  for (int i = 0; i < count; i++) {
+    const int64_t k = first + i;
+    t->p[i] = p[k];
+    t->g[i] = g[k];
+    t->m[i] = m[k];
+    t->v[i] = v[k];
+    t->n[i] = sizes[k];
+    t->wd[i] = weightDecays[k];
+    t->blockStart[i] = blocks;
+    blocks += (int)((sizes[k] + kMultiBlockElems - 1) / kMultiBlockElems);
+  }
+  t->blockStart[count] = blocks;
+  return blocks;
+}
+
 }  // namespace
 
 extern "C" {
+
+int mmgpt_cuda_bias_gelu(const float* x, const float* bias, float* out, int64_t rows, int64_t n) {
+  const int64_t total = rows * n;
+  if (total <= 0) return 0;
+  kBiasGelu<<<blocksFor(total), kThreads, 0, gStream>>>(x, bias, out, total, n);
+  MMGPT_CHECK_LAUNCH("biasGelu");
+  return 0;
+}
+
+int mmgpt_cuda_bias_gelu_backward(const float* x, const float* bias, const float* gy, float* gx,
+                                  float* gBias, int64_t rows, int64_t n) {
+  const int64_t total = rows * n;
+  if (total > 0) {
+    kBiasGeluBackward<<<blocksFor(total), kThreads, 0, gStream>>>(x, bias, gy, gx, total, n);
+    MMGPT_CHECK_LAUNCH("biasGeluBackward");
+  }
+  // gBias: the column sums of gx (sumAxis's deterministic reduction), written.
+  return mmgpt_cuda_sum_axis(gx, gBias, 1, rows, n, 0);
+}
+
+int mmgpt_cuda_adam_multi(float* const* p, const float* const* g, float* const* m,
+                          float* const* v, const int64_t* sizes, const double* weightDecays,
+                          int64_t count, const mmgpt::AdamArgs* a, double clipNorm,
+                          float* normOut) {
+  AdamConsts c;
+  c.lr = a->lr;
+  c.b1 = a->beta1;
+  c.b2 = a->beta2;
+  c.eps = a->eps;
+  c.scale = 1.0;
+  // Flags: which form of weight decay (the per-tensor values travel in MultiTensors.wd).
+  c.wdL2 = a->decoupled ? 0.0 : 1.0;
+  c.wdDecoupled = a->decoupled ? 1.0 : 0.0;
+  c.bias1 = 1.0 - pow(a->beta1, a->step);
+  c.bias2 = 1.0 - pow(a->beta2, a->step);
+  int64_t totalBlocks = 0;
+  for (int64_t i = 0; i < count; i++) {
+    totalBlocks += (sizes[i] + kMultiBlockElems - 1) / kMultiBlockElems;
+  }
+  if (totalBlocks > (1 << 30)) return setError(2, "adamMulti: too many elements");
+  // Workspace: [totalBlocks partial sums | the gradient scale].
+  double* partial = static_cast<double*>(workspace((size_t)(totalBlocks + 1) * sizeof(double)));
+  if (partial == nullptr) return 1;
+  double* scale = partial + totalBlocks;
+  MultiTensors t;
+  if (clipNorm > 0) {
+    int64_t offset = 0;
+    for (int64_t first = 0; first < count; first += kMultiMax) {
+      const int n = (int)(count - first < kMultiMax ? count - first : kMultiMax);
+      const int blocks = packMulti(&t, p, g, m, v, sizes, weightDecays, first, n);
+      if (blocks > 0) {
+        kMultiSumSquares<<<(unsigned)blocks, kThreads, 0, gStream>>>(t, partial + offset);
+        MMGPT_CHECK_LAUNCH("adamMulti (norm)");
+      }
+      offset += blocks;
+    }
+    kMultiNormFinish<<<1, 1024, 0, gStream>>>(partial, (int)totalBlocks, clipNorm, scale, normOut);
+    MMGPT_CHECK_LAUNCH("adamMulti (norm combine)");
+  } else {
+    if (int rc = mmgpt_cuda_fill32(reinterpret_cast<uint32_t*>(normOut), 1, 0u)) return rc;
+  }
+  for (int64_t first = 0; first < count; first += kMultiMax) {
+    const int n = (int)(count - first < kMultiMax ? count - first : kMultiMax);
+    const int blocks = packMulti(&t, p, g, m, v, sizes, weightDecays, first, n);
+    if (blocks == 0) continue;
+    kAdamMulti<<<(unsigned)blocks, kThreads, 0, gStream>>>(t, c, clipNorm > 0 ? scale : nullptr);
+    MMGPT_CHECK_LAUNCH("adamMulti");
+  }
+  return 0;
+}
 
 int mmgpt_cuda_fill32(uint32_t* out, int64_t n, uint32_t bits) {
   if (n <= 0) return 0;

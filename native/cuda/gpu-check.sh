@@ -8,8 +8,9 @@
 # Run on the GPU machine (carry: .device, dist, native/build/Release/mmgpt_native.node):
 #   bash native/cuda/gpu-check.sh            # ~5-7 min on an H100; OUT defaults to /tmp/mmgpt-gpu
 #
-# Results ($OUT): info.json (device, build), tests.tap (cuda kernels vs the js reference and a
-# 20-step training run vs the cpu backend), engine-tests.tap (GPT training incl. bit-identical
+# Results ($OUT): info.json (device, build), tests.tap (cuda kernels and the fused kernels of
+# issue 15 vs the js reference, a step with clipping that reads nothing back (its launches per
+# step), a 20-step training run vs the cpu backend), engine-tests.tap (GPT training incl. bit-identical
 # resume, module and VQ-VAE tests on the cuda backend), cuda-B.json / cuda-B-lazy.json (training
 # step, batch B, index checks synchronous / deferred), profile-32.json (where the time goes),
 # torch.json (PyTorch eager + torch.compile, same model), h100.json (the summary shaped like
@@ -41,9 +42,10 @@ require('fs').writeFileSync(process.env.OUT + '/info.json', JSON.stringify(info,
 if ('error' in info) process.exit(1);
 " || { echo "cuda backend unavailable: stopping"; exit 1; }
 
-step "kernel tests (cuda vs js reference; 20-step training vs cpu)"
-timeout 300 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js > "$OUT/tests.tap" 2>&1
-echo "exit $?"; grep -E "^# (tests|pass|fail|skipped)|^not ok|^# (reference|cuda)" "$OUT/tests.tap"
+step "kernel tests (cuda vs js reference, fused kernels, no host sync in a step; 20-step training vs cpu)"
+timeout 300 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js \
+  dist/test/engine/native_backends.test.js > "$OUT/tests.tap" 2>&1
+echo "exit $?"; grep -E "^# (tests|pass|fail|skipped)|^not ok|^# (reference|cuda|per step)" "$OUT/tests.tap"
 
 step "engine tests on the cuda backend"
 MMGPT_TEST_BACKEND=cuda timeout 300 node --test --test-reporter=tap \
@@ -72,6 +74,8 @@ const { profileTrainStep } = require('./dist/bench/train_step');
 const p = profileTrainStep({ backend: 'cuda', batch: 32, steps: 10, warmup: 3 });
 require('fs').writeFileSync(process.env.OUT + '/profile-32.json', JSON.stringify(p, null, 1));
 console.log('ms/step', p.msPerStep.toFixed(3), 'phases', JSON.stringify(p.phases), 'kernel fraction', p.kernelFraction.toFixed(3));
+const calls = p.kernels.reduce((n, k) => n + k.calls, 0) / p.steps;
+console.log('kernel calls per step', calls.toFixed(0));
 for (const k of p.kernels.slice(0, 15)) console.log((k.totalMs / p.steps).toFixed(3).padStart(8), 'ms/step', String(k.calls / p.steps).padStart(5), 'calls', k.name);
 for (const k of p.matmulShapes.slice(0, 10)) console.log((k.totalMs / p.steps).toFixed(3).padStart(8), 'ms/step', (k.flops / k.totalMs / 1e6).toFixed(0).padStart(6), 'GFLOP/s', k.name);
 "

@@ -1,6 +1,6 @@
 // CUDA kernels for the network pieces of the Backend interface (src/engine/backend.ts): gather,
 // scatterAdd, layerNorm (+ backward), softmax (+ backward, causal mask), crossEntropy
-// (+ backward), im2col, col2im and nearestCode.
+// (+ backward), im2col, col2im and nearestCode; the fused crossEntropyMean and addLayerNorm.
 //
 // Reference: backends/js.ts. The row kernels follow llm.c's CUDA layernorm/softmax kernels: one
 // warp per row, lanes striding over the columns, butterfly shuffles for the row sums (so every
@@ -99,13 +99,22 @@ __global__ void __launch_bounds__(kScatterThreads)
 
 // ---- layerNorm -------------------------------------------------------------------------------------
 
-__global__ void kLayerNorm(const float* __restrict__ x, const float* __restrict__ w,
+// res != null (addLayerNorm): x + res is written to h first and normalised; each lane reads back
+// only the columns it wrote itself.
+__global__ void kLayerNorm(const float* __restrict__ x, const float* __restrict__ res,
+                           float* __restrict__ h, const float* __restrict__ w,
                            const float* __restrict__ b, float* __restrict__ out,
                            float* __restrict__ mean, float* __restrict__ rstd, int64_t rows,
                            int64_t d, double eps) {
   const int lane = threadIdx.x & 31;
   for (int64_t row = globalWarp(); row < rows; row += warpsInGrid()) {
     const float* xr = x + row * d;
+    if (res != nullptr) {
+      const float* rr = res + row * d;
+      float* hr = h + row * d;
+      for (int64_t j = lane; j < d; j += 32) hr[j] = xr[j] + rr[j];
+      xr = hr;
+    }
     double sum = 0.0;
     for (int64_t j = lane; j < d; j += 32) sum += (double)xr[j];
     const double mu = warpSum(sum) / (double)d;
@@ -154,7 +163,7 @@ __global__ void kLayerNormBackwardX(const float* __restrict__ x, const float* __
   }
 }
 
-// gw[j] += sum_r gy[r, j] * xhat[r, j], gb[j] += sum_r gy[r, j]: block (32, 8) covers 32 columns
+// gw[j] = sum_r gy[r, j] * xhat[r, j], gb[j] = sum_r gy[r, j]: block (32, 8) covers 32 columns
 // and the row chunk blockIdx.y; partials[2][chunks][d] or, with one chunk, straight into gw/gb.
 __global__ void kLayerNormBackwardParams(const float* __restrict__ x,
                                          const float* __restrict__ mean,
@@ -191,8 +200,8 @@ __global__ void kLayerNormBackwardParams(const float* __restrict__ x,
       partial[s * d + j] = tw;
       partial[(chunks + s) * d + j] = tb;
     } else {
-      gw[j] = (float)((double)gw[j] + tw);
-      gb[j] = (float)((double)gb[j] + tb);
+      gw[j] = (float)tw;
+      gb[j] = (float)tb;
     }
   }
 }
@@ -207,8 +216,8 @@ __global__ void kLayerNormBackwardParamsFinish(const double* __restrict__ partia
       tw += partial[s * d + j];
       tb += partial[(chunks + s) * d + j];
     }
-    gw[j] = (float)((double)gw[j] + tw);
-    gb[j] = (float)((double)gb[j] + tb);
+    gw[j] = (float)tw;
+    gb[j] = (float)tb;
   }
 }
 
@@ -282,6 +291,70 @@ __global__ void kCrossEntropy(const float* __restrict__ logits, const int32_t* _
       losses[row] =
           (target < 0 || target >= v) ? 0.0f : (float)(log(sum) + mx - (double)lr[target]);
     }
+  }
+}
+
+// The mean cross-entropy's forward and backward (llm.c's fused classifier): one warp per row
+// writes the row's loss and gLogits = s * (softmax - onehot), s = float32(1 / count); every warp
+// counts the rows that are not ignored itself (rows int32 reads from L2: no extra launch).
+__global__ void kCrossEntropyMean(const float* __restrict__ logits,
+                                  const int32_t* __restrict__ targets, float* __restrict__ losses,
+                                  float* __restrict__ gLogits, int64_t rows, int64_t v,
+                                  unsigned long long* bad) {
+  const int lane = threadIdx.x & 31;
+  if (globalWarp() >= rows) return;
+  double counted = 0.0;
+  for (int64_t r = lane; r < rows; r += 32) counted += targets[r] >= 0 ? 1.0 : 0.0;
+  counted = warpSum(counted);
+  const double s = (double)(float)(1.0 / (counted > 0.0 ? counted : 1.0));
+  for (int64_t row = globalWarp(); row < rows; row += warpsInGrid()) {
+    const int32_t target = targets[row];
+    if (target >= v && lane == 0) recordBadIndex(bad, row, target);
+    const float* lr = logits + row * v;
+    float* gr = gLogits + row * v;
+    if (target < 0 || target >= v) {
+      for (int64_t j = lane; j < v; j += 32) gr[j] = 0.0f;
+      if (lane == 0) losses[row] = 0.0f;
+      continue;
+    }
+    const double mx = (double)rowMax(lr, v, lane);
+    double sum = 0.0;
+    for (int64_t j = lane; j < v; j += 32) sum += exp((double)lr[j] - mx);
+    sum = warpSum(sum);
+    const double inv = 1.0 / sum;
+    for (int64_t j = lane; j < v; j += 32) {
+      const double p = (double)(float)(exp((double)lr[j] - mx) * inv);
+      gr[j] = (float)(s * (p - (j == target ? 1.0 : 0.0)));
+    }
+    if (lane == 0) losses[row] = (float)(log(sum) + mx - (double)lr[target]);
+  }
+}
+
+// loss[0] = sum(losses) / count in float64, by one block (deterministic order).
+__global__ void kCrossEntropyMeanFinish(const float* __restrict__ losses,
+                                        const int32_t* __restrict__ targets, int64_t rows,
+                                        float* __restrict__ loss) {
+  __shared__ double smemSum[32], smemCount[32];
+  double sum = 0.0, counted = 0.0;
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    sum += (double)losses[r];
+    counted += targets[r] >= 0 ? 1.0 : 0.0;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  sum = warpSum(sum);
+  counted = warpSum(counted);
+  if (lane == 0) {
+    smemSum[warp] = sum;
+    smemCount[warp] = counted;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0, count = 0.0;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) {
+      total += smemSum[i];
+      count += smemCount[i];
+    }
+    loss[0] = (float)(total / (count > 0.0 ? count : 1.0));
   }
 }
 
@@ -446,15 +519,30 @@ int mmgpt_cuda_scatter_add(const float* g, const int32_t* idx, float* gTable, in
 int mmgpt_cuda_layer_norm(const float* x, const float* w, const float* b, float* out, float* mean,
                           float* rstd, int64_t rows, int64_t d, double eps) {
   if (rows == 0) return 0;
-  kLayerNorm<<<warpBlocks(rows), kThreads, 0, gStream>>>(x, w, b, out, mean, rstd, rows, d, eps);
+  kLayerNorm<<<warpBlocks(rows), kThreads, 0, gStream>>>(x, nullptr, nullptr, w, b, out, mean,
+                                                         rstd, rows, d, eps);
   MMGPT_CHECK_LAUNCH("layerNorm");
+  return 0;
+}
+
+int mmgpt_cuda_add_layer_norm(const float* x, const float* r, const float* w, const float* b,
+                              float* h, float* out, float* mean, float* rstd, int64_t rows,
+                              int64_t d, double eps) {
+  if (rows == 0) return 0;
+  kLayerNorm<<<warpBlocks(rows), kThreads, 0, gStream>>>(x, r, h, w, b, out, mean, rstd, rows, d,
+                                                         eps);
+  MMGPT_CHECK_LAUNCH("addLayerNorm");
   return 0;
 }
 
 int mmgpt_cuda_layer_norm_backward(const float* x, const float* w, const float* mean,
                                    const float* rstd, const float* gy, float* gx, float* gw,
                                    float* gb, int64_t rows, int64_t d) {
-  if (rows == 0 || d == 0) return 0;
+  if (d == 0) return 0;
+  if (rows == 0) {  // empty sums: gw = gb = 0 (written, not accumulated)
+    if (int rc = mmgpt_cuda_fill32(reinterpret_cast<uint32_t*>(gw), d, 0u)) return rc;
+    return mmgpt_cuda_fill32(reinterpret_cast<uint32_t*>(gb), d, 0u);
+  }
   kLayerNormBackwardX<<<warpBlocks(rows), kThreads, 0, gStream>>>(x, w, mean, rstd, gy, gx, rows,
                                                                   d);
   MMGPT_CHECK_LAUNCH("layerNormBackward (gx)");
@@ -519,6 +607,23 @@ int mmgpt_cuda_cross_entropy_backward(const float* probs, const int32_t* targets
       probs, targets, gLoss, gLogits, rows, v, bad);
   MMGPT_CHECK_LAUNCH("crossEntropyBackward");
   return endIndexCheck(bad, CHECK_TARGET, "crossEntropyBackward", v);
+}
+
+int mmgpt_cuda_cross_entropy_mean(const float* logits, const int32_t* targets, float* losses,
+                                  float* loss, float* gLogits, int64_t rows, int64_t v) {
+  if (rows == 0) {
+    kCrossEntropyMeanFinish<<<1, 32, 0, gStream>>>(losses, targets, 0, loss);
+    MMGPT_CHECK_LAUNCH("crossEntropyMean (mean)");
+    return 0;
+  }
+  unsigned long long* bad = beginIndexCheck();
+  if (bad == nullptr) return 1;
+  kCrossEntropyMean<<<warpBlocks(rows), kThreads, 0, gStream>>>(logits, targets, losses, gLogits,
+                                                                rows, v, bad);
+  MMGPT_CHECK_LAUNCH("crossEntropyMean");
+  kCrossEntropyMeanFinish<<<1, 1024, 0, gStream>>>(losses, targets, rows, loss);
+  MMGPT_CHECK_LAUNCH("crossEntropyMean (mean)");
+  return endIndexCheck(bad, CHECK_TARGET, "crossEntropyMean", v);
 }
 
 int mmgpt_cuda_im2col(const float* x, float* cols, const mmgpt::ConvGeom* g) {

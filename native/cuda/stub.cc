@@ -97,5 +97,25 @@ int mmgpt_cuda_nearest_code(const float*, const float*, int32_t*, float*, int64_
 int mmgpt_cuda_adam(float*, const float*, float*, float*, int64_t, const mmgpt::AdamArgs*) {
   return unavailable();
 }
+int mmgpt_cuda_cross_entropy_mean(const float*, const int32_t*, float*, float*, float*, int64_t,
+                                  int64_t) {
+  return unavailable();
+}
+int mmgpt_cuda_bias_gelu(const float*, const float*, float*, int64_t, int64_t) {
+  return unavailable();
+}
+int mmgpt_cuda_bias_gelu_backward(const float*, const float*, const float*, float*, float*, int64_t,
+                                  int64_t) {
+  return unavailable();
+}
+int mmgpt_cuda_add_layer_norm(const float*, const float*, const float*, const float*, float*,
+                              float*, float*, float*, int64_t, int64_t, double) {
+  return unavailable();
+}
+int mmgpt_cuda_adam_multi(float* const*, const float* const*, float* const*, float* const*,
+                          const int64_t*, const double*, int64_t, const mmgpt::AdamArgs*, double,
+                          float*) {
+  return unavailable();
+}
 
 }  // extern "C"

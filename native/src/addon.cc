@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "napi_args.h"
 
 namespace mmgpt {
 // The CUDA backend's entry points (native/cuda/addon_cuda.cc): `exports.cuda`.
@@ -32,39 +33,37 @@ namespace {
 const mmgpt::KernelTable* gTable = nullptr;
 int gThreads = 1;
 
-// ---- argument checking ---------------------------------------------------------------------
+// ---- argument checking (the shared checks: napi_args.h) ---------------------------------------
 
-class Call {
+using mmgpt::napi::opCode;
+using mmgpt::napi::toUint32;
+
+/** ArgsBase plus the cpu backend's buffers: Float32Array / Int32Array, read in place. */
+class Call : public mmgpt::napi::ArgsBase {
  public:
-  Call(const Napi::CallbackInfo& info, const char* fn, size_t nargs) : info_(info), fn_(fn) {
-    if (info.Length() != nargs) {
-      typeError("expects " + std::to_string(nargs) + " arguments, got " +
-                std::to_string(info.Length()));
-    }
+  Call(const Napi::CallbackInfo& info, const char* fn, size_t nargs)
+      : ArgsBase(info, fn, nargs, "") {
+    static_assert(ArgsBase::kMaxRank == (uint32_t)mmgpt::kMaxRank, "one rank limit");
   }
-
-  [[noreturn]] void typeError(const std::string& msg) const {
-    throw Napi::TypeError::New(info_.Env(), fn_ + ": " + msg);
-  }
-  [[noreturn]] void rangeError(const std::string& msg) const {
-    throw Napi::RangeError::New(info_.Env(), fn_ + ": " + msg);
-  }
-
-  Napi::Env env() const { return info_.Env(); }
 
   /** A typed array of the given kind with at least minLength elements: its data pointer. */
   void* array(size_t i, const char* name, napi_typedarray_type type, int64_t minLength) const {
+    return arrayValue(info_[i], name, type, minLength);
+  }
+  /** Like array, for a value that is not itself an argument (an element of an array argument). */
+  void* arrayValue(const Napi::Value& value, const std::string& name, napi_typedarray_type type,
+                   int64_t minLength) const {
     napi_typedarray_type actual;
     size_t length = 0;
     void* data = nullptr;
-    if (!info_[i].IsTypedArray() ||
-        napi_get_typedarray_info(info_.Env(), info_[i], &actual, &length, &data, nullptr,
+    if (!value.IsTypedArray() ||
+        napi_get_typedarray_info(info_.Env(), value, &actual, &length, &data, nullptr,
                                  nullptr) != napi_ok ||
         actual != type) {
-      typeError(std::string(name) + " must be " + typeName(type) + ", got " + describe(info_[i]));
+      typeError(name + " must be " + typeName(type) + ", got " + describe(value));
     }
     if ((int64_t)length < minLength) {
-      rangeError(std::string(name) + " has " + std::to_string(length) +
+      rangeError(name + " has " + std::to_string(length) +
                  " elements but the kernel needs at least " + std::to_string(minLength));
     }
     return data;
@@ -90,122 +89,11 @@ class Call {
   /** Length of a typed array of 4-byte elements (for checks that depend on it). */
   int64_t lengthOf(size_t i) const { return (int64_t)info_[i].As<Napi::TypedArray>().ElementLength(); }
 
-  double number(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsNumber()) typeError(std::string(name) + " must be a number, got " + describe(v));
-    return v.As<Napi::Number>().DoubleValue();
-  }
-  /** A non-negative integer below 2^53. */
-  int64_t size(size_t i, const char* name) const {
-    const double d = number(i, name);
-    if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-      rangeError(std::string(name) + " must be a non-negative integer, got " + numStr(d));
-    }
-    return (int64_t)d;
-  }
-  bool flag(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsBoolean()) typeError(std::string(name) + " must be a boolean, got " + describe(v));
-    return v.As<Napi::Boolean>().Value();
-  }
-  std::string str(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsString()) typeError(std::string(name) + " must be a string, got " + describe(v));
-    return v.As<Napi::String>().Utf8Value();
-  }
-  /** An array of non-negative integers (shape, strides, perm) of length <= kMaxRank. */
-  std::vector<int64_t> ints(size_t i, const char* name) const {
-    const Napi::Value v = info_[i];
-    if (!v.IsArray()) typeError(std::string(name) + " must be an array of integers");
-    const Napi::Array arr = v.As<Napi::Array>();
-    const uint32_t len = arr.Length();
-    if (len > (uint32_t)mmgpt::kMaxRank) {
-      rangeError(std::string(name) + " has rank " + std::to_string(len) + " (at most " +
-                 std::to_string(mmgpt::kMaxRank) + " supported)");
-    }
-    std::vector<int64_t> out(len);
-    for (uint32_t j = 0; j < len; j++) {
-      const Napi::Value e = arr.Get(j);
-      const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
-      if (!(d >= 0) || d > 9007199254740991.0 || d != floor(d)) {
-        rangeError(std::string(name) + "[" + std::to_string(j) +
-                   "] must be a non-negative integer, got " + describe(e));
-      }
-      out[j] = (int64_t)d;
-    }
-    return out;
-  }
-
-  /** a * b, or a RangeError if it overflows int64 (sizes from JS can be up to 2^53). */
-  int64_t mul(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_mul_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-  int64_t add(int64_t a, int64_t b) const {
-    int64_t r;
-    if (__builtin_add_overflow(a, b, &r)) rangeError("sizes overflow");
-    return r;
-  }
-
  private:
   static const char* typeName(napi_typedarray_type t) {
     return t == napi_float32_array ? "a Float32Array" : "an Int32Array";
   }
-  static std::string numStr(double d) {
-    char buf[64];
-    snprintf(buf, sizeof buf, "%.17g", d);
-    return buf;
-  }
-  static std::string describe(const Napi::Value& v) {
-    if (v.IsUndefined()) return "undefined";
-    if (v.IsNull()) return "null";
-    if (v.IsNumber()) return numStr(v.As<Napi::Number>().DoubleValue());
-    if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
-    if (v.IsString()) return "a string";
-    if (v.IsTypedArray()) {
-      switch (v.As<Napi::TypedArray>().TypedArrayType()) {
-        case napi_float32_array:
-          return "a Float32Array";
-        case napi_int32_array:
-          return "an Int32Array";
-        case napi_float64_array:
-          return "a Float64Array";
-        case napi_uint8_array:
-          return "a Uint8Array";
-        default:
-          return "another typed array";
-      }
-    }
-    if (v.IsArray()) return "an array";
-    return "an object";
-  }
-
-  const Napi::CallbackInfo& info_;
-  std::string fn_;
 };
-
-/** JS ToUint32 / ToInt32 of a number (what storing into a Uint32Array / Int32Array does). */
-uint32_t toUint32(double d) {
-  if (!isfinite(d)) return 0;
-  double t = fmod(trunc(d), 4294967296.0);
-  if (t < 0) t += 4294967296.0;
-  return (uint32_t)t;
-}
-
-int opCode(const Call& c, const std::string& op, bool unary) {
-  static const char* const binaryNames[] = {"add", "sub", "mul", "div"};
-  static const char* const unaryNames[] = {"exp",  "log", "tanh", "relu",
-                                           "gelu", "neg", "sqrt", "square"};
-  const char* const* names = unary ? unaryNames : binaryNames;
-  const int count = unary ? 8 : 4;
-  for (int i = 0; i < count; i++) {
-    if (op == names[i]) return i;
-  }
-  std::string accepted;
-  for (int i = 0; i < count; i++) accepted += (i ? ", " : "") + std::string(names[i]);
-  c.typeError("unknown op '" + op + "' (accepted: " + accepted + ")");
-}
 
 // ---- memory and elementwise --------------------------------------------------------------------
 
@@ -688,6 +576,99 @@ Napi::Value SetSimdPath(const Napi::CallbackInfo& info) {
   c.rangeError("unknown SIMD path '" + want + "' (accepted: " + names + ")");
 }
 
+Napi::Value CrossEntropyMean(const Napi::CallbackInfo& info) {
+  Call c(info, "crossEntropyMean", 7);
+  const int64_t rows = c.size(5, "rows"), v = c.size(6, "v");
+  const int64_t size = c.mul(rows, v);
+  const float* logits = c.f32(0, "logits", size);
+  const int32_t* targets = c.i32(1, "targets", rows);
+  float* losses = c.f32(2, "losses", rows);
+  float* loss = c.f32(3, "loss", 1);
+  float* gLogits = c.f32(4, "gLogits", size);
+  checkTargets(c, targets, rows, v);
+  gTable->crossEntropyMean(logits, targets, losses, loss, gLogits, rows, v, gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGelu(const Napi::CallbackInfo& info) {
+  Call c(info, "biasGelu", 5);
+  const int64_t rows = c.size(3, "rows"), n = c.size(4, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  float* out = c.f32(2, "out", size);
+  gTable->biasGelu(x, bias, out, rows, n, gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value BiasGeluBackward(const Napi::CallbackInfo& info) {
+  Call c(info, "biasGeluBackward", 7);
+  const int64_t rows = c.size(5, "rows"), n = c.size(6, "n");
+  const int64_t size = c.mul(rows, n);
+  const float* x = c.f32(0, "x", size);
+  const float* bias = c.f32(1, "bias", n);
+  const float* gy = c.f32(2, "gy", size);
+  float* gx = c.f32(3, "gx", size);
+  float* gBias = c.f32(4, "gBias", n);
+  gTable->biasGeluBackward(x, bias, gy, gx, gBias, rows, n, gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value AddLayerNorm(const Napi::CallbackInfo& info) {
+  Call c(info, "addLayerNorm", 11);
+  const int64_t rows = c.size(8, "rows"), d = c.size(9, "d");
+  const int64_t size = c.mul(rows, d);
+  const float* x = c.f32(0, "x", size);
+  const float* r = c.f32(1, "r", size);
+  const float* w = c.f32(2, "w", d);
+  const float* b = c.f32(3, "b", d);
+  float* h = c.f32(4, "h", size);
+  float* out = c.f32(5, "out", size);
+  float* mean = c.f32(6, "mean", rows);
+  float* rstd = c.f32(7, "rstd", rows);
+  gTable->addLayerNorm(x, r, w, b, h, out, mean, rstd, rows, d, c.number(10, "eps"), gThreads);
+  return c.env().Undefined();
+}
+
+Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
+  Call c(info, "adamMulti", 14);
+  int64_t count = -1;
+  const Napi::Array ps = c.list(0, "params", &count, "params");
+  const Napi::Array gs = c.list(1, "grads", &count, "params");
+  const Napi::Array ms = c.list(2, "m", &count, "params");
+  const Napi::Array vs = c.list(3, "v", &count, "params");
+  const Napi::Array sizes = c.list(4, "sizes", &count, "params");
+  const Napi::Array wds = c.list(5, "weightDecays", &count, "params");
+  std::vector<float*> p(count), m(count), v(count);
+  std::vector<const float*> g(count);
+  std::vector<int64_t> n(count);
+  std::vector<double> wd(count);
+  for (uint32_t i = 0; i < (uint32_t)count; i++) {
+    const std::string at = "[" + std::to_string(i) + "]";
+    n[i] = c.sizeAt(sizes, i, "sizes");
+    wd[i] = c.numberAt(wds, i, "weightDecays");
+    p[i] = static_cast<float*>(c.arrayValue(ps.Get(i), "params" + at, napi_float32_array, n[i]));
+    g[i] = static_cast<float*>(c.arrayValue(gs.Get(i), "grads" + at, napi_float32_array, n[i]));
+    m[i] = static_cast<float*>(c.arrayValue(ms.Get(i), "m" + at, napi_float32_array, n[i]));
+    v[i] = static_cast<float*>(c.arrayValue(vs.Get(i), "v" + at, napi_float32_array, n[i]));
+  }
+  mmgpt::AdamArgs a;
+  a.lr = c.number(6, "lr");
+  a.beta1 = c.number(7, "beta1");
+  a.beta2 = c.number(8, "beta2");
+  a.eps = c.number(9, "eps");
+  a.weightDecay = 0;
+  a.decoupled = c.flag(10, "decoupled") ? 1 : 0;
+  a.step = c.number(11, "step");
+  a.gradScale = 1;
+  const double clipNorm = c.number(12, "clipNorm");
+  float* normOut = c.f32(13, "normOut", 1);
+  if (!(a.step >= 1)) c.rangeError("step is 1-based, got " + std::to_string(a.step));
+  gTable->adamMulti(p.data(), g.data(), m.data(), v.data(), n.data(), wd.data(), count, &a,
+                    clipNorm, normOut, gThreads);
+  return c.env().Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -740,6 +721,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   MMGPT_EXPORT("col2im", Col2im);
   MMGPT_EXPORT("nearestCode", NearestCode);
   MMGPT_EXPORT("adam", Adam);
+  MMGPT_EXPORT("crossEntropyMean", CrossEntropyMean);
+  MMGPT_EXPORT("biasGelu", BiasGelu);
+  MMGPT_EXPORT("biasGeluBackward", BiasGeluBackward);
+  MMGPT_EXPORT("addLayerNorm", AddLayerNorm);
+  MMGPT_EXPORT("adamMulti", AdamMulti);
   MMGPT_EXPORT("setNumThreads", SetNumThreads);
   MMGPT_EXPORT("getNumThreads", GetNumThreads);
   MMGPT_EXPORT("simdPath", SimdPath);

@@ -98,6 +98,18 @@ struct KernelTable {
                       int64_t rows, int64_t k, int64_t d, int nt);
   void (*adam)(float* p, const float* g, float* m, float* v, int64_t n, const AdamArgs* a,
                int nt);
+  // Fused training-step kernels (backend.ts: crossEntropyMean, biasGelu, ..., adamMulti).
+  void (*crossEntropyMean)(const float* logits, const int32_t* targets, float* losses,
+                           float* loss, float* gLogits, int64_t rows, int64_t v, int nt);
+  void (*biasGelu)(const float* x, const float* bias, float* out, int64_t rows, int64_t n, int nt);
+  void (*biasGeluBackward)(const float* x, const float* bias, const float* gy, float* gx,
+                           float* gBias, int64_t rows, int64_t n, int nt);
+  void (*addLayerNorm)(const float* x, const float* r, const float* w, const float* b, float* h,
+                       float* out, float* mean, float* rstd, int64_t rows, int64_t d, double eps,
+                       int nt);
+  void (*adamMulti)(float* const* p, const float* const* g, float* const* m, float* const* v,
+                    const int64_t* sizes, const double* weightDecays, int64_t count,
+                    const AdamArgs* base, double clipNorm, float* normOut, int nt);
 };
 
 }  // namespace mmgpt

@@ -794,6 +794,25 @@ inline int64_t blockSize(int64_t total, int64_t maxBlock, int64_t unit) {
 }
 
 /**
+ * True when a team packs all of op(B)'s depth for a column block at once (one barrier per
+ * column block, not one per depth block): a deep product (k > kKC) shared by several threads,
+ * whose packed B fits kFullDepthFloats. The backward's weight gradients ([1824x128^T] @
+ * [1824x512]: k = 1824, 8 depth blocks) otherwise meet 16 team barriers per call, and on a
+ * busy machine each barrier waits for the slowest (descheduled) thread.
+ */
+const int64_t kFullDepthFloats = 1 << 20;  // 4 MiB of packed B
+inline bool fullDepth(const GemmItem& g, int nth) {
+  return nth > 1 && g.k > kKC && blockSize(g.k, kKC, 1) * ceilDiv(g.k, blockSize(g.k, kKC, 1)) *
+                                         blockSize(g.n, kNC, kNR) <=
+                                     kFullDepthFloats;
+}
+/** Floats of the team's packed-B buffer for item g. */
+inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
+  const int64_t kcBlock = blockSize(g.k, kKC, 1), ncBlock = blockSize(g.n, kNC, kNR);
+  return fullDepth(g, nth) ? kcBlock * ceilDiv(g.k, kcBlock) * ncBlock : kcBlock * ncBlock;
+}
+
+/**
  * One product C = alpha op(A) op(B) (+ C), computed by the calling team of `nth` threads
  * (thread `tid`); nth = 1 runs it alone. Bp is the team's shared packed-B buffer and `next`
  * the team's shared task counter: threads claim micro-tile tasks dynamically, so a thread that
@@ -803,6 +822,8 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
               float* Bp, int64_t* next) {
   const int64_t kcBlock = blockSize(g.k, kKC, 1);
   const int64_t ncBlock = blockSize(g.n, kNC, kNR);
+  const int64_t kBlocks = ceilDiv(g.k, kcBlock);
+  const bool deep = fullDepth(g, nth);
   float* Ap = scratch(&tlsPackA, kMR * kKC);
   const int64_t mPanels = ceilDiv(g.m, kMR);
   // op(A) is broadcast straight from A (one element at a time, so any layout will do): packing
@@ -817,36 +838,47 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
     if (nth > 1 && mPanels < 8 * nth) groups = min64(nPanels, ceilDiv(8 * nth, mPanels));
     const int64_t perGroup = ceilDiv(nPanels, groups);
     const int64_t tasks = mPanels * groups;
-    for (int64_t pc = 0; pc < g.k; pc += kcBlock) {
-      const int64_t kc = min64(kcBlock, g.k - pc);
-      const int beta = pc == 0 ? g.beta : 1;
-      {
-        const int64_t lo = nPanels * tid / nth, hi = nPanels * (tid + 1) / nth;
-        for (int64_t jp = lo; jp < hi; jp++) {
+    // Depth blocks packed per round: all of them (deep), else one.
+    const int64_t round = deep ? kBlocks : 1;
+    for (int64_t pb0 = 0; pb0 < kBlocks; pb0 += round) {
+      {  // pack depth blocks [pb0, pb0 + round) of op(B), split over the team
+        const int64_t units = round * nPanels;
+        const int64_t lo = units * tid / nth, hi = units * (tid + 1) / nth;
+        for (int64_t u = lo; u < hi; u++) {
+          const int64_t pb = pb0 + u / nPanels, jp = u % nPanels;
+          const int64_t pc = pb * kcBlock, kc = min64(kcBlock, g.k - pc);
           const int64_t j0 = jc + jp * kNR;
-          packB(B, g, j0, (int)min64(kNR, g.n - j0), pc, kc, Bp + jp * kNR * kc);
+          packB(B, g, j0, (int)min64(kNR, g.n - j0), pc, kc,
+                Bp + (pb - pb0) * kcBlock * nPanels * kNR + jp * kNR * kc);
         }
       }
       if (nth > 1) {
         if (tid == 0) *next = 0;  // nobody claims before the barrier below
 #pragma omp barrier
       }
-      int64_t packedPanel = -1;
+      int64_t packedPanel = -1, packedDepth = -1;
       for (int64_t t = nth > 1 ? __atomic_fetch_add(next, 1, __ATOMIC_RELAXED) : 0; t < tasks;
            t = nth > 1 ? __atomic_fetch_add(next, 1, __ATOMIC_RELAXED) : t + 1) {
         const int64_t ip = t / groups, grp = t % groups;
         const int64_t i0 = ip * kMR;
         const int rows = (int)min64(kMR, g.m - i0);
-        const float* aPanel = g.transA ? A + pc * g.lda + i0 : A + i0 * g.lda + pc;
-        if (aKind == 0 && ip != packedPanel) {
-          packA(A, g, i0, rows, pc, kc, Ap);
-          packedPanel = ip;
-        }
         const int64_t jpEnd = min64(nPanels, (grp + 1) * perGroup);
-        for (int64_t jp = grp * perGroup; jp < jpEnd; jp++) {
-          const int64_t j0 = jc + jp * kNR;
-          ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, Bp + jp * kNR * kc,
-                           C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha, beta);
+        for (int64_t pb = pb0; pb < pb0 + round; pb++) {
+          const int64_t pc = pb * kcBlock, kc = min64(kcBlock, g.k - pc);
+          const int beta = pc == 0 ? g.beta : 1;
+          const float* aPanel = g.transA ? A + pc * g.lda + i0 : A + i0 * g.lda + pc;
+          if (aKind == 0 && (ip != packedPanel || pb != packedDepth)) {
+            packA(A, g, i0, rows, pc, kc, Ap);
+            packedPanel = ip;
+            packedDepth = pb;
+          }
+          const float* bBlock = Bp + (pb - pb0) * kcBlock * nPanels * kNR;
+          for (int64_t jp = grp * perGroup; jp < jpEnd; jp++) {
+            const int64_t j0 = jc + jp * kNR;
+            ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, bBlock + jp * kNR * kc,
+                             C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha,
+                             beta);
+          }
         }
       }
       if (nth > 1) {
@@ -968,7 +1000,6 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
   g.beta = p->accumulate ? 1 : 0;
   const double itemFlops = 2.0 * (double)m * (double)n * (double)k;
   const int team = (nt > 1 && itemFlops * (double)batch >= 4e5) ? nt : 1;
-  const int64_t packBFloats = blockSize(k, kKC, 1) * blockSize(n, kNC, kNR);
   // Items may run concurrently only when their C blocks are disjoint.
   const bool disjoint = batch == 1 || p->strideC >= m * n;
   const bool perItem = team > 1 && batch > 1 && disjoint &&
@@ -977,12 +1008,12 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
     const int64_t chunk = max64(1, batch / (8 * team));
 #pragma omp parallel for num_threads(team) schedule(dynamic, chunk)
     for (int64_t b = 0; b < batch; b++) {
-      float* Bp = scratch(&tlsPackB, packBFloats);
+      float* Bp = scratch(&tlsPackB, packBFloatsFor(g, 1));
       gemmAny(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g, 0, 1, Bp, nullptr);
     }
     return;
   }
-  float* Bp = scratch(&tlsPackB, packBFloats);  // the calling thread's, shared by the team
+  float* Bp = scratch(&tlsPackB, packBFloatsFor(g, team));  // the calling thread's, shared by the team
   if (team == 1) {
     for (int64_t b = 0; b < batch; b++) {
       gemmAny(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g, 0, 1, Bp, nullptr);
@@ -1027,22 +1058,42 @@ void kScatterAdd(const float* g, const int32_t* idx, float* gTable, int64_t rows
 
 // ---- fused normalisation, softmax, cross-entropy --------------------------------------------------
 
+/** LayerNorm of one row xr [d] into yr; its mean and rstd into *mean, *rstd. */
+inline void layerNormRow(const float* xr, const float* w, const float* b, float* yr, float* mean,
+                         float* rstd, int64_t d, double eps) {
+  const double mu = sumD(xr, d) / (double)d;
+  const double rs = 1.0 / sqrt(sumSqDevD(xr, mu, d) / (double)d + eps);  // two-pass variance
+  const vd vmu = vsplatd(mu), vrs = vsplatd(rs);
+  int64_t j = 0;
+  for (; j + VL <= d; j += VL) {
+    vstore(yr + j, narrow((loadWide(xr + j) - vmu) * vrs * loadWide(w + j) + loadWide(b + j)));
+  }
+  for (; j < d; j++) yr[j] = (float)((xr[j] - mu) * rs * w[j] + b[j]);
+  *mean = (float)mu;
+  *rstd = (float)rs;
+}
+
 void kLayerNorm(const float* x, const float* w, const float* b, float* out, float* mean,
                 float* rstd, int64_t rows, int64_t d, double eps, int nt) {
 #pragma omp parallel for num_threads(threadsFor(nt, rows * d, kParCompute)) schedule(static)
   for (int64_t r = 0; r < rows; r++) {
+    layerNormRow(x + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
+  }
+}
+
+// h = x + r (float32, as kBinary's add), then LayerNorm of each h row while it is in cache.
+void kAddLayerNorm(const float* x, const float* res, const float* w, const float* b, float* h,
+                   float* out, float* mean, float* rstd, int64_t rows, int64_t d, double eps,
+                   int nt) {
+#pragma omp parallel for num_threads(threadsFor(nt, rows * d, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
     const float* xr = x + r * d;
-    float* yr = out + r * d;
-    const double mu = sumD(xr, d) / (double)d;
-    const double rs = 1.0 / sqrt(sumSqDevD(xr, mu, d) / (double)d + eps);  // two-pass variance
-    const vd vmu = vsplatd(mu), vrs = vsplatd(rs);
+    const float* rr = res + r * d;
+    float* hr = h + r * d;
     int64_t j = 0;
-    for (; j + VL <= d; j += VL) {
-      vstore(yr + j, narrow((loadWide(xr + j) - vmu) * vrs * loadWide(w + j) + loadWide(b + j)));
-    }
-    for (; j < d; j++) yr[j] = (float)((xr[j] - mu) * rs * w[j] + b[j]);
-    mean[r] = (float)mu;
-    rstd[r] = (float)rs;
+    for (; j + VL <= d; j += VL) vstore(hr + j, vload(xr + j) + vload(rr + j));
+    for (; j < d; j++) hr[j] = xr[j] + rr[j];
+    layerNormRow(hr, w, b, out + r * d, mean + r, rstd + r, d, eps);
   }
 }
 
@@ -1109,8 +1160,8 @@ void kLayerNormBackward(const float* x, const float* w, const float* mean, const
       sw += partial[(int64_t)t * 2 * d + j];
       sb += partial[(int64_t)t * 2 * d + d + j];
     }
-    gw[j] = (float)(gw[j] + sw);
-    gb[j] = (float)(gb[j] + sb);
+    gw[j] = (float)sw;
+    gb[j] = (float)sb;
   }
 }
 
@@ -1220,6 +1271,81 @@ void kCrossEntropyBackward(const float* probs, const int32_t* targets, const flo
     for (; j + VL <= v; j += VL) vstore(gr + j, vg * vload(pr + j));
     for (; j < v; j++) gr[j] = g * pr[j];
     gr[t] = (float)((double)g * ((double)pr[t] - 1.0));
+  }
+}
+
+// Softmax, loss and gradient of the mean cross-entropy, one row at a time while it is in cache.
+void kCrossEntropyMean(const float* logits, const int32_t* targets, float* losses, float* loss,
+                       float* gLogits, int64_t rows, int64_t v, int nt) {
+  int64_t count = 0;
+  for (int64_t r = 0; r < rows; r++) count += targets[r] >= 0;
+  if (count == 0) count = 1;
+  const float s = (float)(1.0 / (double)count);
+#pragma omp parallel for num_threads(threadsFor(nt, rows * v, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* lr = logits + r * v;
+    float* gr = gLogits + r * v;
+    const double lse = softmaxRow(lr, gr, v, v);  // the float32 probabilities, in gr
+    const int32_t t = targets[r];
+    if (t < 0) {
+      losses[r] = 0.0f;
+      for (int64_t j = 0; j < v; j++) gr[j] = 0.0f;
+      continue;
+    }
+    losses[r] = (float)(lse - lr[t]);
+    const float pt = gr[t];
+    // s * p in float32 rounds like the reference's float64 product rounded on store.
+    const vf vs = vsplat(s);
+    int64_t j = 0;
+    for (; j + VL <= v; j += VL) vstore(gr + j, vs * vload(gr + j));
+    for (; j < v; j++) gr[j] = s * gr[j];
+    gr[t] = (float)((double)s * ((double)pt - 1.0));
+  }
+  double total = 0;
+  for (int64_t r = 0; r < rows; r++) total += losses[r];
+  loss[0] = (float)(total / (double)count);
+}
+
+void kBiasGelu(const float* x, const float* bias, float* out, int64_t rows, int64_t n, int nt) {
+#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * n;
+    float* yr = out + r * n;
+    int64_t j = 0;
+    for (; j + VL <= n; j += VL) vstore(yr + j, vgelu(vload(xr + j) + vload(bias + j)));
+    if (j < n) {
+      const vf t = vloadPart(xr + j, n - j, 0.0f) + vloadPart(bias + j, n - j, 0.0f);
+      vstorePart(yr + j, vgelu(t), n - j);
+    }
+  }
+}
+
+// Tasks of <= 64 columns, each walking all rows in order: gx, and gBias summed in float64 in row
+// order (kSumAxis's order, so gBias equals the unfused sumAxis of gx).
+void kBiasGeluBackward(const float* x, const float* bias, const float* gy, float* gx, float* gBias,
+                       int64_t rows, int64_t n, int nt) {
+  const int64_t chunk = 64, chunks = ceilDiv(n, chunk);
+#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
+  for (int64_t c = 0; c < chunks; c++) {
+    const int64_t j0 = c * chunk, len = min64(chunk, n - j0);
+    double acc[64];
+    for (int64_t j = 0; j < len; j++) acc[j] = 0;
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t base = r * n + j0;
+      int64_t j = 0;
+      for (; j + VL <= len; j += VL) {
+        const vf g = vgeluGrad(vload(x + base + j) + vload(bias + j0 + j), vload(gy + base + j));
+        vstore(gx + base + j, g);
+      }
+      if (j < len) {
+        const int64_t w = len - j;
+        const vf t = vloadPart(x + base + j, w, 0.0f) + vloadPart(bias + j0 + j, w, 0.0f);
+        vstorePart(gx + base + j, vgeluGrad(t, vloadPart(gy + base + j, w, 0.0f)), w);
+      }
+#pragma omp simd
+      for (int64_t jj = 0; jj < len; jj++) acc[jj] += gx[base + jj];
+    }
+    for (int64_t j = 0; j < len; j++) gBias[j0 + j] = (float)acc[j];
   }
 }
 
@@ -1354,6 +1480,28 @@ void kAdam(float* p, const float* g, float* m, float* v, int64_t n, const AdamAr
   }
 }
 
+// Global-norm clipping (per-tensor float64 sums added in tensor order, as the optimiser did on
+// the host) and the Adam update of every tensor, in one call.
+void kAdamMulti(float* const* p, const float* const* g, float* const* m, float* const* v,
+                const int64_t* sizes, const double* weightDecays, int64_t count,
+                const AdamArgs* base, double clipNorm, float* normOut, int nt) {
+  double gradScale = 1.0;
+  normOut[0] = 0.0f;
+  if (clipNorm > 0) {
+    double sum = 0;
+    for (int64_t i = 0; i < count; i++) sum += kSumSquares(g[i], sizes[i], nt);
+    const double norm = sqrt(sum);
+    normOut[0] = (float)norm;
+    if (norm > clipNorm) gradScale = clipNorm / (norm + 1e-6);
+  }
+  for (int64_t i = 0; i < count; i++) {
+    AdamArgs a = *base;
+    a.weightDecay = weightDecays[i];
+    a.gradScale = gradScale;
+    kAdam(p[i], g[i], m[i], v[i], sizes[i], &a, nt);
+  }
+}
+
 const KernelTable kTable = {
     MMGPT_ISA_NAME,
     kMR,
@@ -1383,6 +1531,11 @@ const KernelTable kTable = {
     kCol2im,
     kNearestCode,
     kAdam,
+    kCrossEntropyMean,
+    kBiasGelu,
+    kBiasGeluBackward,
+    kAddLayerNorm,
+    kAdamMulti,
 };
 
 }  // namespace

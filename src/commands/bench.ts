@@ -237,6 +237,45 @@ interface TorchRunResult {
   forward_b1_ms: number | null;
   peak_rss_mb: number;
   peak_cuda_mb?: number;
+  blas?: TorchBlasInfo;
+}
+
+/** What bench/torch_step.py reports of the BLAS under PyTorch's CPU matmuls. */
+export interface TorchBlasInfo {
+  /** Build settings from torch.__config__.show() (BLAS_INFO, LAPACK_INFO, USE_MKL, ...). */
+  build: Record<string, string | null>;
+  /** BLAS libraries mapped into the process after a matmul (resolved paths). */
+  loaded: string[];
+}
+
+/**
+ * Names the BLAS that a PyTorch CPU peer runs on, and whether it is the reference (Netlib)
+ * BLAS: Debian's torch links libblas.so.3, which is the reference BLAS (~1 GFLOP/s here, so
+ * PyTorch looks ~6x slower than it is) unless an optimised alternative such as
+ * libopenblas0-pthread is installed. Libraries actually loaded win over the build settings
+ * (pip wheels link MKL or OpenBLAS statically: nothing separate is loaded).
+ */
+export function describeTorchBlas(info: TorchBlasInfo): { name: string; reference: boolean } {
+  const optimised: [RegExp, string][] = [
+    [/mkl/i, 'MKL'],
+    [/openblas/i, 'OpenBLAS'],
+    [/blis/i, 'BLIS'],
+    [/atlas/i, 'ATLAS'],
+  ];
+  for (const [pattern, name] of optimised) {
+    const lib = info.loaded.find((p) => pattern.test(p));
+    if (lib !== undefined) return { name: `${name} (${lib})`, reference: false };
+  }
+  const plain = info.loaded.find((p) => /libblas\.so/i.test(p));
+  if (plain !== undefined) return { name: `reference BLAS (${plain})`, reference: true };
+  const built = (info.build.BLAS_INFO ?? '').toLowerCase();
+  if (built === 'mkl' || info.build.USE_MKL === 'ON')
+    return { name: 'MKL (built in)', reference: false };
+  if (built === 'open' || built === 'openblas')
+    return { name: 'OpenBLAS (built in)', reference: false };
+  if (built === '' || built === 'generic' || built === 'blas')
+    return { name: `unknown (BLAS_INFO=${built || 'unset'})`, reference: false };
+  return { name: built, reference: false };
 }
 
 // ---- the report -----------------------------------------------------------------------------------
@@ -274,7 +313,14 @@ export interface BenchReport {
   /** {device: {batch: ms}} for eager; torch_compile likewise where measured. */
   torch: Record<string, ByBatch> | null;
   torch_compile: Record<string, ByBatch> | null;
-  torch_info: { python: string; version: string; threads: number; device: string } | null;
+  torch_info: {
+    python: string;
+    version: string;
+    threads: number;
+    device: string;
+    /** The BLAS of PyTorch's CPU matmuls (see describeTorchBlas); null where not reported. */
+    blas?: { name: string; reference: boolean } | null;
+  } | null;
   /** peer ms / our ms at the reference batch: how many times faster our backend is. */
   ratios: Record<string, number>;
   /** The same ratios at every batch where both were measured: {batch: {"torch/cpu": x}}. */
@@ -495,6 +541,7 @@ export async function runBenchmark(args: BenchArgs): Promise<BenchReport> {
       const eager: ByBatch = {};
       const compiled: ByBatch = {};
       let threads = args.torchThreads;
+      let blas: { name: string; reference: boolean } | null = null;
       let first = true;
       for (const batch of batches) {
         const childArgs = [
@@ -524,6 +571,17 @@ export async function runBenchmark(args: BenchArgs): Promise<BenchReport> {
           continue;
         }
         threads = result.threads;
+        if (result.blas && blas === null) {
+          blas = describeTorchBlas(result.blas);
+          if (device === 'cpu') log(`torch's CPU BLAS: ${blas.name}`);
+          if (device === 'cpu' && blas.reference) {
+            const warning =
+              `warning: PyTorch's CPU peer runs on the reference BLAS (${blas.name}), ~6x slower ` +
+              'than an optimised BLAS, so its ratios flatter us; install one (Debian/Ubuntu: ' +
+              'apt-get install libopenblas0-pthread) for an honest peer';
+            log(warning);
+          }
+        }
         if (result.device_name) report.machine.gpu = result.device_name;
         const ms = result.eager[String(batch)];
         eager[String(batch)] = ms;
@@ -549,7 +607,7 @@ export async function runBenchmark(args: BenchArgs): Promise<BenchReport> {
       }
       const refBatch = batches.includes(32) ? '32' : String(batches[0]);
       report.torch_ms_per_step = eager[refBatch] ?? null;
-      report.torch_info = { python: found.python, version: found.version, threads, device };
+      report.torch_info = { python: found.python, version: found.version, threads, device, blas };
     }
   } else {
     skipped.push('torch: --no-torch');
@@ -632,6 +690,15 @@ export function formatReport(report: BenchReport): string {
       Object.entries(report.forward_b1_ms).map(([k, v]) => [k, fmtMs(v)]),
     ),
   ];
+  const blas = report.torch_info?.device === 'cpu' ? report.torch_info.blas : null;
+  if (blas) {
+    out.push('', `PyTorch's CPU BLAS: ${blas.name}`);
+    if (blas.reference) {
+      out.push(
+        'warning: that is the reference BLAS, ~6x slower than an optimised one: the ratios vs torch flatter us (Debian/Ubuntu: apt-get install libopenblas0-pthread)',
+      );
+    }
+  }
   if (report.skipped.length > 0) out.push('', 'skipped:', ...report.skipped.map((s) => `  ${s}`));
   return out.join('\n');
 }

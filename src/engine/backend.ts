@@ -55,6 +55,16 @@ export interface AdamParams {
   gradScale: number;
 }
 
+/** The tensors of one multi-tensor Adam step (Backend.adamMulti): parallel lists. */
+export interface AdamTensors {
+  params: Buf[];
+  grads: Buf[];
+  m: Buf[];
+  v: Buf[];
+  sizes: number[];
+  weightDecays: number[];
+}
+
 export interface Conv2dGeometry {
   /** Batch, channels, input height and width. */
   n: number;
@@ -175,7 +185,7 @@ export interface Backend {
     d: number,
     eps: number,
   ): void;
-  /** Gradients of layerNorm: writes gx; ADDS into gw and gb (so they may be pre-zeroed or accumulated). */
+  /** Gradients of layerNorm: writes gx, gw and gb (gw, gb: sums over the rows; 0 for no rows). */
   layerNormBackward(
     x: Buf,
     w: Buf,
@@ -212,6 +222,62 @@ export interface Backend {
     rows: number,
     v: number,
   ): void;
+
+  // ---- fused training-step kernels (fewer passes and launches; each equals its unfused chain) --
+  /**
+   * Mean softmax cross-entropy and its gradient in one pass over the logits (llm.c's fused
+   * classifier): the forward and the backward of `crossEntropy` + mean. With count = the number
+   * of rows whose target is >= 0 (1 if there are none) and s = float32(1 / count): writes
+   * losses[r] = -log softmax(logits[r])[target[r]] (0 for an ignored row), loss[0] =
+   * float32(sum_r losses[r] / count) (the float32 losses summed in float64: in row order on js
+   * and cpu, in a fixed block order on cuda) and
+   * gLogits[r, :] = s * (float32(softmax(logits[r])) - onehot(target[r])) (0 for an ignored row):
+   * the gradient of loss[0]. A target >= v is an error (as crossEntropy).
+   */
+  crossEntropyMean(
+    logits: Buf,
+    targets: Buf,
+    losses: Buf,
+    loss: Buf,
+    gLogits: Buf,
+    rows: number,
+    v: number,
+  ): void;
+  /**
+   * out[r, j] = gelu(float32(x[r, j] + bias[j])) for x [rows, n], bias [n]: exactly `binary add`
+   * followed by `unary gelu`, in one pass.
+   */
+  biasGelu(x: Buf, bias: Buf, out: Buf, rows: number, n: number): void;
+  /**
+   * The backward of biasGelu: with t = float32(x + bias), gx = gelu'(t) * gy (as unaryBackward)
+   * and gBias[j] = sum_r gx[r, j] (float64 in row order, written, not accumulated).
+   */
+  biasGeluBackward(x: Buf, bias: Buf, gy: Buf, gx: Buf, gBias: Buf, rows: number, n: number): void;
+  /**
+   * Residual add + LayerNorm: h = float32(x + r) (written), then layerNorm of h into out, mean
+   * and rstd: exactly `binary add` followed by `layerNorm`, in one pass over the rows.
+   */
+  addLayerNorm(
+    x: Buf,
+    r: Buf,
+    w: Buf,
+    b: Buf,
+    h: Buf,
+    out: Buf,
+    mean: Buf,
+    rstd: Buf,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
+  /**
+   * One Adam/AdamW step over many parameter tensors with global-norm clipping fused in, without
+   * reading anything back to the host: norm = sqrt(sum_i sumSquares(g_i)) (float64, tensors in
+   * order), gradScale = clipNorm > 0 && norm > clipNorm ? clipNorm / (norm + 1e-6) : 1, then
+   * `adam` on every tensor i with that gradScale and weightDecay weightDecays[i]
+   * (params.gradScale is ignored). normOut[0] = float32(norm) (0 when clipNorm <= 0: not computed).
+   */
+  adamMulti(t: AdamTensors, params: AdamParams, clipNorm: number, normOut: Buf): void;
 
   // ---- randomness --------------------------------------------------------------------------
   /**

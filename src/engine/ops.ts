@@ -8,7 +8,7 @@
 
 import type { Backend, BinaryOp, Conv2dGeometry, DType, UnaryOp } from './backend';
 import { convOutSize } from './backend';
-import { Tensor, Node, empty, fromData, isGradEnabled, checkSameShape } from './tensor';
+import { Tensor, Node, empty, fromData, isGradEnabled, isUnitSeed, checkSameShape } from './tensor';
 import { getBackend } from './registry';
 
 // ---- helpers ---------------------------------------------------------------------------------
@@ -625,23 +625,44 @@ export function embedding(table: Tensor, indices: Tensor): Tensor {
 
 /** LayerNorm over the last axis with weight and bias [d]; eps 1e-5 as GPT-2. */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): Tensor {
-  requireFloat('layerNorm', x, weight, bias);
-  const d = x.shape[x.rank - 1];
-  if (weight.size !== d || bias.size !== d) {
-    throw new Error(
-      `layerNorm: input ${fmt(x.shape)} needs weight and bias of size ${d}, got ${fmt(weight.shape)} and ${fmt(bias.shape)}`,
-    );
-  }
+  const d = layerNormSize('layerNorm', x, weight, bias);
   const rows = x.size / d;
   const be = x.backend;
   const out = uninit(x.shape, 'float32', be);
   const meanT = uninit([rows], 'float32', be);
   const rstdT = uninit([rows], 'float32', be);
   be.layerNorm(x.buf, weight.buf, bias.buf, out.buf, meanT.buf, rstdT.buf, rows, d, eps);
+  return recordLayerNorm(out, x, weight, bias, meanT, rstdT);
+}
+
+/** Checks LayerNorm's operands: x [..., d] with weight and bias of size d; returns d. */
+function layerNormSize(op: string, x: Tensor, weight: Tensor, bias: Tensor): number {
+  requireFloat(op, x, weight, bias);
+  const d = x.shape[x.rank - 1];
+  if (weight.size !== d || bias.size !== d) {
+    throw new Error(
+      `${op}: input ${fmt(x.shape)} needs weight and bias of size ${d}, got ${fmt(weight.shape)} and ${fmt(bias.shape)}`,
+    );
+  }
+  return d;
+}
+
+/** The autodiff node of out = layerNorm(x) with its saved statistics. */
+function recordLayerNorm(
+  out: Tensor,
+  x: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  meanT: Tensor,
+  rstdT: Tensor,
+): Tensor {
+  const be = x.backend;
+  const d = x.shape[x.rank - 1];
+  const rows = x.size / d;
   return record(out, 'layerNorm', [x, weight, bias], (g) => {
     const gx = uninit(x.shape, 'float32', be);
-    const gw = empty(weight.shape, 'float32', be);
-    const gb = empty(bias.shape, 'float32', be);
+    const gw = uninit(weight.shape, 'float32', be);
+    const gb = uninit(bias.shape, 'float32', be);
     be.layerNormBackward(
       x.buf,
       weight.buf,
@@ -655,6 +676,65 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
       d,
     );
     return [gx, gw, gb];
+  });
+}
+
+/**
+ * The residual add and the LayerNorm after it, in one kernel: sum = x + r and
+ * normed = layerNorm(sum), each with the gradient rule of its unfused op (so the backward is
+ * unchanged). x and r have the same shape [..., d].
+ */
+export function addLayerNorm(
+  x: Tensor,
+  r: Tensor,
+  weight: Tensor,
+  bias: Tensor,
+  eps = 1e-5,
+): { sum: Tensor; normed: Tensor } {
+  const d = layerNormSize('addLayerNorm', x, weight, bias);
+  requireFloat('addLayerNorm', r);
+  sameBackend('addLayerNorm', x, r, weight, bias);
+  checkSameShape('addLayerNorm', x, r);
+  const rows = x.size / d;
+  const be = x.backend;
+  const sumT = uninit(x.shape, 'float32', be);
+  const out = uninit(x.shape, 'float32', be);
+  const meanT = uninit([rows], 'float32', be);
+  const rstdT = uninit([rows], 'float32', be);
+  be.addLayerNorm(
+    x.buf,
+    r.buf,
+    weight.buf,
+    bias.buf,
+    sumT.buf,
+    out.buf,
+    meanT.buf,
+    rstdT.buf,
+    rows,
+    d,
+    eps,
+  );
+  const residual = record(sumT, 'add', [x, r], (g) => [g, g]);
+  return { sum: residual, normed: recordLayerNorm(out, residual, weight, bias, meanT, rstdT) };
+}
+
+/** gelu(x + bias) for x [..., n] and bias [n] in one kernel (the MLP's first Linear + GeLU). */
+export function biasGelu(x: Tensor, bias: Tensor): Tensor {
+  requireFloat('biasGelu', x, bias);
+  sameBackend('biasGelu', x, bias);
+  const n = x.shape[x.rank - 1];
+  if (bias.rank !== 1 || bias.size !== n) {
+    throw new Error(`biasGelu: input ${fmt(x.shape)} needs a bias [${n}], got ${fmt(bias.shape)}`);
+  }
+  const rows = x.size / n;
+  const be = x.backend;
+  const out = uninit(x.shape, 'float32', be);
+  be.biasGelu(x.buf, bias.buf, out.buf, rows, n);
+  return record(out, 'biasGelu', [x, bias], (g) => {
+    const gx = uninit(x.shape, 'float32', be);
+    const gb = uninit(bias.shape, 'float32', be);
+    be.biasGeluBackward(x.buf, bias.buf, g.buf, gx.buf, gb.buf, rows, n);
+    return [gx, gb];
   });
 }
 
@@ -697,6 +777,20 @@ export function crossEntropy(
     );
   }
   const be = logits.backend;
+  if (reduction === 'mean') {
+    // One fused kernel: the mean loss and its gradient, counted on the backend (no host read).
+    const losses = uninit(targets.shape, 'float32', be);
+    const loss = uninit([], 'float32', be);
+    const gLogits = uninit(logits.shape, 'float32', be);
+    be.crossEntropyMean(logits.buf, targets.buf, losses.buf, loss.buf, gLogits.buf, rows, v);
+    losses.dispose();
+    return record(loss, 'crossEntropy', [logits], (g) => [
+      // [..., v]: the gradient of the mean, times g unless g is backward()'s seed 1.
+      isUnitSeed(g)
+        ? gLogits.shareStorage(gLogits.shape)
+        : binaryRaw('mul', gLogits, g, gLogits.shape),
+    ]);
+  }
   const probs = uninit(logits.shape, 'float32', be);
   const losses = uninit(targets.shape, 'float32', be);
   be.crossEntropy(logits.buf, targets.buf, probs.buf, losses.buf, rows, v);
@@ -705,12 +799,7 @@ export function crossEntropy(
     be.crossEntropyBackward(probs.buf, targets.buf, gLoss.buf, gl.buf, rows, v);
     return [gl];
   };
-  const perRow = record(losses, 'crossEntropy', [logits], backward);
-  if (reduction === 'none') return perRow;
-  const t = targets.toArray();
-  let count = 0;
-  for (let i = 0; i < t.length; i++) if (t[i] >= 0) count++;
-  return scale(sum(perRow), 1 / Math.max(count, 1));
+  return record(losses, 'crossEntropy', [logits], backward);
 }
 
 // ---- dropout ---------------------------------------------------------------------------------

@@ -207,6 +207,11 @@ export class Tensor {
     }
   }
 
+  /** True if no other tensor shares this one's storage. */
+  ownsStorageAlone(): boolean {
+    return this.storage !== null && this.storage.refs === 1;
+  }
+
   /** Releases this tensor's reference to its storage (and its gradient). Idempotent. */
   dispose(): void {
     if (this.storage === null) return;
@@ -264,6 +269,7 @@ export class Tensor {
         this.shape,
       );
       backend.fill(seed.buf, 1, 1);
+      unitSeeds.add(seed);
       grads.set(this, seed);
     }
     noGrad(() => {
@@ -273,8 +279,8 @@ export class Tensor {
         if (g === undefined) continue;
         grads.delete(t);
         if (t.node === null) {
-          accumulateLeafGrad(t, g);
-          if (g !== gradOutput) g.dispose();
+          const adopted = accumulateLeafGrad(t, g, g !== gradOutput);
+          if (!adopted && g !== gradOutput) g.dispose();
           continue;
         }
         const raw = t.node.backward(g);
@@ -300,13 +306,18 @@ export class Tensor {
           if (prev === undefined) {
             grads.set(input, gi);
           } else {
-            // Out of place: a gradient in the map may share storage with another one.
+            // Out of place: a gradient in the map may share storage with another one. One
+            // written sum (not a zero-filled buffer and two accumulations).
             const sum = new Tensor(
-              new Storage(allocBuffer(backend, gi.size, 'float32'), gi.size, 'float32', backend),
+              new Storage(
+                allocBuffer(backend, gi.size, 'float32', false),
+                gi.size,
+                'float32',
+                backend,
+              ),
               gi.shape,
             );
-            backend.axpy(prev.buf, sum.buf, gi.size, 1);
-            backend.axpy(gi.buf, sum.buf, gi.size, 1);
+            backend.binary('add', prev.buf, gi.buf, sum.buf, [gi.size], [1], [1]);
             prev.dispose();
             gi.dispose();
             grads.set(input, sum);
@@ -323,18 +334,42 @@ export class Tensor {
   }
 }
 
-function accumulateLeafGrad(leaf: Tensor, g: Tensor): void {
+/**
+ * Adds g into leaf.grad. A leaf without a gradient takes g itself when g is a temporary that
+ * nothing else shares (`mayAdopt` and g alone on its storage): no copy, no zero-fill. Returns
+ * whether g was adopted (then the caller must not dispose it).
+ */
+function accumulateLeafGrad(leaf: Tensor, g: Tensor, mayAdopt: boolean): boolean {
   if (leaf.grad === null) {
+    if (mayAdopt && g.ownsStorageAlone()) {
+      untrack(g);
+      leaf.grad = g;
+      return true;
+    }
     const copy = new Tensor(
-      new Storage(allocBuffer(leaf.backend, g.size, 'float32'), g.size, 'float32', leaf.backend),
+      new Storage(
+        allocBuffer(leaf.backend, g.size, 'float32', false),
+        g.size,
+        'float32',
+        leaf.backend,
+      ),
       leaf.shape,
     );
-    leaf.backend.axpy(g.buf, copy.buf, g.size, 1);
+    leaf.backend.copyBlock(g.buf, copy.buf, 1, 1, 0, 1, 0, 1, g.size, false);
     untrack(copy);
     leaf.grad = copy;
   } else {
     leaf.backend.axpy(g.buf, leaf.grad.buf, g.size, 1);
   }
+  return false;
+}
+
+/** Seed gradients of backward() (exactly 1): a backward rule may skip multiplying by them. */
+const unitSeeds = new WeakSet<Tensor>();
+
+/** True if g is the seed gradient 1 that backward() starts from. */
+export function isUnitSeed(g: Tensor): boolean {
+  return unitSeeds.has(g);
 }
 
 function topologicalOrder(root: Tensor): Tensor[] {

@@ -159,7 +159,11 @@ export class MLP extends Module {
     this.dropout = this.child('dropout', new Dropout(config.dropout, rng));
   }
   forward(x: Tensor): Tensor {
-    return this.dropout.forward(this.c_proj.forward(F.gelu(this.c_fc.forward(x)))); // [B, T, C]
+    // c_fc's bias and the GeLU in one kernel: gelu(x @ W + b).
+    const bias = this.c_fc.bias;
+    if (bias === null) throw new Error('MLP: c_fc has no bias');
+    const hidden = F.biasGelu(F.matmul(x, this.c_fc.weight), bias); // [B, T, 4C]
+    return this.dropout.forward(this.c_proj.forward(hidden)); // [B, T, C]
   }
 }
 
@@ -180,8 +184,15 @@ export class Block extends Module {
     cache?: { keys: Tensor; values: Tensor; pos: number },
     keyMask?: Tensor,
   ): Tensor {
-    const h = F.add(x, this.attn.forward(this.ln_1.forward(x), cache, keyMask));
-    return F.add(h, this.mlp.forward(this.ln_2.forward(h)));
+    // The attention's residual add and ln_2 in one kernel: h = x + attn(...), normed = ln_2(h).
+    const { sum: h, normed } = F.addLayerNorm(
+      x,
+      this.attn.forward(this.ln_1.forward(x), cache, keyMask),
+      this.ln_2.weight,
+      this.ln_2.bias,
+      this.ln_2.eps,
+    ); // [B, T, C] each
+    return F.add(h, this.mlp.forward(normed));
   }
 }
 

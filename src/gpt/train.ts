@@ -15,7 +15,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as F from '../engine/ops';
-import { tidy, noGrad } from '../engine/tensor';
+import { tidy, noGrad, keep } from '../engine/tensor';
 import { getBackend } from '../engine/registry';
 import { Rng, deriveSeed } from '../nn/rng';
 import { Adam, AdamW, constantLr, warmupCosineLr } from '../nn/optim';
@@ -230,6 +230,12 @@ export interface TrainGptOptions {
   onProgress?: (event: TrainProgressEvent) => void;
   /** A lock on runDir the caller holds already (trainPipeline); otherwise trainGpt takes one. */
   runLock?: RunLock;
+  /**
+   * Read the step losses back every this many steps (one download for all of them) instead of
+   * after every step; their log entries, checks and onProgress events then come in bursts.
+   * Default: logEvery on the cuda backend (no host synchronisation inside a step), else 1.
+   */
+  lossReadEvery?: number;
 }
 
 export type TrainProgressEvent =
@@ -440,6 +446,34 @@ async function trainGptLocked(
   };
   process.on('SIGINT', onSigint);
   let stepsThisCall = 0;
+  const lossReadEvery = Math.max(
+    1,
+    Math.floor(opts.lossReadEvery ?? (getBackend().name === 'cuda' ? trainCfg.logEvery : 1)),
+  );
+  // Step losses wait on the backend ([lossReadEvery] floats) until the next read-back.
+  const pendingLosses = keep(F.zeros([lossReadEvery]));
+  const pendingSteps: { step: number; epoch: number; batch: number; lr: number }[] = [];
+  // Reading every step's loss anyway, the cpu and js backends check it before each update.
+  const checkEveryStep = lossReadEvery === 1;
+  /** Reads the pending losses back, records them and reports them; returns the last one. */
+  const readLosses = (): number => {
+    if (pendingSteps.length === 0) return trainLog.trainNll[trainLog.trainNll.length - 1] ?? NaN;
+    const values = pendingLosses.toFloat32Array();
+    let last = NaN;
+    pendingSteps.forEach((s, i) => {
+      last = values[i];
+      if (!Number.isFinite(last))
+        throw diverged(
+          `the loss is ${last} (read back ${pendingSteps.length - i - 1} steps later)`,
+          s.step,
+          s.batch,
+        );
+      trainLog.trainNll.push(last);
+      opts.onProgress?.({ kind: 'step', step: s.step, epoch: s.epoch, loss: last, lr: s.lr });
+    });
+    pendingSteps.length = 0;
+    return last;
+  };
   const tokensPerStep = trainCfg.batchSize * TARGETS_PER_SEQUENCE;
   const callStart = Date.now();
   const trainMsAtStart = trainLog.trainMs;
@@ -454,32 +488,43 @@ async function trainGptLocked(
       })) {
         const t0 = Date.now();
         const lr = lrAt(optimizer.step);
-        // The loss and the gradient norm are checked before the update, so a non-finite value
-        // never reaches the weights or the optimiser moments.
-        const { loss, gradNorm } = tidy(() => {
+        // Where losses are read every step (cpu, js) the loss and the gradient norm are checked
+        // before the update, so a non-finite value never reaches the weights or the optimiser
+        // moments; where they are read in bursts (cuda: no host synchronisation inside a step)
+        // a non-finite loss is caught at the next read, before anything is saved.
+        const fault = tidy(() => {
           const tokens = F.tensor(batch.tokens, [batch.size, SEQUENCE_LENGTH], 'int32');
           const l = model.loss(tokens);
-          const lossValue = l.item();
-          if (!Number.isFinite(lossValue)) return { loss: lossValue, gradNorm: NaN };
-          l.backward();
-          const norm = optimizer.gradNorm();
-          if (Number.isFinite(norm)) optimizer.update(lr, norm);
+          if (checkEveryStep) {
+            const lossValue = l.item();
+            if (!Number.isFinite(lossValue)) return { loss: lossValue, gradNorm: NaN };
+            l.backward();
+            const norm = optimizer.gradNorm();
+            if (!Number.isFinite(norm)) {
+              optimizer.zeroGrad();
+              return { loss: lossValue, gradNorm: norm };
+            }
+          } else l.backward();
+          optimizer.update(lr);
           optimizer.zeroGrad();
-          return { loss: lossValue, gradNorm: norm };
+          F.writeInto(pendingLosses, F.reshape(l, [1]), 0, pendingSteps.length);
+          return null;
         });
-        if (!Number.isFinite(loss))
-          throw diverged(`the loss is ${loss}; the weights were not updated with it`);
-        if (!Number.isFinite(gradNorm))
+        if (fault !== null) {
+          if (!Number.isFinite(fault.loss))
+            throw diverged(`the loss is ${fault.loss}; the weights were not updated with it`);
           throw diverged(
-            `the gradient norm is ${gradNorm} (loss ${loss.toFixed(4)}); the weights were not updated with it`,
+            `the gradient norm is ${fault.gradNorm} (loss ${fault.loss.toFixed(4)}); the weights were not updated with it`,
           );
-        trainLog.trainNll.push(loss);
+        }
+        pendingSteps.push({ step: optimizer.step, epoch: epoch + 1, batch: batchInEpoch + 1, lr });
+        if (pendingSteps.length === lossReadEvery) readLosses();
         trainLog.trainMs += Date.now() - t0;
-        opts.onProgress?.({ kind: 'step', step: optimizer.step, epoch: epoch + 1, loss, lr });
         batchInEpoch++;
         stepsThisCall++;
         intervalSteps++;
         if (optimizer.step % trainCfg.logEvery === 0) {
+          const loss = readLosses();
           const msPerStep = (Date.now() - intervalStart) / intervalSteps;
           const done = optimizer.step;
           const avgMs = (trainLog.trainMs - trainMsAtStart) / Math.max(1, stepsThisCall);
@@ -496,6 +541,7 @@ async function trainGptLocked(
           interrupted ||
           (opts.stopAfterSteps !== undefined && stepsThisCall >= opts.stopAfterSteps)
         ) {
+          readLosses();
           save(false);
           log(
             `stopped at epoch ${epoch + 1}, batch ${batchInEpoch}, step ${optimizer.step}; checkpoint ${ckptPath} (continue with --resume)`,
@@ -509,6 +555,7 @@ async function trainGptLocked(
           };
         }
       }
+      readLosses();
       const nll = evaluateNll(model, test, opts.vocab, trainCfg.evalBatchSize);
       if (!Number.isFinite(nll))
         throw diverged(
@@ -531,6 +578,7 @@ async function trainGptLocked(
     }
   } finally {
     process.off('SIGINT', onSigint);
+    pendingLosses.dispose();
   }
   return {
     model,

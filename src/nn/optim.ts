@@ -1,9 +1,12 @@
 // Optimisers (Adam, AdamW), gradient-norm clipping and learning-rate schedules.
 //
-// The update is one fused backend kernel per parameter (Backend.adam). Clipping is folded into
-// that kernel as a gradient scale, so clipping costs one sum of squares per parameter and no
-// extra pass. Optimiser state (m, v, step) is exported for checkpoints and restored exactly.
+// The update is one multi-tensor backend call over every parameter (Backend.adamMulti), with
+// the global-norm clipping fused into it: the norm is one reduction on the backend and the
+// gradient scale is applied inside the update, so a step reads nothing back to the host (the
+// norm is downloaded only when `lastGradNorm` is read). Optimiser state (m, v, step) is exported
+// for checkpoints and restored exactly.
 
+import type { AdamTensors } from '../engine/backend';
 import type { Tensor } from '../engine/tensor';
 import { keep } from '../engine/tensor';
 import * as F from '../engine/ops';
@@ -40,8 +43,8 @@ export class Adam {
   private readonly m: Tensor[];
   private readonly v: Tensor[];
   private readonly decay: boolean[];
-  /** The global gradient norm before clipping, from the last step. */
-  lastGradNorm = 0;
+  /** [1] the global gradient norm of the last clipped step, written by the backend. */
+  private readonly normBuf: Tensor;
 
   constructor(
     private readonly params: readonly [string, Tensor][],
@@ -57,6 +60,12 @@ export class Adam {
     this.m = params.map(([, p]) => keep(F.zeros(p.shape)));
     this.v = params.map(([, p]) => keep(F.zeros(p.shape)));
     this.decay = params.map(([n]) => !(opts.noDecay?.(n) ?? false));
+    this.normBuf = keep(F.zeros([1]));
+  }
+
+  /** The global gradient norm before clipping, from the last step (0 without clipping). */
+  get lastGradNorm(): number {
+    return this.normBuf.item();
   }
 
   /** Global L2 norm of all gradients. */
@@ -66,33 +75,31 @@ export class Adam {
     return Math.sqrt(s);
   }
 
-  /**
-   * One update of every parameter that has a gradient; `lr` overrides the current rate.
-   * `gradNorm`: the global gradient norm if the caller has computed it already (a trainer that
-   * checks it is finite before updating), so that clipping does not compute it again.
-   */
-  update(lr = this.lr, gradNorm?: number): void {
+  /** One update of every parameter that has a gradient; `lr` overrides the current rate. */
+  update(lr = this.lr): void {
     this.step++;
     this.lr = lr;
-    let gradScale = 1;
-    if (gradNorm !== undefined) this.lastGradNorm = gradNorm;
-    if (this.clipNorm > 0) {
-      if (gradNorm === undefined) this.lastGradNorm = this.gradNorm();
-      if (this.lastGradNorm > this.clipNorm) gradScale = this.clipNorm / (this.lastGradNorm + 1e-6);
-    }
+    const t: AdamTensors = { params: [], grads: [], m: [], v: [], sizes: [], weightDecays: [] };
     this.params.forEach(([, p], i) => {
       if (!p.grad) return;
-      p.backend.adam(p.buf, p.grad.buf, this.m[i].buf, this.v[i].buf, p.size, {
-        lr,
-        beta1: this.beta1,
-        beta2: this.beta2,
-        eps: this.eps,
-        weightDecay: this.decay[i] ? this.weightDecay : 0,
-        decoupled: this.decoupled,
-        step: this.step,
-        gradScale,
-      });
+      t.params.push(p.buf);
+      t.grads.push(p.grad.buf);
+      t.m.push(this.m[i].buf);
+      t.v.push(this.v[i].buf);
+      t.sizes.push(p.size);
+      t.weightDecays.push(this.decay[i] ? this.weightDecay : 0);
     });
+    const adamParams = {
+      lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: 0,
+      decoupled: this.decoupled,
+      step: this.step,
+      gradScale: 1,
+    };
+    this.normBuf.backend.adamMulti(t, adamParams, this.clipNorm, this.normBuf.buf);
   }
 
   zeroGrad(): void {
@@ -133,6 +140,7 @@ export class Adam {
   dispose(): void {
     this.m.forEach((t) => t.dispose());
     this.v.forEach((t) => t.dispose());
+    this.normBuf.dispose();
   }
 }
 

@@ -14,7 +14,12 @@ import {
 } from '../../bench/train_step';
 import type { GptConfig } from '../../src/gpt/model';
 import { setBackend } from '../../src/engine/registry';
-import { benchArgs, formatReport, formatProfile } from '../../src/commands/bench';
+import {
+  benchArgs,
+  formatReport,
+  formatProfile,
+  describeTorchBlas,
+} from '../../src/commands/bench';
 import type { BenchReport } from '../../src/commands/bench';
 
 const tiny: GptConfig = { vocabSize: 20, blockSize: 8, nLayer: 1, nHead: 2, nEmbd: 8, dropout: 0 };
@@ -186,4 +191,24 @@ test('formatReport prints every run with its ratios', () => {
   );
   assert.match(text, /torch 1\.13 cpu/);
   assert.match(text, /skipped:\n {2}js: test/);
+});
+
+test("the PyTorch peer's BLAS is named, and the reference BLAS is recognised", () => {
+  const debianReference = describeTorchBlas({
+    build: { BLAS_INFO: 'generic', LAPACK_INFO: 'generic', USE_MKL: 'OFF', USE_OPENMP: 'ON' },
+    loaded: ['/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0'],
+  });
+  assert.equal(debianReference.reference, true);
+  assert.match(debianReference.name, /reference BLAS/);
+  const debianOpenblas = describeTorchBlas({
+    build: { BLAS_INFO: 'generic', LAPACK_INFO: 'generic', USE_MKL: 'OFF', USE_OPENMP: 'ON' },
+    loaded: ['/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3'],
+  });
+  assert.deepEqual(debianOpenblas.reference, false);
+  assert.match(debianOpenblas.name, /^OpenBLAS/);
+  const wheel = describeTorchBlas({
+    build: { BLAS_INFO: 'mkl', LAPACK_INFO: 'mkl', USE_MKL: 'ON', USE_OPENMP: 'ON' },
+    loaded: [],
+  });
+  assert.deepEqual(wheel, { name: 'MKL (built in)', reference: false });
 });

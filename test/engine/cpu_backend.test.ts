@@ -5,6 +5,10 @@
 // sentinel padding, so a kernel writing past its last element fails. Bad calls throw clear JS
 // errors. Runs in ~1-3 s on 2 cores.
 //
+// im2col, col2im, nearestCode, dropoutMask, adam and the fused training-step kernels are tested
+// for every native backend in
+// native_backends.test.ts (one suite parametrised by backend).
+//
 // Tolerances (relative to max(|expected|, floor), per element):
 // - exact (0): fill, copyBlock, binary, relu/neg/square/sqrt and their backward, the float64
 //   backward of exp/log/tanh, broadcastAxis, permute, gather, scatterAdd, dropoutMask, im2col,
@@ -26,14 +30,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import type {
-  Backend,
-  Conv2dGeometry,
-  MatmulParams,
-  UnaryOp,
-  BinaryOp,
-} from '../../src/engine/backend';
-import { convOutSize } from '../../src/engine/backend';
+import type { Backend, MatmulParams, UnaryOp, BinaryOp } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
 import {
   cpuBackendInfo,
@@ -41,6 +38,8 @@ import {
   loadNativeAddon,
   setCpuThreads,
 } from '../../src/engine/backends/cpu';
+import { assertClose, makeRng, padded, randArray, randInts, runBoth, ULP } from './backend_helpers';
+import type { HostArray, Rng } from './backend_helpers';
 
 const loadedBackend = loadCpuBackend();
 const skip = 'error' in loadedBackend ? `cpu backend unavailable: ${loadedBackend.error}` : false;
@@ -91,64 +90,6 @@ function forEachConfig(fn: (cfg: string) => void): void {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
-function makeRng(seed: number): (lo?: number, hi?: number) => number {
-  let state = seed >>> 0;
-  return (lo = -1, hi = 1) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * state) / 4294967296;
-  };
-}
-
-type Rng = ReturnType<typeof makeRng>;
-
-function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng(lo, hi);
-  return out;
-}
-
-function randInts(rng: Rng, n: number, lo: number, hi: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rng(lo, hi));
-  return out;
-}
-
-const ULP = 2 ** -23;
-
-/** An output buffer of n elements plus 19 sentinels (7.5) that no kernel may overwrite. */
-function padded(n: number): Float32Array {
-  return new Float32Array(n + 19).fill(7.5);
-}
-
-/**
- * |actual - expected| <= rel * max(|expected|, floor) per element; NaN and infinities must match
- * exactly. rel = 0 demands bit-identical values (-0 and 0 counted equal).
- */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-  floor = 1e-30,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (!(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)))) {
-        assert.fail(`${what}[${i}]: got ${a}, expected ${e}`);
-      }
-      continue;
-    }
-    const tol = rel * Math.max(Math.abs(e), floor);
-    if (!(Math.abs(a - e) <= tol)) {
-      assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)}, tol ${tol})`);
-    }
-  }
-}
-
 function f32(buf: object): Float32Array {
   assert.ok(buf instanceof Float32Array);
   return buf;
@@ -160,15 +101,12 @@ function i32(buf: object): Int32Array {
 }
 
 /** Runs `kernel` on copies of `inputs` with both backends; returns the two sets of buffers. */
-function both<T extends (Float32Array | Int32Array)[]>(
+function both<T extends HostArray[]>(
   inputs: T,
   kernel: (be: Backend, bufs: T) => void,
 ): { js: T; cpu: T } {
-  const jsBufs = inputs.map((b) => b.slice()) as T;
-  const cpuBufs = inputs.map((b) => b.slice()) as T;
-  kernel(jsBackend, jsBufs);
-  kernel(cpu(), cpuBufs);
-  return { js: jsBufs, cpu: cpuBufs };
+  const r = runBoth(cpu(), inputs, kernel);
+  return { js: r.js, cpu: r.be };
 }
 
 const ODD_SIZES = [1, 2, 7, 13, 16, 17, 31, 61, 64, 100, 257];
@@ -551,6 +489,34 @@ test(
           alpha: 0.5,
           accumulate: true,
         },
+        // Deep products (k > 256) on one team: op(B) packed for all depth blocks at once,
+        // across two column blocks and with a transposed A (the backward's weight gradients).
+        {
+          batch: 1,
+          m: 75,
+          n: 70,
+          k: 700,
+          transA: true,
+          transB: false,
+          strideA: 0,
+          strideB: 0,
+          strideC: 0,
+          alpha: 0.5,
+          accumulate: true,
+        },
+        {
+          batch: 1,
+          m: 40,
+          n: 600,
+          k: 300,
+          transA: false,
+          transB: true,
+          strideA: 0,
+          strideB: 0,
+          strideC: 0,
+          alpha: 1,
+          accumulate: false,
+        },
         // Many small items (attention): one item per thread, strided with gaps.
         {
           batch: 16,
@@ -834,107 +800,6 @@ test(
 );
 
 // ---- randomness, convolution, vector quantisation, optimiser -----------------------------------------------
-
-test('dropoutMask is bit-identical to the reference', { skip }, () => {
-  for (const [n, p, seed] of [
-    [1, 0.5, 0],
-    [257, 0.1, 12345],
-    [100003, 0.3, 0xdeadbeef],
-    [64, 0, 7],
-    [100, 1, 3], // keeps nothing (scale 1/0 is never used)
-    [5000, 3 / 16777216, 9], // threshold at the uniform's resolution
-  ]) {
-    const r = both([padded(n)], (be, [out]) => be.dropoutMask(out, n, p, seed));
-    assertClose(r.cpu[0], r.js[0], 0, `dropoutMask n=${n} p=${p}`);
-  }
-});
-
-test('im2col and col2im match the reference', { skip }, () => {
-  const rng = makeRng(12);
-  forEachConfig((cfg) => {
-    for (const [n, c, h, w, kh, kw, stride, pad] of [
-      [1, 1, 1, 1, 1, 1, 1, 0],
-      [2, 3, 7, 5, 3, 3, 1, 1],
-      [1, 2, 13, 13, 4, 4, 2, 1],
-      [3, 5, 28, 28, 3, 3, 2, 0],
-      [1, 1, 5, 7, 2, 3, 3, 2],
-    ]) {
-      const g: Conv2dGeometry = {
-        n,
-        c,
-        h,
-        w,
-        kh,
-        kw,
-        stride,
-        pad,
-        ho: convOutSize(h, kh, stride, pad),
-        wo: convOutSize(w, kw, stride, pad),
-      };
-      const colsLen = n * c * kh * kw * g.ho * g.wo;
-      const x = randArray(rng, n * c * h * w);
-      const cols = randArray(rng, colsLen);
-      const r = both(
-        [x, new Float32Array(colsLen), cols, randArray(rng, n * c * h * w)],
-        (be, [xi, co, ci, xo]) => {
-          be.im2col(xi, co, g);
-          be.col2im(ci, xo, g);
-        },
-      );
-      assertClose(r.cpu[1], r.js[1], 0, `im2col ${JSON.stringify(g)} ${cfg}`);
-      assertClose(r.cpu[3], r.js[3], 0, `col2im ${JSON.stringify(g)} ${cfg}`);
-    }
-  });
-});
-
-test('nearestCode matches the reference (indices exactly, lowest index on ties)', { skip }, () => {
-  const rng = makeRng(13);
-  for (const [rows, k, d] of [
-    [1, 1, 1],
-    [7, 13, 5],
-    [61, 64, 17],
-    [300, 31, 64],
-  ]) {
-    const z = randArray(rng, rows * d);
-    const codebook = randArray(rng, k * d);
-    if (k > 2) codebook.copyWithin(2 * d, 0, d); // rows 0 and 2 tie: index 0 must win
-    if (k > 2) z.set(codebook.subarray(0, d), 0);
-    const r = both(
-      [z, codebook, new Int32Array(rows), new Float32Array(rows)],
-      (be, [zi, cb, idx, dist]) => be.nearestCode(zi, cb, idx, dist, rows, k, d),
-    );
-    assertClose(i32(r.cpu[2]), i32(r.js[2]), 0, `nearestCode idx ${rows}x${k}x${d}`);
-    assertClose(r.cpu[3], r.js[3], ULP, `nearestCode dist ${rows}x${k}x${d}`, 1e-30);
-  }
-});
-
-test('adam matches the reference (Adam + L2 and AdamW, gradient scale)', { skip }, () => {
-  const rng = makeRng(14);
-  forEachConfig((cfg) => {
-    for (const n of [1, 7, 61, 100003]) {
-      for (const decoupled of [false, true]) {
-        const p = randArray(rng, n);
-        const g = randArray(rng, n);
-        const m = randArray(rng, n, -0.1, 0.1);
-        const v = randArray(rng, n, 0, 0.01);
-        const params = {
-          lr: 3e-4,
-          beta1: 0.9,
-          beta2: 0.95,
-          eps: 1e-8,
-          weightDecay: 0.1,
-          decoupled,
-          step: 7,
-          gradScale: 0.5,
-        };
-        const r = both([p, g, m, v], (be, [pi, gi, mi, vi]) => be.adam(pi, gi, mi, vi, n, params));
-        assertClose(r.cpu[0], r.js[0], ULP, `adam p n=${n} decoupled=${decoupled} ${cfg}`, 1e-6);
-        assertClose(r.cpu[2], r.js[2], ULP, `adam m n=${n}`, 1e-9);
-        assertClose(r.cpu[3], r.js[3], ULP, `adam v n=${n}`, 1e-12);
-      }
-    }
-  });
-});
 
 // ---- errors and configuration ----------------------------------------------------------------------------------
 

@@ -11,6 +11,10 @@
 // every CUDA thread a fiber, guard pages after every buffer), which checks the kernels' indexing,
 // barriers and host logic without a GPU (slowly; not in the default suite).
 //
+// im2col, col2im, nearestCode, dropoutMask, adam and the fused training-step kernels are tested
+// for every native backend in
+// native_backends.test.ts (one suite parametrised by backend).
+//
 // Tolerances (relative to max(|expected|, floor), per element):
 // - exact (0): fill, copyBlock, binary, relu/neg/square/sqrt and their backward, broadcastAxis,
 //   permute, gather, scatterAdd (the same sequential float32 sums per column), dropoutMask,
@@ -28,15 +32,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import type {
-  Backend,
-  BinaryOp,
-  Conv2dGeometry,
-  DType,
-  MatmulParams,
-  UnaryOp,
-} from '../../src/engine/backend';
-import { convOutSize } from '../../src/engine/backend';
+import type { Backend, BinaryOp, DType, MatmulParams, UnaryOp } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
 import type { CudaStats } from '../../src/engine/backends/cuda';
 import {
@@ -47,6 +43,13 @@ import {
 } from '../../src/engine/backends/cuda';
 import { getBackend, isBackend, loadBackend, setBackend } from '../../src/engine/registry';
 import { makeTrainStep } from '../../bench/train_step';
+import { assertClose, makeRng, padded, randArray, randInts, runBoth, ULP } from './backend_helpers';
+import type { HostArray, Rng } from './backend_helpers';
+import * as F from '../../src/engine/ops';
+import { keep, tidy } from '../../src/engine/tensor';
+import { GPT } from '../../src/gpt/model';
+import { AdamW } from '../../src/nn/optim';
+import { Rng as ModelRng } from '../../src/nn/rng';
 import type { GptConfig } from '../../src/gpt/model';
 
 const loadedBackend = loadCudaBackend();
@@ -61,70 +64,6 @@ function cuda(): Backend {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
-function makeRng(seed: number): (lo?: number, hi?: number) => number {
-  let state = seed >>> 0;
-  return (lo = -1, hi = 1) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * state) / 4294967296;
-  };
-}
-
-type Rng = ReturnType<typeof makeRng>;
-
-function randArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng(lo, hi);
-  return out;
-}
-
-function randInts(rng: Rng, n: number, lo: number, hi: number): Int32Array {
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.floor(rng(lo, hi));
-  return out;
-}
-
-const ULP = 2 ** -23;
-
-/** An output buffer of n elements plus 19 sentinels (7.5) that no kernel may overwrite. */
-function padded(n: number): Float32Array {
-  return new Float32Array(n + 19).fill(7.5);
-}
-
-/**
- * |actual - expected| <= rel * max(|expected|, floor) per element; NaN and infinities must match
- * exactly. rel = 0 demands bit-identical values (-0 and 0 counted equal).
- */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  rel: number,
-  what: string,
-  floor = 1e-30,
-): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (!(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)))) {
-        assert.fail(`${what}[${i}]: got ${a}, expected ${e}`);
-      }
-      continue;
-    }
-    const tol = rel * Math.max(Math.abs(e), floor);
-    if (!(Math.abs(a - e) <= tol)) {
-      assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${Math.abs(a - e)}, tol ${tol})`);
-    }
-  }
-}
-
-type HostArray = Float32Array | Int32Array;
-
-function dtypeOf(a: HostArray): DType {
-  return a instanceof Float32Array ? 'float32' : 'int32';
-}
-
 /**
  * Runs `kernel` with the js backend on host copies of `inputs` and with the cuda backend on
  * uploaded copies, then downloads every cuda buffer (whole, sentinels included).
@@ -133,14 +72,8 @@ function both<T extends HostArray[]>(
   inputs: T,
   kernel: (be: Backend, bufs: T) => void,
 ): { js: T; cuda: T } {
-  const jsBufs = inputs.map((b) => b.slice()) as T;
-  kernel(jsBackend, jsBufs);
-  const be = cuda();
-  const devBufs = inputs.map((b) => be.upload(b));
-  kernel(be, devBufs as unknown as T);
-  const back = inputs.map((b, i) => be.download(devBufs[i], b.length, dtypeOf(b))) as T;
-  devBufs.forEach((b) => be.free(b));
-  return { js: jsBufs, cuda: back };
+  const r = runBoth(cuda(), inputs, kernel);
+  return { js: r.js, cuda: r.be };
 }
 
 const ODD_SIZES = [1, 2, 7, 31, 32, 33, 61, 100, 257, 1000];
@@ -806,106 +739,6 @@ test(
 
 // ---- randomness, convolution, vector quantisation, optimiser -----------------------------------------------
 
-test('dropoutMask is bit-identical to the reference', { skip }, () => {
-  for (const [n, p, seed] of [
-    [1, 0.5, 0],
-    [257, 0.1, 12345],
-    [emulated ? 10007 : 100003, 0.3, 0xdeadbeef],
-    [64, 0, 7],
-    [100, 1, 3], // keeps nothing (scale 1/0 is never used)
-    [5000, 3 / 16777216, 9], // threshold at the uniform's resolution
-  ]) {
-    const r = both([padded(n)], (be, [out]) => be.dropoutMask(out, n, p, seed));
-    assertClose(r.cuda[0], r.js[0], 0, `dropoutMask n=${n} p=${p}`);
-  }
-});
-
-test('im2col and col2im match the reference', { skip }, () => {
-  const rng = makeRng(12);
-  for (const [n, c, h, w, kh, kw, stride, pad] of [
-    [1, 1, 1, 1, 1, 1, 1, 0],
-    [2, 3, 7, 5, 3, 3, 1, 1],
-    [1, 2, 13, 13, 4, 4, 2, 1],
-    [3, 5, 28, 28, 3, 3, 2, 0],
-    [1, 1, 5, 7, 2, 3, 3, 2],
-  ]) {
-    const g: Conv2dGeometry = {
-      n,
-      c,
-      h,
-      w,
-      kh,
-      kw,
-      stride,
-      pad,
-      ho: convOutSize(h, kh, stride, pad),
-      wo: convOutSize(w, kw, stride, pad),
-    };
-    const colsLen = n * c * kh * kw * g.ho * g.wo;
-    const x = randArray(rng, n * c * h * w);
-    const cols = randArray(rng, colsLen);
-    const r = both(
-      [x, padded(colsLen), cols, randArray(rng, n * c * h * w + 19)],
-      (be, [xi, co, ci, xo]) => {
-        be.im2col(xi, co, g);
-        be.col2im(ci, xo, g);
-      },
-    );
-    assertClose(r.cuda[1], r.js[1], 0, `im2col ${JSON.stringify(g)}`);
-    assertClose(r.cuda[3], r.js[3], 0, `col2im ${JSON.stringify(g)}`);
-  }
-});
-
-test('nearestCode matches the reference (indices exactly, lowest index on ties)', { skip }, () => {
-  const rng = makeRng(13);
-  for (const [rows, k, d] of [
-    [1, 1, 1],
-    [7, 13, 5],
-    [61, 64, 17],
-    [300, 31, 64],
-    [20, 300, 8], // more codes than threads: each thread scans several
-  ]) {
-    const z = randArray(rng, rows * d);
-    const codebook = randArray(rng, k * d);
-    if (k > 2) codebook.copyWithin(2 * d, 0, d); // rows 0 and 2 tie: index 0 must win
-    if (k > 2) z.set(codebook.subarray(0, d), 0);
-    if (k > 200) codebook.copyWithin(200 * d, 5 * d, 6 * d); // a tie across threads
-    if (k > 200) z.set(codebook.subarray(5 * d, 6 * d), d);
-    const r = both(
-      [z, codebook, new Int32Array(rows + 19).fill(-3), padded(rows)],
-      (be, [zi, cb, idx, dist]) => be.nearestCode(zi, cb, idx, dist, rows, k, d),
-    );
-    assertClose(r.cuda[2], r.js[2], 0, `nearestCode idx ${rows}x${k}x${d}`);
-    assertClose(r.cuda[3], r.js[3], ULP, `nearestCode dist ${rows}x${k}x${d}`, 1e-30);
-  }
-});
-
-test('adam matches the reference (Adam + L2 and AdamW, gradient scale)', { skip }, () => {
-  const rng = makeRng(14);
-  for (const n of [1, 7, 61, emulated ? 10007 : 100003]) {
-    for (const decoupled of [false, true]) {
-      const p = randArray(rng, n);
-      const g = randArray(rng, n);
-      const m = randArray(rng, n, -0.1, 0.1);
-      const v = randArray(rng, n, 0, 0.01);
-      const params = {
-        lr: 3e-4,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        weightDecay: 0.1,
-        decoupled,
-        step: 7,
-        gradScale: 0.5,
-      };
-      const r = both([p, g, m, v], (be, [pi, gi, mi, vi]) => be.adam(pi, gi, mi, vi, n, params));
-      assertClose(r.cuda[0], r.js[0], ULP, `adam p n=${n} decoupled=${decoupled}`, 1e-6);
-      assertClose(r.cuda[2], r.js[2], ULP, `adam m n=${n}`, 1e-9);
-      assertClose(r.cuda[3], r.js[3], ULP, `adam v n=${n}`, 1e-12);
-    }
-  }
-});
-
 // ---- errors ------------------------------------------------------------------------------------------------
 
 test('bad arguments throw clear JS errors instead of crashing', { skip }, () => {
@@ -1057,6 +890,61 @@ test('a short training run matches the reference backend (20 steps, same seed)',
     }
     assert.ok(got.losses[steps - 1] < got.losses[0], 'the loss falls');
   } finally {
+    setBackend(previous);
+  }
+});
+
+test('a training step with gradient clipping reads nothing back to the host', { skip }, (t) => {
+  // Deferred index checks (as MMGPT_CUDA_SYNC_CHECKS=0), the fused mean cross-entropy and the
+  // multi-tensor AdamW with its on-device global-norm clip: no sync and no download per step;
+  // the loss is read once, after the steps (what the trainer does every lossReadEvery steps).
+  const config: GptConfig = {
+    vocabSize: 96,
+    blockSize: 23,
+    nLayer: 2,
+    nHead: 2,
+    nEmbd: 32,
+    dropout: 0.1,
+  };
+  const previous = getBackend().name;
+  setBackend('cuda');
+  setCudaSyncChecks(false);
+  try {
+    const model = new GPT(config, new ModelRng(5));
+    model.train();
+    const optimizer = new AdamW(model.namedParameters(), { lr: 1e-3, clipNorm: 0.5 });
+    const tokens = Int32Array.from({ length: 4 * 24 }, (_, i) => (i * 37) % 96);
+    const losses = keep(F.zeros([8]));
+    const step = (s: number) =>
+      tidy(() => {
+        const loss = model.loss(F.tensor(tokens, [4, 24], 'int32'));
+        loss.backward();
+        optimizer.update(1e-3);
+        optimizer.zeroGrad();
+        F.writeInto(losses, F.reshape(loss, [1]), 0, s);
+      });
+    for (let s = 0; s < 3; s++) step(s);
+    const before = cudaStats();
+    for (let s = 3; s < 8; s++) step(s);
+    const after = cudaStats();
+    assert.ok(!('error' in before) && !('error' in after));
+    if ('error' in before || 'error' in after) return;
+    const per = (k: keyof CudaStats) => (after[k] - before[k]) / 5;
+    t.diagnostic(
+      `per step: ${per('launches')} launches, ${per('uploads')} uploads, ${per('syncs')} syncs, ${per('downloads')} downloads`,
+    );
+    assert.equal(per('syncs'), 0, 'host synchronisations per step');
+    assert.equal(per('downloads'), 0, 'downloads per step');
+    const values = losses.toFloat32Array();
+    assert.ok(
+      values.every((v) => Number.isFinite(v) && v > 0),
+      `losses ${values.join(' ')}`,
+    );
+    assert.ok(optimizer.lastGradNorm > 0, 'the clip measured a norm');
+    losses.dispose();
+    optimizer.dispose();
+  } finally {
+    setCudaSyncChecks(true);
     setBackend(previous);
   }
 });

@@ -148,6 +148,54 @@ test('layerNorm, softmax (causal), cross-entropy', () => {
   assert.ok(Math.abs(l - Math.log(10)) < 1e-6);
 });
 
+test('fused ops: biasGelu, addLayerNorm, mean cross-entropy from the seed gradient', () => {
+  gradCheck('biasGelu', ([x, b]) => F.biasGelu(x, b), [inp([2, 3, 5], -2, 2), inp([5])], {
+    h: 3e-3,
+  });
+  gradCheck(
+    'addLayerNorm (both outputs)',
+    ([x, r, w, b]) => {
+      const { sum: h, normed } = F.addLayerNorm(x, r, w, b);
+      return F.add(F.scale(h, 0.5), normed);
+    },
+    [inp([3, 7]), inp([3, 7]), inp([7]), inp([7])],
+    { h: 3e-3 },
+  );
+  // The fused ops equal their unfused chains.
+  const x = F.tensor(rng.array(30, -2, 2), [2, 3, 5]);
+  const b = F.tensor(rng.array(5), [5]);
+  const fused = F.biasGelu(x, b).toFloat32Array();
+  const chain = F.gelu(F.add(x, b)).toFloat32Array();
+  assert.deepEqual(fused, chain);
+  const r = F.tensor(rng.array(30), [2, 3, 5]);
+  const w = F.tensor(rng.array(5), [5]);
+  const { sum: h, normed } = F.addLayerNorm(x, r, w, b);
+  assert.deepEqual(h.toFloat32Array(), F.add(x, r).toFloat32Array());
+  assert.deepEqual(normed.toFloat32Array(), F.layerNorm(F.add(x, r), w, b).toFloat32Array());
+  // loss.backward() (the seed gradient 1) gives the gradient of the mean of the per-row losses.
+  const targets = F.tensor([2, -1, 0, 4, 1, 3], [2, 3], 'int32');
+  const data = rng.array(30, -2, 2);
+  const grads = [true, false].map((fusedMean) =>
+    tidy(() => {
+      const logits = F.tensor(data.slice(), [2, 3, 5]);
+      logits.requiresGrad = true;
+      const loss = fusedMean
+        ? F.crossEntropy(logits, targets)
+        : F.scale(F.sum(F.crossEntropy(logits, targets, 'none')), 1 / 5);
+      loss.backward();
+      return { loss: loss.item(), grad: logits.grad!.toFloat32Array() };
+    }),
+  );
+  assert.ok(Math.abs(grads[0].loss - grads[1].loss) < 1e-6);
+  grads[0].grad.forEach((g, i) => assert.ok(Math.abs(g - grads[1].grad[i]) < 1e-7, `grad ${i}`));
+  // Every target ignored: loss 0 and a zero gradient.
+  const none = F.crossEntropy(
+    F.tensor(data.slice(0, 10), [2, 5]),
+    F.tensor([-1, -1], [2], 'int32'),
+  );
+  assert.equal(none.item(), 0);
+});
+
 test('dropout: gradient flows through the kept units, same seed same mask', () => {
   gradCheck('dropout', ([x]) => F.dropout(x, 0.3, 99), [inp([4, 9])]);
   const x = F.ones([1000]);

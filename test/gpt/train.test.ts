@@ -102,6 +102,36 @@ test('training lowers the NLL and records every minibatch and every epoch', asyn
   assert.equal(model.config.vocabSize, vocab.size);
 });
 
+test('losses read back in bursts (lossReadEvery) give the same log, events and weights', async () => {
+  const runs = [];
+  for (const lossReadEvery of [1, 3]) {
+    const events: TrainProgressEvent[] = [];
+    const r = await trainGpt({
+      runDir: tmp(),
+      preset,
+      vocab,
+      train,
+      test: testSet,
+      tokenizerHash: 'h',
+      log: quiet,
+      onProgress: (e) => events.push(e),
+      lossReadEvery,
+    });
+    runs.push({ r, events, weights: loadCheckpoint(r.checkpointPath).weights });
+  }
+  const [every, bursts] = runs;
+  assert.deepEqual(bursts.r.log.trainNll, every.r.log.trainNll);
+  // The test NLLs agree; the process memory recorded beside them is each run's own.
+  const nllOnly = (l: { testNll: { rssBytes?: number }[] }) =>
+    l.testNll.map(({ rssBytes: _r, ...rest }) => rest);
+  assert.deepEqual(nllOnly(bursts.r.log), nllOnly(every.r.log));
+  // Every step reported once, in order, before the epoch's test evaluation.
+  assert.deepEqual(bursts.events, every.events);
+  for (const [name, t] of Object.entries(every.weights)) {
+    assert.deepEqual(bursts.weights[name].data, t.data, name);
+  }
+});
+
 test('a resumed run ends bit-identical to an uninterrupted one', async () => {
   const a = tmp();
   const b = tmp();

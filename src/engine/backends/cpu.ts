@@ -21,6 +21,7 @@ import * as path from 'path';
 
 import type {
   AdamParams,
+  AdamTensors,
   Backend,
   BinaryOp,
   Buf,
@@ -135,6 +136,46 @@ export interface NativeKernels {
     decoupled: boolean,
     step: number,
     gradScale: number,
+  ): void;
+  crossEntropyMean(
+    logits: Buf,
+    targets: Buf,
+    losses: Buf,
+    loss: Buf,
+    gLogits: Buf,
+    rows: number,
+    v: number,
+  ): void;
+  biasGelu(x: Buf, bias: Buf, out: Buf, rows: number, n: number): void;
+  biasGeluBackward(x: Buf, bias: Buf, gy: Buf, gx: Buf, gBias: Buf, rows: number, n: number): void;
+  addLayerNorm(
+    x: Buf,
+    r: Buf,
+    w: Buf,
+    b: Buf,
+    h: Buf,
+    out: Buf,
+    mean: Buf,
+    rstd: Buf,
+    rows: number,
+    d: number,
+    eps: number,
+  ): void;
+  adamMulti(
+    params: Buf[],
+    grads: Buf[],
+    m: Buf[],
+    v: Buf[],
+    sizes: number[],
+    weightDecays: number[],
+    lr: number,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    decoupled: boolean,
+    step: number,
+    clipNorm: number,
+    normOut: Buf,
   ): void;
 }
 
@@ -379,6 +420,30 @@ export function nativeKernelMethods(nat: NativeKernels): KernelMethods {
         a.decoupled,
         a.step,
         a.gradScale,
+      ),
+    crossEntropyMean: (logits, targets, losses, loss, gLogits, rows, v) =>
+      nat.crossEntropyMean(logits, targets, losses, loss, gLogits, rows, v),
+    biasGelu: (x, bias, out, rows, n) => nat.biasGelu(x, bias, out, rows, n),
+    biasGeluBackward: (x, bias, gy, gx, gBias, rows, n) =>
+      nat.biasGeluBackward(x, bias, gy, gx, gBias, rows, n),
+    addLayerNorm: (x, r, w, b, h, out, mean, rstd, rows, d, eps) =>
+      nat.addLayerNorm(x, r, w, b, h, out, mean, rstd, rows, d, eps),
+    adamMulti: (t: AdamTensors, a: AdamParams, clipNorm: number, normOut: Buf) =>
+      nat.adamMulti(
+        t.params,
+        t.grads,
+        t.m,
+        t.v,
+        t.sizes,
+        t.weightDecays,
+        a.lr,
+        a.beta1,
+        a.beta2,
+        a.eps,
+        a.decoupled,
+        a.step,
+        clipNorm,
+        normOut,
       ),
   };
 }

@@ -21,6 +21,7 @@
 
 import {
   AdamParams,
+  AdamTensors,
   Backend,
   BinaryOp,
   Buf,
@@ -164,7 +165,7 @@ function unaryGrad(op: UnaryOp, x: number, y: number, gy: number): number {
 // ---- the backend ----------------------------------------------------------------------------
 
 export function createJsBackend(): Backend {
-  return {
+  const backend: Backend = {
     name: 'js',
 
     // ---- memory --------------------------------------------------------------------------
@@ -574,8 +575,8 @@ export function createJsBackend(): Backend {
         }
       }
       for (let j = 0; j < d; j++) {
-        gwv[j] += gwAcc[j];
-        gbv[j] += gbAcc[j];
+        gwv[j] = gwAcc[j];
+        gbv[j] = gbAcc[j];
       }
     },
 
@@ -801,7 +802,116 @@ export function createJsBackend(): Backend {
           param - lr * (mHat / (Math.sqrt(vHat) + eps) + (decoupled ? weightDecay * param : 0));
       }
     },
+
+    // ---- fused training-step kernels: the unfused chains, written out -------------------------
+    crossEntropyMean(
+      logits: Buf,
+      targets: Buf,
+      losses: Buf,
+      loss: Buf,
+      gLogits: Buf,
+      rows: number,
+      v: number,
+    ): void {
+      const tv = i32(targets, 'crossEntropyMean targets', rows);
+      const gv = f32(gLogits, 'crossEntropyMean gLogits', rows * v);
+      const lossv = f32(losses, 'crossEntropyMean losses', rows);
+      const meanv = f32(loss, 'crossEntropyMean loss', 1);
+      // The forward writes the softmax into gLogits, then it becomes the gradient in place.
+      backend.crossEntropy(logits, targets, gLogits, losses, rows, v);
+      let count = 0;
+      for (let r = 0; r < rows; r++) if (tv[r] >= 0) count++;
+      count = Math.max(count, 1);
+      const s = Math.fround(1 / count);
+      let total = 0;
+      for (let r = 0; r < rows; r++) {
+        total += lossv[r];
+        const base = r * v;
+        const target = tv[r];
+        if (target < 0) {
+          gv.fill(0, base, base + v);
+          continue;
+        }
+        for (let j = 0; j < v; j++) gv[base + j] = s * (gv[base + j] - (j === target ? 1 : 0));
+      }
+      meanv[0] = total / count;
+    },
+
+    biasGelu(x: Buf, bias: Buf, out: Buf, rows: number, n: number): void {
+      const xv = f32(x, 'biasGelu x', rows * n);
+      const bv = f32(bias, 'biasGelu bias', n);
+      const ov = f32(out, 'biasGelu out', rows * n);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < n; j++) {
+          ov[r * n + j] = unaryForward('gelu', Math.fround(xv[r * n + j] + bv[j]));
+        }
+      }
+    },
+
+    biasGeluBackward(x: Buf, bias: Buf, gy: Buf, gx: Buf, gBias: Buf, rows: number, n: number) {
+      const xv = f32(x, 'biasGeluBackward x', rows * n);
+      const bv = f32(bias, 'biasGeluBackward bias', n);
+      const gyv = f32(gy, 'biasGeluBackward gy', rows * n);
+      const gxv = f32(gx, 'biasGeluBackward gx', rows * n);
+      const gbv = f32(gBias, 'biasGeluBackward gBias', n);
+      const acc = new Float64Array(n);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < n; j++) {
+          const i = r * n + j;
+          gxv[i] = unaryGrad('gelu', Math.fround(xv[i] + bv[j]), 0, gyv[i]);
+          acc[j] += gxv[i];
+        }
+      }
+      gbv.set(acc);
+    },
+
+    addLayerNorm(
+      x: Buf,
+      r: Buf,
+      w: Buf,
+      b: Buf,
+      h: Buf,
+      out: Buf,
+      mean: Buf,
+      rstd: Buf,
+      rows: number,
+      d: number,
+      eps: number,
+    ): void {
+      const xv = f32(x, 'addLayerNorm x', rows * d);
+      const rv = f32(r, 'addLayerNorm r', rows * d);
+      const hv = f32(h, 'addLayerNorm h', rows * d);
+      for (let i = 0; i < rows * d; i++) hv[i] = xv[i] + rv[i];
+      backend.layerNorm(h, w, b, out, mean, rstd, rows, d, eps);
+    },
+
+    adamMulti(t: AdamTensors, params: AdamParams, clipNorm: number, normOut: Buf): void {
+      const count = t.params.length;
+      for (const list of [t.grads, t.m, t.v, t.sizes, t.weightDecays]) {
+        if (list.length !== count)
+          throw new Error(`adamMulti: ${count} parameters but a list of ${list.length}`);
+      }
+      const nv = f32(normOut, 'adamMulti normOut', 1);
+      let gradScale = 1;
+      if (clipNorm > 0) {
+        let sum = 0;
+        for (let i = 0; i < count; i++) sum += backend.sumSquares(t.grads[i], t.sizes[i]);
+        const norm = Math.sqrt(sum);
+        nv[0] = norm;
+        if (norm > clipNorm) gradScale = clipNorm / (norm + 1e-6);
+      } else {
+        nv[0] = 0;
+      }
+      for (let i = 0; i < count; i++) {
+        backend.adam(t.params[i], t.grads[i], t.m[i], t.v[i], t.sizes[i], {
+          ...params,
+          weightDecay: t.weightDecays[i],
+          gradScale,
+        });
+      }
+    },
   };
+  return backend;
 }
 
 /** The shared reference backend instance (stateless, so one is enough). */

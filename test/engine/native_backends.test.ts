@@ -1,0 +1,422 @@
+// One suite for every native backend (cpu, cuda): each kernel agrees with the reference backend
+// (backends/js.ts) on the same inputs, with the tolerances per backend. A backend that does not
+// load here is skipped with its reason; the cuda backend runs on a GPU or, with MMGPT_CUDA_ADDON=
+// native/build/cuda-emu/mmgpt_cuda_emu.node, on the CPU emulator of its kernels (smaller sizes).
+// The cpu backend runs every kernel once per configuration: each SIMD build this processor can run
+// with the default thread count, and the default build with 1 thread (the kernels split work
+// differently). Outputs carry sentinel padding, so a kernel writing past its last element fails.
+// (cpu_backend.test.ts and cuda_backend.test.ts still hold the kernels not moved here yet, and
+// each backend's own matters: SIMD paths and threads; device buffers, launch regimes, training.)
+//
+// Kernels here: im2col, col2im, nearestCode, dropoutMask, adam, and the fused training-step kernels (crossEntropyMean,
+// biasGelu and its backward, addLayerNorm, adamMulti), across their regimes (ignored and
+// all-ignored targets; > 24 tensors and tensors of several 4096-element blocks for the
+// multi-tensor Adam, clipping on and off).
+//
+// Tolerances (relative to max(|expected|, floor), per element), cpu / cuda:
+// - im2col, col2im, nearestCode indices, dropoutMask: exact on both; nearestCode distances 1 ulp;
+// - adam: 1 ulp on both (float64 like the reference; FMA contraction);
+// - crossEntropyMean gradient: 2e-6 (floor 1e-6 / count) / 4 ulp: the cpu's float32 exp of a
+//   float32 difference (as its crossEntropy), the device's float64 exp; losses 1e-6 / 4 ulp;
+//   the mean loss 1e-6 / 4 ulp (float64 sums in another order);
+// - biasGelu and its gx: 2e-6, absolute below 1 / 1 ulp (as the unary gelu tests); gBias: the
+//   float64 column sums of those gx, 2e-6 relative to the column's sum of |gx|;
+// - addLayerNorm: h exact (one float32 add); out, mean, rstd 1 ulp (floor 1e-6), as layerNorm;
+// - adamMulti: p, m, v 4 ulp (floor 1e-30) against the reference's per-tensor adam with the
+//   clip's gradient scale; the norm 1e-12 relative.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import type { AdamParams, Backend, Conv2dGeometry } from '../../src/engine/backend';
+import { convOutSize } from '../../src/engine/backend';
+import { jsBackend } from '../../src/engine/backends/js';
+import { loadCpuBackend, loadNativeAddon } from '../../src/engine/backends/cpu';
+import { cudaBackendInfo, loadCudaBackend } from '../../src/engine/backends/cuda';
+import { assertClose, makeRng, padded, randArray, runBoth, ULP } from './backend_helpers';
+
+interface Target {
+  name: string;
+  backend: Backend | { error: string };
+  /** Runs fn once per configuration of the backend (fn gets a label). */
+  forEachConfig: (fn: (cfg: string) => void) => void;
+  /** The large size of elementwise tests (smaller on the CUDA emulator). */
+  big: number;
+  tol: {
+    ceGrad: number;
+    ceLoss: number;
+    gelu: number;
+    ln: number;
+    adam: number;
+  };
+}
+
+/** Every SIMD build with the default thread count, then the default build with 1 thread. */
+function forEachCpuConfig(fn: (cfg: string) => void): void {
+  const loaded = loadNativeAddon();
+  if ('error' in loaded) return;
+  const addon = loaded.addon;
+  const originalSimd = addon.simdPath();
+  const originalThreads = addon.getNumThreads();
+  const configs: [string, number][] = addon
+    .availableSimdPaths()
+    .map((simd): [string, number] => [simd, originalThreads]);
+  if (originalThreads > 1) configs.push([originalSimd, 1]);
+  try {
+    for (const [simd, threads] of configs) {
+      addon.setSimdPath(simd);
+      addon.setNumThreads(threads);
+      fn(`${simd}/${threads}t`);
+    }
+  } finally {
+    addon.setSimdPath(originalSimd);
+    addon.setNumThreads(originalThreads);
+  }
+}
+
+const cudaInfo = cudaBackendInfo();
+const cudaEmulated = !('error' in cudaInfo) && cudaInfo.emulated;
+
+const targets: Target[] = [
+  {
+    name: 'cpu',
+    backend: loadCpuBackend(),
+    forEachConfig: forEachCpuConfig,
+    big: 100003,
+    tol: { ceGrad: 2e-6, ceLoss: 1e-6, gelu: 2e-6, ln: ULP, adam: 4 * ULP },
+  },
+  {
+    name: 'cuda',
+    backend: loadCudaBackend(),
+    forEachConfig: (fn) => fn('device'),
+    big: cudaEmulated ? 10007 : 100003,
+    tol: { ceGrad: 4 * ULP, ceLoss: 4 * ULP, gelu: ULP, ln: ULP, adam: 4 * ULP },
+  },
+];
+
+// ---- the suite, once per backend ---------------------------------------------------------------
+
+for (const target of targets) {
+  const skip = 'error' in target.backend ? `${target.name}: ${target.backend.error}` : false;
+  const be = (): Backend => {
+    if ('error' in target.backend) throw new Error(target.backend.error);
+    return target.backend;
+  };
+  const { tol } = target;
+
+  test(`${target.name}: dropoutMask is bit-identical to the reference`, { skip }, () => {
+    for (const [n, p, seed] of [
+      [1, 0.5, 0],
+      [257, 0.1, 12345],
+      [target.big, 0.3, 0xdeadbeef],
+      [64, 0, 7],
+      [100, 1, 3], // keeps nothing (scale 1/0 is never used)
+      [5000, 3 / 16777216, 9], // threshold at the uniform's resolution
+    ]) {
+      target.forEachConfig((cfg) => {
+        const r = runBoth(be(), [padded(n)], (b, [out]) => b.dropoutMask(out, n, p, seed));
+        assertClose(r.be[0], r.js[0], 0, `${target.name} dropoutMask n=${n} p=${p} ${cfg}`);
+      });
+    }
+  });
+
+  test(`${target.name}: im2col and col2im match the reference`, { skip }, () => {
+    const rng = makeRng(12);
+    target.forEachConfig((cfg) => {
+      for (const [n, c, h, w, kh, kw, stride, pad] of [
+        [1, 1, 1, 1, 1, 1, 1, 0],
+        [2, 3, 7, 5, 3, 3, 1, 1],
+        [1, 2, 13, 13, 4, 4, 2, 1],
+        [3, 5, 28, 28, 3, 3, 2, 0],
+        [1, 1, 5, 7, 2, 3, 3, 2],
+      ]) {
+        const ho = convOutSize(h, kh, stride, pad);
+        const wo = convOutSize(w, kw, stride, pad);
+        const g: Conv2dGeometry = { n, c, h, w, kh, kw, stride, pad, ho, wo };
+        const colsLen = n * c * kh * kw * ho * wo;
+        const x = randArray(rng, n * c * h * w);
+        const cols = randArray(rng, colsLen);
+        const r = runBoth(
+          be(),
+          [x, padded(colsLen), cols, randArray(rng, n * c * h * w + 19)],
+          (b, [xi, co, ci, xo]) => {
+            b.im2col(xi, co, g);
+            b.col2im(ci, xo, g);
+          },
+        );
+        const what = `${target.name} ${JSON.stringify(g)} ${cfg}`;
+        assertClose(r.be[1], r.js[1], 0, `im2col ${what}`);
+        assertClose(r.be[3], r.js[3], 0, `col2im ${what}`);
+      }
+    });
+  });
+
+  test(
+    `${target.name}: nearestCode matches the reference (indices exactly, lowest index on ties)`,
+    {
+      skip,
+    },
+    () => {
+      const rng = makeRng(13);
+      for (const [rows, k, d] of [
+        [1, 1, 1],
+        [7, 13, 5],
+        [61, 64, 17],
+        [300, 31, 64],
+        [20, 300, 8], // more codes than cuda threads: each thread scans several
+      ]) {
+        const z = randArray(rng, rows * d);
+        const codebook = randArray(rng, k * d);
+        if (k > 2) codebook.copyWithin(2 * d, 0, d); // rows 0 and 2 tie: index 0 must win
+        if (k > 2) z.set(codebook.subarray(0, d), 0);
+        if (k > 200) codebook.copyWithin(200 * d, 5 * d, 6 * d); // a tie across cuda threads
+        if (k > 200) z.set(codebook.subarray(5 * d, 6 * d), d);
+        const r = runBoth(
+          be(),
+          [z, codebook, new Int32Array(rows + 19).fill(-3), padded(rows)],
+          (b, [zi, cb, idx, dist]) => b.nearestCode(zi, cb, idx, dist, rows, k, d),
+        );
+        const what = `${target.name} nearestCode ${rows}x${k}x${d}`;
+        assertClose(r.be[2], r.js[2], 0, `${what} idx`);
+        assertClose(r.be[3], r.js[3], ULP, `${what} dist`, 1e-30);
+      }
+    },
+  );
+
+  test(
+    `${target.name}: adam matches the reference (Adam + L2 and AdamW, gradient scale)`,
+    {
+      skip,
+    },
+    () => {
+      const rng = makeRng(14);
+      target.forEachConfig((cfg) => {
+        for (const n of [1, 7, 61, target.big]) {
+          for (const decoupled of [false, true]) {
+            const p = randArray(rng, n);
+            const g = randArray(rng, n);
+            const m = randArray(rng, n, -0.1, 0.1);
+            const v = randArray(rng, n, 0, 0.01);
+            const params = {
+              lr: 3e-4,
+              beta1: 0.9,
+              beta2: 0.95,
+              eps: 1e-8,
+              weightDecay: 0.1,
+              decoupled,
+              step: 7,
+              gradScale: 0.5,
+            };
+            const r = runBoth(be(), [p, g, m, v], (b, [pi, gi, mi, vi]) =>
+              b.adam(pi, gi, mi, vi, n, params),
+            );
+            const what = `${target.name} adam n=${n} decoupled=${decoupled} ${cfg}`;
+            assertClose(r.be[0], r.js[0], ULP, `${what} p`, 1e-6);
+            assertClose(r.be[2], r.js[2], ULP, `${what} m`, 1e-9);
+            assertClose(r.be[3], r.js[3], ULP, `${what} v`, 1e-12);
+          }
+        }
+      });
+    },
+  );
+
+  test(
+    `${target.name}: crossEntropyMean matches the reference (ignored rows, bad targets)`,
+    {
+      skip,
+    },
+    () => {
+      const rng = makeRng(11);
+      const cases: [number, number, 'some' | 'none' | 'all'][] = [
+        [1, 1, 'none'],
+        [7, 33, 'some'],
+        [37, 1058, 'some'],
+        [5, 17, 'all'],
+      ];
+      for (const [rows, v, ignored] of cases) {
+        const logits = randArray(rng, rows * v, -4, 4);
+        const tg = new Int32Array(rows);
+        for (let r = 0; r < rows; r++) {
+          tg[r] = Math.floor(rng(0, v));
+          if (ignored === 'all' || (ignored === 'some' && r % 3 === 1)) tg[r] = -1;
+        }
+        const count = Math.max(1, tg.filter((t) => t >= 0).length);
+        const out = runBoth(
+          be(),
+          [logits, tg, padded(rows), padded(1), padded(rows * v)],
+          (b, [l, t, losses, loss, g]) => b.crossEntropyMean(l, t, losses, loss, g, rows, v),
+        );
+        const what = `${target.name} crossEntropyMean ${rows}x${v} ignored=${ignored}`;
+        assertClose(out.be[4], out.js[4], tol.ceGrad, `${what} gLogits`, 1e-6 / count);
+        assertClose(out.be[2], out.js[2], tol.ceLoss, `${what} losses`, 1e-6);
+        assertClose(out.be[3], out.js[3], tol.ceLoss, `${what} loss`, 1e-6);
+        if (ignored === 'all') assert.equal(out.be[3][0], 0);
+      }
+      // A target >= v is an error naming it.
+      const b = be();
+      const bufs = [
+        b.upload(new Float32Array(6)),
+        b.upload(Int32Array.from([0, 3])),
+        b.alloc(2, 'float32'),
+        b.alloc(1, 'float32'),
+        b.alloc(6, 'float32'),
+      ];
+      assert.throws(() => {
+        b.crossEntropyMean(bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], 2, 3);
+        b.sync();
+      }, /target 3 at row 1/);
+      bufs.forEach((x) => b.free(x));
+    },
+  );
+
+  test(`${target.name}: biasGelu and biasGeluBackward match the reference`, { skip }, () => {
+    const rng = makeRng(12);
+    for (const [rows, n] of [
+      [1, 1],
+      [3, 17],
+      [33, 70],
+      [64, 512],
+    ]) {
+      const x = randArray(rng, rows * n, -4, 4);
+      const bias = randArray(rng, n);
+      const gy = randArray(rng, rows * n);
+      const fwd = runBoth(be(), [x, bias, padded(rows * n)], (b, [xb, bb, o]) =>
+        b.biasGelu(xb, bb, o, rows, n),
+      );
+      const what = `${target.name} biasGelu ${rows}x${n}`;
+      assertClose(fwd.be[2], fwd.js[2], tol.gelu, what, 1);
+      const bwd = runBoth(
+        be(),
+        [x, bias, gy, padded(rows * n), padded(n)],
+        (b, [xb, bb, g, gx, gb]) => b.biasGeluBackward(xb, bb, g, gx, gb, rows, n),
+      );
+      assertClose(bwd.be[3], bwd.js[3], tol.gelu, `${what} gx`, 1);
+      for (let j = 0; j < n; j++) {
+        let absSum = 0;
+        for (let r = 0; r < rows; r++) absSum += Math.abs(bwd.js[3][r * n + j]);
+        const diff = Math.abs(bwd.be[4][j] - bwd.js[4][j]);
+        assert.ok(diff <= 2e-6 * Math.max(absSum, 1e-6), `${what} gBias[${j}]: diff ${diff}`);
+      }
+      assert.equal(bwd.be[4][n], 7.5, `${what} gBias sentinel`);
+    }
+  });
+
+  test(`${target.name}: addLayerNorm equals add followed by layerNorm`, { skip }, () => {
+    const rng = makeRng(13);
+    for (const [rows, d] of [
+      [1, 1],
+      [5, 31],
+      [37, 128],
+    ]) {
+      const x = randArray(rng, rows * d, -3, 3);
+      const r = randArray(rng, rows * d);
+      const w = randArray(rng, d);
+      const bias = randArray(rng, d);
+      const out = runBoth(
+        be(),
+        [x, r, w, bias, padded(rows * d), padded(rows * d), padded(rows), padded(rows)],
+        (b, [xb, rb, wb, bb, h, o, mean, rstd]) =>
+          b.addLayerNorm(xb, rb, wb, bb, h, o, mean, rstd, rows, d, 1e-5),
+      );
+      const what = `${target.name} addLayerNorm ${rows}x${d}`;
+      assertClose(out.be[4], out.js[4], 0, `${what} h`);
+      assertClose(out.be[5], out.js[5], tol.ln, `${what} out`, 1e-6);
+      assertClose(out.be[6], out.js[6], tol.ln, `${what} mean`, 1e-6);
+      assertClose(out.be[7], out.js[7], tol.ln, `${what} rstd`);
+    }
+  });
+
+  test(`${target.name}: adamMulti matches per-tensor adam with the clip's scale`, { skip }, () => {
+    const rng = makeRng(14);
+    const sizes = [1, 0, 4097, 33, 9000, ...Array.from({ length: 25 }, (_, i) => 3 + i * 7)];
+    const data = sizes.map((n) => ({
+      p: randArray(rng, n),
+      g: randArray(rng, n, -0.1, 0.1),
+      m: randArray(rng, n, -0.01, 0.01),
+      v: randArray(rng, n, 0, 1e-4),
+    }));
+    const weightDecays = sizes.map((_, i) => (i % 3 === 0 ? 0 : 0.01 * i));
+    for (const [clipNorm, decoupled] of [
+      [0, false],
+      [0.05, true], // clips (the norm is ~1.2)
+      [100, true], // does not
+    ] as [number, boolean][]) {
+      const params: AdamParams = {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: 0,
+        decoupled,
+        step: 3,
+        gradScale: 1,
+      };
+      const run = (b: Backend) => {
+        const up = data.map((t) => ({
+          p: b.upload(t.p),
+          g: b.upload(t.g),
+          m: b.upload(t.m),
+          v: b.upload(t.v),
+        }));
+        const norm = b.upload(padded(1));
+        b.adamMulti(
+          {
+            params: up.map((t) => t.p),
+            grads: up.map((t) => t.g),
+            m: up.map((t) => t.m),
+            v: up.map((t) => t.v),
+            sizes,
+            weightDecays,
+          },
+          params,
+          clipNorm,
+          norm,
+        );
+        const result = up.map((t, i) => ({
+          p: b.download(t.p, sizes[i], 'float32'),
+          m: b.download(t.m, sizes[i], 'float32'),
+          v: b.download(t.v, sizes[i], 'float32'),
+        }));
+        const normHost = b.download(norm, 20, 'float32');
+        up.forEach((t) => [t.p, t.g, t.m, t.v].forEach((x) => b.free(x)));
+        b.free(norm);
+        return { result, norm: normHost };
+      };
+      const ref = run(jsBackend);
+      const got = run(be());
+      const what = `${target.name} adamMulti clip=${clipNorm} decoupled=${decoupled}`;
+      assertClose(got.norm, ref.norm, 1e-12, `${what} norm`);
+      if (clipNorm === 0) assert.equal(got.norm[0], 0);
+      got.result.forEach((t, i) => {
+        assertClose(t.p, ref.result[i].p, tol.adam, `${what} p[${i}]`);
+        assertClose(t.m, ref.result[i].m, tol.adam, `${what} m[${i}]`);
+        assertClose(t.v, ref.result[i].v, tol.adam, `${what} v[${i}]`);
+      });
+    }
+    // The lists must have one entry per parameter.
+    const b = be();
+    const one = b.upload(new Float32Array(2));
+    const norm = b.alloc(1, 'float32');
+    assert.throws(
+      () =>
+        b.adamMulti(
+          { params: [one], grads: [], m: [one], v: [one], sizes: [2], weightDecays: [0] },
+          {
+            lr: 1,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weightDecay: 0,
+            decoupled: true,
+            step: 1,
+            gradScale: 1,
+          },
+          0,
+          norm,
+        ),
+      /grads has 0 elements but params has 1|a list of 0/,
+    );
+    b.free(one);
+    b.free(norm);
+  });
+}
