@@ -16,7 +16,7 @@ import { setBackend, getBackend } from '../engine/registry';
 import { loadColouredMnist, projectRoot } from '../data/coloured';
 import type { ColouredSplit } from '../data/coloured';
 import { Vocab } from '../data/vocab';
-import { splitSequenceSource } from '../data/sequences';
+import { SEQUENCE_LENGTH, splitSequenceSource } from '../data/sequences';
 import { VALIDATION_ITEMS, partitionTrain } from '../data/holdout';
 import type { SequenceSource } from '../data/sequences';
 import {
@@ -40,6 +40,13 @@ import { GPT_PRESETS, trainGpt } from '../gpt/train';
 import { acquireRunLock } from '../gpt/runlock';
 import type { RunLock } from '../gpt/runlock';
 import type { TrainGptResult } from '../gpt/train';
+import {
+  checkpointConfiguration,
+  configurationDifferences,
+  configurationFingerprint,
+  readCheckpointMeta,
+} from '../gpt/checkpoint';
+import type { RunConfiguration } from '../gpt/checkpoint';
 import { writeTrainingCurve } from '../viz/plot';
 import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
@@ -402,6 +409,46 @@ export interface TrainPipelineResult extends TrainGptResult {
   curvePath: string;
 }
 
+/**
+ * A fresh run never overwrites a checkpoint of another configuration (e.g. runs/quick/ from
+ * before the preset changed): such a run directory is moved to `<runDir>-<its fingerprint>`.
+ */
+/** The configuration of the checkpoint in runDir (null: none, or unreadable). */
+function savedConfiguration(runDir: string): RunConfiguration | null {
+  const ckptPath = path.join(runDir, 'checkpoint.safetensors');
+  if (!fs.existsSync(ckptPath)) return null;
+  try {
+    // The configuration is in the metadata: no need to read (or check) the weights.
+    return checkpointConfiguration(readCheckpointMeta(loadSafetensors(ckptPath)));
+  } catch {
+    return null; // unreadable: nothing worth keeping
+  }
+}
+
+/** How runDir's checkpoint differs from `requested` (empty: none there, or the same). */
+export function foreignRunDifferences(runDir: string, requested: RunConfiguration): string[] {
+  const saved = savedConfiguration(runDir);
+  return saved === null ? [] : configurationDifferences(saved, requested);
+}
+
+export function setAsideForeignRun(
+  runDir: string,
+  requested: RunConfiguration,
+  log: (l: string) => void,
+): string | null {
+  const saved = savedConfiguration(runDir);
+  if (saved === null) return null;
+  const differences = configurationDifferences(saved, requested);
+  if (differences.length === 0) return null;
+  let aside = `${runDir}-${configurationFingerprint(saved)}`;
+  if (fs.existsSync(aside)) aside += `-${Date.now()}`;
+  fs.renameSync(runDir, aside);
+  log(
+    `${runDir} held a run of another configuration (${differences.join('; ')}); moved it to ${aside}`,
+  );
+  return aside;
+}
+
 export async function trainPipeline(
   presetName: string,
   opts: { resume?: boolean; log?: (l: string) => void; runDir?: string },
@@ -414,8 +461,24 @@ export async function trainPipeline(
     );
   const runDir = opts.runDir ?? path.join(runsDir(), presetName);
   // One writer per run directory, from before the first file is written into it.
-  const runLock = acquireRunLock(runDir, log);
+  let runLock = acquireRunLock(runDir, log);
   try {
+    if (!opts.resume) {
+      // A fresh run never clobbers a run of another configuration: that one is moved aside (its
+      // lock released for the move and taken again on the emptied directory).
+      const gpt = GPT_PRESETS[preset.gpt]!;
+      const codes = TOKENIZER_RECIPES[preset.tokenizer]!.config.codebookSize;
+      const model = {
+        ...gpt.model,
+        vocabSize: new Vocab(codes).size,
+        blockSize: SEQUENCE_LENGTH - 1,
+      };
+      if (foreignRunDifferences(runDir, { model, train: gpt.train }).length > 0) {
+        runLock.release();
+        setAsideForeignRun(runDir, { model, train: gpt.train }, log);
+        runLock = acquireRunLock(runDir, log);
+      }
+    }
     return await trainPipelineLocked(presetName, preset, runDir, runLock, log, opts.resume);
   } finally {
     runLock.release();

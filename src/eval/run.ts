@@ -92,6 +92,26 @@ export function findCheckpoint(opts: {
   );
 }
 
+/**
+ * The newest complete run directory under `runsDir` whose name starts with `prefix` (e.g.
+ * `notebook-quick-`, the runs notebook 03 trains, one per configuration), with its tokenizer
+ * beside the checkpoint; null if there is none.
+ */
+export function newestCompleteRun(runsDir: string, prefix: string): string | null {
+  if (!fs.existsSync(runsDir)) return null;
+  const candidates = fs
+    .readdirSync(runsDir)
+    .filter((name) => name.startsWith(prefix))
+    .map((name) => path.join(runsDir, name, CHECKPOINT_FILE))
+    .filter(
+      (file) => fs.existsSync(file) && fs.existsSync(path.join(path.dirname(file), TOKENIZER_FILE)),
+    )
+    .map((file) => ({ file, mtimeMs: fs.statSync(file).mtimeMs }))
+    .sort((a, b) => b.mtimeMs - a.mtimeMs);
+  const found = candidates.find(({ file }) => checkpointMetaOf(file)?.complete === true);
+  return found === undefined ? null : path.dirname(found.file);
+}
+
 /** A trained run: the GPT, its tokenizer and vocabulary, and where they came from. */
 export interface LoadedRun {
   model: GPT;

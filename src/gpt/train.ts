@@ -11,6 +11,9 @@
 // One writer per run directory (runlock.ts). A non-finite loss or gradient norm stops training
 // before the optimiser applies it (TrainingDivergedError names the step, the batch and the last
 // good checkpoint, which is left as it was), so `resume` continues from sound weights.
+// A checkpoint of another configuration is never resumed nor overwritten: the error names the
+// fields that differ. `gptRunDir` names a run directory after its configuration's fingerprint,
+// so that a changed hyperparameter trains into a directory of its own (notebook 03).
 
 import * as fs from 'fs';
 import * as path from 'path';
@@ -38,6 +41,10 @@ import type { RunLock } from './runlock';
 import {
   CHECKPOINT_FORMAT,
   CHECKPOINT_VERSION,
+  ConfigurationMismatchError,
+  checkpointConfiguration,
+  configurationDifferences,
+  configurationFingerprint,
   loadCheckpoint,
   saveCheckpoint,
 } from './checkpoint';
@@ -149,6 +156,16 @@ export const GPT_PRESETS: Record<string, GptPreset> = {
     },
   },
 };
+
+/** The fingerprint of a preset's configuration (model and training; logEvery aside). */
+export function presetFingerprint(preset: GptPreset): string {
+  return configurationFingerprint({ model: preset.model, train: preset.train });
+}
+
+/** `<parent>/<name>-<fingerprint>`: a run directory of its own for each configuration. */
+export function gptRunDir(parent: string, name: string, preset: GptPreset): string {
+  return path.join(parent, `${name}-${presetFingerprint(preset)}`);
+}
 
 export function validateTrainConfig(c: GptTrainConfig): GptTrainConfig {
   const positiveInts = ['epochs', 'batchSize', 'evalBatchSize', 'logEvery'] as const;
@@ -344,16 +361,20 @@ async function trainGptLocked(
   /** The checkpoint this run last wrote or resumed from: what a numerical fault leaves intact. */
   let lastGood: { step: number; epoch: number; batchInEpoch: number } | null = null;
 
+  const requested = { model: gptConfig, train: trainCfg };
+  if (!opts.resume) refuseToOverwrite(ckptPath, requested);
   if (opts.resume) {
     if (!fs.existsSync(ckptPath))
       throw new Error(`--resume: no checkpoint at ${ckptPath}; start without --resume`);
     const ckpt = loadCheckpoint(ckptPath);
-    const same =
-      JSON.stringify(ckpt.meta.gptConfig) === JSON.stringify(gptConfig) &&
-      JSON.stringify(ckpt.meta.trainConfig) === JSON.stringify(trainCfg);
-    if (!same) {
-      throw new Error(
-        `--resume: ${ckptPath} was made with another configuration:\n  checkpoint: ${JSON.stringify(ckpt.meta.gptConfig)} ${JSON.stringify(ckpt.meta.trainConfig)}\n  requested:  ${JSON.stringify(gptConfig)} ${JSON.stringify(trainCfg)}`,
+    const differences = configurationDifferences(checkpointConfiguration(ckpt.meta), requested);
+    if (differences.length > 0) {
+      throw new ConfigurationMismatchError(
+        `--resume: ${ckptPath} was trained with another configuration; it differs in ` +
+          `${differences.length} field(s):\n  ${differences.join('\n  ')}\n` +
+          'Resume with the configuration it was trained with, or train this one into another ' +
+          'run directory (mmgpt train --run-dir DIR; notebook 03 names one per configuration).',
+        differences,
       );
     }
     if (ckpt.meta.tokenizerHash !== opts.tokenizerHash) {
@@ -600,6 +621,31 @@ export function gptFromCheckpoint(ckpt: Checkpoint, source: string): GPT {
   }
   model.eval();
   return model;
+}
+
+/**
+ * Throws ConfigurationMismatchError when ckptPath holds a readable checkpoint of another
+ * configuration (a fresh run there would overwrite it); an unreadable file may be overwritten.
+ */
+function refuseToOverwrite(
+  ckptPath: string,
+  requested: { model: GptConfig; train: GptTrainConfig },
+): void {
+  if (!fs.existsSync(ckptPath)) return;
+  let existing: Checkpoint;
+  try {
+    existing = loadCheckpoint(ckptPath);
+  } catch {
+    return;
+  }
+  const differences = configurationDifferences(checkpointConfiguration(existing.meta), requested);
+  if (differences.length === 0) return;
+  throw new ConfigurationMismatchError(
+    `${ckptPath} holds a checkpoint of another configuration; training this one there would ` +
+      `overwrite it. It differs in ${differences.length} field(s):\n  ${differences.join('\n  ')}\n` +
+      'Train into another run directory (mmgpt train --run-dir DIR), or delete that one.',
+    differences,
+  );
 }
 
 /** Loads a trained GPT from a checkpoint (for sampling, evaluation, export). */

@@ -15,12 +15,19 @@
 //   that tslab's display ids overwrite in place (Jupyter's update_display_data). Each update
 //   calls Plotly.react on the same div: the plot changes in place, and the last update (all the
 //   data) is what a saved notebook redraws when it is opened again.
+// - In a notebook, plotly.js reaches the page through loadPlotlyInNotebook: gzip-compressed
+//   (10.8 MB -> 3.2 MB of base64, which matters through an SSH tunnel to a remote host) in one
+//   display that then overwrites itself with one line of text, so a saved or exported notebook
+//   carries no copy of plotly.js (it did: 10.8 MB per notebook).
+// - A figure's div may hold a static picture (class mmgpt-static, added by
+//   scripts/execute-notebooks.sh for readers without JavaScript); drawing removes it.
 // - Token axes of attention maps are numeric with tick labels: plotly merges repeated category
 //   names, and a sequence repeats tokens.
 // This module imports nothing from tslab: anything with an `html(string)` method is a display
 // (`tslab.newDisplay()` is one).
 
 import * as fs from 'fs';
+import { gzipSync } from 'zlib';
 import { movingAverage } from './plot';
 import type { CurveLog } from './plot';
 
@@ -349,6 +356,47 @@ export function plotlyLoaderHtml(): string {
   );
 }
 
+/**
+ * Loads plotly.js into the notebook page (once per notebook session) through `display`, a
+ * display that overwrites itself (tslab.newDisplay()): the bundle gzipped and base64-encoded in
+ * one script that inflates it (DecompressionStream) and defines window.Plotly, then one line of
+ * text in its place. Figures drawn meanwhile wait for window.Plotly.
+ */
+export async function loadPlotlyInNotebook(display: HtmlDisplay): Promise<void> {
+  const source = plotlyJsSource();
+  const packed = gzipSync(Buffer.from(source, 'utf8'), { level: 9 }).toString('base64');
+  display.html(
+    '<script type="text/javascript">\n' +
+      '(function () {\n' +
+      '  if (window.Plotly || window.__mmgptPlotlyLoading) return;\n' +
+      '  window.__mmgptPlotlyLoading = true;\n' +
+      `  var text = atob(${JSON.stringify(packed)});\n` +
+      '  var bytes = new Uint8Array(text.length);\n' +
+      '  for (var j = 0; j < text.length; j++) bytes[j] = text.charCodeAt(j);\n' +
+      "  var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));\n" +
+      '  new Response(stream).text().then(function (js) {\n' +
+      '    // define/module/exports hidden: plotly sets window.Plotly even under RequireJS.\n' +
+      "    new Function('define', 'module', 'exports', js).call(window);\n" +
+      '    window.__mmgptPlotlyLoading = false;\n' +
+      '  });\n' +
+      '})();\n</script>\n' +
+      '<div style="font-size: 11px; color: #888">loading plotly.js</div>',
+  );
+  display.html(
+    `<div style="font-size: 11px; color: #888">plotly.js ${plotlyVersion()} loaded (${(source.length / 1e6).toFixed(1)} MB; not kept in the saved notebook)</div>`,
+  );
+}
+
+/** The version of the plotly.js bundle (from its package.json). */
+export function plotlyVersion(): string {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return (require('plotly.js-dist/package.json') as { version: string }).version;
+  } catch {
+    return '';
+  }
+}
+
 let divCounter = 0;
 
 /** A fresh element id for a figure. */
@@ -363,8 +411,11 @@ export function drawScript(fig: PlotlyFigure, divId: string): string {
     `(function () { var fig = ${figureJson(fig)}; var tries = 0;\n` +
     `  (function draw() {\n` +
     `    var el = document.getElementById(${JSON.stringify(divId)});\n` +
-    `    if (window.Plotly && el) { window.Plotly.react(el, fig.data, fig.layout, fig.config || {}); }\n` +
-    `    else if (tries++ < 600) { setTimeout(draw, 50); }\n` +
+    `    if (window.Plotly && el) {\n` +
+    `      var still = el.querySelector('.mmgpt-static'); if (still) { still.remove(); }\n` +
+    `      window.Plotly.react(el, fig.data, fig.layout, fig.config || {});\n` +
+    `    }\n` +
+    `    else if (tries++ < 1200) { setTimeout(draw, 50); }\n` +
     `  })();\n})();`
   );
 }

@@ -1,5 +1,6 @@
 // `mmgpt train`'s tokenizer step: a trained tokenizer is reused only while its recipe is unchanged,
-// and a training state left by other settings is discarded.
+// and a training state left by other settings is discarded. A fresh GPT run moves a run directory
+// of another configuration aside instead of overwriting its checkpoint.
 // The tiny recipe on synthetic images, on the reference backend, in a scratch runs directory.
 
 import { test } from 'node:test';
@@ -8,7 +9,14 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
-import { ensureTokenizer, tokenizerPath } from '../../src/commands/train';
+import { ensureTokenizer, setAsideForeignRun, tokenizerPath } from '../../src/commands/train';
+import { GPT_PRESETS } from '../../src/gpt/train';
+import {
+  CHECKPOINT_FORMAT,
+  CHECKPOINT_VERSION,
+  configurationFingerprint,
+  saveCheckpoint,
+} from '../../src/gpt/checkpoint';
 import { trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
 import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import type { ColouredSplit } from '../../src/data/coloured';
@@ -83,4 +91,39 @@ test('the tokenizer is reused while its recipe is unchanged, retrained when it c
     else process.env.MMGPT_RUNS_DIR = saved;
     fs.rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('a fresh mmgpt train moves a run of another configuration aside instead of overwriting it', () => {
+  const runDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-aside-')), 'quick');
+  fs.mkdirSync(runDir, { recursive: true });
+  const model = { nLayer: 2, nHead: 2, nEmbd: 32, dropout: 0, vocabSize: 66, blockSize: 57 };
+  const train = { ...GPT_PRESETS.tiny.train };
+  const ckpt = path.join(runDir, 'checkpoint.safetensors');
+  saveCheckpoint(ckpt, {
+    meta: {
+      format: CHECKPOINT_FORMAT,
+      version: CHECKPOINT_VERSION,
+      gptConfig: model,
+      trainConfig: train as unknown as Record<string, unknown>,
+      step: 1,
+      epoch: 0,
+      batchInEpoch: 1,
+      rngState: [1, 2, 3, 4],
+      tokenizerHash: 'h',
+      complete: false,
+    },
+    weights: { w: { shape: [1], data: new Float32Array([1]) } },
+    optimizer: null,
+  });
+  const lines: string[] = [];
+  const log = (l: string) => lines.push(l);
+  // The same configuration (logEvery is cosmetic): left where it is, to be overwritten or resumed.
+  assert.equal(setAsideForeignRun(runDir, { model, train: { ...train, logEvery: 3 } }, log), null);
+  assert.ok(fs.existsSync(ckpt));
+  // Another configuration: the whole run directory moves to <runDir>-<its fingerprint>.
+  const aside = setAsideForeignRun(runDir, { model: { ...model, nLayer: 4 }, train }, log);
+  assert.equal(aside, `${runDir}-${configurationFingerprint({ model, train })}`);
+  assert.ok(fs.existsSync(path.join(aside!, 'checkpoint.safetensors')));
+  assert.ok(!fs.existsSync(runDir));
+  assert.match(lines.join('\n'), /model\.nLayer: 2 in the checkpoint, 4 requested\); moved it to/);
 });

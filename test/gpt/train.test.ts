@@ -16,9 +16,20 @@ import type { SequenceSource } from '../../src/data/sequences';
 import * as F from '../../src/engine/ops';
 import type { Tensor } from '../../src/engine/tensor';
 import { GPT } from '../../src/gpt/model';
-import { GPT_PRESETS, TrainingDivergedError, trainGpt, loadGpt } from '../../src/gpt/train';
+import {
+  GPT_PRESETS,
+  TrainingDivergedError,
+  gptRunDir,
+  presetFingerprint,
+  trainGpt,
+  loadGpt,
+} from '../../src/gpt/train';
 import type { GptPreset, TrainProgressEvent } from '../../src/gpt/train';
-import { loadCheckpoint } from '../../src/gpt/checkpoint';
+import {
+  ConfigurationMismatchError,
+  configurationDifferences,
+  loadCheckpoint,
+} from '../../src/gpt/checkpoint';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
@@ -222,8 +233,64 @@ test('resume refuses a different configuration or tokenizer, and a missing check
       log: quiet,
       resume: true,
     }),
-    /another configuration/,
+    (e: unknown) => {
+      // The message names the differing field and both values.
+      assert.ok(e instanceof ConfigurationMismatchError);
+      assert.match(e.message, /another configuration/);
+      assert.match(e.message, /train\.lr: 0\.003 in the checkpoint, 0\.5 requested/);
+      assert.deepEqual(e.differences, ['train.lr: 0.003 in the checkpoint, 0.5 requested']);
+      return true;
+    },
   );
+  // A changed model is named too; logEvery (cosmetic) is not a difference.
+  const deeper = {
+    model: { ...preset.model, nLayer: 2 },
+    train: { ...preset.train, logEvery: 7 },
+  };
+  await assert.rejects(
+    trainGpt({
+      runDir: dir,
+      preset: deeper,
+      vocab,
+      train,
+      test: testSet,
+      tokenizerHash: 'h',
+      log: quiet,
+      resume: true,
+    }),
+    (e: unknown) =>
+      e instanceof ConfigurationMismatchError &&
+      e.differences.length === 1 &&
+      /model\.nLayer: 1 in the checkpoint, 2 requested/.test(e.message),
+  );
+  // A fresh run of another configuration does not overwrite the checkpoint either.
+  const before = fs.readFileSync(path.join(dir, 'checkpoint.safetensors'));
+  await assert.rejects(
+    trainGpt({
+      runDir: dir,
+      preset: other,
+      vocab,
+      train,
+      test: testSet,
+      tokenizerHash: 'h',
+      log: quiet,
+    }),
+    /holds a checkpoint of another configuration[^]*train\.lr/,
+  );
+  assert.deepEqual(fs.readFileSync(path.join(dir, 'checkpoint.safetensors')), before);
+  // With logEvery changed only, resuming is allowed.
+  const relogged = { ...preset, train: { ...preset.train, logEvery: 5 } };
+  const resumed = await trainGpt({
+    runDir: dir,
+    preset: relogged,
+    vocab,
+    train,
+    test: testSet,
+    tokenizerHash: 'h',
+    log: quiet,
+    resume: true,
+  });
+  assert.equal(resumed.complete, true);
   await assert.rejects(
     trainGpt({
       runDir: dir,
@@ -345,4 +412,32 @@ test('a NaN loss leaves the last checkpoint intact, and --resume from it finishe
   const b = loadCheckpoint(ckptPath);
   for (const [name, t] of Object.entries(a.weights))
     assert.deepEqual(b.weights[name].data, t.data, `weights differ: ${name}`);
+});
+
+test('each configuration has its own run directory; logEvery does not change it', () => {
+  const base = presetFingerprint(preset);
+  assert.match(base, /^[0-9a-f]{10}$/);
+  assert.equal(presetFingerprint({ ...preset, train: { ...preset.train, logEvery: 3 } }), base);
+  // Key order does not matter, values do.
+  const reordered: GptPreset = {
+    train: { ...preset.train },
+    model: { dropout: 0.1, nEmbd: 16, nHead: 2, nLayer: 1 },
+  };
+  assert.equal(presetFingerprint(reordered), base);
+  const lr = { ...preset, train: { ...preset.train, lr: 2e-3 } };
+  const layers = { ...preset, model: { ...preset.model, nLayer: 3 } };
+  assert.notEqual(presetFingerprint(lr), base);
+  assert.notEqual(presetFingerprint(layers), base);
+  assert.notEqual(presetFingerprint(layers), presetFingerprint(lr));
+  assert.equal(gptRunDir('/r', 'notebook-tiny', preset), `/r/notebook-tiny-${base}`);
+  assert.deepEqual(
+    configurationDifferences(
+      { model: preset.model, train: preset.train },
+      { model: layers.model, train: lr.train },
+    ),
+    [
+      'model.nLayer: 1 in the checkpoint, 3 requested',
+      'train.lr: 0.003 in the checkpoint, 0.002 requested',
+    ],
+  );
 });

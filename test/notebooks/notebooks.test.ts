@@ -1,7 +1,9 @@
-// The notebooks run top to bottom: scripts/test-notebooks.sh executes every notebook headless
-// (jupyter nbconvert --execute, tslab kernel, MMGPT_TINY=1) and fails on any cell error; this
-// wrapper lets the test runner count it. Where Jupyter or the tslab kernel is missing it skips,
-// saying what to install — unless MMGPT_REQUIRE_NOTEBOOKS=1 (CI), where that is a failure.
+// The notebooks run top to bottom, as a user meets them: scripts/test-notebooks-browser.sh opens
+// each in a Jupyter Notebook server in headless Chromium and runs every cell through the page
+// (MMGPT_TINY=1; test/notebooks/browser.ts has the checks). Without Chromium it falls back to
+// scripts/test-notebooks.sh (jupyter nbconvert --execute: cell errors only). This wrapper lets
+// the test runner count it. Where Jupyter or the tslab kernel is missing it skips, saying what to
+// install — unless MMGPT_REQUIRE_NOTEBOOKS=1 (CI), where that is a failure.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,10 +14,10 @@ import { projectRoot } from '../../src/data/coloured';
 /** Exit status of the script when Jupyter or the tslab kernel is missing. */
 const MISSING = 3;
 
-function runScript(): Promise<{ code: number | null; stderr: string }> {
+function runScript(script: string): Promise<{ code: number | null; stderr: string }> {
   const root = projectRoot();
   return new Promise((resolve, reject) => {
-    const child = spawn('bash', [path.join(root, 'scripts', 'test-notebooks.sh')], {
+    const child = spawn('bash', [path.join(root, 'scripts', script)], {
       cwd: root,
       stdio: ['ignore', 'inherit', 'pipe'],
     });
@@ -30,18 +32,26 @@ function runScript(): Promise<{ code: number | null; stderr: string }> {
 }
 
 test(
-  'every notebook runs top to bottom on the tiny configuration',
+  'every notebook runs top to bottom in the browser on the tiny configuration',
   { timeout: 30 * 60_000 },
   async (t) => {
-    const { code, stderr } = await runScript();
+    let { code, stderr } = await runScript('test-notebooks-browser.sh');
+    if (code === MISSING && process.env.MMGPT_REQUIRE_NOTEBOOKS !== '1') {
+      // No Chromium (or no notebook server): at least execute them headless.
+      ({ code, stderr } = await runScript('test-notebooks.sh'));
+    }
     if (code === MISSING) {
       const reason = stderr.trim().split('\n')[0] ?? 'Jupyter or the tslab kernel is missing';
       if (process.env.MMGPT_REQUIRE_NOTEBOOKS === '1') {
-        assert.fail(`MMGPT_REQUIRE_NOTEBOOKS=1 but ${reason.replace(/^test-notebooks: /, '')}`);
+        assert.fail(
+          `MMGPT_REQUIRE_NOTEBOOKS=1 but ${reason.replace(/^test-notebooks(-browser)?: /, '')}`,
+        );
       }
-      t.skip(`${reason.replace(/^test-notebooks: /, '')} (bash scripts/setup-notebooks.sh)`);
+      t.skip(
+        `${reason.replace(/^test-notebooks(-browser)?: /, '')} (bash scripts/setup-notebooks.sh)`,
+      );
       return;
     }
-    assert.equal(code, 0, 'a notebook failed: see the cell and its output above');
+    assert.equal(code, 0, 'a notebook failed: see the notebook and cell named above');
   },
 );
