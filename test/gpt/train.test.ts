@@ -72,6 +72,11 @@ const testSet = synthetic(16, 2);
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-train-'));
 const quiet = () => undefined;
 
+/** A log's test NLLs without the process memory recorded beside them (each process's own). */
+function testNllWithoutRss(l: { testNll: { rssBytes?: number }[] }): object[] {
+  return l.testNll.map(({ rssBytes: _r, ...rest }) => rest);
+}
+
 test('training lowers the NLL and records every minibatch and every epoch', async () => {
   const dir = tmp();
   const events: TrainProgressEvent[] = [];
@@ -133,9 +138,7 @@ test('losses read back in bursts (lossReadEvery) give the same log, events and w
   const [every, bursts] = runs;
   assert.deepEqual(bursts.r.log.trainNll, every.r.log.trainNll);
   // The test NLLs agree; the process memory recorded beside them is each run's own.
-  const nllOnly = (l: { testNll: { rssBytes?: number }[] }) =>
-    l.testNll.map(({ rssBytes: _r, ...rest }) => rest);
-  assert.deepEqual(nllOnly(bursts.r.log), nllOnly(every.r.log));
+  assert.deepEqual(testNllWithoutRss(bursts.r.log), testNllWithoutRss(every.r.log));
   // Every step reported once, in order, before the epoch's test evaluation.
   assert.deepEqual(bursts.events, every.events);
   for (const [name, t] of Object.entries(every.weights)) {
@@ -203,9 +206,7 @@ test('a resumed run ends bit-identical to an uninterrupted one', async () => {
   const lb = JSON.parse(fs.readFileSync(path.join(b, 'log.json'), 'utf8'));
   assert.deepEqual(lb.trainNll, la.trainNll);
   // Every test NLL is the same; the process memory recorded beside it is the process's own.
-  const withoutRss = (l: { testNll: { rssBytes?: number }[] }) =>
-    l.testNll.map(({ rssBytes: _r, ...rest }) => rest);
-  assert.deepEqual(withoutRss(lb), withoutRss(la));
+  assert.deepEqual(testNllWithoutRss(lb), testNllWithoutRss(la));
   assert.ok(la.testNll.slice(1).every((e: { rssBytes?: number }) => e.rssBytes! > 1e6));
 });
 
