@@ -377,17 +377,21 @@ function liveSampler(samples: { ms: number; points: number }[], page: Page, inde
   };
 }
 
-/** The tables of a cell's markdown outputs, without the lines that measure time. */
+/** The tables of a cell's markdown outputs, without the lines and cells that measure time. */
 async function resultTables(page: Page, index: number): Promise<string> {
   return page.evaluate((k) => {
     const J = (window as unknown as JupyterWindow).Jupyter;
     const el: HTMLElement = J.notebook.get_cell(k).element[0];
-    return Array.from(el.querySelectorAll('.rendered_html table tr'))
-      .map((tr) => (tr as HTMLElement).innerText.replace(/\s+/g, ' ').trim())
-      .filter(
-        (row) => !/\b(ms|tok\/s|tokens\/s|seconds|took|speed|sha-256|checkpoint)\b/i.test(row),
-      )
-      .join('\n');
+    return (
+      Array.from(el.querySelectorAll('.rendered_html table tr'))
+        .map((tr) => (tr as HTMLElement).innerText.replace(/\s+/g, ' ').trim())
+        // Wall times (the comparison table's cost column, "12.3 s") vary from run to run.
+        .map((row) => row.replace(/\b\d+(\.\d+)? s\b/g, '<time>'))
+        .filter(
+          (row) => !/\b(ms|tok\/s|tokens\/s|seconds|took|speed|sha-256|checkpoint)\b/i.test(row),
+        )
+        .join('\n')
+    );
   }, index);
 }
 
