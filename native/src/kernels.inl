@@ -1320,30 +1320,36 @@ void kBiasGelu(const float* x, const float* bias, float* out, int64_t rows, int6
   }
 }
 
-// Tasks of <= 64 columns, each walking all rows in order: gx, and gBias summed in float64 in row
-// order (kSumAxis's order, so gBias equals the unfused sumAxis of gx).
+// Two passes: gx row by row (every thread a block of rows, fully vectorised), then gBias as the
+// column sums of gx in float64 in row order (kSumAxis's order, so gBias equals the unfused sumAxis
+// of gx), in tasks of <= 64 columns. Interleaving the two in column tasks walked every array with
+// a row-sized stride and ran about 5x slower than the unfused pair at batch 256.
 void kBiasGeluBackward(const float* x, const float* bias, const float* gy, float* gx, float* gBias,
                        int64_t rows, int64_t n, int nt) {
-  const int64_t chunk = 64, chunks = ceilDiv(n, chunk);
 #pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * n;
+    const float* gyr = gy + r * n;
+    float* gxr = gx + r * n;
+    int64_t j = 0;
+    for (; j + VL <= n; j += VL)
+      vstore(gxr + j, vgeluGrad(vload(xr + j) + vload(bias + j), vload(gyr + j)));
+    if (j < n) {
+      const int64_t w = n - j;
+      const vf t = vloadPart(xr + j, w, 0.0f) + vloadPart(bias + j, w, 0.0f);
+      vstorePart(gxr + j, vgeluGrad(t, vloadPart(gyr + j, w, 0.0f)), w);
+    }
+  }
+  const int64_t chunk = 64, chunks = ceilDiv(n, chunk);
+#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParMemory)) schedule(static)
   for (int64_t c = 0; c < chunks; c++) {
     const int64_t j0 = c * chunk, len = min64(chunk, n - j0);
     double acc[64];
     for (int64_t j = 0; j < len; j++) acc[j] = 0;
     for (int64_t r = 0; r < rows; r++) {
-      const int64_t base = r * n + j0;
-      int64_t j = 0;
-      for (; j + VL <= len; j += VL) {
-        const vf g = vgeluGrad(vload(x + base + j) + vload(bias + j0 + j), vload(gy + base + j));
-        vstore(gx + base + j, g);
-      }
-      if (j < len) {
-        const int64_t w = len - j;
-        const vf t = vloadPart(x + base + j, w, 0.0f) + vloadPart(bias + j0 + j, w, 0.0f);
-        vstorePart(gx + base + j, vgeluGrad(t, vloadPart(gy + base + j, w, 0.0f)), w);
-      }
+      const float* gxr = gx + r * n + j0;
 #pragma omp simd
-      for (int64_t jj = 0; jj < len; jj++) acc[jj] += gx[base + jj];
+      for (int64_t jj = 0; jj < len; jj++) acc[jj] += gxr[jj];
     }
     for (int64_t j = 0; j < len; j++) gBias[j0 + j] = (float)acc[j];
   }
