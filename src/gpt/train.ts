@@ -131,6 +131,8 @@ export const GPT_PRESETS: Record<string, GptPreset> = {
       // Test NLL on the first 2,000 test items (at initialisation and at the end): on a slow
       // laptop the whole test set twice would cost minutes. The NLL does not compare with seed's.
       testLimit: 2000,
+      // The compositional test in every main job: 40 legible colour pairs never seen together.
+      heldOutPairs: HELD_OUT_PAIRS,
       batchSize: 64,
       optimizer: 'adamw',
       lr: 3e-3,
