@@ -37,6 +37,7 @@ import {
 } from '../vqvae/train';
 import type { VqVaeEvaluation } from '../vqvae/train';
 import { GPT_PRESETS, trainGpt } from '../gpt/train';
+import { takeSplit } from '../eval/run';
 import { acquireRunLock } from '../gpt/runlock';
 import type { RunLock } from '../gpt/runlock';
 import type { TrainGptResult } from '../gpt/train';
@@ -345,20 +346,6 @@ export interface PipelineData {
   droppedForPairs: number;
 }
 
-/** The first n items of a split. */
-function takeFirst(s: ColouredSplit, n: number): ColouredSplit {
-  return n >= s.count
-    ? s
-    : {
-        ...s,
-        count: n,
-        digit: s.digit.slice(0, n),
-        fg: s.fg.slice(0, n),
-        bg: s.bg.slice(0, n),
-        images: s.images.slice(0, n * 28 * 28 * 3),
-      };
-}
-
 /**
  * Everything the GPT needs for a preset: vocabulary, tokenised training items (the train split
  * less the validation split and any held-out colour pairs) and test set.
@@ -388,8 +375,8 @@ export function preparePipelineData(presetName: string, log: (l: string) => void
   const tag = `train-v${holdout.validationItems}-p${holdout.heldOutPairs}`;
   const trainCodes = tokenise(tok.model, part.train, gpt.train.trainLimit, log, tag);
   const testCodes = tokenise(tok.model, data.test, gpt.train.testLimit, log);
-  const trainSplit = takeFirst(part.train, trainCodes.length / 49);
-  const testSplit = takeFirst(data.test, testCodes.length / 49);
+  const trainSplit = takeSplit(part.train, trainCodes.length / 49);
+  const testSplit = takeSplit(data.test, testCodes.length / 49);
   return {
     vocab,
     train: splitSequenceSource(trainSplit, trainCodes, vocab),

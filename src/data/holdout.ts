@@ -47,18 +47,9 @@ export function validateHoldout(h: HoldoutConfig, trainCount?: number): HoldoutC
   return h;
 }
 
-/** A seeded permutation of 0..n-1 (Fisher-Yates with the unbiased Rng.int). */
+/** A seeded permutation of 0..n-1 (Rng.permutation: Fisher-Yates with the unbiased Rng.int). */
 function permutation(n: number, label: string): Int32Array {
-  const rng = new Rng(deriveSeed(HOLDOUT_SEED, label));
-  const order = new Int32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = order[i]!;
-    order[i] = order[j]!;
-    order[j] = t;
-  }
-  return order;
+  return new Rng(deriveSeed(HOLDOUT_SEED, label)).permutation(n);
 }
 
 /** Indices (ascending) of the validation items among `trainCount` training items. */

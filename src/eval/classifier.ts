@@ -362,7 +362,7 @@ export function trainClassifier(opts: TrainClassifierOptions): TrainClassifierRe
   const started = performance.now();
   model.train();
   for (let epoch = 0; epoch < epochs; epoch++) {
-    const order = permutation(count, new Rng(deriveSeed(seed, `classifier/epoch-${epoch}`)));
+    const order = new Rng(deriveSeed(seed, `classifier/epoch-${epoch}`)).permutation(count);
     let total = 0;
     let intervalStart = performance.now();
     for (let step = 0; step < stepsPerEpoch; step++) {
@@ -406,18 +406,6 @@ export function trainClassifier(opts: TrainClassifierOptions): TrainClassifierRe
   optimizer.dispose();
   model.eval();
   return { model, settings, epochLoss, wallMs: performance.now() - started };
-}
-
-function permutation(n: number, rng: Rng): Int32Array {
-  const p = new Int32Array(n);
-  for (let i = 0; i < n; i++) p[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = p[i]!;
-    p[i] = p[j]!;
-    p[j] = t;
-  }
-  return p;
 }
 
 // ---- evaluation ------------------------------------------------------------------------------

@@ -97,9 +97,7 @@ export function scoreMode(ctx: ModeContext, mode: ModeName, options: ModeOptions
     );
     return { mode, accuracy, samples, ms };
   }
-  const { guidance: _g, ...unguided } = options;
-  void _g;
-  const samples = unconditional(model, vocab, n, unguided);
+  const samples = unconditional(model, vocab, n, options);
   const ms = performance.now() - t0;
   const reads = classifier.classify(tokenizer.decode(sampleImageCodes(samples), n), n);
   return { mode, metrics: unconditionalMetrics(samples, reads), reads, samples, ms };

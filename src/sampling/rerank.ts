@@ -103,34 +103,30 @@ function searchDigits(
   chosen: Sample[],
   opts: { imageToTextScore?: ImageToTextScore; batchSize?: number },
 ): Sample[] {
-  const variants: Sample[][] = [];
-  for (const digit of DIGIT_WORDS) {
-    variants.push(
-      chosen.map((s) => {
-        if (
-          s.words.length !== 6 ||
-          !(DIGIT_WORDS as readonly string[]).includes(s.words[DIGIT_POSITION]!)
-        )
-          return s; // nothing to vary: scores the same as itself
-        const words = s.words.slice();
-        words[DIGIT_POSITION] = digit;
-        const prompt = s.tokens.subarray(0, s.tokens.length - 6);
-        return toSample(
-          Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]),
-          vocab,
-        );
-      }),
-    );
-  }
-  const scores = rerankScores(model, vocab, 'imageToText', [chosen, ...variants], opts);
-  return chosen.map((s, i) => {
-    let best = 0;
-    for (let c = 1; c < scores.length; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
-    if (best === 0) return s;
-    const winner = variants[best - 1]![i]!;
-    return {
-      ...winner,
-      rerank: { score: scores[best]![i]!, candidates: s.rerank!.candidates + 9 },
-    };
+  // Every chosen caption with each of its nine other digits, all scored in one batched call;
+  // the chosen caption keeps the score it won with.
+  const variants: { item: number; sample: Sample }[] = [];
+  chosen.forEach((s, item) => {
+    const own = s.words[DIGIT_POSITION];
+    if (s.words.length !== 6 || !(DIGIT_WORDS as readonly string[]).includes(own!)) return;
+    const prompt = s.tokens.subarray(0, s.tokens.length - 6);
+    for (const digit of DIGIT_WORDS) {
+      if (digit === own) continue;
+      const words = s.words.slice();
+      words[DIGIT_POSITION] = digit;
+      const tokens = Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]);
+      variants.push({ item, sample: toSample(tokens, vocab) });
+    }
   });
+  const [scores] = rerankScores(model, vocab, 'imageToText', [variants.map((v) => v.sample)], opts);
+  const result = chosen.slice();
+  variants.forEach((v, k) => {
+    const current = result[v.item]!;
+    if (scores![k]! > current.rerank!.score)
+      result[v.item] = {
+        ...v.sample,
+        rerank: { score: scores![k]!, candidates: chosen[v.item]!.rerank!.candidates + 9 },
+      };
+  });
+  return result;
 }
