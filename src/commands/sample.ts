@@ -98,8 +98,11 @@ export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
   if (rerank !== undefined) overrides.rerank = rerank;
   const score = flags.choice('rerank-score', IMAGE_TO_TEXT_SCORES);
   if (score !== undefined) overrides.imageToTextScore = score;
-  if (flags.boolean('digit-search') && flags.boolean('no-digit-search'))
-    throw new Error('--digit-search and --no-digit-search contradict each other: give one');
+  flags.refuseUnless(
+    !flags.boolean('digit-search'),
+    ['no-digit-search'],
+    () => 'contradicts --digit-search: give one of the two',
+  );
   if (flags.boolean('digit-search')) overrides.digitSearch = true;
   if (flags.boolean('no-digit-search')) overrides.digitSearch = false;
   return {
