@@ -126,6 +126,12 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
       gpt: 'seed',
       summary: "the user's recipe: 30 epochs, batch 32, Adam, lr 1e-3",
     },
+    'seed-full': {
+      tokenizer: 'full',
+      gpt: 'seed',
+      summary:
+        "the user's recipe through the 24000-step `full` tokenizer (trains it first unless shipped)",
+    },
     best: {
       tokenizer: 'full9600',
       gpt: 'best',
