@@ -5,7 +5,7 @@
 //
 // Usage: node dist/bench/sampling_sweep.js [--checkpoint PATH] [--split validation|test]
 //        [--n 200] [--seed 0] [--modes textToImage,imageToText,unconditional] [--json FILE]
-//        [--backend cpu] [--rows TEXT,...]  (only the rows whose label contains one of TEXT)
+//        [--backend cpu] [--rows 'TEXT;...']  (only the rows whose label contains one of TEXT; labels hold commas)
 // The grid is SWEEP below; each row's cost is its sampling wall time (reranking included).
 
 import * as fs from 'fs';
@@ -32,6 +32,17 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ['guidance 1.5, rerank 4', { guidance: 1.5, rerank: 4 }],
     ['guidance 2, rerank 4', { guidance: 2, rerank: 4 }],
     ['guidance 2, top-k 64, rerank 4', { guidance: 2, topK: 64, rerank: 4 }],
+    ['guidance 3, rerank 4', { guidance: 3, rerank: 4 }],
+    ['guidance 1.5, rerank 8', { guidance: 1.5, rerank: 8 }],
+    ['guidance 1.5, rerank 16', { guidance: 1.5, rerank: 16 }],
+    ['guidance 2, T 0.8, rerank 8', { guidance: 2, temperature: 0.8, rerank: 8 }],
+    ['guidance 2, T 0.5, rerank 4', { guidance: 2, temperature: 0.5, rerank: 4 }],
+    ['guidance 2, T 0.3, rerank 4', { guidance: 2, temperature: 0.3, rerank: 4 }],
+    ['guidance 1.5, T 0.5, rerank 4', { guidance: 1.5, temperature: 0.5, rerank: 4 }],
+    ['guidance 2, top-k 4, rerank 4', { guidance: 2, topK: 4, rerank: 4 }],
+    ['guidance 1.5, T 0.3, rerank 4', { guidance: 1.5, temperature: 0.3, rerank: 4 }],
+    ['guidance 1.5, T 0.5, rerank 8', { guidance: 1.5, temperature: 0.5, rerank: 8 }],
+    ['guidance 1.25, T 0.5, rerank 4', { guidance: 1.25, temperature: 0.5, rerank: 4 }],
   ],
   imageToText: [
     ['seed rules (T 1)', {}],
@@ -56,6 +67,9 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ['rerank 16', { rerank: 16 }],
     ['image T 0.8, rerank 8', { temperature: 0.8, textTemperature: 1, rerank: 8 }],
     ['grammar words, rerank 8', { grammar: 'words', rerank: 8 }],
+    ['image T 0.5, rerank 8', { temperature: 0.5, textTemperature: 1, rerank: 8 }],
+    ['image T 0.3, rerank 8', { temperature: 0.3, textTemperature: 1, rerank: 8 }],
+    ['image T 0.5, rerank 16', { temperature: 0.5, textTemperature: 1, rerank: 16 }],
     [
       'grammar words, image T 0.8, rerank 16',
       { grammar: 'words', temperature: 0.8, textTemperature: 1, rerank: 16 },
@@ -130,7 +144,7 @@ function main(): void {
     console.log(
       `\n## ${MODE_LABELS[mode]}\n\n| settings | ${metric} | detail | ms |\n|---|---|---|---|`,
     );
-    const only = values.rows?.split(',');
+    const only = values.rows?.split(';');
     for (const [label, options] of SWEEP[mode]) {
       if (only !== undefined && !only.some((o) => label.includes(o))) continue;
       const r = scoreMode(ctx, mode, { ...options, seed });

@@ -11,6 +11,8 @@
 // foreground weight 4, 87%; 4800 steps, 94%; 9600 steps of batch 64 (the same images seen), 96%.
 
 import * as fs from 'fs';
+import * as os from 'os';
+import { execFileSync } from 'child_process';
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
 import { loadColouredMnist, projectRoot } from '../data/coloured';
@@ -514,6 +516,8 @@ async function trainPipelineLocked(
     trainMs: result.log.trainMs,
     wallMs: Date.now() - t0,
     tokenizer: { recipe: preset.tokenizer, path: data.tokenizerPath, ...data.tokenizerReport },
+    memory: rssOverRun(result.log.testNll),
+    provenance: runProvenance(),
   };
   atomicWriteFile(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   const lastTest = result.log.testNll[result.log.testNll.length - 1]!;
@@ -525,7 +529,65 @@ async function trainPipelineLocked(
     `${outcome}; tokenizer pixel accuracy ${(100 * data.tokenizerReport.pixelAccuracy).toFixed(2)}%, ` +
       `${data.tokenizerReport.usedCodes}/${data.tokenizerReport.codebookSize} codes; curve ${path.relative(process.cwd(), curvePath)}`,
   );
+  const memory = rssOverRun(result.log.testNll);
+  if (memory !== null)
+    log(
+      `memory: RSS ${memory.firstMiB.toFixed(0)} MiB after epoch ${memory.firstEpoch}, ` +
+        `${memory.lastMiB.toFixed(0)} MiB after epoch ${memory.lastEpoch} ` +
+        `(${memory.change >= 0 ? '+' : ''}${(100 * memory.change).toFixed(1)}%)`,
+    );
   return { ...result, data, runDir, curvePath };
+}
+
+/** The process RSS at the first and the last epoch end the log records (null: fewer than two). */
+export function rssOverRun(testNll: { epoch: number; rssBytes?: number }[]): {
+  firstEpoch: number;
+  firstMiB: number;
+  lastEpoch: number;
+  lastMiB: number;
+  /** lastMiB / firstMiB - 1 */
+  change: number;
+} | null {
+  const measured = testNll.filter((e) => e.epoch > 0 && e.rssBytes !== undefined);
+  if (measured.length < 2) return null;
+  const first = measured[0]!;
+  const last = measured[measured.length - 1]!;
+  const firstMiB = first.rssBytes! / 2 ** 20;
+  const lastMiB = last.rssBytes! / 2 ** 20;
+  return {
+    firstEpoch: first.epoch,
+    firstMiB,
+    lastEpoch: last.epoch,
+    lastMiB,
+    change: lastMiB / firstMiB - 1,
+  };
+}
+
+/** Where a run came from: the command, the commit (with `+dirty` for local changes), the machine. */
+export function runProvenance(): {
+  command: string;
+  commit: string | null;
+  machine: string;
+  node: string;
+  finishedAt: string;
+} {
+  let commit: string | null = null;
+  try {
+    const git = (args: string[]) =>
+      execFileSync('git', args, { cwd: projectRoot(), encoding: 'utf8', stdio: 'pipe' }).trim();
+    commit = git(['rev-parse', 'HEAD']);
+    if (git(['status', '--porcelain', '--untracked-files=no']) !== '') commit += '+dirty';
+  } catch {
+    commit = null; // not a git checkout, or no git
+  }
+  const cpus = os.cpus();
+  return {
+    command: ['mmgpt', ...process.argv.slice(2)].join(' '),
+    commit,
+    machine: `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} logical cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.arch()}`,
+    node: process.version,
+    finishedAt: new Date().toISOString(),
+  };
 }
 
 export const PRESET_NAMES = Object.keys(PIPELINE_PRESETS);

@@ -9,7 +9,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
-import { ensureTokenizer, setAsideForeignRun, tokenizerPath } from '../../src/commands/train';
+import {
+  ensureTokenizer,
+  rssOverRun,
+  runProvenance,
+  setAsideForeignRun,
+  tokenizerPath,
+} from '../../src/commands/train';
 import { GPT_PRESETS } from '../../src/gpt/train';
 import {
   CHECKPOINT_FORMAT,
@@ -21,6 +27,7 @@ import { trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
 import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
+import { projectRoot } from '../../src/data/coloured';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
@@ -126,4 +133,30 @@ test('a fresh mmgpt train moves a run of another configuration aside instead of 
   assert.ok(fs.existsSync(path.join(aside!, 'checkpoint.safetensors')));
   assert.ok(!fs.existsSync(runDir));
   assert.match(lines.join('\n'), /model\.nLayer: 2 in the checkpoint, 4 requested\); moved it to/);
+});
+
+test('the run summary compares the RSS of the first and the last epoch end, and names its source', () => {
+  const MiB = 2 ** 20;
+  // Epoch 0 (initialisation) carries no RSS and is skipped; one measured epoch is not a comparison.
+  assert.equal(rssOverRun([{ epoch: 0 }, { epoch: 1, rssBytes: 100 * MiB }]), null);
+  const memory = rssOverRun([
+    { epoch: 0 },
+    { epoch: 1, rssBytes: 2000 * MiB },
+    { epoch: 2, rssBytes: 2300 * MiB },
+    { epoch: 3, rssBytes: 2100 * MiB },
+  ]);
+  assert.deepEqual(memory, {
+    firstEpoch: 1,
+    firstMiB: 2000,
+    lastEpoch: 3,
+    lastMiB: 2100,
+    change: 2100 / 2000 - 1,
+  });
+  const provenance = runProvenance();
+  assert.match(provenance.command, /^mmgpt/);
+  assert.ok(provenance.machine.includes(`${os.cpus().length} logical cores`), provenance.machine);
+  // Inside a git checkout (CI's fresh clone) the commit is a full hash; elsewhere it is null.
+  if (fs.existsSync(path.join(projectRoot(), '.git')))
+    assert.match(provenance.commit ?? '', /^[0-9a-f]{40}(\+dirty)?$/);
+  else assert.equal(provenance.commit, null);
 });
