@@ -58,6 +58,19 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ['rerank 4 (image), digit search', { rerank: 4, imageToTextScore: 'image', digitSearch: true }],
     ['rerank 8 (image), digit search', { rerank: 8, imageToTextScore: 'image', digitSearch: true }],
     ['rerank 8 (both), digit search', { rerank: 8, digitSearch: true }],
+    [
+      'word T 0.7, rerank 8 (both), digit search',
+      { textTemperature: 0.7, rerank: 8, digitSearch: true },
+    ],
+    [
+      'word T 0.5, rerank 8 (both), digit search',
+      { textTemperature: 0.5, rerank: 8, digitSearch: true },
+    ],
+    [
+      'word T 1.5, rerank 8 (both), digit search',
+      { textTemperature: 1.5, rerank: 8, digitSearch: true },
+    ],
+    ['rerank 16 (both), digit search', { rerank: 16, digitSearch: true }],
   ],
   unconditional: [
     ['seed rules (T 1)', {}],
