@@ -184,6 +184,67 @@ for (const target of targets) {
   );
 
   test(
+    `${target.name}: nearestCode at the tokenizer's size (1024 x 64) equals the exhaustive float64 search, near ties, exact ties and non-finite rows included`,
+    {
+      skip,
+    },
+    () => {
+      // The cpu backend screens the codes with a float32 GEMM and measures the survivors in
+      // float64; these rows are built so that a float32 distance alone would often pick wrong.
+      const rng = makeRng(31);
+      const k = 1024;
+      const d = 64;
+      const rows = cudaEmulated && target.name === 'cuda' ? 48 : 640;
+      const codebook = randArray(rng, k * d);
+      codebook.copyWithin(700 * d, 3 * d, 4 * d); // codes 3 and 700 are one vector: 3 must win
+      codebook.copyWithin(1023 * d, 512 * d, 513 * d); // codes 512 and 1023 likewise
+      for (let j = 0; j < d; j++) codebook[900 * d + j] = 0; // the zero code
+      const z = randArray(rng, rows * d);
+      for (let r = 0; r < rows; r++) {
+        const row = z.subarray(r * d, (r + 1) * d);
+        const a = (r * 37) % k;
+        const b = (r * 101 + 7) % k;
+        switch (r % 8) {
+          case 0: // midway between two codes: their distances differ by rounding only
+            for (let j = 0; j < d; j++) row[j] = 0.5 * (codebook[a * d + j] + codebook[b * d + j]);
+            break;
+          case 1: // on a duplicated code
+            row.set(codebook.subarray((r % 16 < 8 ? 3 : 512) * d, (r % 16 < 8 ? 4 : 513) * d));
+            break;
+          case 2: // near one code, far from the origin (large |z|)
+            for (let j = 0; j < d; j++) row[j] = 100 * codebook[a * d + j] + 1e-3 * row[j];
+            break;
+          case 3: // tiny vectors around the zero code
+            for (let j = 0; j < d; j++) row[j] *= 1e-6;
+            break;
+          case 4: // a code plus a nudge of a few ulps
+            for (let j = 0; j < d; j++) row[j] = codebook[a * d + j] * (1 + 2 ** -22);
+            break;
+          default: // random: ordinary rows
+            break;
+        }
+      }
+      z[5 * d + 3] = NaN; // a NaN row (case 5): index 0, distance NaN or inf as the reference says
+      z[13 * d] = Infinity;
+      const check = (label: string) => {
+        const r = runBoth(
+          be(),
+          [z, codebook, new Int32Array(rows + 19).fill(-3), padded(rows)],
+          (b, [zi, cb, idx, dist]) => b.nearestCode(zi, cb, idx, dist, rows, k, d),
+        );
+        const what = `${target.name} ${label} nearestCode ${rows}x${k}x${d}`;
+        assertClose(r.be[2], r.js[2], 0, `${what} idx`);
+        assertClose(r.be[3], r.js[3], ULP, `${what} dist`, 1e-30);
+        // The planted cases decide what they should: the lower of two equal codes.
+        assert.equal(r.js[2][1], 3, `${what}: row 1 sits on codes 3 and 700`);
+        assert.equal(r.js[2][9], 512, `${what}: row 9 sits on codes 512 and 1023`);
+      };
+      if (target.name === 'cpu') target.forEachConfig(check);
+      else check('device');
+    },
+  );
+
+  test(
     `${target.name}: adam matches the reference (Adam + L2 and AdamW, gradient scale)`,
     {
       skip,
