@@ -146,7 +146,10 @@ test('values out of range and flags of another mode are refused by the commands'
   for (const [argv, pattern] of [
     [['demo', '--steps', '0'], /--steps must be an integer from 1 to 100000, got '0'/],
     [['pipeline', '--n', '-5'], /--n must be an integer from 1 to 10000, got '-5'/],
-    [['pipeline', '--preset', 'huge'], /--preset must be one of seed, seed-full, best, quick, tiny/],
+    [
+      ['pipeline', '--preset', 'huge'],
+      /--preset must be one of seed, seed-full, best, quick, tiny/,
+    ],
     [['train', '--backend', 'tpu'], /--backend must be one of js, cpu, cuda, got 'tpu'/],
     [['eval', '--top-p', '1.5'], /--top-p must be a number in \(0, 1\], got '1.5'/],
     [['figures', '--temperature', '-1'], /--temperature must be a number from 0 to 100/],
