@@ -39,6 +39,12 @@ function checkpointMetaOf(file: string): CheckpointMeta | null {
 }
 
 /**
+ * Shipped weights in the order a default checkpoint is taken from weights/: the best-scoring
+ * first (README, "Results so far"), then any other folder by name.
+ */
+export const SHIPPED_PREFERENCE = ['seed-full', 'seed'];
+
+/**
  * The checkpoint to use: `explicit` if given (a file, or a run directory), else the newest complete
  * <runsDir>/*\/checkpoint.safetensors with a tokenizer beside it, else shipped weights. Throws
  * saying what was looked at and what to do.
@@ -76,9 +82,13 @@ export function findCheckpoint(opts: {
     unfinished.push(path.relative(process.cwd(), file) || file);
   }
   if (fs.existsSync(weights)) {
+    const names = fs.readdirSync(weights).sort();
+    const ranked = [
+      ...SHIPPED_PREFERENCE.filter((n) => names.includes(n)),
+      ...names.filter((n) => !SHIPPED_PREFERENCE.includes(n)),
+    ];
     const shipped = [path.join(weights, CHECKPOINT_FILE)];
-    for (const name of fs.readdirSync(weights).sort())
-      shipped.push(path.join(weights, name, CHECKPOINT_FILE));
+    for (const name of ranked) shipped.push(path.join(weights, name, CHECKPOINT_FILE));
     const found = shipped.find((f) => fs.existsSync(f));
     if (found !== undefined) return found;
   }

@@ -10,7 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import { IMAGE_VALUES } from '../../src/data/coloured';
-import { findCheckpoint, loadRun } from '../../src/eval/run';
+import { SHIPPED_PREFERENCE, findCheckpoint, loadRun } from '../../src/eval/run';
 import { levelsToRgb, readLevelsPng, writePng } from '../../src/viz/png';
 import {
   FIGURE_FILES,
@@ -205,6 +205,10 @@ test('the default checkpoint is the newest complete run; without one, train firs
   // Shipped weights are the fallback.
   const shipped = writeTinyRun(path.join(weights, 'seed'));
   assert.equal(findCheckpoint({ runsDir: runs, weightsDir: weights }), shipped);
+  // Among shipped weights, the preferred (best-scoring) folder wins over the name order.
+  writeTinyRun(path.join(weights, 'aaa'));
+  const preferred = writeTinyRun(path.join(weights, SHIPPED_PREFERENCE[0]!));
+  assert.equal(findCheckpoint({ runsDir: runs, weightsDir: weights }), preferred);
   // The command's resolver reads MMGPT_RUNS_DIR.
   const saved = process.env.MMGPT_RUNS_DIR;
   process.env.MMGPT_RUNS_DIR = path.join(root, 'runs');
