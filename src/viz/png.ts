@@ -299,12 +299,20 @@ export function captionedGrid(items: readonly GridItem[], options: GridOptions =
   const captionLines = Math.max(0, ...captions.map((c) => c.length));
   const captionH = captionLines > 0 ? 3 * textScale + captionLines * LINE_ADVANCE * textScale : 0;
   const cellH = imageH + 2 + captionH;
-  const titleH = options.title ? (LINE_ADVANCE + 2) * textScale : 0;
   const width = padding + columns * (cellW + padding);
+  // The title wraps at the grid's width (a sampling line with all its settings is long).
+  const titleChars = Math.max(
+    1,
+    Math.floor((width - 2 * padding + textScale) / (CHAR_ADVANCE * textScale)),
+  );
+  const titleLines = options.title ? wrapText(options.title, titleChars) : [];
+  const titleH = titleLines.length > 0 ? (titleLines.length * LINE_ADVANCE + 2) * textScale : 0;
   const height = padding + titleH + rows * (cellH + padding);
 
   const page = blankImage(width, height, background);
-  if (options.title) drawText(page, options.title, padding, padding, textColour, textScale);
+  titleLines.forEach((line, l) =>
+    drawText(page, line, padding, padding + l * LINE_ADVANCE * textScale, textColour, textScale),
+  );
   items.forEach((item, i) => {
     const x = padding + (i % columns) * (cellW + padding);
     const y = padding + titleH + Math.floor(i / columns) * (cellH + padding);

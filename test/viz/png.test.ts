@@ -254,3 +254,21 @@ test('fuzz: 3000 mutants of a PNG decode or fail cleanly, fast, without huge all
   );
   assert.ok(seconds < 20, `${seconds.toFixed(1)} s`);
 });
+
+test('a title longer than the grid wraps inside it: nothing is drawn in the right margin', () => {
+  const items = Array.from({ length: 4 }, () => ({ image: new Uint8Array(28 * 28 * 3) }));
+  const short = captionedGrid(items, { columns: 2, title: 'T 0.5' });
+  const title =
+    'TEXT -> IMAGE (SEED 0, T 0.5 (WORDS 1), GUIDANCE 1.5, RERANK 4, A SETTING OR TWO MORE)';
+  const long = captionedGrid(items, { columns: 2, title });
+  assert.equal(long.width, short.width);
+  assert.ok(long.height > short.height, 'the wrapped title takes more lines');
+  const pad = 6;
+  for (let y = 0; y < long.height; y++) {
+    for (let x = long.width - pad; x < long.width; x++) {
+      const i = (y * long.width + x) * 3;
+      const pixel = [long.data[i], long.data[i + 1], long.data[i + 2]];
+      if (pixel.some((v) => v !== 255)) assert.fail(`ink in the right margin at (${x}, ${y})`);
+    }
+  }
+});
