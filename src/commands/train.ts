@@ -493,6 +493,9 @@ async function trainPipelineLocked(
   resume: boolean | undefined,
 ): Promise<TrainPipelineResult> {
   const t0 = Date.now();
+  // The code that trains is the checkout at the start: commits made while a long run trains do
+  // not change the running process.
+  const startedFrom = runProvenance();
   const data = preparePipelineData(presetName, log);
   // Keep the tokenizer beside the GPT from the start, so a run directory is self-contained even
   // while training (sampling and evaluating a partly trained checkpoint).
@@ -520,7 +523,11 @@ async function trainPipelineLocked(
     wallMs: Date.now() - t0,
     tokenizer: { recipe: preset.tokenizer, path: data.tokenizerPath, ...data.tokenizerReport },
     memory: rssOverRun(result.log.testNll),
-    provenance: runProvenance(),
+    provenance: {
+      ...startedFrom,
+      startedAt: new Date(t0).toISOString(),
+      finishedAt: new Date().toISOString(),
+    },
   };
   atomicWriteFile(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
   const lastTest = result.log.testNll[result.log.testNll.length - 1]!;
@@ -566,7 +573,7 @@ export function rssOverRun(testNll: { epoch: number; rssBytes?: number }[]): {
   };
 }
 
-/** Where a run came from: the command, the commit (with `+dirty` for local changes), the machine. */
+/** Where a run came from: the command, the commit (with `+dirty` for local changes), the machine (taken when a run starts). */
 export function runProvenance(): {
   command: string;
   commit: string | null;
