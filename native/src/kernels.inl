@@ -1525,17 +1525,22 @@ void kNearestCode(const float* z, const float* codebook, int32_t* idx, float* di
       }
       const double zn = sqrt(z2);
       const float* dr = dots + i * k;
+      // a_c and its bound e_c, as in the comment above.
+      const auto screen = [&](int64_t c, double* a, double* e) {
+        *a = norms[c] - 2.0 * (double)dr[c];
+        *e = gamma * zn * norms[k + c] + 1e-9 * (z2 + norms[c]);
+      };
       double upper = INFINITY;
       for (int64_t c = 0; c < k; c++) {
-        const double a = norms[c] - 2.0 * (double)dr[c];
-        const double e = gamma * zn * norms[k + c] + 1e-9 * (z2 + norms[c]);
+        double a, e;
+        screen(c, &a, &e);
         if (a + e < upper) upper = a + e;
       }
       int32_t best = -1;
       double bestDist = INFINITY;
       for (int64_t c = 0; c < k; c++) {
-        const double a = norms[c] - 2.0 * (double)dr[c];
-        const double e = gamma * zn * norms[k + c] + 1e-9 * (z2 + norms[c]);
+        double a, e;
+        screen(c, &a, &e);
         if (!(a - e <= upper)) continue;
         const double sq = sqDistD(zr, codebook + c * d, d);
         if (sq < bestDist) {

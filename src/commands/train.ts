@@ -493,8 +493,6 @@ async function trainPipelineLocked(
   resume: boolean | undefined,
 ): Promise<TrainPipelineResult> {
   const t0 = Date.now();
-  // The code that trains is the checkout at the start: commits made while a long run trains do
-  // not change the running process.
   const startedFrom = runProvenance();
   const data = preparePipelineData(presetName, log);
   // Keep the tokenizer beside the GPT from the start, so a run directory is self-contained even
@@ -573,13 +571,15 @@ export function rssOverRun(testNll: { epoch: number; rssBytes?: number }[]): {
   };
 }
 
-/** Where a run came from: the command, the commit (with `+dirty` for local changes), the machine (taken when a run starts). */
+/**
+ * Where a run came from: the command, the commit (with `+dirty` for local changes), the machine.
+ * Taken when a run starts: commits made while it trains do not change the running process.
+ */
 export function runProvenance(): {
   command: string;
   commit: string | null;
   machine: string;
   node: string;
-  finishedAt: string;
 } {
   let commit: string | null = null;
   try {
@@ -596,7 +596,6 @@ export function runProvenance(): {
     commit,
     machine: `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} logical cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.platform()} ${os.arch()}`,
     node: process.version,
-    finishedAt: new Date().toISOString(),
   };
 }
 
