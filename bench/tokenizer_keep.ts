@@ -18,7 +18,7 @@ import { IMAGE_VALUES } from '../src/data/coloured';
 import { VALIDATION_ITEMS, partitionTrain } from '../src/data/holdout';
 import { ensureClassifier } from '../src/eval/classifier';
 import { attributeAccuracy } from '../src/eval/metrics';
-import { defaultClassifierPath } from '../src/commands/eval';
+import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
 import { loadVqVae, evaluateVqVae } from '../src/vqvae/train';
 
 function main(): void {
@@ -35,6 +35,7 @@ function main(): void {
   const data = loadColouredMnist({ log });
   const classifier = ensureClassifier({
     path: defaultClassifierPath(),
+    shipped: shippedClassifierPath(),
     train: data.train,
     test: data.test,
     dataSeed: data.seed,

@@ -11,7 +11,7 @@
 
 import * as path from 'path';
 import { setBackend } from '../engine/registry';
-import { loadColouredMnist } from '../data/coloured';
+import { loadColouredMnist, projectRoot } from '../data/coloured';
 import type { ColouredMnist } from '../data/coloured';
 import { splitSequenceSource } from '../data/sequences';
 import { itemsWithHeldOutPairs, subsetSplit } from '../data/holdout';
@@ -34,6 +34,18 @@ import type { CommandSpec } from './args';
 
 export function defaultClassifierPath(): string {
   return path.join(runsDir(), 'classifier', 'classifier.safetensors');
+}
+
+/**
+ * The shipped attribute classifier (weights/classifier/, or MMGPT_WEIGHTS_DIR): copied to the
+ * default path when its settings are the current ones, so no command has to train it.
+ */
+export function shippedClassifierPath(): string {
+  return path.join(
+    process.env.MMGPT_WEIGHTS_DIR ?? path.join(projectRoot(), 'weights'),
+    'classifier',
+    'classifier.safetensors',
+  );
 }
 
 export const EVAL_COMMAND: CommandSpec = {
@@ -150,6 +162,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     train: data.train,
     test: data.test,
     dataSeed: data.seed,
+    shipped: shippedClassifierPath(),
     log,
   });
 

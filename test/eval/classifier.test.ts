@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import { memoryStats } from '../../src/engine/tensor';
-import { saveSafetensors } from '../../src/nn/safetensors';
+import { loadSafetensors, saveSafetensors } from '../../src/nn/safetensors';
 import {
   ensureClassifier,
   evaluateClassifier,
@@ -17,6 +17,7 @@ import {
   imagesToInput,
   loadClassifier,
   saveClassifier,
+  shiftImage,
   trainClassifier,
   type ClassifierConfig,
 } from '../../src/eval/classifier';
@@ -25,6 +26,7 @@ import { syntheticSet } from './helpers';
 setBackend('js');
 
 const tiny: ClassifierConfig = {
+  shapeChannels0: 0,
   shapeChannels1: 4,
   shapeChannels2: 8,
   shapeHidden: 32,
@@ -132,4 +134,109 @@ test('loadClassifier refuses missing files and files of another kind', () => {
     },
   );
   assert.throws(() => loadClassifier(other), /not an attribute classifier/);
+});
+
+test('shiftImage moves an image by (dx, dy) and fills what it uncovers with the background', () => {
+  const px = 28 * 28 * 3;
+  const images = new Uint8Array(2 * px);
+  images.fill(2, px); // image 1: background level 2 in every channel
+  const at = (x: number, y: number, c: number) => (y * 28 + x) * 3 + c;
+  images[px + at(10, 12, 0)] = 0; // a foreground pixel at (x 10, y 12), red 0
+  images[px + at(27, 27, 1)] = 3; // one in the bottom-right corner, green 3
+  const out = new Uint8Array(px + 5);
+  shiftImage(images, 1, 2, -1, out, 5);
+  assert.equal(out[5 + at(12, 11, 0)], 0, 'moved right 2, up 1');
+  assert.equal(out[5 + at(10, 12, 0)], 2, 'its old place shows the background');
+  assert.equal(out[5 + at(25, 26, 1)], 2, 'the corner pixel left the image');
+  assert.equal(out[5 + at(0, 27, 2)], 2, 'an uncovered column and row are background');
+  assert.equal(out[5 + at(1, 27, 1)], 2);
+  let changed = 0;
+  for (let i = 0; i < px; i++) if (out[5 + i] !== 2) changed++;
+  assert.equal(changed, 1, 'exactly the one moved foreground pixel differs from the background');
+  const same = new Uint8Array(px);
+  shiftImage(images, 1, 0, 0, same, 0);
+  assert.deepEqual(same, images.subarray(px));
+});
+
+test('a classifier with a stride-1 conv, trained on shifted images, learns and round-trips', () => {
+  const config: ClassifierConfig = { ...tiny, shapeChannels0: 4 };
+  const result = trainClassifier({ train, config, settings: { ...settings, shift: 1 } });
+  assert.ok(result.model.shapeConv0 !== null);
+  assert.equal(result.settings.shift, 1);
+  const acc = evaluateClassifier(result.model, heldOut);
+  assert.ok(acc.digit > 0.6, `digit accuracy ${acc.digit}`);
+  assert.ok(acc.all > 0.3, `all-three accuracy ${acc.all}`);
+  const file = path.join(tmp(), 'classifier.safetensors');
+  saveClassifier(result.model, file, { dataSeed: 0, settings: result.settings }, acc);
+  const loaded = loadClassifier(file);
+  assert.deepEqual(loaded.model.config, config);
+  assert.equal(loaded.provenance.settings.shift, 1);
+  assert.deepEqual(
+    loaded.model.classify(heldOut.images, 40),
+    result.model.classify(heldOut.images, 40),
+  );
+  assert.throws(
+    () => trainClassifier({ train, config: tiny, settings: { ...settings, shift: 9 } }),
+    /shift must be an integer in 0\.\.4, got 9/,
+  );
+  result.model.dispose();
+  loaded.model.dispose();
+});
+
+test('a classifier saved before the stride-1 conv and the shift existed loads as having neither', () => {
+  const result = trainClassifier({ train, config: tiny, settings: { ...settings, epochs: 1 } });
+  const file = path.join(tmp(), 'old.safetensors');
+  saveClassifier(result.model, file, { dataSeed: 0, settings: result.settings }, null);
+  // Rewrite its metadata as the earlier version wrote it: no shapeChannels0, no shift.
+  const contents = loadSafetensors(file);
+  const provenance = JSON.parse(contents.metadata.provenance!);
+  delete provenance.config.shapeChannels0;
+  delete provenance.settings.shift;
+  const config = JSON.parse(contents.metadata.config!);
+  delete config.shapeChannels0;
+  const tensors = Object.fromEntries(
+    Object.entries(contents.tensors).map(([k, t]) => [
+      k,
+      { dtype: t.dtype, shape: t.shape, data: t.data },
+    ]),
+  );
+  saveSafetensors(file, tensors as Parameters<typeof saveSafetensors>[1], {
+    ...contents.metadata,
+    provenance: JSON.stringify(provenance),
+    config: JSON.stringify(config),
+  });
+  const loaded = loadClassifier(file);
+  assert.equal(loaded.model.config.shapeChannels0, 0);
+  assert.equal(loaded.provenance.settings.shift, 0);
+  assert.deepEqual(
+    loaded.model.classify(heldOut.images, 20),
+    result.model.classify(heldOut.images, 20),
+  );
+  result.model.dispose();
+  loaded.model.dispose();
+});
+
+test('ensureClassifier copies a shipped classifier of the same settings instead of training', () => {
+  const dir = tmp();
+  const shipped = path.join(dir, 'weights', 'classifier.safetensors');
+  const small = { ...settings, epochs: 1, trainLimit: 64 };
+  const base = { train, test: heldOut, dataSeed: 0, config: tiny, settings: small, testLimit: 40 };
+  ensureClassifier({ ...base, path: shipped }).model.dispose(); // "ships" one
+  const lines: string[] = [];
+  const target = path.join(dir, 'runs', 'classifier.safetensors');
+  const copied = ensureClassifier({ ...base, path: target, shipped, log: (l) => lines.push(l) });
+  assert.equal(copied.status, 'reused');
+  assert.match(lines.join('\n'), /using the shipped/);
+  assert.deepEqual(fs.readFileSync(target), fs.readFileSync(shipped));
+  // A shipped classifier of other settings is not used: the reason names it.
+  const other = path.join(dir, 'runs2', 'classifier.safetensors');
+  const trained = ensureClassifier({
+    ...base,
+    settings: { ...small, seed: 1 },
+    path: other,
+    shipped,
+  });
+  assert.equal(trained.status, 'trained');
+  assert.match(trained.reason ?? '', /the shipped .*settings differs/);
+  for (const c of [copied, trained]) c.model.dispose();
 });

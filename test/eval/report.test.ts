@@ -28,6 +28,7 @@ const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-report-'));
 const run = loadRun(writeTinyRun(tmp()));
 const testSet = syntheticSet(12, 3);
 const classifierConfig = {
+  shapeChannels0: 0,
   shapeChannels1: 2,
   shapeChannels2: 4,
   shapeHidden: 8,
