@@ -16,7 +16,7 @@ import { partitionTrain, VALIDATION_ITEMS } from '../src/data/holdout';
 import { ensureClassifier } from '../src/eval/classifier';
 import { loadRun } from '../src/eval/run';
 import { resolveCheckpoint } from '../src/commands/sample';
-import { defaultClassifierPath } from '../src/commands/eval';
+import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
 import { MODE_LABELS, MODE_NAMES, headline, scoreMode, type ModeName } from '../src/eval/modes';
 import type { ModeOptions } from '../src/sampling/sampler';
 
@@ -43,6 +43,22 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ['guidance 1.5, T 0.3, rerank 4', { guidance: 1.5, temperature: 0.3, rerank: 4 }],
     ['guidance 1.5, T 0.5, rerank 8', { guidance: 1.5, temperature: 0.5, rerank: 8 }],
     ['guidance 1.25, T 0.5, rerank 4', { guidance: 1.25, temperature: 0.5, rerank: 4 }],
+    [
+      'guidance 1.5, T 0.5, rerank 4, digit search',
+      { guidance: 1.5, temperature: 0.5, rerank: 4, digitSearch: true },
+    ],
+    [
+      'guidance 1.5, T 0.5, rerank 8, digit search',
+      { guidance: 1.5, temperature: 0.5, rerank: 8, digitSearch: true },
+    ],
+    [
+      'guidance 1.5, T 0.8, rerank 8, digit search',
+      { guidance: 1.5, temperature: 0.8, rerank: 8, digitSearch: true },
+    ],
+    [
+      'guidance 1.5, T 1, rerank 8, digit search',
+      { guidance: 1.5, temperature: 1, rerank: 8, digitSearch: true },
+    ],
   ],
   imageToText: [
     ['seed rules (T 1)', {}],
@@ -87,6 +103,14 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
       'grammar words, image T 0.8, rerank 16',
       { grammar: 'words', temperature: 0.8, textTemperature: 1, rerank: 16 },
     ],
+    [
+      'image T 0.8, rerank 8, digit search',
+      { temperature: 0.8, textTemperature: 1, rerank: 8, digitSearch: true },
+    ],
+    [
+      'image T 0.5, rerank 8, digit search',
+      { temperature: 0.5, textTemperature: 1, rerank: 8, digitSearch: true },
+    ],
   ],
 };
 
@@ -122,6 +146,7 @@ function main(): void {
   const data = loadColouredMnist({ log: () => undefined });
   const classifier = ensureClassifier({
     path: defaultClassifierPath(),
+    shipped: shippedClassifierPath(),
     train: data.train,
     test: data.test,
     dataSeed: data.seed,

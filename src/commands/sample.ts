@@ -126,8 +126,9 @@ export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen
   --grammar LEVEL     ${GRAMMAR_LEVELS.join(', ')}
   --rerank K          candidates per prompt, kept by the model's own reverse-order score; 1 to 1024, 1 = off
   --rerank-score S    image -> text score: ${IMAGE_TO_TEXT_SCORES.join(', ')}
-  --digit-search, --no-digit-search  image -> text with reranking: also score the best caption
-                      with each other digit
+  --digit-search, --no-digit-search  with reranking: image -> text also scores the best caption
+                      with each other digit; text -> image and unconditional add the log posterior
+                      of the caption's digit over the ten digits (default: image -> text only)
   --batch-size B      rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
 
 /** --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/. */

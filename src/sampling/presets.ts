@@ -25,7 +25,10 @@ export interface ModeSampling {
   /** Candidates per prompt for self-reranking (1 = off). */
   rerank: number;
   imageToTextScore: ImageToTextScore;
-  /** Image -> text with reranking: also score the best caption with the nine other digits. */
+  /**
+   * With reranking: image -> text also scores the best caption with the nine other digits; the
+   * other modes add the log posterior of the caption's digit to each candidate's score.
+   */
   digitSearch: boolean;
 }
 

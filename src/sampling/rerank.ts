@@ -14,6 +14,13 @@
 //   other nine digit words (the colours as sampled), and the best of all is kept. The digit is
 //   where image -> text errs most, and p(image | caption) over all ten digits is a generative
 //   classifier of the image's digit that sampling alone may never propose.
+// - text -> image and unconditional with `digitSearch`: that generative classifier judges each
+//   candidate too. Its score gains the log posterior of its caption's digit,
+//   log p(image | caption) - log sum over the ten digits d of p(image | caption with d), the
+//   colours as in the caption: how surely the caption-first order reads the digit that was asked
+//   for (or, unconditionally, that was written) off the image. The caption term alone comes from
+//   the image-first order, which an undertrained model reads digits with far less well (the
+//   README's sweep on the validation split).
 // A candidate without 6 words and 49 codes scores -Infinity; ties keep the earliest candidate.
 // Scores are the model's own likelihoods (score.ts): temperature 1, no masks or guidance.
 
@@ -82,6 +89,11 @@ export function rerankChoose(
   if (candidates.some((c) => c.length !== n))
     throw new Error('rerank: every candidate set must have one sample per prompt');
   const scores = rerankScores(model, vocab, mode, candidates, opts);
+  if (mode !== 'imageToText' && opts.digitSearch === true)
+    candidates.forEach((samples, c) => {
+      const posterior = digitPosterior(model, vocab, samples, opts.batchSize ?? 64);
+      scores[c] = scores[c]!.map((x, i) => x + posterior[i]!);
+    });
   const chosen: Sample[] = [];
   for (let i = 0; i < n; i++) {
     let best = 0;
@@ -129,4 +141,43 @@ function searchDigits(
       };
   });
   return result;
+}
+
+/**
+ * For each sample, log p(image | caption) - log sum_d p(image | caption with digit d): the log
+ * posterior of its caption's digit under the caption-first order, the ten digit captions equally
+ * likely a priori (-Infinity without 6 words, a digit word and 49 codes). One batched call.
+ */
+export function digitPosterior(
+  model: GPT,
+  vocab: Vocab,
+  samples: readonly Sample[],
+  batchSize = 64,
+): Float64Array {
+  const out = new Float64Array(samples.length).fill(-Infinity);
+  const items: number[] = [];
+  const pairs: { captionTokens: number[]; imageCodes: Int32Array }[] = [];
+  samples.forEach((s, i) => {
+    const own = s.words[DIGIT_POSITION];
+    if (s.words.length !== 6 || !(DIGIT_WORDS as readonly string[]).includes(own!)) return;
+    items.push(i);
+    for (const digit of DIGIT_WORDS) {
+      const words = s.words.slice();
+      words[DIGIT_POSITION] = digit;
+      pairs.push({ captionTokens: words.map((w) => vocab.wordToken(w)), imageCodes: s.imageCodes });
+    }
+  });
+  const scores = imageGivenCaption(model, vocab, pairs, batchSize); // [items x 10]
+  const D = DIGIT_WORDS.length;
+  items.forEach((i, k) => {
+    const digit = (DIGIT_WORDS as readonly string[]).indexOf(samples[i]!.words[DIGIT_POSITION]!);
+    const own = scores[k * D + digit]!;
+    if (own === -Infinity) return;
+    let max = -Infinity;
+    for (let d = 0; d < D; d++) max = Math.max(max, scores[k * D + d]!);
+    let sum = 0;
+    for (let d = 0; d < D; d++) sum += Math.exp(scores[k * D + d]! - max);
+    out[i] = own - max - Math.log(sum);
+  });
+  return out;
 }

@@ -562,8 +562,10 @@ export interface ModeOptions extends Omit<GenerateOptions, 'unconditionalPrompts
   /** How image -> text candidates are scored (default 'both'; see rerank.ts). */
   imageToTextScore?: ImageToTextScore;
   /**
-   * Image -> text with reranking: also score the best candidate's caption with each of the other
-   * nine digits, and keep the best of all (default false; see rerank.ts).
+   * With reranking. Image -> text: also score the best candidate's caption with each of the other
+   * nine digits, and keep the best of all. Text -> image and unconditional: add to each
+   * candidate's score the log posterior of its caption's digit over the ten digits, under
+   * p(image | caption). Default false; see rerank.ts.
    */
   digitSearch?: boolean;
 }

@@ -28,7 +28,7 @@ import {
   pairSequence,
   spanLogLikelihood,
 } from '../../src/sampling/score';
-import { candidateSeed } from '../../src/sampling/rerank';
+import { candidateSeed, digitPosterior } from '../../src/sampling/rerank';
 import {
   SAMPLING_PRESETS,
   describeModeSampling,
@@ -254,4 +254,59 @@ test('digit search keeps the best of the chosen caption and its nine other digit
     if (searched[i]!.caption !== plain[i]!.caption) changed = true;
   });
   assert.ok(changed, 'the search changes some caption (the test has power)');
+});
+
+test('text -> image and unconditional digit search add the log posterior of the caption digit', () => {
+  // The posterior, computed directly: each sample's image under its caption with each of the ten
+  // digits, normalised over the ten.
+  const samples = textToImage(model, vocab, CAPTIONS, { seed: 4 });
+  const posterior = digitPosterior(model, vocab, samples, 5);
+  samples.forEach((s, i) => {
+    const scores = DIGIT_WORDS.map(
+      (d) =>
+        imageGivenCaption(model, vocab, [
+          {
+            captionTokens: [s.words[0], s.words[1], d, ...s.words.slice(3)].map((w) =>
+              vocab.wordToken(w!),
+            ),
+            imageCodes: s.imageCodes,
+          },
+        ])[0]!,
+    );
+    const own = scores[(DIGIT_WORDS as readonly string[]).indexOf(s.words[2]!)]!;
+    const max = Math.max(...scores);
+    const direct = own - max - Math.log(scores.reduce((a, x) => a + Math.exp(x - max), 0));
+    assert.ok(Math.abs(posterior[i]! - direct) < 1e-6, `sample ${i}: ${posterior[i]} vs ${direct}`);
+    assert.ok(posterior[i]! <= 0);
+  });
+  // A sample without a digit word scores -Infinity.
+  const broken = { ...samples[0]!, words: ['dark', 'green'] };
+  assert.equal(digitPosterior(model, vocab, [broken])[0], -Infinity);
+
+  // Reranking keeps the candidate with the best caption score plus that posterior.
+  const K = 4;
+  for (const mode of ['textToImage', 'unconditional'] as const) {
+    const draw = (seed: number, extra = {}) =>
+      mode === 'textToImage'
+        ? textToImage(model, vocab, CAPTIONS, { seed, ...extra })
+        : unconditional(model, vocab, 3, { seed, grammar: 'words', ...extra });
+    const candidates = Array.from({ length: K }, (_, c) => draw(candidateSeed(6, c)));
+    const scores = candidates.map((c) => {
+      const byCaption = captionGivenImage(model, vocab, c.map(pairOf));
+      const p = digitPosterior(model, vocab, c);
+      return byCaption.map((x, i) => x + p[i]!);
+    });
+    const plainChoice = draw(6, { rerank: K });
+    const chosen = draw(6, { rerank: K, digitSearch: true });
+    let differs = false;
+    for (let i = 0; i < 3; i++) {
+      let best = 0;
+      for (let c = 1; c < K; c++) if (scores[c]![i]! > scores[best]![i]!) best = c;
+      assert.deepEqual(Array.from(chosen[i]!.tokens), Array.from(candidates[best]![i]!.tokens));
+      assert.ok(Math.abs(chosen[i]!.rerank!.score - scores[best]![i]!) < 1e-9);
+      if (chosen[i]!.tokens.join() !== plainChoice[i]!.tokens.join()) differs = true;
+    }
+    if (mode === 'textToImage')
+      assert.ok(differs, 'the posterior changes some choice (the test has power)');
+  }
 });
