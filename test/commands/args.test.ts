@@ -148,7 +148,11 @@ test('values out of range and flags of another mode are refused by the commands'
     [['pipeline', '--n', '-5'], /--n must be an integer from 1 to 10000, got '-5'/],
     [
       ['pipeline', '--preset', 'huge'],
-      /--preset must be one of seed, seed-full, best, quick, tiny/,
+      /--preset must be one of seed, seed-full, seed-full36k, best, quick, tiny/,
+    ],
+    [
+      ['train', '--tokenizer-only', '--resume'],
+      /--resume applies to the GPT, which --tokenizer-only does not train/,
     ],
     [['train', '--backend', 'tpu'], /--backend must be one of js, cpu, cuda, got 'tpu'/],
     [['eval', '--top-p', '1.5'], /--top-p must be a number in \(0, 1\], got '1.5'/],

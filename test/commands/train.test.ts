@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import {
+  TOKENIZER_RECIPES,
   ensureTokenizer,
   rssOverRun,
   runProvenance,
@@ -23,7 +24,7 @@ import {
   configurationFingerprint,
   saveCheckpoint,
 } from '../../src/gpt/checkpoint';
-import { trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
+import { loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
 import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
@@ -159,4 +160,63 @@ test('the run summary compares the RSS of the first and the last epoch end, and 
   if (fs.existsSync(path.join(projectRoot(), '.git')))
     assert.match(provenance.commit ?? '', /^[0-9a-f]{40}(\+dirty)?$/);
   else assert.equal(provenance.commit, null);
+});
+
+test('a tokenizer recipe with init continues the tokenizer of another recipe, not a new one', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-init-'));
+  const saved = process.env.MMGPT_RUNS_DIR;
+  process.env.MMGPT_RUNS_DIR = root;
+  const tiny = TOKENIZER_RECIPES.tiny!;
+  TOKENIZER_RECIPES['tiny-more'] = { ...tiny, steps: 3, seed: 1, init: 'tiny' };
+  TOKENIZER_RECIPES['tiny-bad'] = {
+    ...tiny,
+    config: { ...tiny.config, codebookSize: tiny.config.codebookSize * 2 },
+    init: 'tiny',
+  };
+  try {
+    const train = split('train', 64, 1);
+    const test = split('test', 16, 2);
+    const lines: string[] = [];
+    const more = ensureTokenizer('tiny-more', train, test, (l) => lines.push(l));
+    // It trained `tiny` first, then continued from it.
+    assert.ok(
+      lines.some((l) => /training recipe 'tiny' /.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(lines.some((l) => /recipe 'tiny-more' starts from recipe 'tiny'/.test(l)));
+    // Exactly what continuing the saved `tiny` tokenizer for 3 steps gives.
+    const base = loadVqVae(tokenizerPath('tiny'));
+    const direct = trainVqVae({
+      train: { images: train.images, count: 64 },
+      model: loadVqVae(tokenizerPath('tiny')),
+      config: tiny.config,
+      seed: 1,
+      batchSize: tiny.batchSize,
+      steps: 3,
+      lr: tiny.lr,
+    });
+    assert.equal(vqVaeFingerprint(more.model), vqVaeFingerprint(direct.model));
+    assert.notEqual(vqVaeFingerprint(more.model), vqVaeFingerprint(base));
+    // A recipe from scratch with the same settings ends elsewhere.
+    const scratch = trainVqVae({
+      train: { images: train.images, count: 64 },
+      config: tiny.config,
+      seed: 1,
+      batchSize: tiny.batchSize,
+      steps: 3,
+      lr: tiny.lr,
+    });
+    assert.notEqual(vqVaeFingerprint(more.model), vqVaeFingerprint(scratch.model));
+    for (const m of [more.model, base, direct.model, scratch.model]) m.dispose();
+    assert.throws(
+      () => ensureTokenizer('tiny-bad', train, test, () => undefined),
+      /its config and validation split must be those of its init 'tiny'/,
+    );
+  } finally {
+    delete TOKENIZER_RECIPES['tiny-more'];
+    delete TOKENIZER_RECIPES['tiny-bad'];
+    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
+    else process.env.MMGPT_RUNS_DIR = saved;
+    fs.rmSync(root, { recursive: true, force: true });
+  }
 });
