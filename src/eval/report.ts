@@ -707,7 +707,7 @@ export function renderReportMarkdown(
     lines.push(`| test NLL recorded by training | ${c.trainingFinalTestNll.toFixed(4)} nats/dim |`);
   const cls = report.classifier;
   lines.push(
-    `| attribute classifier | \`${cls.path}\` (${cls.status}); shape convs ${cls.config.shapeChannels1}/${cls.config.shapeChannels2}, ${cls.config.colourChannels} colour detectors, ${cls.settings.epochs} epochs on real train images |`,
+    `| attribute classifier | \`${cls.path}\` (${cls.status}); shape convs ${(cls.config.shapeChannels0 ?? 0) > 0 ? `${cls.config.shapeChannels0} (stride 1)/` : ''}${cls.config.shapeChannels1}/${cls.config.shapeChannels2}, ${cls.config.colourChannels} colour detectors, ${cls.settings.epochs} epochs on real train images${(cls.settings.shift ?? 0) > 0 ? ` shifted by up to ${cls.settings.shift} pixels` : ''} |`,
   );
   if (cls.realTestSplit !== null)
     lines.push(

@@ -213,4 +213,22 @@ test('report.json and report.md hold every setting and the checkpoint hash', () 
     '![samples_text2image](samples_text2image.png)',
   ])
     assert.ok(md.includes(needle), `report.md lacks ${needle}`);
+  // The classifier row names its stride-1 conv and its shifted training images when it has them.
+  const plain = {
+    ...report,
+    classifier: { ...report.classifier, settings: { ...report.classifier.settings, shift: 0 } },
+  };
+  assert.match(renderReportMarkdown(plain), /shape convs 2\/4, .* epochs on real train images \|/);
+  const shipped = {
+    ...report,
+    classifier: {
+      ...report.classifier,
+      config: { ...report.classifier.config, shapeChannels0: 32 },
+      settings: { ...report.classifier.settings, shift: 2 },
+    },
+  };
+  assert.match(
+    renderReportMarkdown(shipped),
+    /shape convs 32 \(stride 1\)\/2\/4, .* epochs on real train images shifted by up to 2 pixels \|/,
+  );
 });
