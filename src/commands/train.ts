@@ -134,6 +134,8 @@ export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
    * `full` keeps all three attributes in 98.65% of test reconstructions by the shipped
    * classifier. Fine-tuning only its decoder on fixed codes (3000 steps) left that at 98.64%
    * and 98.52%: the codes lose what is missing, so the encoder and codebook train on too.
+   * Result (1133 s on 2 cores): 98.74% of test and 99.04% of validation reconstructions keep all
+   * three (full: 98.65% and 99.02%): too little to ship or to retrain a GPT through.
    */
   full36k: {
     config: VQVAE_PRESETS.default,
