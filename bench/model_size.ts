@@ -83,7 +83,8 @@ async function main(): Promise<void> {
   }
   console.log(
     `Model sizes on the \`${getBackend().name}\` backend, ${os.cpus()[0]?.model ?? 'unknown CPU'}, ` +
-      `${os.cpus().length} cores; the best recipe, ${epochs} epochs each, validation split (5,000 items).`,
+      `${os.cpus().length} cores; the best recipe, ${epochs} epochs each, validation split ` +
+      `(${data.validationSplit.count} items).`,
   );
   console.log('');
   console.log(

@@ -11,7 +11,7 @@
 
 import * as path from 'path';
 import { setBackend } from '../engine/registry';
-import { loadColouredMnist, projectRoot } from '../data/coloured';
+import { loadColouredMnist } from '../data/coloured';
 import type { ColouredMnist } from '../data/coloured';
 import { splitSequenceSource } from '../data/sequences';
 import { itemsWithHeldOutPairs, subsetSplit } from '../data/holdout';
@@ -21,7 +21,7 @@ import { loadRun, takeSplit } from '../eval/run';
 import type { LoadedRun } from '../eval/run';
 import { EVAL_DEFAULTS, runEvaluation, validateEvalSettings, writeReport } from '../eval/report';
 import type { EvalReport, EvalSettings } from '../eval/report';
-import { figuresDir, runsDir, tokenise } from './train';
+import { figuresDir, runsDir, tokenise, weightsDir } from './train';
 import {
   SAMPLING_FLAGS,
   SAMPLING_HELP,
@@ -41,11 +41,7 @@ export function defaultClassifierPath(): string {
  * default path when its settings are the current ones, so no command has to train it.
  */
 export function shippedClassifierPath(): string {
-  return path.join(
-    process.env.MMGPT_WEIGHTS_DIR ?? path.join(projectRoot(), 'weights'),
-    'classifier',
-    'classifier.safetensors',
-  );
+  return path.join(weightsDir(), 'classifier', 'classifier.safetensors');
 }
 
 export const EVAL_COMMAND: CommandSpec = {

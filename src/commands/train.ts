@@ -190,6 +190,11 @@ export function runsDir(): string {
   return process.env.MMGPT_RUNS_DIR ?? path.join(projectRoot(), 'runs');
 }
 
+/** Where shipped weights live: weights/ (or MMGPT_WEIGHTS_DIR). */
+export function weightsDir(): string {
+  return process.env.MMGPT_WEIGHTS_DIR ?? path.join(projectRoot(), 'weights');
+}
+
 export function figuresDir(): string {
   return process.env.MMGPT_FIGURES_DIR ?? path.join(projectRoot(), 'figures');
 }
@@ -200,10 +205,7 @@ export function tokenizerPath(recipe: string): string {
 
 /** Where a trained tokenizer of `recipe` ships: weights/tokenizer-<recipe>/ (or MMGPT_WEIGHTS_DIR). */
 export function shippedTokenizerDir(recipe: string): string {
-  return path.join(
-    process.env.MMGPT_WEIGHTS_DIR ?? path.join(projectRoot(), 'weights'),
-    `tokenizer-${recipe}`,
-  );
+  return path.join(weightsDir(), `tokenizer-${recipe}`);
 }
 
 /** Whether DIR holds vqvae.safetensors and a report.json made with exactly `recipe`. */

@@ -108,6 +108,19 @@ export function rerankChoose(
 /** The digit word's position in a caption ("<shade> <colour> <digit> on <shade> <colour>"). */
 const DIGIT_POSITION = 2;
 
+/** The index in DIGIT_WORDS of a sample's caption digit; -1 without 6 words and a digit word. */
+function captionDigit(s: Sample): number {
+  if (s.words.length !== 6) return -1;
+  return (DIGIT_WORDS as readonly string[]).indexOf(s.words[DIGIT_POSITION]!);
+}
+
+/** Caption words with the digit replaced by `digit`. */
+function withDigit(words: readonly string[], digit: string): string[] {
+  const out = words.slice();
+  out[DIGIT_POSITION] = digit;
+  return out;
+}
+
 /** Each chosen caption against its nine other digits; the best-scoring caption is kept. */
 function searchDigits(
   model: GPT,
@@ -119,13 +132,12 @@ function searchDigits(
   // the chosen caption keeps the score it won with.
   const variants: { item: number; sample: Sample }[] = [];
   chosen.forEach((s, item) => {
-    const own = s.words[DIGIT_POSITION];
-    if (s.words.length !== 6 || !(DIGIT_WORDS as readonly string[]).includes(own!)) return;
+    const own = captionDigit(s);
+    if (own < 0) return;
     const prompt = s.tokens.subarray(0, s.tokens.length - 6);
-    for (const digit of DIGIT_WORDS) {
-      if (digit === own) continue;
-      const words = s.words.slice();
-      words[DIGIT_POSITION] = digit;
+    for (const [d, digit] of DIGIT_WORDS.entries()) {
+      if (d === own) continue;
+      const words = withDigit(s.words, digit);
       const tokens = Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]);
       variants.push({ item, sample: toSample(tokens, vocab) });
     }
@@ -158,20 +170,18 @@ export function digitPosterior(
   const items: number[] = [];
   const pairs: { captionTokens: number[]; imageCodes: Int32Array }[] = [];
   samples.forEach((s, i) => {
-    const own = s.words[DIGIT_POSITION];
-    if (s.words.length !== 6 || !(DIGIT_WORDS as readonly string[]).includes(own!)) return;
+    if (captionDigit(s) < 0) return;
     items.push(i);
-    for (const digit of DIGIT_WORDS) {
-      const words = s.words.slice();
-      words[DIGIT_POSITION] = digit;
-      pairs.push({ captionTokens: words.map((w) => vocab.wordToken(w)), imageCodes: s.imageCodes });
-    }
+    for (const digit of DIGIT_WORDS)
+      pairs.push({
+        captionTokens: withDigit(s.words, digit).map((w) => vocab.wordToken(w)),
+        imageCodes: s.imageCodes,
+      });
   });
   const scores = imageGivenCaption(model, vocab, pairs, batchSize); // [items x 10]
   const D = DIGIT_WORDS.length;
   items.forEach((i, k) => {
-    const digit = (DIGIT_WORDS as readonly string[]).indexOf(samples[i]!.words[DIGIT_POSITION]!);
-    const own = scores[k * D + digit]!;
+    const own = scores[k * D + captionDigit(samples[i]!)]!;
     if (own === -Infinity) return;
     let max = -Infinity;
     for (let d = 0; d < D; d++) max = Math.max(max, scores[k * D + d]!);
