@@ -19,7 +19,7 @@
 
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
-import { IMAGE_VALUES, loadColouredMnist, projectRoot } from '../data/coloured';
+import { IMAGE_VALUES, loadColouredMnist } from '../data/coloured';
 import { captionText, parseCaption } from '../data/vocab';
 import { IMAGE_TOKENS } from '../data/sequences';
 import { atomicWriteFile, makeDirectory } from '../nn/safetensors';
@@ -45,7 +45,7 @@ import {
 import { IMAGE_TO_TEXT_SCORES, type ImageToTextScore } from '../sampling/rerank';
 import { findCheckpoint, loadRun, type LoadedRun } from '../eval/run';
 import { levelsToRgb, readLevelsPng, writeCaptionedGrid, writePng } from '../viz/png';
-import { figuresDir, runsDir } from './train';
+import { figuresDir, runsDir, weightsDir } from './train';
 import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec, FlagSpec, Flags } from './args';
 
@@ -131,13 +131,12 @@ export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen
                       of the caption's digit over the ten digits (default: image -> text only)
   --batch-size B      rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
 
-/** --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/. */
+/**
+ * --checkpoint, else the newest complete run under runs/ (MMGPT_RUNS_DIR), else weights/
+ * (MMGPT_WEIGHTS_DIR, as for the shipped tokenizers and classifier).
+ */
 export function resolveCheckpoint(explicit?: string): string {
-  return findCheckpoint({
-    explicit,
-    runsDir: runsDir(),
-    weightsDir: path.join(projectRoot(), 'weights'),
-  });
+  return findCheckpoint({ explicit, runsDir: runsDir(), weightsDir: weightsDir() });
 }
 
 /** The sampler's name of each `mmgpt sample` mode. */

@@ -218,6 +218,18 @@ test('the default checkpoint is the newest complete run; without one, train firs
     if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
     else process.env.MMGPT_RUNS_DIR = saved;
   }
+  // ... and, with no run there, MMGPT_WEIGHTS_DIR.
+  const savedWeights = process.env.MMGPT_WEIGHTS_DIR;
+  process.env.MMGPT_RUNS_DIR = runs;
+  process.env.MMGPT_WEIGHTS_DIR = weights;
+  try {
+    assert.equal(resolveCheckpoint(), preferred);
+  } finally {
+    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
+    else process.env.MMGPT_RUNS_DIR = saved;
+    if (savedWeights === undefined) delete process.env.MMGPT_WEIGHTS_DIR;
+    else process.env.MMGPT_WEIGHTS_DIR = savedWeights;
+  }
 });
 
 test('a run without its tokenizer is refused with the reason', () => {
