@@ -16,7 +16,7 @@ import * as os from 'os';
 import { execFileSync } from 'child_process';
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
-import { loadColouredMnist, projectRoot } from '../data/coloured';
+import { DEFAULT_DATA_SEED, loadColouredMnist, projectRoot } from '../data/coloured';
 import type { ColouredSplit } from '../data/coloured';
 import { Vocab } from '../data/vocab';
 import { SEQUENCE_LENGTH, splitSequenceSource } from '../data/sequences';
@@ -38,7 +38,9 @@ import {
   loadVqVae,
   vqVaeFingerprint,
 } from '../vqvae/train';
-import type { VqVaeEvaluation } from '../vqvae/train';
+import type { TrainVqVaeOptions, VqVaeEvaluation } from '../vqvae/train';
+import { CLASSIFIER_DEFAULTS, ensureClassifier, perceptualLossTerm } from '../eval/classifier';
+import type { ClassifierConfig, ClassifierTrainSettings } from '../eval/classifier';
 import { GPT_PRESETS, trainGpt } from '../gpt/train';
 import { takeSplit } from '../eval/run';
 import { acquireRunLock } from '../gpt/runlock';
@@ -72,7 +74,29 @@ export interface TokenizerRecipe {
    * recipes must share the config and the validation split.
    */
   init?: string;
+  /**
+   * Weight of a perceptual term in the loss (absent: none): a second attribute classifier,
+   * trained on this recipe's training images (PERCEPTUAL_CLASSIFIER: another architecture and
+   * seed than the judge of the reports), reads a differentiable rendering of each
+   * reconstruction, and its cross-entropy against the item's true digit and colours is added
+   * (perceptualLossTerm in src/eval/classifier.ts). It pushes the codes and the decoder to keep
+   * what a reader of digits sees, which the per-pixel loss weighs only by pixel count.
+   */
+  perceptualWeight?: number;
 }
+
+/**
+ * The classifier inside the perceptual term: the judge's first architecture (no stride-1 conv)
+ * with seed 1, so the reports' judge (CLASSIFIER_DEFAULTS, seed 0, trained on every training
+ * image) stays independent of what the tokenizer was trained to please.
+ */
+export const PERCEPTUAL_CLASSIFIER: {
+  config: ClassifierConfig;
+  settings: Partial<ClassifierTrainSettings>;
+} = {
+  config: { ...CLASSIFIER_DEFAULTS, shapeChannels0: 0 },
+  settings: { seed: 1 },
+};
 
 export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
   tiny: {
@@ -130,6 +154,27 @@ export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
   },
 
   /**
+   * `full` trained 6,000 steps more with the perceptual term (weight 1; warm-up to lr 5e-4,
+   * cosine to 5e-5), for the issue's 99%. Result (589 s on 2 cores, its reader 129 s more): all
+   * three attributes kept in 98.87% of test and 99.26% of validation reconstructions (full:
+   * 98.65% and 99.02%). The foreground is mended (99.92% against 99.71%; real images 99.96%);
+   * the digit is not (98.95% against 98.94%; real images 99.49%), nor was it by a decoder-only
+   * fine-tune with the term or with a reader of the judge's architecture: the codes lose it.
+   * Not shipped; no GPT was trained through it.
+   */
+  perceptual: {
+    config: VQVAE_PRESETS.default,
+    batchSize: 64,
+    steps: 6000,
+    lr: 5e-4,
+    trainLimit: 0,
+    seed: 2,
+    validationItems: VALIDATION_ITEMS,
+    init: 'full',
+    perceptualWeight: 1,
+  },
+
+  /**
    * `full` trained 12,000 steps more (warm-up to lr 5e-4, cosine to 5e-5), for the issue's 99%:
    * `full` keeps all three attributes in 98.65% of test reconstructions by the shipped
    * classifier. Fine-tuning only its decoder on fixed codes (3000 steps) left that at 98.64%
@@ -168,6 +213,12 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
       summary:
         "the user's recipe through `full36k`, the full tokenizer trained 12,000 steps more (trains it first)",
     },
+    'seed-perceptual': {
+      tokenizer: 'perceptual',
+      gpt: 'seed',
+      summary:
+        "the user's recipe through `perceptual`, the full tokenizer trained on with a perceptual loss (trains it first)",
+    },
     best: {
       tokenizer: 'full',
       gpt: 'best',
@@ -177,7 +228,7 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
       tokenizer: 'full',
       gpt: 'quick',
       summary:
-        'one epoch through the shipped tokenizer: about 4 minutes on 2 cores, evaluation included',
+        'one epoch, mostly caption-first, through the shipped tokenizer: about 5 minutes on 2 cores, evaluation included',
     },
     tiny: {
       tokenizer: 'tiny',
@@ -308,8 +359,25 @@ function trainTokenizer(
   // Training state every ~2% of the steps: a killed run (Ctrl-C included) continues from it.
   const statePath = path.join(path.dirname(file), 'training-state.safetensors');
   const every = Math.max(10, Math.round(recipe.steps / 50));
+  let extraLoss: TrainVqVaeOptions['extraLoss'];
+  const perceptualWeight = recipe.perceptualWeight ?? 0;
+  if (perceptualWeight > 0) {
+    const reader = ensureClassifier({
+      path: path.join(path.dirname(file), 'perceptual-classifier.safetensors'),
+      train: { ...seen, count: limit },
+      test,
+      dataSeed: DEFAULT_DATA_SEED, // the pipelines' data: loadColouredMnist's default seed
+      ...PERCEPTUAL_CLASSIFIER,
+      log: (l) => log(`tokenizer: perceptual ${l}`),
+    });
+    extraLoss = {
+      name: 'perceptual',
+      term: perceptualLossTerm(reader.model, seen, perceptualWeight),
+    };
+  }
   const run = (resume: boolean) =>
     trainVqVae({
+      extraLoss,
       train: { images: seen.images, count: limit },
       model: start,
       config: recipe.config,

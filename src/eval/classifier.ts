@@ -37,6 +37,10 @@
 //   changed palette or dataset retrains it instead of silently judging with a stale model.
 // - The classifier's accuracy on real test images and on VQ-VAE reconstructions of them (the
 //   tokenizer's ceiling for text->image accuracy) are reported by `evaluateClassifier`.
+// - A classifier can also train a tokenizer (`perceptualLossTerm`): `softClassifierInput` renders
+//   the two views from the decoder's logits instead of levels, differentiably, so the reader's
+//   cross-entropy reaches the decoder and the encoder. The tokenizer recipes that use it train a
+//   reader of their own (another architecture and seed), never this judge.
 
 import * as fs from 'fs';
 import * as path from 'path';
@@ -129,13 +133,7 @@ export function imagesToInput(images: Uint8Array, start: number, count: number):
   for (let b = 0; b < count; b++) {
     const src = (start + b) * IMAGE_VALUES;
     const dst = b * INPUT_PLANES * PIXELS;
-    for (let c = 0; c < IMAGE_CHANNELS; c++) {
-      histogram.fill(0);
-      for (let p = 0; p < PIXELS; p++) histogram[images[src + p * IMAGE_CHANNELS + c]!]!++;
-      let mode = 0;
-      for (let l = 1; l < LEVELS; l++) if (histogram[l]! > histogram[mode]!) mode = l;
-      background[c] = mode;
-    }
+    backgroundLevels(images, start + b, histogram, background);
     for (let p = 0; p < PIXELS; p++) {
       let distance = 0;
       for (let c = 0; c < IMAGE_CHANNELS; c++) {
@@ -147,6 +145,111 @@ export function imagesToInput(images: Uint8Array, start: number, count: number):
     }
   }
   return F.tensor(data, [count, INPUT_PLANES, IMAGE_SIZE, IMAGE_SIZE]);
+}
+
+/** background[c] = the most frequent level of channel c in image `index` (lowest on ties). */
+function backgroundLevels(
+  images: Uint8Array,
+  index: number,
+  histogram: Int32Array,
+  background: Int32Array,
+): void {
+  const src = index * IMAGE_VALUES;
+  for (let c = 0; c < IMAGE_CHANNELS; c++) {
+    histogram.fill(0);
+    for (let p = 0; p < PIXELS; p++) histogram[images[src + p * IMAGE_CHANNELS + c]!]!++;
+    let mode = 0;
+    for (let l = 1; l < LEVELS; l++) if (histogram[l]! > histogram[mode]!) mode = l;
+    background[c] = mode;
+  }
+}
+
+/**
+ * imagesToInput made differentiable, from a decoder's logits [B, 12, 28, 28] (channel c's level l
+ * at 4c + l, as the VQ-VAE decodes) rather than from levels: the colour planes are the softmax
+ * probabilities of the four levels (the one-hot in the limit of confident logits), and the shape
+ * plane is, per pixel, the largest over the channels of the expected distance |level -
+ * background|, scaled to [-1, 1]. The backgrounds are those of `images` (B images [28, 28, 3]:
+ * the real images the logits reconstruct), which a faithful reconstruction shares. -> [B, 13, 28, 28]
+ */
+export function softClassifierInput(logits: Tensor, images: Uint8Array): Tensor {
+  const batch = logits.shape[0]!;
+  const planes = IMAGE_CHANNELS * LEVELS;
+  if (logits.rank !== 4 || logits.shape.join() !== [batch, planes, IMAGE_SIZE, IMAGE_SIZE].join())
+    throw new Error(
+      `softClassifierInput: logits must be [B, ${planes}, ${IMAGE_SIZE}, ${IMAGE_SIZE}], got [${logits.shape.join(', ')}]`,
+    );
+  checkImages('softClassifierInput', images, batch);
+  // distance[b, 4c + l] = |l - background of channel c in image b|
+  const distance = new Float32Array(batch * planes);
+  const histogram = new Int32Array(LEVELS);
+  const background = new Int32Array(IMAGE_CHANNELS);
+  for (let b = 0; b < batch; b++) {
+    backgroundLevels(images, b, histogram, background);
+    for (let c = 0; c < IMAGE_CHANNELS; c++)
+      for (let l = 0; l < LEVELS; l++)
+        distance[b * planes + c * LEVELS + l] = Math.abs(l - background[c]!);
+  }
+  const probabilities = F.permute(
+    F.reshape(
+      F.softmax(
+        F.reshape(F.permute(logits, [0, 2, 3, 1]), [batch * PIXELS * IMAGE_CHANNELS, LEVELS]),
+      ),
+      [batch, IMAGE_SIZE, IMAGE_SIZE, planes],
+    ),
+    [0, 3, 1, 2],
+  ); // [B, 12, 28, 28]
+  const expected = F.sum(
+    F.reshape(F.mul(probabilities, F.tensor(distance, [batch, planes, 1, 1])), [
+      batch,
+      IMAGE_CHANNELS,
+      LEVELS,
+      PIXELS,
+    ]),
+    2,
+  ); // [B, 3, 784]: each channel's expected distance from its background
+  const max = (a: Tensor, b: Tensor): Tensor => F.add(b, F.relu(F.sub(a, b)));
+  let largest = F.slice(expected, 1, 0, 1);
+  for (let c = 1; c < IMAGE_CHANNELS; c++) largest = max(F.slice(expected, 1, c, c + 1), largest);
+  const shape = F.reshape(F.affine(largest, 2 / (LEVELS - 1), -1), [
+    batch,
+    1,
+    IMAGE_SIZE,
+    IMAGE_SIZE,
+  ]);
+  return F.concat([shape, probabilities], 1);
+}
+
+/**
+ * A perceptual loss for a tokenizer: `classifier` (frozen here: its parameters stop taking
+ * gradients) reads the soft rendering of the decoder's logits, and the term is the sum of its
+ * three cross-entropies against the true attributes of the batch's items (indices into
+ * `labels`). The VQ-VAE trainer's `extraLoss.term` takes this, scaled by a weight.
+ */
+export function perceptualLossTerm(
+  classifier: AttributeClassifier,
+  labels: Attributes,
+  weight: number,
+): (logits: Tensor, images: Uint8Array, items: Int32Array) => Tensor {
+  if (!(weight > 0 && Number.isFinite(weight)))
+    throw new Error(`perceptualLossTerm: weight must be positive, got ${weight}`);
+  for (const [, p] of classifier.namedParameters()) p.requiresGrad = false;
+  classifier.eval();
+  return (logits, images, items) => {
+    const n = items.length;
+    const pick = (from: Int32Array) =>
+      F.tensor(
+        Int32Array.from(items, (i) => from[i]!),
+        [n],
+        'int32',
+      );
+    const loss = classifier.loss(softClassifierInput(logits, images), {
+      digit: pick(labels.digit),
+      fg: pick(labels.fg),
+      bg: pick(labels.bg),
+    });
+    return weight === 1 ? loss : F.scale(loss, weight);
+  };
 }
 
 /** Logits of the three heads for one batch. */

@@ -544,6 +544,8 @@ export interface VqVaeLoss {
   usage: number;
   /** Codes restarted by this step's codebook update (0 outside training mode). */
   restarted: number;
+  /** The decoder's logits [B, 12, 28, 28] (channel c's level l at 4c + l), for extra loss terms. */
+  logits: Tensor;
 }
 
 export class VqVae extends Module {
@@ -641,6 +643,7 @@ export class VqVae extends Module {
       perplexity,
       usage: usedCodes,
       restarted,
+      logits,
     };
   }
 

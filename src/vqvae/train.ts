@@ -16,6 +16,8 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { tidy } from '../engine/tensor';
+import type { Tensor } from '../engine/tensor';
+import { add } from '../engine/ops';
 import { Adam, Schedule, warmupCosineLr } from '../nn/optim';
 import { Rng, deriveSeed } from '../nn/rng';
 import { NamedArray, loadSafetensors, requireTensor, saveSafetensors } from '../nn/safetensors';
@@ -68,6 +70,15 @@ export interface TrainVqVaeOptions {
    * state from other settings is an error. A process that is killed loses at most `every` steps.
    */
   checkpoint?: { path: string; every: number; resume?: boolean };
+  /**
+   * A term added to each step's loss: given the decoder's logits [B, 12, 28, 28], the batch's
+   * images and their indices in `train`, a scalar tensor. `name` goes into the settings a saved
+   * state must match (and names the term in the log); its value is logged and recorded.
+   */
+  extraLoss?: {
+    name: string;
+    term: (logits: Tensor, images: Uint8Array, items: Int32Array) => Tensor;
+  };
 }
 
 export interface VqVaeStepRecord {
@@ -83,6 +94,8 @@ export interface VqVaeStepRecord {
   usedCodes: number;
   restarted: number;
   msPerStep: number;
+  /** The value of `extraLoss` (absent without one). */
+  extraLoss?: number;
 }
 
 export interface TrainVqVaeResult {
@@ -139,6 +152,7 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
   const shuffleRng = new Rng(deriveSeed(seed, 'vqvae/shuffle'));
   const optimizer = new Adam(model.namedParameters(), { lr });
   const batch = new Uint8Array(batchSize * IMAGE_VALUES); // [B, 28, 28, 3]
+  const batchItems = new Int32Array(batchSize);
   let history: VqVaeStepRecord[] = [];
   const k = model.config.codebookSize;
   log(
@@ -156,6 +170,7 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
     totalSteps,
     lr,
     trainCount: opts.train.count,
+    ...(opts.extraLoss ? { extraLoss: opts.extraLoss.name } : {}),
   });
   const ckpt = opts.checkpoint;
   if (ckpt !== undefined && !(Number.isInteger(ckpt.every) && ckpt.every > 0))
@@ -197,6 +212,7 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
       }
       for (let b = 0; b < batchSize; b++) {
         const i = order[inEpoch * batchSize + b]!;
+        batchItems[b] = i;
         batch.set(
           opts.train.images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES),
           b * IMAGE_VALUES,
@@ -206,10 +222,12 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
       const t0 = performance.now();
       const result = tidy(() => {
         const out = model.trainingLoss(batch, batchSize);
-        out.loss.backward();
+        const extra = opts.extraLoss?.term(out.logits, batch, batchItems);
+        (extra === undefined ? out.loss : add(out.loss, extra)).backward();
         optimizer.update(stepLr);
         optimizer.zeroGrad();
-        return { ...out, loss: out.reconLoss + out.commitLoss };
+        const extraLoss = extra?.item();
+        return { ...out, loss: out.reconLoss + out.commitLoss, extraLoss };
       });
       const ms = performance.now() - t0;
       intervalMs += ms;
@@ -225,11 +243,16 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
         usedCodes: result.usage,
         restarted: result.restarted,
         msPerStep: ms,
+        ...(result.extraLoss === undefined ? {} : { extraLoss: result.extraLoss }),
       };
       history.push(record);
       opts.onStep?.(record);
       if (!Number.isFinite(record.loss))
         throw new Error(`trainVqVae: the loss is ${record.loss} at step ${step + 1}`);
+      if (record.extraLoss !== undefined && !Number.isFinite(record.extraLoss))
+        throw new Error(
+          `trainVqVae: the ${opts.extraLoss?.name} term is ${record.extraLoss} at step ${step + 1}`,
+        );
       if (ckpt !== undefined && (step + 1) % ckpt.every === 0 && step + 1 < totalSteps)
         saveState(step + 1);
       if ((step + 1) % logEvery === 0 || step + 1 === totalSteps) {
@@ -238,7 +261,11 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
         const eta = (elapsed / (step + 1 - firstStep)) * (totalSteps - step - 1);
         log(
           `step ${step + 1}/${totalSteps} | loss ${record.loss.toFixed(4)} | ` +
-            `recon ${record.reconLoss.toFixed(4)} | perplexity ${record.perplexity.toFixed(1)} | ` +
+            `recon ${record.reconLoss.toFixed(4)} | ` +
+            (record.extraLoss === undefined
+              ? ''
+              : `${opts.extraLoss?.name} ${record.extraLoss.toFixed(4)} | `) +
+            `perplexity ${record.perplexity.toFixed(1)} | ` +
             `used ${record.usedCodes}/${k} | ${msPerStep.toFixed(1)} ms/step | ` +
             `ETA ${formatDuration(eta)}`,
         );

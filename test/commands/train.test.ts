@@ -10,6 +10,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import {
+  PERCEPTUAL_CLASSIFIER,
   TOKENIZER_RECIPES,
   ensureTokenizer,
   rssOverRun,
@@ -215,6 +216,56 @@ test('a tokenizer recipe with init continues the tokenizer of another recipe, no
   } finally {
     delete TOKENIZER_RECIPES['tiny-more'];
     delete TOKENIZER_RECIPES['tiny-bad'];
+    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
+    else process.env.MMGPT_RUNS_DIR = saved;
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a tokenizer recipe with a perceptual weight trains its reader first and adds its term', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-perceptual-'));
+  const saved = process.env.MMGPT_RUNS_DIR;
+  process.env.MMGPT_RUNS_DIR = root;
+  const tiny = TOKENIZER_RECIPES.tiny!;
+  TOKENIZER_RECIPES['tiny-perceptual'] = {
+    ...tiny,
+    steps: 2,
+    seed: 1,
+    init: 'tiny',
+    perceptualWeight: 1,
+  };
+  TOKENIZER_RECIPES['tiny-plain'] = { ...tiny, steps: 2, seed: 1, init: 'tiny' };
+  const reader = PERCEPTUAL_CLASSIFIER.settings;
+  PERCEPTUAL_CLASSIFIER.settings = { ...reader, epochs: 1, batchSize: 32 };
+  try {
+    const train = split('train', 64, 1);
+    const test = split('test', 16, 2);
+    const lines: string[] = [];
+    const withTerm = ensureTokenizer('tiny-perceptual', train, test, (l) => lines.push(l));
+    const dir = path.dirname(tokenizerPath('tiny-perceptual'));
+    assert.ok(fs.existsSync(path.join(dir, 'perceptual-classifier.safetensors')));
+    assert.ok(
+      lines.some((l) => /tokenizer: perceptual classifier: training one on real images/.test(l)),
+      lines.join('\n'),
+    );
+    assert.ok(
+      lines.some((l) => /\| perceptual \d+\.\d{4} \|/.test(l)),
+      lines.join('\n'),
+    );
+    const plain = ensureTokenizer('tiny-plain', train, test, () => undefined);
+    assert.notEqual(vqVaeFingerprint(withTerm.model), vqVaeFingerprint(plain.model));
+    const again: string[] = [];
+    ensureTokenizer('tiny-perceptual', train, test, (l) => again.push(l)).model.dispose();
+    assert.ok(
+      again.some((l) => /tokenizer: reusing/.test(l)),
+      again.join('\n'),
+    );
+    withTerm.model.dispose();
+    plain.model.dispose();
+  } finally {
+    PERCEPTUAL_CLASSIFIER.settings = reader;
+    delete TOKENIZER_RECIPES['tiny-perceptual'];
+    delete TOKENIZER_RECIPES['tiny-plain'];
     if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
     else process.env.MMGPT_RUNS_DIR = saved;
     fs.rmSync(root, { recursive: true, force: true });

@@ -8,10 +8,16 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
-import { memoryStats } from '../../src/engine/tensor';
+import { memoryStats, tidy } from '../../src/engine/tensor';
+import * as F from '../../src/engine/ops';
+import { Rng } from '../../src/nn/rng';
+import { TestRng } from '../engine/gradcheck';
 import { loadSafetensors, saveSafetensors } from '../../src/nn/safetensors';
 import {
+  AttributeClassifier,
   ensureClassifier,
+  perceptualLossTerm,
+  softClassifierInput,
   evaluateClassifier,
   INPUT_PLANES,
   imagesToInput,
@@ -239,4 +245,122 @@ test('ensureClassifier copies a shipped classifier of the same settings instead 
   assert.equal(trained.status, 'trained');
   assert.match(trained.reason ?? '', /the shipped .*settings differs/);
   for (const c of [copied, trained]) c.model.dispose();
+});
+
+/** Logits [n, 12, 28, 28] that put `gap` on each value's level of `images` (confident decoding). */
+function confidentLogits(images: Uint8Array, n: number, gap: number): Float32Array {
+  const out = new Float32Array(n * 12 * 784);
+  for (let b = 0; b < n; b++)
+    for (let p = 0; p < 784; p++)
+      for (let c = 0; c < 3; c++) {
+        const level = images[(b * 784 + p) * 3 + c]!;
+        out[(b * 12 + c * 4 + level) * 784 + p] = gap;
+      }
+  return out;
+}
+
+test('softClassifierInput: confident logits give imagesToInput; gradients match central differences', () => {
+  const set = syntheticSet(3, 5);
+  const soft = softClassifierInput(
+    F.tensor(confidentLogits(set.images, 3, 40), [3, 12, 28, 28]),
+    set.images,
+  ).toFloat32Array();
+  const hard = imagesToInput(set.images, 0, 3).toFloat32Array();
+  assert.equal(soft.length, hard.length);
+  let worst = 0;
+  for (let i = 0; i < hard.length; i++) worst = Math.max(worst, Math.abs(soft[i]! - hard[i]!));
+  assert.ok(worst < 1e-5, `largest difference ${worst}`);
+  // Gradient of sum(input * R) at random logits, against central differences at 60 elements.
+  // A logit moves only its own pixel's 13 input values, so the difference sums those (float64).
+  const rng = new TestRng(3);
+  const logits = rng.array(12 * 784, -2, 2);
+  const weights = rng.array(13 * 784);
+  const grad = tidy(() => {
+    const x = F.tensor(logits, [1, 12, 28, 28]);
+    x.requiresGrad = true;
+    F.sum(F.mul(softClassifierInput(x, set.images), F.tensor(weights, [1, 13, 28, 28]))).backward();
+    return x.grad!.toFloat32Array();
+  });
+  const inputAt = (values: Float32Array) =>
+    tidy(() => softClassifierInput(F.tensor(values, [1, 12, 28, 28]), set.images).toFloat32Array());
+  // The shape plane is a max over the channels' expected distances from the background: pixels
+  // where the two largest are within 0.01 have a kink within reach of the step and are skipped.
+  const background = [0, 1, 2].map((c) => {
+    const counts = [0, 0, 0, 0];
+    for (let q = 0; q < 784; q++) counts[set.images[q * 3 + c]!]!++;
+    return counts.indexOf(Math.max(...counts));
+  });
+  const nearTie = (pixel: number) => {
+    const distances = background.map((bg, c) => {
+      const e = [0, 1, 2, 3].map((l) => Math.exp(logits[(c * 4 + l) * 784 + pixel]!));
+      const total = e[0]! + e[1]! + e[2]! + e[3]!;
+      return e.reduce((sum, v, l) => sum + (v / total) * Math.abs(l - bg), 0);
+    });
+    distances.sort((a, b) => b - a);
+    return distances[0]! - distances[1]! < 0.01;
+  };
+  const h = 1e-3;
+  let checked = 0;
+  for (let k = 0; k < 60; k++) {
+    const j = Math.floor(rng.uniform() * logits.length);
+    const pixel = j % 784;
+    if (nearTie(pixel)) continue;
+    checked++;
+    const plus = logits.slice();
+    plus[j]! += h;
+    const minus = logits.slice();
+    minus[j]! -= h;
+    const [a, b] = [inputAt(plus), inputAt(minus)];
+    let numeric = 0;
+    for (let plane = 0; plane < 13; plane++) {
+      const i = plane * 784 + pixel;
+      numeric += ((a[i]! - b[i]!) * weights[i]!) / (2 * h);
+    }
+    const err = Math.abs(numeric - grad[j]!) / Math.max(1, Math.abs(grad[j]!));
+    assert.ok(err < 1e-2, `logit ${j}: analytic ${grad[j]} vs numeric ${numeric}`);
+  }
+  assert.ok(checked >= 50, `only ${checked} of 60 elements away from a near-tie`);
+  assert.throws(
+    () => softClassifierInput(F.tensor(new Float32Array(12 * 784), [1, 12, 784]), set.images),
+    /logits must be \[B, 12, 28, 28\]/,
+  );
+});
+
+test('perceptualLossTerm: the frozen classifier reads the soft rendering of the picked items', () => {
+  const labels = syntheticSet(8, 6);
+  const model = new AttributeClassifier(tiny, new Rng(4));
+  const items = Int32Array.from([5, 2]);
+  const images = new Uint8Array(2 * 28 * 28 * 3);
+  items.forEach((item, b) =>
+    images.set(labels.images.subarray(item * 2352, (item + 1) * 2352), b * 2352),
+  );
+  const values = new TestRng(9).array(2 * 12 * 784, -3, 3);
+  const term = perceptualLossTerm(model, labels, 0.5);
+  const { value, gradSize } = tidy(() => {
+    const logits = F.tensor(values, [2, 12, 28, 28]);
+    logits.requiresGrad = true;
+    const loss = term(logits, images, items);
+    loss.backward();
+    let size = 0;
+    for (const g of logits.grad!.toFloat32Array()) size += g * g;
+    return { value: loss.item(), gradSize: size };
+  });
+  const expected = tidy(() =>
+    model
+      .loss(softClassifierInput(F.tensor(values, [2, 12, 28, 28]), images), {
+        digit: F.tensor(Int32Array.from([labels.digit[5]!, labels.digit[2]!]), [2], 'int32'),
+        fg: F.tensor(Int32Array.from([labels.fg[5]!, labels.fg[2]!]), [2], 'int32'),
+        bg: F.tensor(Int32Array.from([labels.bg[5]!, labels.bg[2]!]), [2], 'int32'),
+      })
+      .item(),
+  );
+  assert.ok(
+    Math.abs(value - 0.5 * expected) < 1e-6 * Math.max(1, expected),
+    `${value} vs ${expected}`,
+  );
+  assert.ok(gradSize > 0, 'no gradient reached the logits');
+  // The classifier is a fixed reader: none of its parameters took a gradient.
+  for (const [name, p] of model.namedParameters()) assert.equal(p.grad, null, name);
+  assert.throws(() => perceptualLossTerm(model, labels, 0), /weight must be positive/);
+  model.dispose();
 });

@@ -9,6 +9,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import { tidy, memoryStats } from '../../src/engine/tensor';
+import type { Tensor } from '../../src/engine/tensor';
+import * as F from '../../src/engine/ops';
 import { Rng } from '../../src/nn/rng';
 import { Adam } from '../../src/nn/optim';
 import { loadSafetensors, saveSafetensors } from '../../src/nn/safetensors';
@@ -549,4 +551,68 @@ test('a corrupt tokenizer training state is refused with the file named and the 
     /cannot resume from '.*state.safetensors': .*; delete it to start again/,
   );
   fs.rmSync(dir, { recursive: true });
+});
+
+test('an extra loss term gets the logits, the batch and its items, and moves the training', () => {
+  const set = { images: blobImages(6, new Rng(41)), count: 6 };
+  const base = { train: set, config: vqVaeConfig('tiny'), seed: 3, batchSize: 3, steps: 4 };
+  const seenItems: number[] = [];
+  const extra = {
+    name: 'bright',
+    term: (logits: Tensor, images: Uint8Array, items: Int32Array) => {
+      assert.deepEqual(logits.shape, [3, 12, 28, 28]);
+      assert.equal(items.length, 3);
+      // The batch holds exactly the images of its items, in order.
+      items.forEach((item, b) =>
+        assert.deepEqual(
+          images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES),
+          set.images.subarray(item * IMAGE_VALUES, (item + 1) * IMAGE_VALUES),
+        ),
+      );
+      seenItems.push(...items);
+      return F.scale(F.mean(F.square(logits)), 0.5);
+    },
+  };
+  const lines: string[] = [];
+  const withTerm = trainVqVae({
+    ...base,
+    extraLoss: extra,
+    log: (l) => lines.push(l),
+    logEvery: 2,
+  });
+  const without = trainVqVae(base);
+  // 4 steps of 3 over 6 images: two epochs, every image twice.
+  assert.deepEqual(
+    [...seenItems].sort((a, b) => a - b),
+    [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5],
+  );
+  assert.ok(withTerm.history.every((r) => r.extraLoss !== undefined && r.extraLoss > 0));
+  assert.ok(without.history.every((r) => r.extraLoss === undefined));
+  // The first step's reconstruction loss is the same; the term changes the weights after it.
+  assert.equal(withTerm.history[0]!.reconLoss, without.history[0]!.reconLoss);
+  assert.notEqual(vqVaeFingerprint(withTerm.model), vqVaeFingerprint(without.model));
+  assert.ok(
+    lines.some((l) => /\| bright \d+\.\d{4} \|/.test(l)),
+    lines.join('\n'),
+  );
+  // A saved state remembers the term: a run without it does not continue it.
+  const dir = tmpDir();
+  const statePath = path.join(dir, 'state.safetensors');
+  assert.throws(() =>
+    trainVqVae({
+      ...base,
+      extraLoss: extra,
+      checkpoint: { path: statePath, every: 2 },
+      onStep: (r) => {
+        if (r.step === 3) throw new Error('simulated crash');
+      },
+    }),
+  );
+  assert.throws(
+    () => trainVqVae({ ...base, checkpoint: { path: statePath, every: 2, resume: true } }),
+    /was saved by a run with other settings/,
+  );
+  fs.rmSync(dir, { recursive: true });
+  withTerm.model.dispose();
+  without.model.dispose();
 });
