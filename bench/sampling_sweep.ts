@@ -75,6 +75,14 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ['rerank 8 (image), digit search', { rerank: 8, imageToTextScore: 'image', digitSearch: true }],
     ['rerank 8 (both), digit search', { rerank: 8, digitSearch: true }],
     [
+      'rerank 8 (both), digit and colour search',
+      { rerank: 8, digitSearch: true, colourSearch: true },
+    ],
+    [
+      'rerank 8 (image), digit and colour search',
+      { rerank: 8, imageToTextScore: 'image', digitSearch: true, colourSearch: true },
+    ],
+    [
       'word T 0.7, rerank 8 (both), digit search',
       { textTemperature: 0.7, rerank: 8, digitSearch: true },
     ],

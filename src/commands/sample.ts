@@ -63,6 +63,8 @@ export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
   'rerank-score': { type: 'string' },
   'digit-search': { type: 'boolean' },
   'no-digit-search': { type: 'boolean' },
+  'colour-search': { type: 'boolean' },
+  'no-colour-search': { type: 'boolean' },
   'batch-size': { type: 'string' },
 };
 
@@ -105,6 +107,13 @@ export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
   );
   if (flags.boolean('digit-search')) overrides.digitSearch = true;
   if (flags.boolean('no-digit-search')) overrides.digitSearch = false;
+  flags.refuseUnless(
+    !flags.boolean('colour-search'),
+    ['no-colour-search'],
+    () => 'contradicts --colour-search: give one of the two',
+  );
+  if (flags.boolean('colour-search')) overrides.colourSearch = true;
+  if (flags.boolean('no-colour-search')) overrides.colourSearch = false;
   return {
     seed: flags.int('seed', { min: 0 }, d.seed),
     samplingPreset: flags.choice('preset-sampling', SAMPLING_PRESET_NAMES, d.samplingPreset),
@@ -129,6 +138,8 @@ export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen
   --digit-search, --no-digit-search  with reranking: image -> text also scores the best caption
                       with each other digit; text -> image and unconditional add the log posterior
                       of the caption's digit over the ten digits (default: image -> text only)
+  --colour-search, --no-colour-search  with reranking, image -> text: then also score every
+                      palette colour as foreground, then as background (default: off)
   --batch-size B      rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
 
 /**

@@ -168,6 +168,11 @@ export interface EpochOptions {
   dropLast?: boolean;
   /** Skip the first startBatch batches (resuming mid-epoch); the RNG draws are the same. */
   startBatch?: number;
+  /**
+   * The share of each batch's rows in order 1 (text -> image), rounded to whole rows; absent:
+   * half (an odd batch's extra row to an order drawn from the RNG, as always).
+   */
+  textFirstShare?: number;
 }
 
 /** Batches in one epoch of `count` items. */
@@ -195,6 +200,9 @@ export function epochBatches(
   if (!Number.isInteger(startBatch) || startBatch < 0 || startBatch > batchCount) {
     throw new Error(`epochBatches: startBatch must be in 0..${batchCount}, got ${startBatch}`);
   }
+  const share = options.textFirstShare;
+  if (share !== undefined && !(share >= 0 && share <= 1))
+    throw new Error(`epochBatches: textFirstShare must be in 0..1, got ${share}`);
   const permutation = rng.permutation(source.count);
   const extraRowOrder = new Uint8Array(batchCount); // used only by odd-sized batches
   for (let b = 0; b < batchCount; b++) {
@@ -206,7 +214,12 @@ export function epochBatches(
       const start = b * batchSize;
       const items = permutation.slice(start, Math.min(start + batchSize, source.count));
       const size = items.length;
-      const textFirst = extraRowOrder[b] === TEXT_TO_IMAGE ? Math.ceil(size / 2) : size >> 1;
+      const textFirst =
+        share !== undefined
+          ? Math.round(size * share)
+          : extraRowOrder[b] === TEXT_TO_IMAGE
+            ? Math.ceil(size / 2)
+            : size >> 1;
       const orders = new Uint8Array(size);
       orders.fill(TEXT_TO_IMAGE, 0, textFirst);
       orders.fill(IMAGE_TO_TEXT, textFirst);

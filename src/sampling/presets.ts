@@ -30,6 +30,8 @@ export interface ModeSampling {
    * other modes add the log posterior of the caption's digit to each candidate's score.
    */
   digitSearch: boolean;
+  /** With reranking, image -> text: also score every palette colour as fg, then as bg. */
+  colourSearch: boolean;
 }
 
 export type SamplingMode = 'textToImage' | 'imageToText' | 'unconditional';
@@ -45,6 +47,7 @@ const SEED_RULES: ModeSampling = {
   rerank: 1,
   imageToTextScore: 'both',
   digitSearch: false,
+  colourSearch: false,
 };
 
 export const SAMPLING_PRESETS: Record<'default' | 'seed', SamplingPreset> = {
@@ -58,13 +61,17 @@ export const SAMPLING_PRESETS: Record<'default' | 'seed', SamplingPreset> = {
    * - image -> text: 8 candidates scored by both orders, then the digit search: 97.6% exact on 500
    *   items with the `seed` weights (87.2% by the seed's rules), and 68.3% against 48.0% without
    *   the search for the one-epoch `quick` run, which never trained on the validation items;
+   *   Then the colour search (every palette colour as foreground, then as background): 76.4%
+   *   against 16.6% for the `quick` run, which trains mostly in the caption-first order and
+   *   writes colours badly in the other, and 96.2% either way for `best` (500 items each), at
+   *   about 3.5x the time of image -> text;
    * - unconditional: image codes at temperature 0.8 and 8 candidates, 99.5% agreement (64.5%),
    *   against 95.0% for 16 candidates at temperature 1.
    * No grammar beyond the seed's rules: reranking already keeps the captions grammatical.
    */
   default: {
     textToImage: { ...SEED_RULES, temperature: 0.5, guidance: 1.5, rerank: 4 },
-    imageToText: { ...SEED_RULES, rerank: 8, digitSearch: true },
+    imageToText: { ...SEED_RULES, rerank: 8, digitSearch: true, colourSearch: true },
     unconditional: { ...SEED_RULES, temperature: 0.8, rerank: 8 },
   },
   seed: { textToImage: SEED_RULES, imageToText: SEED_RULES, unconditional: SEED_RULES },
@@ -126,5 +133,6 @@ export function describeModeSampling(s: ModeSampling): string {
       `rerank ${s.rerank}` + (s.imageToTextScore !== 'both' ? ` (${s.imageToTextScore})` : ''),
     );
   if (s.digitSearch && s.rerank !== 1) parts.push('digit search');
+  if (s.colourSearch && s.rerank !== 1) parts.push('colour search');
   return parts.join(', ');
 }

@@ -568,6 +568,12 @@ export interface ModeOptions extends Omit<GenerateOptions, 'unconditionalPrompts
    * p(image | caption). Default false; see rerank.ts.
    */
   digitSearch?: boolean;
+  /**
+   * With reranking, image -> text only: after the digit search (if on), score the caption with
+   * each other palette colour as foreground, then as background, keeping the best each time.
+   * Default false; see rerank.ts.
+   */
+  colourSearch?: boolean;
 }
 
 /** Samples of a mode: K candidates per prompt (K = opts.rerank), the best of each kept. */
@@ -593,6 +599,7 @@ function runModeReranked(
   return rerankChoose(model, vocab, mode, candidates, {
     imageToTextScore: opts.imageToTextScore,
     digitSearch: opts.digitSearch,
+    colourSearch: opts.colourSearch,
     batchSize: opts.batchSize,
   });
 }
@@ -615,9 +622,11 @@ function runMode(
     rerank: _r,
     imageToTextScore: _s,
     digitSearch: _d,
+    colourSearch: _cs,
     ...generateOptions
   } = opts;
   void _d;
+  void _cs;
   void _b;
   void _c;
   void _r;

@@ -137,3 +137,32 @@ test('sources with bad shapes or out-of-range tokens are rejected', () => {
     /caption token 0 .*not a word token/,
   );
 });
+
+test('textFirstShare sets the share of text-first rows; the items and their shuffle are unchanged', () => {
+  const src = toySource(40);
+  const half = [...epochBatches(src, vocab, new Rng(9), 16)];
+  const most = [...epochBatches(src, vocab, new Rng(9), 16, { textFirstShare: 0.75 })];
+  assert.deepEqual(
+    most.map((b) => [...b.items]),
+    half.map((b) => [...b.items]),
+  );
+  // Batches of 16, 16 and 8 rows: 12, 12 and 6 text-first rows, first in each batch.
+  assert.deepEqual(
+    most.map((b) => b.orders.filter((o) => o === TEXT_TO_IMAGE).length),
+    [12, 12, 6],
+  );
+  for (const b of most) {
+    const first = b.orders.filter((o) => o === TEXT_TO_IMAGE).length;
+    assert.ok(b.orders.subarray(0, first).every((o) => o === TEXT_TO_IMAGE));
+    assert.ok(b.orders.subarray(first).every((o) => o === IMAGE_TO_TEXT));
+    for (let r = 0; r < b.size; r++)
+      assert.deepEqual(
+        b.tokens.subarray(r * 58, (r + 1) * 58),
+        buildSequence(b.orders[r] as 1 | 2, src, b.items[r]!, vocab),
+      );
+  }
+  assert.throws(
+    () => epochBatches(src, vocab, new Rng(9), 16, { textFirstShare: 1.5 }),
+    /textFirstShare must be in 0..1, got 1.5/,
+  );
+});

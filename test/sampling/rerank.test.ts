@@ -12,12 +12,14 @@ import { noGrad, tidy } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
 import { GPT, type GptConfig } from '../../src/gpt/model';
 import { DIGIT_WORDS, Vocab } from '../../src/data/vocab';
+import { PALETTE } from '../../src/data/palette';
 import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
 import {
   imageToText,
   logSoftmax,
   textToImage,
   unconditional,
+  type ModeOptions,
   type Sample,
 } from '../../src/sampling/sampler';
 import {
@@ -225,31 +227,39 @@ test('sampling presets: the seed rules are plain; flags override every mode', ()
   );
 });
 
-test('digit search keeps the best of the chosen caption and its nine other digits', () => {
-  const rng = new Rng(12);
+/**
+ * Three random images captioned with 2 candidates scored by p(image | caption), without and with
+ * the searches in `search`.
+ */
+function searchedCaptions(rngSeed: number, seed: number, search: ModeOptions) {
+  const rng = new Rng(rngSeed);
   const images = [randomImage(rng), randomImage(rng), randomImage(rng)];
-  const opts = {
-    seed: 3,
-    grammar: 'words' as const,
-    rerank: 2,
-    imageToTextScore: 'image' as const,
-  };
+  const opts = { seed, grammar: 'words' as const, rerank: 2, imageToTextScore: 'image' as const };
   const plain = imageToText(model, vocab, images, opts);
-  const searched = imageToText(model, vocab, images, { ...opts, digitSearch: true });
+  const searched = imageToText(model, vocab, images, { ...opts, ...search });
+  return { images, plain, searched };
+}
+
+/** The one of `options` (captions) under which `image` is most likely, log p(image | caption). */
+function bestCaptionFor(image: Int32Array, options: readonly string[]): string {
+  const scores = imageGivenCaption(
+    model,
+    vocab,
+    options.map((c) => ({
+      captionTokens: c.split(' ').map((w) => vocab.wordToken(w)),
+      imageCodes: image,
+    })),
+  );
+  return options[scores.indexOf(Math.max(...scores))]!;
+}
+
+test('digit search keeps the best of the chosen caption and its nine other digits', () => {
+  const { images, plain, searched } = searchedCaptions(12, 3, { digitSearch: true });
   let changed = false;
-  images.forEach((_, i) => {
+  images.forEach((image, i) => {
     const words = plain[i]!.words;
     const options = DIGIT_WORDS.map((d) => [words[0], words[1], d, ...words.slice(3)].join(' '));
-    const scores = imageGivenCaption(
-      model,
-      vocab,
-      options.map((c) => ({
-        captionTokens: c.split(' ').map((w) => vocab.wordToken(w)),
-        imageCodes: images[i]!,
-      })),
-    );
-    const best = scores.indexOf(Math.max(...scores));
-    assert.equal(searched[i]!.caption, options[best], `image ${i}`);
+    assert.equal(searched[i]!.caption, bestCaptionFor(image, options), `image ${i}`);
     assert.equal(searched[i]!.tokens.length, SEQUENCE_LENGTH);
     if (searched[i]!.caption !== plain[i]!.caption) changed = true;
   });
@@ -309,4 +319,28 @@ test('text -> image and unconditional digit search add the log posterior of the 
     if (mode === 'textToImage')
       assert.ok(differs, 'the posterior changes some choice (the test has power)');
   }
+});
+
+test('colour search then tries every palette colour as foreground, then as background', () => {
+  const { images, plain, searched } = searchedCaptions(13, 4, { colourSearch: true });
+  let changed = 0;
+  images.forEach((image, i) => {
+    const w = plain[i]!.words;
+    const fg = bestCaptionFor(
+      image,
+      PALETTE.map((c) => [c.shade, c.colour, ...w.slice(2)].join(' ')),
+    ).split(' ');
+    const both = bestCaptionFor(
+      image,
+      PALETTE.map((c) => [...fg.slice(0, 4), c.shade, c.colour].join(' ')),
+    );
+    assert.equal(searched[i]!.caption, both, `image ${i}`);
+    // 39 other colours each time, 40 where the sampled words name no palette colour.
+    const named = (shade: string, colour: string) =>
+      PALETTE.some((c) => c.shade === shade && c.colour === colour);
+    const tried = (named(w[0]!, w[1]!) ? 39 : 40) + (named(fg[4]!, fg[5]!) ? 39 : 40);
+    assert.equal(searched[i]!.rerank?.candidates, 2 + tried);
+    if (both !== plain[i]!.caption) changed++;
+  });
+  assert.ok(changed > 0, 'the search changes some caption (the test has power)');
 });
