@@ -90,9 +90,16 @@ test('instrumentBackend records calls and restores own and inherited methods', (
     fill(): void {
       this.calls++;
     }
+    /** Calls another method through `this`, as backend methods may. */
+    twice(): void {
+      const t0 = performance.now();
+      while (performance.now() - t0 < 2); // 2 ms of its own
+      this.fill();
+      this.fill();
+    }
   }
   const fake = new Fake();
-  const { kernels, restore } = instrumentBackend(
+  const { kernels, outerMs, restore } = instrumentBackend(
     fake as unknown as Parameters<typeof instrumentBackend>[0],
     () => 'fwd',
   );
@@ -100,6 +107,14 @@ test('instrumentBackend records calls and restores own and inherited methods', (
   fake.fill();
   assert.equal(fake.calls, 2, 'the wrapper calls through with the right this');
   assert.equal(kernels.get('fill (fwd)')?.calls, 2);
+  // The nested calls count in the table, and once in the outer time: the sum of the table is
+  // larger than the time spent in the backend.
+  const before = outerMs();
+  fake.twice();
+  assert.equal(kernels.get('fill (fwd)')?.calls, 4);
+  const twice = kernels.get('twice (fwd)')!.totalMs;
+  assert.ok(twice >= 2);
+  assert.ok(Math.abs(outerMs() - before - twice) < 1e-9, `${outerMs() - before} vs ${twice}`);
   restore();
   assert.equal(Object.prototype.hasOwnProperty.call(fake, 'fill'), false);
 });
