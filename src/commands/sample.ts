@@ -74,6 +74,18 @@ export type SamplingFlagSettings = Pick<
   'seed' | 'samplingPreset' | 'overrides' | 'batchSize'
 >;
 
+/** --NAME: true, --no-NAME: false, neither: undefined (the preset's value); both are refused. */
+function onOffFlag(flags: Flags, name: string): boolean | undefined {
+  flags.refuseUnless(
+    !flags.boolean(name),
+    [`no-${name}`],
+    () => `contradicts --${name}: give one of the two`,
+  );
+  if (flags.boolean(name)) return true;
+  if (flags.boolean(`no-${name}`)) return false;
+  return undefined;
+}
+
 /**
  * Sampling settings from flags, validated (each message names the flag and its range). A flag
  * that is not given leaves each mode's preset value; one that is given applies to every mode.
@@ -100,20 +112,10 @@ export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
   if (rerank !== undefined) overrides.rerank = rerank;
   const score = flags.choice('rerank-score', IMAGE_TO_TEXT_SCORES);
   if (score !== undefined) overrides.imageToTextScore = score;
-  flags.refuseUnless(
-    !flags.boolean('digit-search'),
-    ['no-digit-search'],
-    () => 'contradicts --digit-search: give one of the two',
-  );
-  if (flags.boolean('digit-search')) overrides.digitSearch = true;
-  if (flags.boolean('no-digit-search')) overrides.digitSearch = false;
-  flags.refuseUnless(
-    !flags.boolean('colour-search'),
-    ['no-colour-search'],
-    () => 'contradicts --colour-search: give one of the two',
-  );
-  if (flags.boolean('colour-search')) overrides.colourSearch = true;
-  if (flags.boolean('no-colour-search')) overrides.colourSearch = false;
+  const digitSearch = onOffFlag(flags, 'digit-search');
+  if (digitSearch !== undefined) overrides.digitSearch = digitSearch;
+  const colourSearch = onOffFlag(flags, 'colour-search');
+  if (colourSearch !== undefined) overrides.colourSearch = colourSearch;
   return {
     seed: flags.int('seed', { min: 0 }, d.seed),
     samplingPreset: flags.choice('preset-sampling', SAMPLING_PRESET_NAMES, d.samplingPreset),

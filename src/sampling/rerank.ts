@@ -188,19 +188,21 @@ function searchSlot(
   });
   if (variants.length === 0) return chosen;
   const [scores] = rerankScores(model, vocab, 'imageToText', [variants.map((v) => v.sample)], opts);
-  const result = chosen.slice();
-  const tried = new Int32Array(chosen.length);
-  variants.forEach((v) => tried[v.item]++);
-  variants.forEach((v, k) => {
-    const current = result[v.item]!;
-    if (scores![k]! > current.rerank!.score)
-      result[v.item] = { ...v.sample, rerank: { score: scores![k]!, candidates: 0 } };
-  });
-  // Every caption counts the candidates it was chosen among.
-  return result.map((s, i) => ({
+  // Every caption counts the candidates it was chosen among: its own and the variants tried.
+  const candidates = chosen.map((s) => s.rerank!.candidates);
+  variants.forEach((v) => candidates[v.item]++);
+  const result = chosen.map((s, i) => ({
     ...s,
-    rerank: { score: s.rerank!.score, candidates: chosen[i]!.rerank!.candidates + tried[i]! },
+    rerank: { score: s.rerank!.score, candidates: candidates[i]! },
   }));
+  variants.forEach((v, k) => {
+    if (scores![k]! > result[v.item]!.rerank.score)
+      result[v.item] = {
+        ...v.sample,
+        rerank: { score: scores![k]!, candidates: candidates[v.item]! },
+      };
+  });
+  return result;
 }
 
 /**

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { main, COMMANDS } from '../../src/cli';
 import { UsageError, nearestFlag, parseCommandLine } from '../../src/commands/args';
 import type { CommandSpec } from '../../src/commands/args';
+import { SAMPLING_FLAGS, samplingSettingsFromFlags } from '../../src/commands/sample';
 
 const spec: CommandSpec = {
   name: 'try',
@@ -170,4 +171,22 @@ test('values out of range and flags of another mode are refused by the commands'
     assert.equal(r.status, 2, `${argv.join(' ')}: ${r.err}`);
     assert.match(r.err, pattern, argv.join(' '));
   }
+});
+
+test('sampling flags: each search is on, off or the preset value; on and off together are refused', () => {
+  const samplingSpec: CommandSpec = { name: 'sample', help: 'mmgpt sample', flags: SAMPLING_FLAGS };
+  const settings = (argv: string[]) =>
+    samplingSettingsFromFlags(parseCommandLine(samplingSpec, argv)).overrides;
+  assert.deepEqual(settings([]), {});
+  assert.deepEqual(settings(['--digit-search', '--no-colour-search']), {
+    digitSearch: true,
+    colourSearch: false,
+  });
+  assert.deepEqual(settings(['--colour-search']), { colourSearch: true });
+  for (const name of ['digit-search', 'colour-search'])
+    assert.throws(
+      () => settings([`--${name}`, `--no-${name}`]),
+      (e: Error) =>
+        e instanceof UsageError && e.message.includes(`contradicts --${name}: give one of the two`),
+    );
 });
