@@ -95,6 +95,14 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
       { textTemperature: 1.5, rerank: 8, digitSearch: true },
     ],
     ['rerank 16 (both), digit search', { rerank: 16, digitSearch: true }],
+    [
+      'rerank 8 (both), digit search, shift views',
+      { rerank: 8, digitSearch: true, shiftViews: true },
+    ],
+    [
+      'rerank 8 (both), digit and colour search, shift views',
+      { rerank: 8, digitSearch: true, colourSearch: true, shiftViews: true },
+    ],
   ],
   unconditional: [
     ['seed rules (T 1)', {}],
@@ -118,6 +126,62 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     [
       'image T 0.5, rerank 8, digit search',
       { temperature: 0.5, textTemperature: 1, rerank: 8, digitSearch: true },
+    ],
+    [
+      'caption first, image T 0.8, rerank 8',
+      { captionFirst: true, temperature: 0.8, textTemperature: 1, rerank: 8 },
+    ],
+    [
+      'caption first, image T 0.5, guidance 1.5, rerank 4',
+      { captionFirst: true, temperature: 0.5, textTemperature: 1, guidance: 1.5, rerank: 4 },
+    ],
+    [
+      'caption first, image T 0.5, guidance 1.5, rerank 8',
+      { captionFirst: true, temperature: 0.5, textTemperature: 1, guidance: 1.5, rerank: 8 },
+    ],
+    [
+      'caption first, grammar words, image T 0.5, guidance 1.5, rerank 4',
+      {
+        captionFirst: true,
+        grammar: 'words',
+        temperature: 0.5,
+        textTemperature: 1,
+        guidance: 1.5,
+        rerank: 4,
+      },
+    ],
+    [
+      'caption first, grammar palette, image T 0.5, guidance 1.5, rerank 4',
+      {
+        captionFirst: true,
+        grammar: 'palette',
+        temperature: 0.5,
+        textTemperature: 1,
+        guidance: 1.5,
+        rerank: 4,
+      },
+    ],
+    [
+      'caption first, grammar legible, image T 0.5, guidance 1.5, rerank 4',
+      {
+        captionFirst: true,
+        grammar: 'legible',
+        temperature: 0.5,
+        textTemperature: 1,
+        guidance: 1.5,
+        rerank: 4,
+      },
+    ],
+    [
+      'caption first, grammar palette, image T 0.5, guidance 1.5, rerank 8',
+      {
+        captionFirst: true,
+        grammar: 'palette',
+        temperature: 0.5,
+        textTemperature: 1,
+        guidance: 1.5,
+        rerank: 8,
+      },
     ],
   ],
 };
@@ -181,6 +245,7 @@ function main(): void {
     classifier: classifier.model,
     truth: { digit: items.digit, fg: items.fg, bg: items.bg },
     codes: run.tokenizer.encode(items.images, count),
+    images: items.images,
     n: count,
   };
   const rows: Record<string, unknown>[] = [];

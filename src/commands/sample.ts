@@ -43,6 +43,7 @@ import {
   type SamplingPresetName,
 } from '../sampling/presets';
 import { IMAGE_TO_TEXT_SCORES, type ImageToTextScore } from '../sampling/rerank';
+import { withImageViews } from '../sampling/views';
 import { findCheckpoint, loadRun, type LoadedRun } from '../eval/run';
 import { levelsToRgb, readLevelsPng, writeCaptionedGrid, writePng } from '../viz/png';
 import { figuresDir, runsDir, weightsDir } from './train';
@@ -65,6 +66,10 @@ export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
   'no-digit-search': { type: 'boolean' },
   'colour-search': { type: 'boolean' },
   'no-colour-search': { type: 'boolean' },
+  'shift-views': { type: 'boolean' },
+  'no-shift-views': { type: 'boolean' },
+  'caption-first': { type: 'boolean' },
+  'no-caption-first': { type: 'boolean' },
   'batch-size': { type: 'string' },
 };
 
@@ -116,6 +121,10 @@ export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
   if (digitSearch !== undefined) overrides.digitSearch = digitSearch;
   const colourSearch = onOffFlag(flags, 'colour-search');
   if (colourSearch !== undefined) overrides.colourSearch = colourSearch;
+  const shiftViews = onOffFlag(flags, 'shift-views');
+  if (shiftViews !== undefined) overrides.shiftViews = shiftViews;
+  const captionFirst = onOffFlag(flags, 'caption-first');
+  if (captionFirst !== undefined) overrides.captionFirst = captionFirst;
   return {
     seed: flags.int('seed', { min: 0 }, d.seed),
     samplingPreset: flags.choice('preset-sampling', SAMPLING_PRESET_NAMES, d.samplingPreset),
@@ -141,7 +150,12 @@ export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen
                       with each other digit; text -> image and unconditional add the log posterior
                       of the caption's digit over the ten digits (default: image -> text only)
   --colour-search, --no-colour-search  with reranking, image -> text: then also score every
-                      palette colour as foreground, then as background (default: off)
+                      palette colour as foreground, then as background (default: image -> text)
+  --shift-views, --no-shift-views  with reranking, image -> text: last, choose the digit by its
+                      score summed over the image and its four one-pixel shifts (default: on)
+  --caption-first, --no-caption-first  unconditional: draw the caption first, then its image as
+                      text -> image does, guidance included (default: on; off: the model
+                      chooses the order, and guidance is not used)
   --batch-size B      rows sampled at once, 1 to 100000 (default ${EVAL_DEFAULTS.batchSize})`;
 
 /**
@@ -272,11 +286,13 @@ export function drawSamples(run: LoadedRun, args: SampleArgs): Sample[] {
       );
     case 'image2text': {
       const codes = run.tokenizer.encode(args.image!, 1); // [1, 49]
+      const opts = withImageViews(modeOptions(args, 'imageToText'), run.tokenizer, args.image!, 1);
+      const views = opts.imageViews?.[0];
       return imageToText(
         run.model,
         run.vocab,
         Array.from({ length: args.n }, () => codes),
-        modeOptions(args, 'imageToText'),
+        { ...opts, imageViews: views && Array.from({ length: args.n }, () => views) },
       );
     }
     case 'unconditional':
@@ -446,7 +462,12 @@ export function writeSampleFigures(
   const codeRows = Array.from({ length: count }, (_, i) =>
     codes.subarray(i * IMAGE_TOKENS, (i + 1) * IMAGE_TOKENS),
   );
-  const i2t = imageToText(run.model, run.vocab, codeRows, modeOptions(settings, 'imageToText'));
+  const i2t = imageToText(
+    run.model,
+    run.vocab,
+    codeRows,
+    withImageViews(modeOptions(settings, 'imageToText'), run.tokenizer, test.images, count),
+  );
   const i2tPath = file(FIGURE_FILES.imageToText);
   writeCaptionedGrid(
     i2tPath,

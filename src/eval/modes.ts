@@ -22,6 +22,7 @@ import {
   type ModeOptions,
   type Sample,
 } from '../sampling/sampler';
+import { withImageViews } from '../sampling/views';
 
 export type ModeName = 'textToImage' | 'imageToText' | 'unconditional';
 export const MODE_NAMES: readonly ModeName[] = ['textToImage', 'imageToText', 'unconditional'];
@@ -41,6 +42,8 @@ export interface ModeContext {
   truth: Attributes;
   /** The items' VQ-VAE codes [n, 49] (image -> text prompts). */
   codes: Int32Array;
+  /** The items' images [n, 28, 28, 3]: image -> text with shiftViews encodes their shifts. */
+  images?: Uint8Array;
   n: number;
 }
 
@@ -89,7 +92,12 @@ export function scoreMode(ctx: ModeContext, mode: ModeName, options: ModeOptions
     const rows: Int32Array[] = [];
     for (let i = 0; i < n; i++)
       rows.push(ctx.codes.subarray(i * IMAGE_TOKENS, (i + 1) * IMAGE_TOKENS));
-    const samples = imageToText(model, vocab, rows, options);
+    const samples = imageToText(
+      model,
+      vocab,
+      rows,
+      withImageViews(options, tokenizer, ctx.images, n),
+    );
     const ms = performance.now() - t0;
     const accuracy = captionAccuracy(
       samples.map((s) => s.words),

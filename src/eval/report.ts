@@ -337,7 +337,16 @@ export function runEvaluation(inputs: EvaluationInputs): EvalReport {
   }
 
   // The three modes with the report's settings, then the comparison variants.
-  const ctx: ModeContext = { model, vocab, tokenizer, classifier, truth, codes: tok.codes, n };
+  const ctx: ModeContext = {
+    model,
+    vocab,
+    tokenizer,
+    classifier,
+    truth,
+    codes: tok.codes,
+    images,
+    n,
+  };
   const sampling = {} as Record<ModeName, ModeSampling>;
   const results = {} as Record<ModeName, ModeResult>;
   const comparisons: ComparisonRow[] = [];

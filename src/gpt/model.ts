@@ -53,11 +53,31 @@ export class KVCache {
   constructor(
     readonly config: GptConfig,
     readonly batch: number,
+    filled?: { keys: Tensor[]; values: Tensor[]; pos: number },
   ) {
     const hs = config.nEmbd / config.nHead;
     const shape = [batch, config.nHead, config.blockSize, hs];
-    this.keys = Array.from({ length: config.nLayer }, () => F.zeros(shape));
-    this.values = Array.from({ length: config.nLayer }, () => F.zeros(shape));
+    this.keys = filled?.keys ?? Array.from({ length: config.nLayer }, () => F.zeros(shape));
+    this.values = filled?.values ?? Array.from({ length: config.nLayer }, () => F.zeros(shape));
+    this.pos = filled?.pos ?? 0;
+  }
+
+  /**
+   * A new cache of rows.length rows at the same position, row b a copy of row rows[b] of this one:
+   * one prefix run once, continued by many rows (the scorer's captions of one image).
+   */
+  gatherRows(rows: Int32Array): KVCache {
+    const index = F.tensor(rows, [rows.length], 'int32');
+    const gather = (t: Tensor) => {
+      const [B, ...rest] = t.shape;
+      const perRow = rest.reduce((a, b) => a * b, 1);
+      return F.reshape(F.embedding(F.reshape(t, [B!, perRow]), index), [rows.length, ...rest]);
+    };
+    return new KVCache(this.config, rows.length, {
+      keys: this.keys.map(gather),
+      values: this.values.map(gather),
+      pos: this.pos,
+    });
   }
   dispose(): void {
     [...this.keys, ...this.values].forEach((t) => t.dispose());
@@ -227,6 +247,20 @@ export class GPT extends Module {
    * cache.pos .. cache.pos+T-1 and the cache advances by T.
    */
   forward(tokens: Tensor, cache?: KVCache, rows?: RowLayout): Tensor {
+    return this.head(this.hidden(tokens, cache, rows)); // [B, T, vocab]
+  }
+
+  /** The output head: the final layer norm and lm_head, hidden [..., C] -> logits [..., vocab]. */
+  head(hidden: Tensor): Tensor {
+    return this.lm_head.forward(this.ln_f.forward(hidden));
+  }
+
+  /**
+   * The last block's output [B, T, C] before the head (`forward` = `head(hidden(...))`): a caller
+   * that needs the logits at a few positions only (the scorer) slices first and saves the head's
+   * matmul at every other position. Cache and rows as in `forward`.
+   */
+  hidden(tokens: Tensor, cache?: KVCache, rows?: RowLayout): Tensor {
     const [B, T] = tokens.shape;
     const start = cache ? cache.pos : 0;
     if (tokens.rank !== 2)
@@ -265,7 +299,7 @@ export class GPT extends Module {
       );
     });
     if (cache) cache.pos += T;
-    return this.lm_head.forward(this.ln_f.forward(x)); // [B, T, vocab]
+    return x;
   }
 
   /** Mean next-token NLL (nats per predicted token) of tokens [B, T]: predicts tokens[:, 1:]. */

@@ -18,6 +18,9 @@
 //   replaced by each of the other palette colours, and then its background colour: a model
 //   trained mostly in the caption-first order reads colours better through p(image | caption)
 //   than it writes them through p(caption | image) (the README's sweep on the validation split).
+// - image -> text with `imageViews` (the `shiftViews` setting; views.ts): last, the caption's
+//   digit is chosen once more, each of the ten digits scored against the image and its one-pixel
+//   shifts and the scores summed over these views (`viewDigitVote`).
 // - text -> image and unconditional with `digitSearch`: that generative classifier judges each
 //   candidate too. Its score gains the log posterior of its caption's digit,
 //   log p(image | caption) - log sum over the ten digits d of p(image | caption with d), the
@@ -71,13 +74,24 @@ export function rerankScores(
   const batchSize = opts.batchSize ?? 64;
   return candidates.map((samples) => {
     const pairs = samples.map((s) => pairOf(vocab, s));
-    if (mode !== 'imageToText' || rule === 'caption')
-      return captionGivenImage(model, vocab, pairs, batchSize);
-    const image = imageGivenCaption(model, vocab, pairs, batchSize);
-    if (rule === 'image') return image;
-    const caption = captionGivenImage(model, vocab, pairs, batchSize);
-    return image.map((x, i) => x + caption[i]!);
+    if (mode !== 'imageToText') return captionGivenImage(model, vocab, pairs, batchSize);
+    return imageToTextPairScores(model, vocab, pairs, rule, batchSize);
   });
+}
+
+/** Each (caption, image) pair's image -> text score under `rule` (see the file header). */
+function imageToTextPairScores(
+  model: GPT,
+  vocab: Vocab,
+  pairs: readonly { captionTokens: number[]; imageCodes: ArrayLike<number> }[],
+  rule: ImageToTextScore,
+  batchSize: number,
+): Float64Array {
+  if (rule === 'caption') return captionGivenImage(model, vocab, pairs, batchSize);
+  const image = imageGivenCaption(model, vocab, pairs, batchSize);
+  if (rule === 'image') return image;
+  const caption = captionGivenImage(model, vocab, pairs, batchSize);
+  return image.map((x, i) => x + caption[i]!);
 }
 
 /** The best of K candidates per prompt (candidates[c][i]: candidate c of prompt i). */
@@ -91,6 +105,7 @@ export function rerankChoose(
     batchSize?: number;
     digitSearch?: boolean;
     colourSearch?: boolean;
+    imageViews?: readonly (readonly ArrayLike<number>[])[];
   } = {},
 ): Sample[] {
   const K = candidates.length;
@@ -115,6 +130,11 @@ export function rerankChoose(
   if (opts.digitSearch === true) result = searchSlot(model, vocab, result, DIGIT_SLOT, opts);
   if (opts.colourSearch === true)
     for (const slot of COLOUR_SLOTS) result = searchSlot(model, vocab, result, slot, opts);
+  if (opts.imageViews !== undefined)
+    result = viewDigitVote(model, vocab, result, opts.imageViews, {
+      ...opts,
+      triedDigits: opts.digitSearch === true,
+    });
   return result;
 }
 
@@ -240,4 +260,68 @@ export function digitPosterior(
     out[i] = own - max - Math.log(sum);
   });
   return out;
+}
+
+/**
+ * The last image -> text step with the prompt images' other views (views.ts): each chosen caption
+ * with a digit word is scored with each of the ten digits against the image and every one of its
+ * views (`imageViews[i]`: codes of prompt i's views), the scores summed over the views, and the
+ * digit with the best sum is kept, the colours as chosen. The kept caption's score is that sum.
+ * Its candidate count grows by the nine other digits unless the digit search already tried them.
+ */
+export function viewDigitVote(
+  model: GPT,
+  vocab: Vocab,
+  chosen: readonly Sample[],
+  imageViews: readonly (readonly ArrayLike<number>[])[],
+  opts: { imageToTextScore?: ImageToTextScore; batchSize?: number; triedDigits?: boolean } = {},
+): Sample[] {
+  if (imageViews.length !== chosen.length)
+    throw new Error(
+      `imageViews: one list of views per prompt image, got ${imageViews.length} for ${chosen.length}`,
+    );
+  const D = DIGIT_WORDS.length;
+  const items: number[] = [];
+  const views: ArrayLike<number>[][] = [];
+  const pairs: { captionTokens: number[]; imageCodes: ArrayLike<number> }[] = [];
+  chosen.forEach((s, i) => {
+    if (captionDigit(s) < 0) return;
+    items.push(i);
+    const all = [s.imageCodes, ...imageViews[i]!];
+    views.push(all);
+    for (const digit of DIGIT_WORDS) {
+      const captionTokens = withDigit(s.words, digit).map((w) => vocab.wordToken(w));
+      for (const imageCodes of all) pairs.push({ captionTokens, imageCodes });
+    }
+  });
+  const scores = imageToTextPairScores(
+    model,
+    vocab,
+    pairs,
+    opts.imageToTextScore ?? 'both',
+    opts.batchSize ?? 64,
+  );
+  const result = chosen.slice();
+  let k = 0;
+  items.forEach((i, j) => {
+    const nViews = views[j]!.length;
+    let best = -1;
+    let bestScore = -Infinity;
+    for (let d = 0; d < D; d++) {
+      let sum = 0;
+      for (let v = 0; v < nViews; v++) sum += scores[k++]!;
+      if (sum > bestScore) {
+        bestScore = sum;
+        best = d;
+      }
+    }
+    if (best < 0) return; // no complete pair to score: the caption stays as chosen
+    const s = chosen[i]!;
+    const candidates = (s.rerank?.candidates ?? 1) + (opts.triedDigits === true ? 0 : D - 1);
+    const prompt = s.tokens.subarray(0, s.tokens.length - 6);
+    const words = withDigit(s.words, DIGIT_WORDS[best]!);
+    const tokens = Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]);
+    result[i] = { ...toSample(tokens, vocab), rerank: { score: bestScore, candidates } };
+  });
+  return result;
 }

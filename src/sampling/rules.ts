@@ -19,16 +19,22 @@
 // - after the second segment the sequence is complete (58 tokens): nothing more is allowed.
 // Optional stricter caption grammar (off by default): 'words' allows one word class per caption
 // position (shade, colour, digit, 'on', shade, colour); 'palette' additionally allows after a
-// shade only the colours that form a palette colour with it ("normal" -> only "red").
+// shade only the colours that form a palette colour with it ("normal" -> only "red"); 'legible'
+// also allows as background only palette colours legible on the caption's foreground (the
+// dataset's LEGIBILITY_RULE: no image of the data has any other pair), and only the shades that
+// have one.
 // Masks are Uint8Array(vocab.size), 1 = allowed; they are shared and must not be mutated.
 
-import { COLOURS, PALETTE, SHADES } from '../data/palette';
+import { COLOURS, PALETTE, SHADES, isLegible, paletteIndex } from '../data/palette';
 import { CAPTION_LENGTH, DIGIT_WORDS, Vocab } from '../data/vocab';
 import { IMAGE_TOKENS, IMAGE_TO_TEXT, TEXT_TO_IMAGE, type SequenceOrder } from '../data/sequences';
 
-/** How strictly captions are constrained: seed rules only, word classes, or palette colours. */
-export type GrammarLevel = 'none' | 'words' | 'palette';
-export const GRAMMAR_LEVELS: readonly GrammarLevel[] = ['none', 'words', 'palette'];
+/**
+ * How strictly captions are constrained: seed rules only, word classes, palette colours, or
+ * palette colours with a background legible on the foreground.
+ */
+export type GrammarLevel = 'none' | 'words' | 'palette' | 'legible';
+export const GRAMMAR_LEVELS: readonly GrammarLevel[] = ['none', 'words', 'palette', 'legible'];
 
 /** What the next token of a sequence must be. */
 export type SequencePhase =
@@ -51,6 +57,8 @@ export interface SequenceState {
   readonly order: SequenceOrder | null;
   /** Index in WORDS of the previous caption word (-1 if none): the palette rule needs it. */
   readonly previousWord: number;
+  /** Palette index of the caption's foreground once its two words are in (else -1). */
+  readonly foreground: number;
   /** Tokens consumed. */
   readonly length: number;
 }
@@ -62,6 +70,7 @@ export const INITIAL_STATE: SequenceState = {
   imageDone: false,
   order: null,
   previousWord: -1,
+  foreground: -1,
   length: 0,
 };
 
@@ -93,6 +102,10 @@ export class SamplingRules {
   readonly positionMasks: readonly Uint8Array[];
   /** 'palette' grammar: the colours allowed after shade s (index into SHADES). */
   readonly colourAfterShadeMasks: readonly Uint8Array[];
+  /** 'legible' grammar: the background shades allowed on foreground f (palette index). */
+  readonly legibleShadeMasks: readonly Uint8Array[];
+  /** 'legible' grammar: the background colours allowed on foreground f after shade s, [f][s]. */
+  readonly legibleColourMasks: readonly (readonly Uint8Array[])[];
 
   constructor(
     readonly vocab: Vocab,
@@ -129,6 +142,21 @@ export class SamplingRules {
     this.colourAfterShadeMasks = SHADES.map((shade) =>
       make(wordTokens(PALETTE.filter((c) => c.shade === shade).map((c) => c.colour))),
     );
+    const legibleOn = (fg: number) => PALETTE.filter((c) => isLegible(fg, c.index));
+    this.legibleShadeMasks = PALETTE.map((fg) =>
+      make(wordTokens([...new Set(legibleOn(fg.index).map((c) => c.shade))])),
+    );
+    this.legibleColourMasks = PALETTE.map((fg) =>
+      SHADES.map((shade) =>
+        make(
+          wordTokens(
+            legibleOn(fg.index)
+              .filter((c) => c.shade === shade)
+              .map((c) => c.colour),
+          ),
+        ),
+      ),
+    );
   }
 
   /** The allowed next tokens in `state` (a shared mask: do not mutate). */
@@ -155,7 +183,15 @@ export class SamplingRules {
     if (this.grammar === 'none') return this.wordMask;
     const position = state.count; // 0..5
     const isColour = CAPTION_WORD_CLASSES[position] === 'colour';
-    if (this.grammar === 'palette' && isColour) {
+    // 'legible': the background's shade and colour given the foreground (when the grammar has been
+    // followed; a hand-made prompt that broke it falls back to the palette rule).
+    if (this.grammar === 'legible' && position >= 4 && state.foreground >= 0) {
+      if (position === 4) return this.legibleShadeMasks[state.foreground]!;
+      const shade = state.previousWord;
+      if (shade >= 0 && shade < SHADES.length)
+        return this.legibleColourMasks[state.foreground]![shade]!;
+    }
+    if ((this.grammar === 'palette' || this.grammar === 'legible') && isColour) {
       // The previous word is a shade whenever the grammar has been followed; a prompt that broke
       // it (only possible with a hand-made prompt) falls back to the word-class mask.
       const shade = state.previousWord; // shades are WORDS 0..4
@@ -185,9 +221,16 @@ export class SamplingRules {
       case 'text': {
         const count = state.count + 1;
         const previousWord = token - vocab.wordOffset;
-        if (count < CAPTION_LENGTH) return { ...state, count, previousWord, length };
+        const foreground =
+          count === 2
+            ? paletteIndex(
+                vocab.tokenName(state.previousWord + vocab.wordOffset),
+                vocab.tokenName(token),
+              )
+            : state.foreground;
+        if (count < CAPTION_LENGTH) return { ...state, count, previousWord, foreground, length };
         const phase = state.imageDone ? 'complete' : 'closeText';
-        return { ...state, phase, count, textDone: true, previousWord, length };
+        return { ...state, phase, count, textDone: true, previousWord, foreground, length };
       }
       case 'image': {
         const count = state.count + 1;

@@ -574,6 +574,20 @@ export interface ModeOptions extends Omit<GenerateOptions, 'unconditionalPrompts
    * Default false; see rerank.ts.
    */
   colourSearch?: boolean;
+  /**
+   * With reranking, image -> text only: choose the digit last by its score summed over the image
+   * and its one-pixel shifts (views.ts). The shifted images' codes come in `imageViews`, which
+   * must then be given. Default false; see rerank.ts.
+   */
+  shiftViews?: boolean;
+  /** Image -> text: the codes of each prompt image's shifted views (`shiftedViewCodes`). */
+  imageViews?: readonly (readonly ArrayLike<number>[])[];
+  /**
+   * Unconditional only: draw each caption first, then its image as text -> image does (guidance
+   * applies to the image; reranking keeps the best of K whole pairs). Default false: the model
+   * chooses the order.
+   */
+  captionFirst?: boolean;
 }
 
 /** Samples of a mode: K candidates per prompt (K = opts.rerank), the best of each kept. */
@@ -587,6 +601,8 @@ function runModeReranked(
 ): Sample[] {
   const K = checkRerank(opts.rerank ?? 1);
   if (K === 1) return runMode(model, vocab, prompts, unconditionalPrompts, opts);
+  const useViews = mode === 'imageToText' && opts.shiftViews === true;
+  if (useViews) checkImageViews(vocab, opts.imageViews, prompts.length);
   const seed = opts.seed ?? 0;
   const candidates: Sample[][] = [];
   for (let c = 0; c < K; c++)
@@ -600,8 +616,33 @@ function runModeReranked(
     imageToTextScore: opts.imageToTextScore,
     digitSearch: opts.digitSearch,
     colourSearch: opts.colourSearch,
+    imageViews: useViews ? opts.imageViews : undefined,
     batchSize: opts.batchSize,
   });
+}
+
+/** shiftViews needs each prompt image's views: one list per prompt, each view 49 image codes. */
+function checkImageViews(
+  vocab: Vocab,
+  views: ModeOptions['imageViews'],
+  prompts: number,
+): asserts views is readonly (readonly ArrayLike<number>[])[] {
+  if (views === undefined)
+    throw new Error(
+      'shiftViews needs the codes of each image shifted by one pixel: pass imageViews ' +
+        '(shiftedViewCodes(tokenizer, images, count) in src/sampling/views.ts), or turn ' +
+        'shiftViews off',
+    );
+  if (views.length !== prompts)
+    throw new Error(`imageViews: one list of views per image, got ${views.length} for ${prompts}`);
+  views.forEach((list, i) =>
+    list.forEach((codes, v) => {
+      if (codes.length !== IMAGE_TOKENS || !Array.from(codes).every((t) => vocab.isImageToken(t)))
+        throw new Error(
+          `imageViews[${i}][${v}]: expected ${IMAGE_TOKENS} image codes in 0..${vocab.imageCodes - 1}`,
+        );
+    }),
+  );
 }
 
 function runMode(
@@ -623,8 +664,14 @@ function runMode(
     imageToTextScore: _s,
     digitSearch: _d,
     colourSearch: _cs,
+    shiftViews: _sv,
+    imageViews: _iv,
+    captionFirst: _cf,
     ...generateOptions
   } = opts;
+  void _sv;
+  void _iv;
+  void _cf;
   void _d;
   void _cs;
   void _b;
@@ -713,7 +760,14 @@ export function imageToText(
   return runModeReranked(model, vocab, 'imageToText', prompts, uncond, opts);
 }
 
-/** Unconditional: n sequences from `<bos>`; the model chooses the order under the masks. */
+/**
+ * Unconditional: n sequences from `<bos>`; the model chooses the order under the masks. With
+ * `captionFirst`, each caption is drawn first from p(caption) (`<bos> <end of image>`, the words
+ * at the word temperature), then its image as text -> image draws it, with these options
+ * (guidance included): an ancestral sample of p(caption) p(image | caption). Reranking draws K
+ * such (caption, image) pairs and keeps the one whose caption is best read back off its image,
+ * as for any unconditional candidates (rerank.ts).
+ */
 export function unconditional(
   model: GPT,
   vocab: Vocab,
@@ -721,11 +775,54 @@ export function unconditional(
   opts: ModeOptions = {},
 ): Sample[] {
   if (!(Number.isInteger(n) && n >= 1)) throw new Error(`n must be a positive integer, got ${n}`);
+  if (opts.captionFirst === true) {
+    // Each candidate a whole caption-first sample; reranked like any unconditional candidates.
+    const K = checkRerank(opts.rerank ?? 1);
+    const seed = opts.seed ?? 0;
+    const candidates = Array.from({ length: K }, (_, c) =>
+      captionThenImage(model, vocab, n, { ...opts, seed: candidateSeed(seed, c) }),
+    );
+    if (K === 1) return candidates[0]!;
+    return rerankChoose(model, vocab, 'unconditional', candidates, {
+      digitSearch: opts.digitSearch,
+      batchSize: opts.batchSize,
+    });
+  }
   if ((opts.guidance ?? 1) !== 1) {
     throw new Error(
-      `guidance needs a condition: use it with text -> image or image -> text, not unconditional`,
+      `guidance needs a condition: use it with text -> image, image -> text or an unconditional ` +
+        `caption drawn first (captionFirst), not with the model choosing the order`,
     );
   }
   const prompts = Array.from({ length: n }, () => Int32Array.from([vocab.bos]));
   return runModeReranked(model, vocab, 'unconditional', prompts, null, opts);
+}
+
+/** Seed of the image half of a caption-first unconditional sample (the caption takes `seed`). */
+export function captionFirstImageSeed(seed: number): number {
+  return deriveSeed(seed, 'mmgpt-unconditional/image');
+}
+
+/** One caption-first candidate per row: the captions, then their images by `textToImage`. */
+function captionThenImage(model: GPT, vocab: Vocab, n: number, opts: ModeOptions): Sample[] {
+  const prompt = Int32Array.from([vocab.bos, vocab.endOfImage]);
+  const captions = runMode(
+    model,
+    vocab,
+    Array.from({ length: n }, () => prompt),
+    null,
+    {
+      ...opts,
+      guidance: 1,
+      maxTokens: CAPTION_LENGTH,
+    },
+  );
+  const words = captions.map((c, i) => {
+    const tokens = c.words.map((w) => vocab.wordToken(w));
+    if (tokens.length !== CAPTION_LENGTH)
+      throw new Error(`unconditional caption ${i}: ${tokens.length} words, not ${CAPTION_LENGTH}`);
+    return tokens;
+  });
+  const seed = captionFirstImageSeed(opts.seed ?? 0);
+  return textToImage(model, vocab, words, { ...opts, captionFirst: false, rerank: 1, seed });
 }

@@ -5,16 +5,24 @@
 //
 // Notable choices:
 // - Teacher forcing: every token of a candidate is known, so one forward over [B, T] gives the
-//   next-token distribution at every position; a KV cache would only re-derive the same keys and
-//   values one position at a time. Candidates are scored in batches of `batchSize` rows.
+//   next-token distribution at every position. Candidates are scored in batches of `batchSize`
+//   rows.
+// - Captions of one image share its prefix (`captionGivenImage`): the rerankers score many
+//   captions per image (K candidates, nine other digits, 78 other colours, five views), so the
+//   52-token prefix runs once per distinct image into a KV cache and each caption continues from
+//   a copy of it with its 5 input words: 2.9x faster than teacher forcing each whole sequence for
+//   64 captions per image (`best`, cpu backend), and the same scores (tested).
 // - The likelihood is the model's own: log-softmax over the whole vocabulary at temperature 1,
 //   with no sampling mask, guidance or top-k; so it equals the per-token NLL that training and
 //   `evaluateNll` measure (tested against a direct computation).
-// - Sums run in float64 on the host.
+// - The head (final layer norm and lm_head) runs only at the positions that predict the span, and
+//   the per-token losses come from the backend's cross-entropy kernel (float32 each); they are
+//   summed in float64 on the host. Against the whole [B, T, vocab] logits copied to the host and
+//   log-softmaxed there: 1.4x faster for a caption, 1.9x for an image (cpu backend, `best`).
 
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
-import type { GPT } from '../gpt/model';
+import { KVCache, type GPT } from '../gpt/model';
 import type { Vocab } from '../data/vocab';
 import { CAPTION_LENGTH } from '../data/vocab';
 import {
@@ -52,8 +60,8 @@ export function spanLogLikelihood(
     throw new Error(`spanLogLikelihood: ${to - 1} input tokens exceed the block size`);
   if (!(Number.isInteger(batchSize) && batchSize >= 1))
     throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
-  const V = model.config.vocabSize;
   const T = to - 1; // input tokens 0 .. to-2 predict tokens 1 .. to-1
+  const S = to - from; // scored tokens per sequence
   const wasTraining = model.training;
   model.eval();
   try {
@@ -69,20 +77,21 @@ export function spanLogLikelihood(
           );
         input.set(seq.subarray(0, T), b * T);
       }
-      const logits = noGrad(() =>
-        tidy(() => model.forward(F.tensor(input, [B, T], 'int32')).toFloat32Array()),
-      ); // [B, T, V]
+      const targets = new Int32Array(B * S); // [B, S]: the tokens at positions from .. to-1
+      for (let b = 0; b < B; b++) targets.set(sequences[start + b]!.subarray(from, to), b * S);
+      const losses = noGrad(() =>
+        tidy(() => {
+          const hidden = model.hidden(F.tensor(input, [B, T], 'int32')); // [B, T, C]
+          // The outputs at positions from-1 .. to-2 predict the span's tokens.
+          const span = from === 1 ? hidden : F.slice(hidden, 1, from - 1, T); // [B, S, C]
+          const logits = model.head(span); // [B, S, V]
+          return F.crossEntropy(logits, F.tensor(targets, [B, S], 'int32'), 'none') // [B, S]
+            .toFloat32Array();
+        }),
+      );
       for (let b = 0; b < B; b++) {
-        const seq = sequences[start + b]!;
         let total = 0;
-        for (let t = from; t < to; t++) {
-          const row = (b * T + (t - 1)) * V; // logits predicting position t
-          let max = -Infinity;
-          for (let v = 0; v < V; v++) if (logits[row + v]! > max) max = logits[row + v]!;
-          let sum = 0;
-          for (let v = 0; v < V; v++) sum += Math.exp(logits[row + v]! - max);
-          total += logits[row + seq[t]!]! - max - Math.log(sum);
-        }
+        for (let s = 0; s < S; s++) total -= losses[b * S + s]!;
         out[start + b] = total;
       }
     }
@@ -125,14 +134,100 @@ export const IMAGE_GIVEN_CAPTION: Span = {
   to: SEQUENCE_LAYOUT[TEXT_TO_IMAGE].imageStart + IMAGE_TOKENS,
 };
 
-/** log p(caption | image) of each (caption tokens, image codes) pair; -Infinity if incomplete. */
+/**
+ * log p(caption | image) of each (caption tokens, image codes) pair; -Infinity if incomplete.
+ * Pairs with the same image share its prefix: `<bos> <end of text> image <end of image>` runs once
+ * per distinct image of a batch into a KV cache, and each caption continues from a copy of its
+ * image's rows (the rerankers score many captions of one image). The scores equal the teacher-
+ * forced ones (`scorePairs` with CAPTION_GIVEN_IMAGE) up to float32 rounding (tested).
+ */
 export function captionGivenImage(
   model: GPT,
   vocab: Vocab,
   pairs: readonly { captionTokens: ArrayLike<number>; imageCodes: ArrayLike<number> }[],
   batchSize = 64,
 ): Float64Array {
-  return scorePairs(model, vocab, pairs, IMAGE_TO_TEXT, CAPTION_GIVEN_IMAGE, batchSize);
+  if (!(Number.isInteger(batchSize) && batchSize >= 1))
+    throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  const out = new Float64Array(pairs.length).fill(-Infinity);
+  // Complete pairs, grouped by image so that a batch holds few distinct images.
+  const imageOf = new Map<string, number>();
+  const images: Int32Array[] = [];
+  const complete: { pair: number; image: number; caption: number[] }[] = [];
+  pairs.forEach((p, i) => {
+    const words = Array.from(p.captionTokens);
+    const codes = Array.from(p.imageCodes);
+    if (
+      words.length !== CAPTION_LENGTH ||
+      !words.every((t) => vocab.isWordToken(t)) ||
+      codes.length !== IMAGE_TOKENS ||
+      !codes.every((t) => vocab.isImageToken(t))
+    )
+      return;
+    const key = codes.join(',');
+    let image = imageOf.get(key);
+    if (image === undefined) {
+      image = images.length;
+      imageOf.set(key, image);
+      images.push(Int32Array.from(codes));
+    }
+    complete.push({ pair: i, image, caption: words });
+  });
+  complete.sort((a, b) => a.image - b.image || a.pair - b.pair);
+  const layout = SEQUENCE_LAYOUT[IMAGE_TO_TEXT];
+  const prefixLength = layout.textStart; // <bos> <end of text> image <end of image>
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    for (let start = 0; start < complete.length; start += batchSize) {
+      const batch = complete.slice(start, start + batchSize);
+      const B = batch.length;
+      // The batch's distinct images, and each row's index among them.
+      const distinct: number[] = [];
+      const rowImage = new Int32Array(B);
+      batch.forEach((r, b) => {
+        if (distinct[distinct.length - 1] !== r.image) distinct.push(r.image);
+        rowImage[b] = distinct.length - 1;
+      });
+      const U = distinct.length;
+      const prefixes = new Int32Array(U * prefixLength); // [U, prefixLength]
+      distinct.forEach((image, u) => {
+        const seq = pairSequence(vocab, IMAGE_TO_TEXT, batch[0]!.caption, images[image]!);
+        prefixes.set(seq.subarray(0, prefixLength), u * prefixLength);
+      });
+      const inputs = new Int32Array(B * (CAPTION_LENGTH - 1)); // caption words 0..4 as inputs
+      const targets = new Int32Array(B * CAPTION_LENGTH); // words 0..5
+      batch.forEach((r, b) => {
+        inputs.set(r.caption.slice(0, CAPTION_LENGTH - 1), b * (CAPTION_LENGTH - 1));
+        targets.set(r.caption, b * CAPTION_LENGTH);
+      });
+      const losses = noGrad(() =>
+        tidy(() => {
+          const prefixCache = new KVCache(model.config, U);
+          const hidden = model.hidden(F.tensor(prefixes, [U, prefixLength], 'int32'), prefixCache);
+          const last = F.reshape(F.slice(hidden, 1, prefixLength - 1, prefixLength), [U, -1]);
+          const index = F.tensor(rowImage, [B], 'int32');
+          const first = F.reshape(F.embedding(last, index), [B, 1, -1]); // predicts word 0
+          const cache = prefixCache.gatherRows(rowImage);
+          const rest = model.hidden(F.tensor(inputs, [B, CAPTION_LENGTH - 1], 'int32'), cache);
+          const logits = model.head(F.concat([first, rest], 1)); // [B, 6, V]
+          return F.crossEntropy(
+            logits,
+            F.tensor(targets, [B, CAPTION_LENGTH], 'int32'),
+            'none',
+          ).toFloat32Array(); // [B, 6]
+        }),
+      );
+      batch.forEach((r, b) => {
+        let total = 0;
+        for (let t = 0; t < CAPTION_LENGTH; t++) total -= losses[b * CAPTION_LENGTH + t]!;
+        out[r.pair] = total;
+      });
+    }
+  } finally {
+    model.train(wasTraining);
+  }
+  return out;
 }
 
 /** log p(image | caption) of each pair; -Infinity if incomplete. */

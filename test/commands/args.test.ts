@@ -183,7 +183,13 @@ test('sampling flags: each search is on, off or the preset value; on and off tog
     colourSearch: false,
   });
   assert.deepEqual(settings(['--colour-search']), { colourSearch: true });
-  for (const name of ['digit-search', 'colour-search'])
+  assert.deepEqual(settings(['--no-shift-views', '--colour-search']), {
+    colourSearch: true,
+    shiftViews: false,
+  });
+  assert.deepEqual(settings(['--shift-views']), { shiftViews: true });
+  assert.deepEqual(settings(['--no-caption-first']), { captionFirst: false });
+  for (const name of ['digit-search', 'colour-search', 'shift-views', 'caption-first'])
     assert.throws(
       () => settings([`--${name}`, `--no-${name}`]),
       (e: Error) =>

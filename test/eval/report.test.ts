@@ -137,7 +137,8 @@ test('every section of the report is filled, with numbers in range', () => {
     ]),
   );
   for (const r of report.comparisons) assert.ok(r.value >= 0 && r.value <= 1 && r.ms > 0);
-  assert.equal(report.sampling.unconditional.guidance, 1); // no guidance without a condition
+  // Unconditional draws the caption first by default, so the caption is a condition to guide by.
+  assert.equal(report.sampling.unconditional.guidance, 2);
   assert.equal(report.sampling.imageToText.guidance, 2);
   for (const mode of ['textToImage', 'imageToText', 'unconditional'] as const) {
     const e = report.errors[mode];
@@ -202,7 +203,7 @@ test('report.json and report.md hold every setting and the checkpoint hash', () 
     run.checkpointSha256,
     '| seed | 3 |',
     '| sampling, text -> image | T 0.8, top-k 20, top-p 0.9, guidance 2, rerank 2 |',
-    '| sampling, unconditional | T 0.8, top-k 20, top-p 0.9, rerank 2 |',
+    '| sampling, unconditional | caption first, T 0.8, top-k 20, top-p 0.9, guidance 2, rerank 2 |',
     '| N (test items per mode) | 5 |',
     '| text -> image | seed rules | T 1 |',
     'Where the errors are',

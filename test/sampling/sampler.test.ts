@@ -10,7 +10,7 @@ import { noGrad, tidy, memoryStats } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
 import { GPT, KVCache, type GptConfig } from '../../src/gpt/model';
 import { Vocab, CAPTION_LENGTH, DIGIT_WORDS, captionText } from '../../src/data/vocab';
-import { COLOURS, SHADES } from '../../src/data/palette';
+import { COLOURS, PALETTE, SHADES, isLegible } from '../../src/data/palette';
 import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
 import { SamplingRules, parseSequence } from '../../src/sampling/rules';
 import {
@@ -157,6 +157,38 @@ test('rules: caption grammar by word class, and palette colours after each shade
   assert.ok(names(palette.nextAllowed([...start, dark])).includes('gold'));
   assert.ok(!names(palette.nextAllowed([...start, dark])).includes('white'));
   assert.throws(() => new SamplingRules(vocab, { grammar: 'strict' as 'words' }), /none, words/);
+});
+
+test('rules: the legible grammar allows only backgrounds legible on the foreground', () => {
+  const legible = new SamplingRules(vocab, { grammar: 'legible' });
+  const names = (mask: Uint8Array): string[] =>
+    legible.allowedTokens(mask).map((id) => vocab.tokenName(id));
+  const start = [vocab.bos, vocab.endOfImage];
+  let narrowed = 0;
+  for (const fg of PALETTE) {
+    const prefix = [
+      ...start,
+      ...[fg.shade, fg.colour, 'seven', 'on'].map((w) => vocab.wordToken(w)),
+    ];
+    const onFg = PALETTE.filter((bg) => isLegible(fg.index, bg.index));
+    const shades = SHADES.filter((sh) => onFg.some((bg) => bg.shade === sh));
+    assert.deepEqual(names(legible.nextAllowed(prefix)), shades, fg.name);
+    for (const shade of shades) {
+      const colours = names(legible.nextAllowed([...prefix, vocab.wordToken(shade)]));
+      const want = onFg.filter((bg) => bg.shade === shade).map((bg) => bg.colour);
+      assert.deepEqual([...colours].sort(), [...want].sort(), `${fg.name} on ${shade}`);
+    }
+    if (onFg.length < PALETTE.length - 1) narrowed++;
+  }
+  assert.ok(narrowed > 0, 'some foreground rules out more than itself (the test has power)');
+  // The foreground follows the palette rule; an image-first caption gets the same rule.
+  assert.deepEqual(names(legible.nextAllowed([...start, vocab.wordToken('normal')])), ['red']);
+  const samples = unconditional(model, vocab, 24, { seed: 4, grammar: 'legible' });
+  assertSamplesWellFormed(samples);
+  for (const s of samples) {
+    assert.ok(s.meaning !== null, `not a palette caption: ${s.caption}`);
+    assert.ok(isLegible(s.meaning.fg, s.meaning.bg), `illegible: ${s.caption}`);
+  }
 });
 
 // ---- KV cache ------------------------------------------------------------------------------------
