@@ -52,7 +52,7 @@ import { Adam, warmupCosineLr } from '../nn/optim';
 import { Rng, deriveSeed } from '../nn/rng';
 import { atomicWriteFile, loadSafetensors, saveSafetensors } from '../nn/safetensors';
 import type { NamedArray } from '../nn/safetensors';
-import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
+import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS, shiftImage } from '../data/coloured';
 import { PALETTE, paletteHash } from '../data/palette';
 import { attributeAccuracy } from './metrics';
 import type { AttributeAccuracy, Attributes } from './metrics';
@@ -435,31 +435,6 @@ export const CLASSIFIER_TRAIN_DEFAULTS: ClassifierTrainSettings = {
   trainLimit: 0,
   shift: 2,
 };
-
-/**
- * dst[0 .. IMAGE_VALUES) = image `index` of `images` moved by (dx, dy) pixels, the uncovered
- * pixels filled with its top-left pixel (the background: MNIST digits keep a 4-pixel margin).
- */
-export function shiftImage(
-  images: Uint8Array,
-  index: number,
-  dx: number,
-  dy: number,
-  dst: Uint8Array,
-  dstOffset: number,
-): void {
-  const src = index * IMAGE_VALUES;
-  for (let y = 0; y < IMAGE_SIZE; y++) {
-    const sy = y - dy;
-    for (let x = 0; x < IMAGE_SIZE; x++) {
-      const sx = x - dx;
-      const inside = sy >= 0 && sy < IMAGE_SIZE && sx >= 0 && sx < IMAGE_SIZE;
-      const from = inside ? src + (sy * IMAGE_SIZE + sx) * IMAGE_CHANNELS : src;
-      const to = dstOffset + (y * IMAGE_SIZE + x) * IMAGE_CHANNELS;
-      for (let c = 0; c < IMAGE_CHANNELS; c++) dst[to + c] = images[from + c]!;
-    }
-  }
-}
 
 export interface TrainClassifierOptions {
   /** Real images with their labels (the train split). */

@@ -147,6 +147,12 @@ function captionDigit(s: Sample): number {
   return (DIGIT_WORDS as readonly string[]).indexOf(s.words[DIGIT_POSITION]!);
 }
 
+/** Sample `s` with its 6 caption words (the last 6 tokens) replaced by `words`. */
+function withWords(vocab: Vocab, s: Sample, words: readonly string[]): Sample {
+  const prompt = s.tokens.subarray(0, s.tokens.length - 6);
+  return toSample(Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]), vocab);
+}
+
 /** Caption words with the digit replaced by `digit`. */
 function withDigit(words: readonly string[], digit: string): string[] {
   const out = words.slice();
@@ -197,13 +203,11 @@ function searchSlot(
     if (s.words.length !== 6) return;
     const own = slot.positions.map((p) => s.words[p]);
     if (slot.onlyIfValid && !slot.alternatives.some((a) => a.every((w, j) => w === own[j]))) return;
-    const prompt = s.tokens.subarray(0, s.tokens.length - 6);
     for (const alternative of slot.alternatives) {
       const words = s.words.slice();
       slot.positions.forEach((p, j) => (words[p] = alternative[j]!));
       if (words.every((w, j) => w === s.words[j])) continue;
-      const tokens = Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]);
-      variants.push({ item, sample: toSample(tokens, vocab) });
+      variants.push({ item, sample: withWords(vocab, s, words) });
     }
   });
   if (variants.length === 0) return chosen;
@@ -282,13 +286,11 @@ export function viewDigitVote(
     );
   const D = DIGIT_WORDS.length;
   const items: number[] = [];
-  const views: ArrayLike<number>[][] = [];
   const pairs: { captionTokens: number[]; imageCodes: ArrayLike<number> }[] = [];
   chosen.forEach((s, i) => {
     if (captionDigit(s) < 0) return;
     items.push(i);
     const all = [s.imageCodes, ...imageViews[i]!];
-    views.push(all);
     for (const digit of DIGIT_WORDS) {
       const captionTokens = withDigit(s.words, digit).map((w) => vocab.wordToken(w));
       for (const imageCodes of all) pairs.push({ captionTokens, imageCodes });
@@ -303,8 +305,8 @@ export function viewDigitVote(
   );
   const result = chosen.slice();
   let k = 0;
-  items.forEach((i, j) => {
-    const nViews = views[j]!.length;
+  items.forEach((i) => {
+    const nViews = 1 + imageViews[i]!.length; // the image itself and its views
     let best = -1;
     let bestScore = -Infinity;
     for (let d = 0; d < D; d++) {
@@ -318,10 +320,8 @@ export function viewDigitVote(
     if (best < 0) return; // no complete pair to score: the caption stays as chosen
     const s = chosen[i]!;
     const candidates = (s.rerank?.candidates ?? 1) + (opts.triedDigits === true ? 0 : D - 1);
-    const prompt = s.tokens.subarray(0, s.tokens.length - 6);
-    const words = withDigit(s.words, DIGIT_WORDS[best]!);
-    const tokens = Int32Array.from([...prompt, ...words.map((w) => vocab.wordToken(w))]);
-    result[i] = { ...toSample(tokens, vocab), rerank: { score: bestScore, candidates } };
+    const sample = withWords(vocab, s, withDigit(s.words, DIGIT_WORDS[best]!));
+    result[i] = { ...sample, rerank: { score: bestScore, candidates } };
   });
   return result;
 }

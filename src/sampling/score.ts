@@ -155,15 +155,9 @@ export function captionGivenImage(
   const images: Int32Array[] = [];
   const complete: { pair: number; image: number; caption: number[] }[] = [];
   pairs.forEach((p, i) => {
-    const words = Array.from(p.captionTokens);
-    const codes = Array.from(p.imageCodes);
-    if (
-      words.length !== CAPTION_LENGTH ||
-      !words.every((t) => vocab.isWordToken(t)) ||
-      codes.length !== IMAGE_TOKENS ||
-      !codes.every((t) => vocab.isImageToken(t))
-    )
-      return;
+    const tokens = completePair(vocab, p);
+    if (tokens === null) return;
+    const { words, codes } = tokens;
     const key = codes.join(',');
     let image = imageOf.get(key);
     if (image === undefined) {
@@ -192,6 +186,7 @@ export function captionGivenImage(
       const U = distinct.length;
       const prefixes = new Int32Array(U * prefixLength); // [U, prefixLength]
       distinct.forEach((image, u) => {
+        // Any caption will do: only the prefix before it is kept.
         const seq = pairSequence(vocab, IMAGE_TO_TEXT, batch[0]!.caption, images[image]!);
         prefixes.set(seq.subarray(0, prefixLength), u * prefixLength);
       });
@@ -240,6 +235,21 @@ export function imageGivenCaption(
   return scorePairs(model, vocab, pairs, TEXT_TO_IMAGE, IMAGE_GIVEN_CAPTION, batchSize);
 }
 
+/** A pair's 6 word tokens and 49 image codes as arrays, or null if it is not complete. */
+function completePair(
+  vocab: Vocab,
+  p: { captionTokens: ArrayLike<number>; imageCodes: ArrayLike<number> },
+): { words: number[]; codes: number[] } | null {
+  const words = Array.from(p.captionTokens);
+  const codes = Array.from(p.imageCodes);
+  const complete =
+    words.length === CAPTION_LENGTH &&
+    words.every((t) => vocab.isWordToken(t)) &&
+    codes.length === IMAGE_TOKENS &&
+    codes.every((t) => vocab.isImageToken(t));
+  return complete ? { words, codes } : null;
+}
+
 function scorePairs(
   model: GPT,
   vocab: Vocab,
@@ -252,17 +262,10 @@ function scorePairs(
   const complete: number[] = [];
   const sequences: Int32Array[] = [];
   pairs.forEach((p, i) => {
-    const words = Array.from(p.captionTokens);
-    const codes = Array.from(p.imageCodes);
-    if (
-      words.length === CAPTION_LENGTH &&
-      words.every((t) => vocab.isWordToken(t)) &&
-      codes.length === IMAGE_TOKENS &&
-      codes.every((t) => vocab.isImageToken(t))
-    ) {
-      complete.push(i);
-      sequences.push(pairSequence(vocab, order, words, codes));
-    }
+    const tokens = completePair(vocab, p);
+    if (tokens === null) return;
+    complete.push(i);
+    sequences.push(pairSequence(vocab, order, tokens.words, tokens.codes));
   });
   const scores = spanLogLikelihood(model, sequences, span, batchSize);
   complete.forEach((i, k) => (out[i] = scores[k]!));

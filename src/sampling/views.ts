@@ -7,10 +7,11 @@
 // digits (the README's sweep). The sampler uses the views in its last image -> text step (see
 // rerank.ts, `viewDigitVote`); drawing the candidate captions uses the image itself.
 //
-// A shift moves the image by (dx, dy) pixels and repeats the edge row or column into the gap:
-// the edge of a coloured MNIST image is background.
+// A shift moves the image by (dx, dy) pixels and repeats the edge row or column into the gap
+// (`shiftImage` of src/data/coloured.ts with fill 'edge'): a stroke that touches the edge is
+// extended rather than cut.
 
-import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES } from '../data/coloured';
+import { IMAGE_VALUES, shiftImage } from '../data/coloured';
 import { IMAGE_TOKENS } from '../data/sequences';
 
 /** The shifts (dx, dy) in pixels of the views beside the image itself: right, left, down, up. */
@@ -20,21 +21,6 @@ export const VIEW_SHIFTS: readonly (readonly [number, number])[] = [
   [0, 1],
   [0, -1],
 ];
-
-/** A [28, 28, 3] image moved by (dx, dy) pixels, the edge repeated into the gap. */
-export function shiftImage(image: Uint8Array, dx: number, dy: number): Uint8Array {
-  if (image.length !== IMAGE_VALUES)
-    throw new Error(`shiftImage: expected ${IMAGE_VALUES} values, got ${image.length}`);
-  const clamp = (v: number) => Math.min(IMAGE_SIZE - 1, Math.max(0, v));
-  const out = new Uint8Array(IMAGE_VALUES);
-  for (let y = 0; y < IMAGE_SIZE; y++)
-    for (let x = 0; x < IMAGE_SIZE; x++) {
-      const from = (clamp(y - dy) * IMAGE_SIZE + clamp(x - dx)) * IMAGE_CHANNELS;
-      const to = (y * IMAGE_SIZE + x) * IMAGE_CHANNELS;
-      for (let c = 0; c < IMAGE_CHANNELS; c++) out[to + c] = image[from + c]!;
-    }
-  return out;
-}
 
 /**
  * The codes of each image's shifted views: result[i][v] is image i moved by VIEW_SHIFTS[v], encoded
@@ -51,12 +37,10 @@ export function shiftedViewCodes(
     );
   const V = VIEW_SHIFTS.length;
   const shifted = new Uint8Array(count * V * IMAGE_VALUES); // [count, V, 28, 28, 3]
-  for (let i = 0; i < count; i++) {
-    const image = images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES);
+  for (let i = 0; i < count; i++)
     VIEW_SHIFTS.forEach(([dx, dy], v) =>
-      shifted.set(shiftImage(image, dx, dy), (i * V + v) * IMAGE_VALUES),
+      shiftImage(images, i, dx, dy, shifted, (i * V + v) * IMAGE_VALUES, 'edge'),
     );
-  }
   const codes = count === 0 ? new Int32Array(0) : tokenizer.encode(shifted, count * V);
   return Array.from({ length: count }, (_, i) =>
     Array.from({ length: V }, (_, v) =>

@@ -13,6 +13,7 @@ import * as F from '../../src/engine/ops';
 import { Rng } from '../../src/nn/rng';
 import { TestRng } from '../engine/gradcheck';
 import { loadSafetensors, saveSafetensors } from '../../src/nn/safetensors';
+import { shiftImage } from '../../src/data/coloured';
 import {
   AttributeClassifier,
   ensureClassifier,
@@ -23,7 +24,6 @@ import {
   imagesToInput,
   loadClassifier,
   saveClassifier,
-  shiftImage,
   trainClassifier,
   type ClassifierConfig,
 } from '../../src/eval/classifier';
