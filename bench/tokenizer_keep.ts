@@ -4,7 +4,11 @@
 // The `seed` weights' full9600 tokenizer trained on the validation items, so its validation
 // numbers are optimistic.
 //
-// Usage: node dist/bench/tokenizer_keep.js [--n 5000] TOKENIZER.safetensors [...]
+// Usage: node dist/bench/tokenizer_keep.js [--n 5000] [--search C,S[,R][;C,S[,R]...]] [--splits validation,test]
+//          TOKENIZER.safetensors [...]
+// --search adds rows for each tokenizer encoding with the code search (src/vqvae/search.ts):
+// C candidates per cell, S sweeps, R the reach (absent: every cell); each row also gives the encoding time per image (a searched
+// test split is read from the token cache when there, and then the time is the cache's).
 // Prints a Markdown table: tokenizer, split, N, pixels exact, all three kept (the classifier reads
 // the reconstruction right), digit, fg, bg, and "as the real image": the classifier reads the
 // reconstruction as it reads the real image, all three (what the tokenizer itself loses, apart
@@ -20,10 +24,16 @@ import { ensureClassifier } from '../src/eval/classifier';
 import { attributeAccuracy } from '../src/eval/metrics';
 import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
 import { loadVqVae, evaluateVqVae } from '../src/vqvae/train';
+import { tokenise } from '../src/commands/train';
+import type { CodeSearch } from '../src/vqvae/search';
 
 function main(): void {
   const { values, positionals } = parseArgs({
-    options: { n: { type: 'string', default: '5000' } },
+    options: {
+      n: { type: 'string', default: '5000' },
+      search: { type: 'string', default: '' },
+      splits: { type: 'string', default: 'validation,test' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -31,6 +41,21 @@ function main(): void {
   if (!Number.isInteger(n) || n < 1)
     throw new Error(`--n must be a positive integer, got ${values.n}`);
   if (positionals.length === 0) throw new Error('name at least one tokenizer .safetensors file');
+  const searches: (CodeSearch | undefined)[] = [undefined];
+  for (const item of values.search.split(';').filter((x) => x !== '')) {
+    const [candidates, sweeps, reach, ...rest] = item.split(',').map(Number);
+    if (!Number.isInteger(candidates) || !Number.isInteger(sweeps) || rest.length > 0)
+      throw new Error(`--search: expected C,S or C,S,R (candidates, sweeps, reach), got '${item}'`);
+    searches.push(
+      reach === undefined
+        ? { candidates: candidates!, sweeps: sweeps! }
+        : { candidates: candidates!, sweeps: sweeps!, reach },
+    );
+  }
+  const wanted = values.splits.split(',');
+  for (const name of wanted)
+    if (name !== 'validation' && name !== 'test')
+      throw new Error(`--splits: expected validation and/or test, got '${name}'`);
   const log = (l: string) => console.error(l);
   const data = loadColouredMnist({ log });
   const classifier = ensureClassifier({
@@ -45,15 +70,17 @@ function main(): void {
     validationItems: VALIDATION_ITEMS,
     heldOutPairs: 0,
   }).validation;
-  const splits: [string, ColouredSplit][] = [
-    ['validation', validation],
-    ['test', data.test],
-  ];
+  const splits = (
+    [
+      ['validation', validation],
+      ['test', data.test],
+    ] as [string, ColouredSplit][]
+  ).filter(([name]) => wanted.includes(name));
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   console.log(
-    '| tokenizer | split | N | pixels exact | keeps all 3 | digit | fg | bg | as the real image |',
+    '| tokenizer | encoding | split | N | pixels exact | keeps all 3 | digit | fg | bg | as the real image | ms/image |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const [name, split] of splits) {
     const count = Math.min(n, split.count);
     const images = split.images.subarray(0, count * IMAGE_VALUES);
@@ -65,18 +92,33 @@ function main(): void {
     const onReal = classifier.model.classify(images, count);
     const real = attributeAccuracy(onReal, truth, count);
     console.log(
-      `| real images | ${name} | ${count} | | ${pct(real.all)} | ${pct(real.digit)} | ${pct(real.fg)} | ${pct(real.bg)} | |`,
+      `| real images | | ${name} | ${count} | | ${pct(real.all)} | ${pct(real.digit)} | ${pct(real.fg)} | ${pct(real.bg)} | | |`,
     );
     for (const file of positionals) {
-      const tokenizer = loadVqVae(file);
-      const evaluation = evaluateVqVae(tokenizer, { images, count });
-      const recon = tokenizer.decode(evaluation.codes, count);
-      const onRecon = classifier.model.classify(recon, count);
-      const kept = attributeAccuracy(onRecon, truth, count);
-      const asReal = attributeAccuracy(onRecon, onReal, count);
-      console.log(
-        `| ${path.relative(process.cwd(), file)} | ${name} | ${count} | ${pct(evaluation.pixelAccuracy)} | ${pct(kept.all)} | ${pct(kept.digit)} | ${pct(kept.fg)} | ${pct(kept.bg)} | ${pct(asReal.all)} |`,
-      );
+      const loaded = loadVqVae(file);
+      for (const search of searches) {
+        const tokenizer = loaded.withCodeSearch(search);
+        const t0 = performance.now();
+        // A searching tokenizer's test codes go through the pipelines' token cache (data/tokens/):
+        // they are slow to make, and a GPT trained through the tokenizer reads the same file.
+        const codes =
+          search && split === data.test ? tokenise(tokenizer, split, count, log) : undefined;
+        const evaluation = evaluateVqVae(tokenizer, { images, count }, { codes });
+        const msPerImage = (performance.now() - t0) / count;
+        const recon = tokenizer.decode(evaluation.codes, count);
+        const onRecon = classifier.model.classify(recon, count);
+        const kept = attributeAccuracy(onRecon, truth, count);
+        const asReal = attributeAccuracy(onRecon, onReal, count);
+        const encoding = search
+          ? `search ${search.candidates} x ${search.sweeps}` +
+            (search.reach === undefined ? '' : `, reach ${search.reach}`)
+          : 'nearest';
+        console.log(
+          `| ${path.relative(process.cwd(), file)} | ${encoding} | ${name} | ${count} | ${pct(evaluation.pixelAccuracy)} | ${pct(kept.all)} | ${pct(kept.digit)} | ${pct(kept.fg)} | ${pct(kept.bg)} | ${pct(asReal.all)} | ${msPerImage.toFixed(1)} |`,
+        );
+        tokenizer.dispose();
+      }
+      loaded.dispose();
     }
   }
 }

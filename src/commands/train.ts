@@ -175,6 +175,24 @@ export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
   },
 
   /**
+   * `perceptual`'s weights, encoding with the code search (src/vqvae/search.ts): each cell's
+   * nearest code is the start, and in one raster sweep over the cells within one cell of a
+   * wrongly decoded pixel, its 2 nearest codes are tried, keeping the one whose decoding is
+   * closest to the image. No training (0 steps). Chosen on the validation split
+   * (bench/results/tokenizer-search-validation.md).
+   */
+  searched: {
+    config: { ...VQVAE_PRESETS.default, codeSearch: { candidates: 2, sweeps: 1, reach: 1 } },
+    batchSize: 64,
+    steps: 0,
+    lr: 0,
+    trainLimit: 0,
+    seed: 2,
+    validationItems: VALIDATION_ITEMS,
+    init: 'perceptual',
+  },
+
+  /**
    * `full` trained 12,000 steps more (warm-up to lr 5e-4, cosine to 5e-5), for the issue's 99%:
    * `full` keeps all three attributes in 98.65% of test reconstructions by the shipped
    * classifier. Fine-tuning only its decoder on fixed codes (3000 steps) left that at 98.64%
@@ -218,6 +236,12 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
       gpt: 'seed',
       summary:
         "the user's recipe through `perceptual`, the full tokenizer trained on with a perceptual loss (trains it first)",
+    },
+    'seed-searched': {
+      tokenizer: 'searched',
+      gpt: 'seed',
+      summary:
+        "the user's recipe through `searched`: `perceptual` encoding with the code search (copies it if shipped)",
     },
     best: {
       tokenizer: 'full',
@@ -344,17 +368,29 @@ function trainTokenizer(
       throw new Error(
         `tokenizer recipe '${recipeName}': init '${recipe.init}' must name another recipe (known: ${Object.keys(TOKENIZER_RECIPES).join(', ')})`,
       );
+    // The code search changes only how images are encoded, so it may differ from the init's.
+    const { codeSearch: _ours, ...ours } = recipe.config;
+    const { codeSearch: _theirs, ...theirs } = from.config;
     if (
-      JSON.stringify(from.config) !== JSON.stringify(recipe.config) ||
+      JSON.stringify(theirs) !== JSON.stringify(ours) ||
       from.validationItems !== recipe.validationItems
     )
       throw new Error(
-        `tokenizer recipe '${recipeName}': its config and validation split must be those of its init '${recipe.init}'`,
+        `tokenizer recipe '${recipeName}': its config (apart from codeSearch) and validation split must be those of its init '${recipe.init}'`,
       );
     start = ensureTokenizer(recipe.init, train, test, log).model;
     log(
       `tokenizer: recipe '${recipeName}' starts from recipe '${recipe.init}' (fingerprint ${vqVaeFingerprint(start)})`,
     );
+  }
+  if (recipe.steps === 0) {
+    // No training: the init's tokenizer, encoding as this recipe's config says (its code search).
+    if (start === undefined)
+      throw new Error(
+        `tokenizer recipe '${recipeName}': 0 steps needs an init recipe to start from`,
+      );
+    const model = start.withCodeSearch(recipe.config.codeSearch);
+    return saveTokenizer(recipeName, recipe, model, 0, file, reportFile, test, log);
   }
   // Training state every ~2% of the steps: a killed run (Ctrl-C included) continues from it.
   const statePath = path.join(path.dirname(file), 'training-state.safetensors');
@@ -403,10 +439,40 @@ function trainTokenizer(
     fs.rmSync(statePath);
     trained = run(false);
   }
-  const { model, wallMs } = trained;
+  const saved = saveTokenizer(
+    recipeName,
+    recipe,
+    trained.model,
+    trained.wallMs,
+    file,
+    reportFile,
+    test,
+    log,
+  );
+  fs.rmSync(statePath, { force: true }); // after the save: a run killed before it resumes
+  return saved;
+}
+
+/** Evaluates a recipe's tokenizer on the test split and saves it with its report. */
+function saveTokenizer(
+  recipeName: string,
+  recipe: TokenizerRecipe,
+  model: VqVae,
+  wallMs: number,
+  file: string,
+  reportFile: string,
+  test: ColouredSplit,
+  log: (l: string) => void,
+): { model: VqVae; path: string; report: Omit<VqVaeEvaluation, 'codes'> } {
   const evalLimit = recipe.trainLimit > 0 ? Math.min(1000, test.count) : test.count;
-  const { codes: _codes, ...report } = evaluateVqVae(model, test, { limit: evalLimit });
+  const t0 = Date.now();
+  // The codes through the token cache: a pipeline through this tokenizer reads them from there.
+  const codes = tokenise(model, test, evalLimit, log);
+  const { codes: _codes, ...report } = evaluateVqVae(model, test, { limit: evalLimit, codes });
   void _codes;
+  log(
+    `tokenizer: encoded and decoded ${evalLimit} test images in ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  );
   const full = {
     ...report,
     trainSteps: recipe.steps,
@@ -416,7 +482,6 @@ function trainTokenizer(
   };
   saveVqVae(model, file, { recipe: recipeName, report: JSON.stringify(full) });
   atomicWriteFile(reportFile, JSON.stringify(full, null, 2) + '\n');
-  fs.rmSync(statePath, { force: true });
   log(
     `tokenizer: test pixel accuracy ${(100 * report.pixelAccuracy).toFixed(2)}%, ${report.usedCodes}/${report.codebookSize} codes used, perplexity ${report.perplexity.toFixed(1)} (${(wallMs / 1000).toFixed(0)} s)`,
   );
@@ -442,15 +507,27 @@ export function tokenise(
     'tokens',
     `${fingerprint}-${tag}-${count}.safetensors`,
   );
-  if (fs.existsSync(file)) {
+  const cached = (at: string, n: number): Int32Array | undefined => {
+    if (!fs.existsSync(at)) return undefined;
     try {
-      const contents = loadSafetensors(file);
+      const contents = loadSafetensors(at);
       if (contents.metadata.tokenizer === fingerprint)
-        return requireTensor(contents, 'codes', 'I32', [count, 49]).data;
-      log(`tokens: ${file} was made by another tokenizer; re-encoding`);
+        return requireTensor(contents, 'codes', 'I32', [n, 49]).data;
+      log(`tokens: ${at} was made by another tokenizer; re-encoding`);
     } catch (e) {
-      log(`tokens: cache ${file} is unreadable (${(e as Error).message}); re-encoding`);
+      log(`tokens: cache ${at} is unreadable (${(e as Error).message}); re-encoding`);
     }
+    return undefined;
+  };
+  const hit = cached(file, count);
+  if (hit !== undefined) return hit;
+  if (count < split.count) {
+    // The first `count` items of a cached whole split (a searching tokenizer is slow to encode).
+    const whole = cached(
+      file.replace(/-\d+\.safetensors$/, `-${split.count}.safetensors`),
+      split.count,
+    );
+    if (whole !== undefined) return whole.slice(0, count * 49);
   }
   const t0 = Date.now();
   const codes = model.encode(split.images, count);

@@ -48,6 +48,8 @@ import * as F from '../engine/ops';
 import { Module, ModuleList, Conv2d, ConvTranspose2d, randn } from '../nn/module';
 import { Rng } from '../nn/rng';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
+import type { CodeSearch, SearchableTokenizer } from './search';
+import { searchCodes, validateCodeSearch } from './search';
 
 /** Side of the code grid: 28 / 4 (two stride-2 convolutions). */
 export const CODE_GRID = IMAGE_SIZE / 4;
@@ -88,6 +90,13 @@ export interface VqVaeConfig {
    * colours are properties of the whole image, and this lets every code see and share them.
    */
   globalContext: boolean;
+  /**
+   * Decoder-aware encoding (src/vqvae/search.ts; absent: each cell gets its nearest code). The
+   * encoder's nearest codes are the start of a search that tries each cell's `candidates`
+   * nearest codes in turn and keeps the one whose decoded image is closest to the input. It
+   * changes only `encode`: training and decoding are the same.
+   */
+  codeSearch?: CodeSearch;
 }
 
 /** What a checkpoint written before a field existed meant by it (the behaviour of that time). */
@@ -157,6 +166,7 @@ export function validateVqVaeConfig(c: VqVaeConfig): VqVaeConfig {
     throw new Error(`VqVaeConfig.globalContext must be true or false, got ${c.globalContext}`);
   if (!(c.emaEpsilon > 0 && Number.isFinite(c.emaEpsilon)))
     throw new Error(`VqVaeConfig.emaEpsilon must be a finite number > 0, got ${c.emaEpsilon}`);
+  if (c.codeSearch !== undefined) validateCodeSearch(c.codeSearch, c.codebookSize);
   return c;
 }
 
@@ -548,7 +558,7 @@ export interface VqVaeLoss {
   logits: Tensor;
 }
 
-export class VqVae extends Module {
+export class VqVae extends Module implements SearchableTokenizer {
   readonly config: VqVaeConfig;
   readonly encoder: Encoder;
   readonly quantizer: VectorQuantizer;
@@ -647,21 +657,68 @@ export class VqVae extends Module {
     };
   }
 
-  /** Images [count, 28, 28, 3] -> codes [count, 49] (int32, raster order), in batches, no grad. */
+  /**
+   * Images [count, 28, 28, 3] -> codes [count, 49] (int32, raster order), in batches, no grad:
+   * the nearest codes, or the searched ones where the config has a `codeSearch`.
+   */
   encode(images: Uint8Array, count: number, batchSize = 256): Int32Array {
     checkImages('VqVae.encode', images, count);
     const codes = new Int32Array(count * CODES_PER_IMAGE);
+    const search = this.config.codeSearch;
     for (let start = 0; start < count; start += batchSize) {
       const n = Math.min(batchSize, count - start);
-      const part = tidy(() =>
-        noGrad(() => {
-          const z = this.encodeRows(this.inputTensor(images, start, n)); // [n*49, D]
-          return F.nearestCode(z, this.quantizer.codebook).indices.toArray() as Int32Array;
-        }),
-      );
+      const part = search
+        ? searchCodes(this, images, start, n, search, batchSize)
+        : tidy(() =>
+            noGrad(() => {
+              const z = this.encodeRows(this.inputTensor(images, start, n)); // [n*49, D]
+              return F.nearestCode(z, this.quantizer.codebook).indices.toArray() as Int32Array;
+            }),
+          );
       codes.set(part, start * CODES_PER_IMAGE);
     }
     return codes;
+  }
+
+  /**
+   * A new tokenizer with these weights and codebook that encodes with `search` (undefined: the
+   * nearest codes). The copy owns its tensors: dispose both.
+   */
+  withCodeSearch(search: CodeSearch | undefined): VqVae {
+    const config: VqVaeConfig = { ...this.config };
+    if (search === undefined) delete config.codeSearch;
+    else config.codeSearch = { ...search };
+    const copy = new VqVae(config, new Rng(0));
+    copy.loadStateDict(this.stateDict(), 'withCodeSearch');
+    copy.setRngState(this.getRngState());
+    copy.training = this.training;
+    return copy;
+  }
+
+  // ---- what the code search uses (SearchableTokenizer) ----
+
+  get codesPerImage(): number {
+    return CODES_PER_IMAGE;
+  }
+
+  get codebook(): Tensor {
+    return this.quantizer.codebook;
+  }
+
+  encoderRows(images: Uint8Array, start: number, n: number): Tensor {
+    return this.encodeRows(this.inputTensor(images, start, n));
+  }
+
+  decodeCodes(codes: Int32Array, rows: number): Tensor {
+    const part = codes.subarray(0, rows * CODES_PER_IMAGE);
+    return this.decodeRows(
+      this.quantizer.lookup(F.tensor(part, [rows * CODES_PER_IMAGE], 'int32')),
+      rows,
+    );
+  }
+
+  lossWeights(images: Uint8Array, n: number): Float32Array {
+    return foregroundWeights(images, n, this.config.foregroundWeight).weights;
   }
 
   /** Codes [count, 49] -> images [count, 28, 28, 3] (argmax levels, always 0..3), in batches. */

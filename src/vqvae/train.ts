@@ -407,12 +407,21 @@ export interface VqVaeEvaluation {
 export function evaluateVqVae(
   model: VqVae,
   set: ImageSet,
-  opts: { batchSize?: number; limit?: number } = {},
+  opts: {
+    batchSize?: number;
+    limit?: number;
+    /** The set's codes [count, 49] if already encoded by this model (e.g. a token cache). */
+    codes?: Int32Array;
+  } = {},
 ): VqVaeEvaluation {
   checkSet('evaluateVqVae', set);
   const count = Math.min(set.count, opts.limit ?? set.count);
   const batchSize = opts.batchSize ?? 256;
-  const codes = model.encode(set.images, count, batchSize);
+  if (opts.codes !== undefined && opts.codes.length !== count * CODES_PER_IMAGE)
+    throw new Error(
+      `evaluateVqVae: codes hold ${opts.codes.length} values, ${count} images need ${count * CODES_PER_IMAGE}`,
+    );
+  const codes = opts.codes ?? model.encode(set.images, count, batchSize);
   const decoded = model.decode(codes, count, batchSize);
   let pixelsRight = 0;
   let valuesRight = 0;

@@ -16,6 +16,7 @@ import {
   rssOverRun,
   runProvenance,
   setAsideForeignRun,
+  tokenise,
   tokenizerPath,
 } from '../../src/commands/train';
 import { GPT_PRESETS } from '../../src/gpt/train';
@@ -25,7 +26,7 @@ import {
   configurationFingerprint,
   saveCheckpoint,
 } from '../../src/gpt/checkpoint';
-import { loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
+import { evaluateVqVae, loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
 import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
@@ -211,11 +212,69 @@ test('a tokenizer recipe with init continues the tokenizer of another recipe, no
     for (const m of [more.model, base, direct.model, scratch.model]) m.dispose();
     assert.throws(
       () => ensureTokenizer('tiny-bad', train, test, () => undefined),
-      /its config and validation split must be those of its init 'tiny'/,
+      /its config \(apart from codeSearch\) and validation split must be those of its init 'tiny'/,
     );
   } finally {
     delete TOKENIZER_RECIPES['tiny-more'];
     delete TOKENIZER_RECIPES['tiny-bad'];
+    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
+    else process.env.MMGPT_RUNS_DIR = saved;
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a 0-step tokenizer recipe is its init with its own code search, evaluated through the token cache', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-search-'));
+  const saved = process.env.MMGPT_RUNS_DIR;
+  process.env.MMGPT_RUNS_DIR = root;
+  const tiny = TOKENIZER_RECIPES.tiny!;
+  const codeSearch = { candidates: 3, sweeps: 1 };
+  TOKENIZER_RECIPES['tiny-searched'] = {
+    ...tiny,
+    config: { ...tiny.config, codeSearch },
+    steps: 0,
+    init: 'tiny',
+  };
+  TOKENIZER_RECIPES['tiny-orphan'] = { ...tiny, steps: 0 };
+  try {
+    const train = split('train', 64, 1);
+    const test = split('test', 16, 2);
+    const lines: string[] = [];
+    const searched = ensureTokenizer('tiny-searched', train, test, (l) => lines.push(l));
+    const base = loadVqVae(tokenizerPath('tiny'));
+    assert.deepEqual(searched.model.config, { ...base.config, codeSearch });
+    const reloaded = loadVqVae(tokenizerPath('tiny-searched'));
+    assert.deepEqual(reloaded.config.codeSearch, codeSearch);
+    // The same weights: decoding agrees; encoding searches, and the report counts its codes.
+    const codes = base.encode(test.images, 16);
+    assert.deepEqual(searched.model.decode(codes, 16), base.decode(codes, 16));
+    const searchedCodes = searched.model.encode(test.images, 16);
+    assert.notDeepEqual(searchedCodes, codes);
+    assert.deepEqual(
+      tokenise(reloaded, test, 0, () => undefined),
+      searchedCodes,
+    );
+    const direct = evaluateVqVae(searched.model, test);
+    assert.equal(searched.report.pixelAccuracy, direct.pixelAccuracy);
+    assert.ok(
+      lines.some((l) => /tokens: encoded 16 test images/.test(l)),
+      lines.join('\n'),
+    );
+    // Asked again, it is reused, not made anew.
+    const again: string[] = [];
+    ensureTokenizer('tiny-searched', train, test, (l) => again.push(l)).model.dispose();
+    assert.ok(
+      again.some((l) => /reusing/.test(l)),
+      again.join('\n'),
+    );
+    assert.throws(
+      () => ensureTokenizer('tiny-orphan', train, test, () => undefined),
+      /0 steps needs an init recipe/,
+    );
+    for (const m of [searched.model, base, reloaded]) m.dispose();
+  } finally {
+    delete TOKENIZER_RECIPES['tiny-searched'];
+    delete TOKENIZER_RECIPES['tiny-orphan'];
     if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
     else process.env.MMGPT_RUNS_DIR = saved;
     fs.rmSync(root, { recursive: true, force: true });

@@ -1,0 +1,295 @@
+// The decoder-aware code search (src/vqvae/search.ts): its candidates against brute-force
+// distances, its codes against a direct one-image-at-a-time coordinate descent written here, its
+// loss never above the nearest codes', and the config field that turns it on (validation,
+// checkpoints, fingerprints, encode). Tiny configs on the reference backend.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { setBackend } from '../../src/engine/registry';
+import { noGrad, tidy } from '../../src/engine/tensor';
+import * as F from '../../src/engine/ops';
+import { Rng } from '../../src/nn/rng';
+import { CODES_PER_IMAGE, VqVae, foregroundWeights, vqVaeConfig } from '../../src/vqvae/model';
+import {
+  cellsNearErrors,
+  codeLosses,
+  nearestCandidates,
+  searchCodes,
+} from '../../src/vqvae/search';
+import { loadVqVae, saveVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
+
+setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
+
+const IMAGE_VALUES = 28 * 28 * 3;
+const PIXELS = 28 * 28;
+
+/** n images: a bar of one colour on another, at random places (levels 0..3). */
+function barImages(n: number, rng: Rng): Uint8Array {
+  const images = new Uint8Array(n * IMAGE_VALUES);
+  for (let i = 0; i < n; i++) {
+    const bg = [rng.int(4), rng.int(4), rng.int(4)];
+    const fg = bg.map((v) => (v + 1 + rng.int(3)) % 4);
+    const x0 = rng.int(20);
+    const y0 = rng.int(10);
+    for (let y = 0; y < 28; y++)
+      for (let x = 0; x < 28; x++) {
+        const colour = x >= x0 && x < x0 + 6 && y >= y0 && y < y0 + 16 ? fg : bg;
+        for (let c = 0; c < 3; c++) images[i * IMAGE_VALUES + (y * 28 + x) * 3 + c] = colour[c]!;
+      }
+  }
+  return images;
+}
+
+function tinyModel(seed = 3, overrides = {}): VqVae {
+  const model = new VqVae(
+    vqVaeConfig('tiny', { foregroundWeight: 3, ...overrides }),
+    new Rng(seed),
+  );
+  model.eval();
+  return model;
+}
+
+/** The weighted cross-entropy of one image's codes, from its decoded logits, in float64. */
+function directLoss(model: VqVae, codes: Int32Array, image: Uint8Array): number {
+  const logits = tidy(() => noGrad(() => model.decodeCodes(codes, 1).toFloat32Array())); // [1, 12, 28, 28]
+  const { weights } = foregroundWeights(image, 1, model.config.foregroundWeight);
+  let loss = 0;
+  for (let p = 0; p < PIXELS; p++)
+    for (let c = 0; c < 3; c++) {
+      const at = (l: number) => logits[(c * 4 + l) * PIXELS + p]!;
+      let max = -Infinity;
+      for (let l = 0; l < 4; l++) max = Math.max(max, at(l));
+      let z = 0;
+      for (let l = 0; l < 4; l++) z += Math.exp(at(l) - max);
+      loss += weights[p * 3 + c]! * (max + Math.log(z) - at(image[p * 3 + c]!));
+    }
+  return loss;
+}
+
+/** Encoder outputs of images as host rows [n*49, D]. */
+function encoderRows(model: VqVae, images: Uint8Array, n: number): Float32Array {
+  return tidy(() => noGrad(() => model.encoderRows(images, 0, n).toFloat32Array()));
+}
+
+/** The m nearest codes of each row by float64 distances, nearest first (ties: lower index). */
+function bruteForceCandidates(model: VqVae, z: Float32Array, m: number): Int32Array {
+  const book = model.codebook.toFloat32Array();
+  const { codebookSize: k, codeDim: d } = model.config;
+  const rows = z.length / d;
+  const out = new Int32Array(rows * m);
+  for (let r = 0; r < rows; r++) {
+    const distance = (c: number) => {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += (z[r * d + j]! - book[c * d + j]!) ** 2;
+      return s;
+    };
+    const order = Array.from({ length: k }, (_, c) => [c, distance(c)] as const).sort(
+      (a, b) => a[1] - b[1] || a[0] - b[0],
+    );
+    out.set(
+      order.slice(0, m).map(([c]) => c),
+      r * m,
+    );
+  }
+  return out;
+}
+
+test('nearestCandidates: the m nearest codes by distance, nearest first', () => {
+  const model = tinyModel();
+  const n = 3;
+  const images = barImages(n, new Rng(1));
+  const z = encoderRows(model, images, n);
+  const rows = n * CODES_PER_IMAGE;
+  const got = tidy(() =>
+    nearestCandidates(F.tensor(z, [rows, model.config.codeDim]), model.codebook, 5),
+  );
+  assert.deepEqual(Array.from(got), Array.from(bruteForceCandidates(model, z, 5)));
+  const nearest = model.withCodeSearch(undefined);
+  const codes = nearest.encode(images, n);
+  for (let r = 0; r < rows; r++) assert.equal(got[r * 5], codes[r], `row ${r}`);
+  nearest.dispose();
+  model.dispose();
+});
+
+test('searchCodes equals a coordinate descent written out, one image and one trial at a time', () => {
+  const model = tinyModel();
+  const n = 5;
+  const m = 3;
+  const sweeps = 2;
+  const images = barImages(n, new Rng(2));
+  const z = encoderRows(model, images, n);
+  const candidates = bruteForceCandidates(model, z, m);
+  const nearest = model.encode(images, n);
+  const expected = nearest.slice();
+  let changed = 0;
+  // One image's loss by the search's own loss function (tested against directLoss below), so
+  // that this checks the search's bookkeeping without float32-vs-float64 near-ties.
+  const lossOf = (codes: Int32Array, image: Uint8Array) =>
+    codeLosses(
+      model,
+      codes,
+      1,
+      image,
+      foregroundWeights(image, 1, model.config.foregroundWeight).weights,
+      new Int32Array(1),
+    )[0]!;
+  for (let b = 0; b < n; b++) {
+    const image = images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES);
+    const codes = expected.subarray(b * CODES_PER_IMAGE, (b + 1) * CODES_PER_IMAGE);
+    let current = lossOf(codes, image);
+    for (let sweep = 0; sweep < sweeps; sweep++)
+      for (let cell = 0; cell < CODES_PER_IMAGE; cell++) {
+        const now = codes[cell]!;
+        let bestCode = now;
+        for (let j = 0; j < m; j++) {
+          const code = candidates[(b * CODES_PER_IMAGE + cell) * m + j]!;
+          if (code === now) continue;
+          const trial = codes.slice();
+          trial[cell] = code;
+          const loss = lossOf(trial, image);
+          if (loss < current) {
+            current = loss;
+            bestCode = code;
+          }
+        }
+        if (bestCode !== now) changed++;
+        codes[cell] = bestCode;
+      }
+  }
+  assert.ok(changed > 0, 'the search changes some code, so the comparison has power');
+  // Small batches, so that an image's trials span several decoder batches.
+  for (const batchRows of [256, 4]) {
+    const got = searchCodes(model, images, 0, n, { candidates: m, sweeps }, batchRows);
+    assert.deepEqual(Array.from(got), Array.from(expected), `batchRows ${batchRows}`);
+  }
+  model.dispose();
+});
+
+test('the searched codes never decode worse than the nearest codes, and encode uses them', () => {
+  const model = tinyModel(5);
+  const n = 6;
+  const images = barImages(n, new Rng(4));
+  const nearest = model.encode(images, n);
+  const searching = model.withCodeSearch({ candidates: 4, sweeps: 1 });
+  const searched = searching.encode(images, n, 4); // batches of 4 and 2 images
+  assert.deepEqual(
+    Array.from(searched),
+    Array.from(searchCodes(model, images, 0, n, { candidates: 4, sweeps: 1 })),
+  );
+  const imageOf = Int32Array.from({ length: n }, (_, b) => b);
+  const { weights } = foregroundWeights(images, n, model.config.foregroundWeight);
+  const before = codeLosses(model, nearest, n, images, weights, imageOf);
+  const after = codeLosses(model, searched, n, images, weights, imageOf);
+  let lower = 0;
+  for (let b = 0; b < n; b++) {
+    assert.ok(after[b]! <= before[b]!, `image ${b}: ${after[b]} > ${before[b]}`);
+    if (after[b]! < before[b]!) lower++;
+    // codeLosses agrees with the direct float64 loss.
+    const direct = directLoss(
+      model,
+      searched.subarray(b * CODES_PER_IMAGE, (b + 1) * CODES_PER_IMAGE),
+      images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES),
+    );
+    assert.ok(Math.abs(direct - after[b]!) <= 1e-4 * Math.abs(direct), `${direct} vs ${after[b]}`);
+  }
+  assert.ok(lower > 0, 'some image is decoded closer');
+  // Decoding is the same function of the codes with or without the search.
+  assert.deepEqual(searching.decode(searched, n), model.decode(searched, n));
+  searching.dispose();
+  model.dispose();
+});
+
+test('codeSearch: validated, saved, loaded, and part of the fingerprint', () => {
+  for (const [bad, pattern] of [
+    [{ candidates: 1, sweeps: 1 }, /candidates must be an integer in 2\.\.32/],
+    [{ candidates: 33, sweeps: 1 }, /candidates must be an integer in 2\.\.32/],
+    [{ candidates: 2.5, sweeps: 1 }, /candidates/],
+    [{ candidates: 2, sweeps: 0 }, /sweeps must be a positive integer/],
+    [{ candidates: 2, sweeps: 1, reach: -1 }, /reach must be a non-negative integer/],
+    [null, /codeSearch must be \{ candidates, sweeps \}/],
+  ] as const)
+    assert.throws(() => vqVaeConfig('tiny', { codeSearch: bad as never }), pattern);
+  const model = tinyModel();
+  const searching = model.withCodeSearch({ candidates: 3, sweeps: 2 });
+  assert.notEqual(vqVaeFingerprint(searching), vqVaeFingerprint(model));
+  assert.equal(vqVaeFingerprint(searching.withCodeSearch(undefined)), vqVaeFingerprint(model));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-search-'));
+  try {
+    saveVqVae(model, path.join(dir, 'plain.safetensors'));
+    saveVqVae(searching, path.join(dir, 'searching.safetensors'));
+    const plain = loadVqVae(path.join(dir, 'plain.safetensors'));
+    const loaded = loadVqVae(path.join(dir, 'searching.safetensors'));
+    assert.equal(plain.config.codeSearch, undefined);
+    assert.deepEqual(loaded.config.codeSearch, { candidates: 3, sweeps: 2 });
+    assert.equal(vqVaeFingerprint(loaded), vqVaeFingerprint(searching));
+    const images = barImages(2, new Rng(9));
+    assert.deepEqual(loaded.encode(images, 2), searching.encode(images, 2));
+    plain.dispose();
+    loaded.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  searching.dispose();
+  model.dispose();
+});
+
+test('reach: only cells near a wrongly decoded pixel are tried', () => {
+  // Trained a little, so that the plain background decodes right and the bar's edges do not.
+  const n = 4;
+  const images = barImages(n, new Rng(6));
+  const { model } = trainVqVae({
+    train: { images, count: n },
+    config: vqVaeConfig('tiny', { foregroundWeight: 3 }),
+    seed: 7,
+    batchSize: n,
+    steps: 30,
+    lr: 1e-2,
+    log: () => {},
+  });
+  model.eval();
+  const nearest = model.encode(images, n);
+  const decoded = model.decode(nearest, n);
+  // The wrong cells, written out: a cell is wrong if any of its 4 x 4 pixels has a wrong level.
+  const wrong = (b: number, y: number, x: number) => {
+    for (let py = 4 * y; py < 4 * y + 4; py++)
+      for (let px = 4 * x; px < 4 * x + 4; px++)
+        for (let c = 0; c < 3; c++) {
+          const i = b * IMAGE_VALUES + (py * 28 + px) * 3 + c;
+          if (decoded[i] !== images[i]) return true;
+        }
+    return false;
+  };
+  let tried = 0;
+  let skipped = 0;
+  for (const reach of [0, 1]) {
+    const near = cellsNearErrors(model, nearest, n, images, reach, 3);
+    for (let b = 0; b < n; b++)
+      for (let y = 0; y < 7; y++)
+        for (let x = 0; x < 7; x++) {
+          let expected = false;
+          for (let yy = Math.max(0, y - reach); yy <= Math.min(6, y + reach); yy++)
+            for (let xx = Math.max(0, x - reach); xx <= Math.min(6, x + reach); xx++)
+              expected ||= wrong(b, yy, xx);
+          assert.equal(
+            near[b * 49 + y * 7 + x],
+            expected ? 1 : 0,
+            `reach ${reach} (${b}, ${y}, ${x})`,
+          );
+          if (reach === 0) expected ? tried++ : skipped++;
+        }
+  }
+  assert.ok(tried > 0 && skipped > 0, `some cells are tried (${tried}) and some not (${skipped})`);
+  // One sweep leaves the untried cells as they were; a reach over the whole grid is no reach.
+  const near = cellsNearErrors(model, nearest, n, images, 0, 256);
+  const searched = searchCodes(model, images, 0, n, { candidates: 3, sweeps: 1, reach: 0 });
+  for (let i = 0; i < n * 49; i++)
+    if (near[i] === 0) assert.equal(searched[i], nearest[i], `untried cell ${i} changed`);
+  assert.deepEqual(
+    Array.from(searchCodes(model, images, 0, n, { candidates: 3, sweeps: 1, reach: 6 })),
+    Array.from(searchCodes(model, images, 0, n, { candidates: 3, sweeps: 1 })),
+  );
+  model.dispose();
+});
