@@ -6,7 +6,8 @@
 //
 // Usage: node dist/bench/tokenizer_keep.js [--n 5000] [--search C,S[,R][;C,S[,R]...]] [--splits validation,test]
 //          TOKENIZER.safetensors [...]
-// --search adds rows for each tokenizer encoding with the code search (src/vqvae/search.ts):
+// Each tokenizer gets a row for its nearest codes and, if its config has a code search, one for
+// that; --search adds rows for each tokenizer encoding with the code search (src/vqvae/search.ts):
 // C candidates per cell, S sweeps, R the reach (absent: every cell); each row also gives the encoding time per image (a searched
 // test split is read from the token cache when there, and then the time is the cache's).
 // Prints a Markdown table: tokenizer, split, N, pixels exact, all three kept (the classifier reads
@@ -96,7 +97,9 @@ function main(): void {
     );
     for (const file of positionals) {
       const loaded = loadVqVae(file);
-      for (const search of searches) {
+      // The nearest codes, the file's own code search if it has one, then each --search.
+      const own = loaded.config.codeSearch;
+      for (const search of own ? [undefined, own, ...searches.slice(1)] : searches) {
         const tokenizer = loaded.withCodeSearch(search);
         const t0 = performance.now();
         // A searching tokenizer's test codes go through the pipelines' token cache (data/tokens/):

@@ -359,7 +359,9 @@ function trainTokenizer(
   }).train;
   const limit = recipe.trainLimit > 0 ? Math.min(recipe.trainLimit, seen.count) : seen.count;
   log(
-    `tokenizer: training recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) for ${recipe.steps} steps on ${limit} images`,
+    recipe.steps === 0
+      ? `tokenizer: making recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) from recipe '${recipe.init}' without training`
+      : `tokenizer: training recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) for ${recipe.steps} steps on ${limit} images`,
   );
   let start: VqVae | undefined;
   if (recipe.init !== undefined) {
@@ -530,7 +532,19 @@ export function tokenise(
     if (whole !== undefined) return whole.slice(0, count * 49);
   }
   const t0 = Date.now();
-  const codes = model.encode(split.images, count);
+  // A searching tokenizer takes minutes for a whole split: a line every 10% of it.
+  let reported = 0;
+  const progress = model.config.codeSearch
+    ? (done: number, total: number) => {
+        if (done < total && done < reported + total / 10) return;
+        reported = done;
+        const seconds = (Date.now() - t0) / 1000;
+        log(
+          `tokens: ${tag} ${done}/${total} images encoded with the code search (${seconds.toFixed(0)} s, ETA ${((seconds / done) * (total - done)).toFixed(0)} s)`,
+        );
+      }
+    : undefined;
+  const codes = model.encode(split.images, count, 256, progress);
   saveSafetensors(
     file,
     { codes: { dtype: 'I32', shape: [count, 49], data: codes } },

@@ -661,7 +661,13 @@ export class VqVae extends Module implements SearchableTokenizer {
    * Images [count, 28, 28, 3] -> codes [count, 49] (int32, raster order), in batches, no grad:
    * the nearest codes, or the searched ones where the config has a `codeSearch`.
    */
-  encode(images: Uint8Array, count: number, batchSize = 256): Int32Array {
+  encode(
+    images: Uint8Array,
+    count: number,
+    batchSize = 256,
+    /** Called after each batch with the images encoded so far. */
+    progress?: (done: number, total: number) => void,
+  ): Int32Array {
     checkImages('VqVae.encode', images, count);
     const codes = new Int32Array(count * CODES_PER_IMAGE);
     const search = this.config.codeSearch;
@@ -676,6 +682,7 @@ export class VqVae extends Module implements SearchableTokenizer {
             }),
           );
       codes.set(part, start * CODES_PER_IMAGE);
+      progress?.(start + n, count);
     }
     return codes;
   }

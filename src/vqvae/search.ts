@@ -25,6 +25,14 @@ import * as F from '../engine/ops';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
 import { argmaxLevels } from './model';
 
+/**
+ * What the search minimises for an image: 'likelihood', the tokenizer's training term (the
+ * foreground-weighted cross-entropy of the decoded levels); 'pixels', the foreground-weighted
+ * count of wrongly decoded values (what the decoded image shows), with the likelihood breaking
+ * ties.
+ */
+export type SearchObjective = 'likelihood' | 'pixels';
+
 /** The code search of `VqVaeConfig.codeSearch`. */
 export interface CodeSearch {
   /** Codes tried at each cell: its `candidates` nearest codebook vectors (at least 2). */
@@ -37,6 +45,8 @@ export interface CodeSearch {
    * Most cells of a digit image are background that the nearest code already draws exactly.
    */
   reach?: number;
+  /** Absent: 'likelihood'. */
+  objective?: SearchObjective;
 }
 
 /** Throws naming the field unless `s` is a valid CodeSearch. */
@@ -49,6 +59,10 @@ export function validateCodeSearch(s: CodeSearch, codebookSize: number): void {
     );
   if (!Number.isInteger(s.sweeps) || s.sweeps < 1)
     throw new Error(`VqVaeConfig.codeSearch.sweeps must be a positive integer, got ${s.sweeps}`);
+  if (s.objective !== undefined && s.objective !== 'likelihood' && s.objective !== 'pixels')
+    throw new Error(
+      `VqVaeConfig.codeSearch.objective must be 'likelihood', 'pixels' or absent, got ${String(s.objective)}`,
+    );
   if (s.reach !== undefined && !(Number.isInteger(s.reach) && s.reach >= 0))
     throw new Error(
       `VqVaeConfig.codeSearch.reach must be a non-negative integer or absent, got ${s.reach}`,
@@ -174,6 +188,7 @@ export function codeLosses(
   images: Uint8Array,
   weights: Float32Array,
   imageOf: Int32Array,
+  objective: SearchObjective = 'likelihood',
 ): Float32Array {
   return tidy(() =>
     noGrad(() => {
@@ -193,10 +208,32 @@ export function codeLosses(
         'none',
       );
       const weighted = F.mul(ce, F.tensor(w, [rows * IMAGE_VALUES]));
-      return F.sum(F.reshape(weighted, [rows, IMAGE_VALUES]), 1).toFloat32Array(); // [rows]
+      const likelihood = F.sum(F.reshape(weighted, [rows, IMAGE_VALUES]), 1).toFloat32Array(); // [rows]
+      if (objective === 'likelihood') return likelihood;
+      // 'pixels': the weighted count of wrongly decoded values, the likelihood breaking ties.
+      const host = logits.toFloat32Array(); // [rows, 12, 28, 28]
+      const pixels = IMAGE_SIZE * IMAGE_SIZE;
+      const out = new Float32Array(rows);
+      for (let r = 0; r < rows; r++) {
+        let wrong = 0;
+        for (let p = 0; p < pixels; p++)
+          for (let c = 0; c < IMAGE_CHANNELS; c++) {
+            const at = r * IMAGE_VALUES * LEVELS + c * LEVELS * pixels + p;
+            let best = 0;
+            for (let l = 1; l < LEVELS; l++)
+              if (host[at + l * pixels]! > host[at + best * pixels]!) best = l;
+            const v = r * IMAGE_VALUES + p * IMAGE_CHANNELS + c;
+            if (best !== targets[v]) wrong += w[v]!;
+          }
+        out[r] = wrong + TIE_BREAK * likelihood[r]!;
+      }
+      return out;
     }),
   );
 }
+
+/** The likelihood's share of the 'pixels' objective: below one wrong value for any image. */
+const TIE_BREAK = 1e-4;
 
 /**
  * Searched codes [n, cells] of images [start, start + n) (see the top of this file). Decodes at
@@ -235,6 +272,7 @@ export function searchCodes(
       own,
       weights,
       everyImage.subarray(b, b + rows),
+      search.objective,
     );
     current.set(part, b);
   }
@@ -269,7 +307,7 @@ export function searchCodes(
           trialCodes[r * cells + cell] = trialCode[t0 + r]!;
           trialOf[r] = b;
         }
-        const losses = codeLosses(model, trialCodes, rows, own, weights, trialOf);
+        const losses = codeLosses(model, trialCodes, rows, own, weights, trialOf, search.objective);
         // An image's trials differ from its current codes in this cell only: the best one that
         // beats the current loss is applied once all are scored (they may span two slices).
         for (let r = 0; r < rows; r++) {

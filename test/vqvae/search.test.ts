@@ -114,59 +114,61 @@ test('nearestCandidates: the m nearest codes by distance, nearest first', () => 
   model.dispose();
 });
 
-test('searchCodes equals a coordinate descent written out, one image and one trial at a time', () => {
-  const model = tinyModel();
-  const n = 5;
-  const m = 3;
-  const sweeps = 2;
-  const images = barImages(n, new Rng(2));
-  const z = encoderRows(model, images, n);
-  const candidates = bruteForceCandidates(model, z, m);
-  const nearest = model.encode(images, n);
-  const expected = nearest.slice();
-  let changed = 0;
-  // One image's loss by the search's own loss function (tested against directLoss below), so
-  // that this checks the search's bookkeeping without float32-vs-float64 near-ties.
-  const lossOf = (codes: Int32Array, image: Uint8Array) =>
-    codeLosses(
-      model,
-      codes,
-      1,
-      image,
-      foregroundWeights(image, 1, model.config.foregroundWeight).weights,
-      new Int32Array(1),
-    )[0]!;
-  for (let b = 0; b < n; b++) {
-    const image = images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES);
-    const codes = expected.subarray(b * CODES_PER_IMAGE, (b + 1) * CODES_PER_IMAGE);
-    let current = lossOf(codes, image);
-    for (let sweep = 0; sweep < sweeps; sweep++)
-      for (let cell = 0; cell < CODES_PER_IMAGE; cell++) {
-        const now = codes[cell]!;
-        let bestCode = now;
-        for (let j = 0; j < m; j++) {
-          const code = candidates[(b * CODES_PER_IMAGE + cell) * m + j]!;
-          if (code === now) continue;
-          const trial = codes.slice();
-          trial[cell] = code;
-          const loss = lossOf(trial, image);
-          if (loss < current) {
-            current = loss;
-            bestCode = code;
+for (const objective of ['likelihood', 'pixels'] as const)
+  test(`searchCodes (${objective}) equals a coordinate descent written out, one image and one trial at a time`, () => {
+    const model = tinyModel();
+    const n = 5;
+    const m = 3;
+    const sweeps = 2;
+    const images = barImages(n, new Rng(2));
+    const z = encoderRows(model, images, n);
+    const candidates = bruteForceCandidates(model, z, m);
+    const nearest = model.encode(images, n);
+    const expected = nearest.slice();
+    let changed = 0;
+    // One image's loss by the search's own loss function (tested against directLoss below), so
+    // that this checks the search's bookkeeping without float32-vs-float64 near-ties.
+    const lossOf = (codes: Int32Array, image: Uint8Array) =>
+      codeLosses(
+        model,
+        codes,
+        1,
+        image,
+        foregroundWeights(image, 1, model.config.foregroundWeight).weights,
+        new Int32Array(1),
+        objective,
+      )[0]!;
+    for (let b = 0; b < n; b++) {
+      const image = images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES);
+      const codes = expected.subarray(b * CODES_PER_IMAGE, (b + 1) * CODES_PER_IMAGE);
+      let current = lossOf(codes, image);
+      for (let sweep = 0; sweep < sweeps; sweep++)
+        for (let cell = 0; cell < CODES_PER_IMAGE; cell++) {
+          const now = codes[cell]!;
+          let bestCode = now;
+          for (let j = 0; j < m; j++) {
+            const code = candidates[(b * CODES_PER_IMAGE + cell) * m + j]!;
+            if (code === now) continue;
+            const trial = codes.slice();
+            trial[cell] = code;
+            const loss = lossOf(trial, image);
+            if (loss < current) {
+              current = loss;
+              bestCode = code;
+            }
           }
+          if (bestCode !== now) changed++;
+          codes[cell] = bestCode;
         }
-        if (bestCode !== now) changed++;
-        codes[cell] = bestCode;
-      }
-  }
-  assert.ok(changed > 0, 'the search changes some code, so the comparison has power');
-  // Small batches, so that an image's trials span several decoder batches.
-  for (const batchRows of [256, 4]) {
-    const got = searchCodes(model, images, 0, n, { candidates: m, sweeps }, batchRows);
-    assert.deepEqual(Array.from(got), Array.from(expected), `batchRows ${batchRows}`);
-  }
-  model.dispose();
-});
+    }
+    assert.ok(changed > 0, 'the search changes some code, so the comparison has power');
+    // Small batches, so that an image's trials span several decoder batches.
+    for (const batchRows of [256, 4]) {
+      const got = searchCodes(model, images, 0, n, { candidates: m, sweeps, objective }, batchRows);
+      assert.deepEqual(Array.from(got), Array.from(expected), `batchRows ${batchRows}`);
+    }
+    model.dispose();
+  });
 
 test('the searched codes never decode worse than the nearest codes, and encode uses them', () => {
   const model = tinyModel(5);
@@ -194,6 +196,24 @@ test('the searched codes never decode worse than the nearest codes, and encode u
       images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES),
     );
     assert.ok(Math.abs(direct - after[b]!) <= 1e-4 * Math.abs(direct), `${direct} vs ${after[b]}`);
+    // The 'pixels' objective: the weighted count of wrong values, plus 1e-4 of the likelihood.
+    const decoded = model.decode(searched.subarray(b * CODES_PER_IMAGE), 1);
+    let wrong = 0;
+    for (let i = 0; i < IMAGE_VALUES; i++)
+      if (decoded[i] !== images[b * IMAGE_VALUES + i]) wrong += weights[b * IMAGE_VALUES + i]!;
+    const pixels = codeLosses(
+      model,
+      searched.subarray(b * CODES_PER_IMAGE),
+      1,
+      images,
+      weights,
+      Int32Array.of(b),
+      'pixels',
+    )[0]!;
+    assert.ok(
+      Math.abs(pixels - (wrong + 1e-4 * direct)) <= 1e-3,
+      `${pixels} vs ${wrong} + ${direct}/1e4`,
+    );
   }
   assert.ok(lower > 0, 'some image is decoded closer');
   // Decoding is the same function of the codes with or without the search.
@@ -209,6 +229,7 @@ test('codeSearch: validated, saved, loaded, and part of the fingerprint', () => 
     [{ candidates: 2.5, sweeps: 1 }, /candidates/],
     [{ candidates: 2, sweeps: 0 }, /sweeps must be a positive integer/],
     [{ candidates: 2, sweeps: 1, reach: -1 }, /reach must be a non-negative integer/],
+    [{ candidates: 2, sweeps: 1, objective: 'pixel' }, /objective must be 'likelihood', 'pixels'/],
     [null, /codeSearch must be \{ candidates, sweeps \}/],
   ] as const)
     assert.throws(() => vqVaeConfig('tiny', { codeSearch: bad as never }), pattern);
