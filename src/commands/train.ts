@@ -16,7 +16,7 @@ import * as os from 'os';
 import { execFileSync } from 'child_process';
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
-import { DEFAULT_DATA_SEED, loadColouredMnist, projectRoot } from '../data/coloured';
+import { DEFAULT_DATA_SEED, IMAGE_VALUES, loadColouredMnist, projectRoot } from '../data/coloured';
 import type { ColouredSplit } from '../data/coloured';
 import { Vocab } from '../data/vocab';
 import { SEQUENCE_LENGTH, splitSequenceSource } from '../data/sequences';
@@ -392,6 +392,7 @@ function trainTokenizer(
         `tokenizer recipe '${recipeName}': 0 steps needs an init recipe to start from`,
       );
     const model = start.withCodeSearch(recipe.config.codeSearch);
+    start.dispose();
     return saveTokenizer(recipeName, recipe, model, 0, file, reportFile, test, log);
   }
   // Training state every ~2% of the steps: a killed run (Ctrl-C included) continues from it.
@@ -500,6 +501,7 @@ export function tokenise(
   limit: number,
   log: (l: string) => void,
   tag: string = split.split,
+  batchSize = 256,
 ): Int32Array {
   const fingerprint = vqVaeFingerprint(model);
   const count = limit > 0 ? Math.min(limit, split.count) : split.count;
@@ -531,26 +533,78 @@ export function tokenise(
     );
     if (whole !== undefined) return whole.slice(0, count * 49);
   }
-  const t0 = Date.now();
-  // A searching tokenizer takes minutes for a whole split: a line every 10% of it.
-  let reported = 0;
-  const progress = model.config.codeSearch
-    ? (done: number, total: number) => {
-        if (done < total && done < reported + total / 10) return;
-        reported = done;
-        const seconds = (Date.now() - t0) / 1000;
+  // A searching tokenizer takes minutes for a whole split: every 10% of it, a line and a partial
+  // file (the codes so far), from which a killed run continues (in the same batches as an
+  // uninterrupted run, so with the same codes).
+  const partialFile = `${file}.partial`;
+  const codes = new Int32Array(count * 49);
+  let done = 0;
+  if (model.config.codeSearch && fs.existsSync(partialFile)) {
+    try {
+      const contents = loadSafetensors(partialFile);
+      const so = Number(contents.metadata.done);
+      if (
+        contents.metadata.tokenizer === fingerprint &&
+        Number(contents.metadata.count) === count &&
+        Number(contents.metadata.batch) === batchSize &&
+        Number.isInteger(so) &&
+        so > 0 &&
+        so < count &&
+        so % batchSize === 0
+      ) {
+        codes.set(requireTensor(contents, 'codes', 'I32', [so, 49]).data);
+        done = so;
         log(
-          `tokens: ${tag} ${done}/${total} images encoded with the code search (${seconds.toFixed(0)} s, ETA ${((seconds / done) * (total - done)).toFixed(0)} s)`,
+          `tokens: ${tag}: continuing from ${so}/${count} images encoded before (${partialFile})`,
+        );
+      }
+    } catch (e) {
+      log(`tokens: ${partialFile} is unreadable (${(e as Error).message}); starting anew`);
+    }
+  }
+  const t0 = Date.now();
+  const from = done;
+  let reported = done;
+  const progress = model.config.codeSearch
+    ? (encoded: number, total: number, part: Int32Array) => {
+        const now = from + encoded;
+        if (encoded < total && now < reported + count / 10) return;
+        reported = now;
+        codes.set(part.subarray(0, encoded * 49), from * 49);
+        if (encoded < total)
+          saveSafetensors(
+            partialFile,
+            { codes: { dtype: 'I32', shape: [now, 49], data: codes.subarray(0, now * 49) } },
+            {
+              tokenizer: fingerprint,
+              count: String(count),
+              batch: String(batchSize),
+              done: String(now),
+            },
+          );
+        const seconds = (Date.now() - t0) / 1000;
+        const rate = seconds / (now - from);
+        log(
+          `tokens: ${tag} ${now}/${count} images encoded with the code search (${seconds.toFixed(0)} s, ETA ${(rate * (count - now)).toFixed(0)} s)`,
         );
       }
     : undefined;
-  const codes = model.encode(split.images, count, 256, progress);
+  const rest = model.encode(
+    split.images.subarray(done * IMAGE_VALUES),
+    count - done,
+    batchSize,
+    progress,
+  );
+  codes.set(rest, done * 49);
   saveSafetensors(
     file,
     { codes: { dtype: 'I32', shape: [count, 49], data: codes } },
     { tokenizer: fingerprint },
   );
-  log(`tokens: encoded ${count} ${tag} images in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  fs.rmSync(partialFile, { force: true });
+  log(
+    `tokens: encoded ${count - from} ${tag} images in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   return codes;
 }
 
@@ -821,7 +875,10 @@ export const TRAIN_COMMAND: CommandSpec = {
   continues. One writer per run directory: a second one is refused.
   --preset NAME   one of (default quick):
 ${Object.entries(PIPELINE_PRESETS)
-  .map(([n, p]) => `                    ${n.padEnd(12)} ${p.summary}`)
+  .map(
+    ([n, p]) =>
+      `    ${n.padEnd(Math.max(...Object.keys(PIPELINE_PRESETS).map((k) => k.length)))}  ${p.summary}`,
+  )
   .join('\n')}
   --backend B     kernel backend (default: the fastest that loads)
   --resume        continue from the run directory's checkpoint

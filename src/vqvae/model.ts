@@ -665,8 +665,8 @@ export class VqVae extends Module implements SearchableTokenizer {
     images: Uint8Array,
     count: number,
     batchSize = 256,
-    /** Called after each batch with the images encoded so far. */
-    progress?: (done: number, total: number) => void,
+    /** Called after each batch with the images encoded so far and the codes (filled to there). */
+    progress?: (done: number, total: number, codes: Int32Array) => void,
   ): Int32Array {
     checkImages('VqVae.encode', images, count);
     const codes = new Int32Array(count * CODES_PER_IMAGE);
@@ -682,7 +682,7 @@ export class VqVae extends Module implements SearchableTokenizer {
             }),
           );
       codes.set(part, start * CODES_PER_IMAGE);
-      progress?.(start + n, count);
+      progress?.(start + n, count, codes);
     }
     return codes;
   }

@@ -14,10 +14,10 @@
 // searched codes of its input images too (the tokenizer's config carries the setting, and its
 // fingerprint names its tokens).
 //
-// This is analysis by synthesis, as in the iterative code refinement of neural compression
-// (e.g. the "greedy" and "beam" encoders of discrete-latent codecs): coordinate descent on the
-// decoder's loss, started from the nearest codes. It costs about 49 x (candidates - 1) decodes
-// per image and sweep.
+// This is analysis by synthesis: a greedy coordinate descent on the decoder's loss, started from
+// the nearest codes, so the loss never ends above theirs. It costs up to 49 x (candidates - 1)
+// decodes per image and sweep; `reach` skips the cells far from any wrongly decoded pixel (most
+// of a digit image's background), which halves that for the shipped `searched` tokenizer.
 
 import type { Tensor } from '../engine/tensor';
 import { noGrad, tidy } from '../engine/tensor';

@@ -27,7 +27,8 @@ import {
   saveCheckpoint,
 } from '../../src/gpt/checkpoint';
 import { evaluateVqVae, loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
-import { VQVAE_PRESETS } from '../../src/vqvae/model';
+import { VQVAE_PRESETS, VqVae } from '../../src/vqvae/model';
+import { Rng } from '../../src/nn/rng';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
 import { projectRoot } from '../../src/data/coloured';
@@ -279,6 +280,76 @@ test('a 0-step tokenizer recipe is its init with its own code search, evaluated 
     if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
     else process.env.MMGPT_RUNS_DIR = saved;
     fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('tokenise with a code search continues a killed run from its partial file, with the same codes', () => {
+  const model = new VqVae(
+    { ...VQVAE_PRESETS.tiny, codeSearch: { candidates: 2, sweeps: 1 } },
+    new Rng(11),
+  );
+  model.eval();
+  const data = split('test', 12, 5);
+  const tokens = path.join(projectRoot(), 'data', 'tokens');
+  const fingerprint = vqVaeFingerprint(model);
+  const clean = () => {
+    if (!fs.existsSync(tokens)) return;
+    for (const f of fs.readdirSync(tokens))
+      if (f.startsWith(fingerprint)) fs.rmSync(path.join(tokens, f), { force: true });
+  };
+  clean();
+  try {
+    // Killed at its first progress line, which comes after the partial file is written.
+    const first: string[] = [];
+    assert.throws(
+      () =>
+        tokenise(
+          model,
+          data,
+          0,
+          (l) => {
+            first.push(l);
+            if (/images encoded with the code search/.test(l)) throw new Error('killed');
+          },
+          'test',
+          4,
+        ),
+      /killed/,
+    );
+    assert.match(first.join('\n'), /test 4\/12 images encoded/);
+    const second: string[] = [];
+    const codes = tokenise(model, data, 0, (l) => second.push(l), 'test', 4);
+    assert.match(second.join('\n'), /continuing from 4\/12 images encoded before/);
+    assert.match(second.join('\n'), /tokens: encoded 8 test images/);
+    assert.deepEqual(codes, model.encode(data.images, 12, 4));
+    assert.ok(
+      !fs.readdirSync(tokens).some((f) => f.startsWith(fingerprint) && f.endsWith('.partial')),
+    );
+    // A partial file from another batch size is not continued.
+    clean();
+    assert.throws(
+      () =>
+        tokenise(
+          model,
+          data,
+          0,
+          (l) => {
+            if (/images encoded with the code search/.test(l)) throw new Error('killed');
+          },
+          'test',
+          4,
+        ),
+      /killed/,
+    );
+    const other: string[] = [];
+    assert.deepEqual(
+      tokenise(model, data, 0, (l) => other.push(l), 'test', 6),
+      codes,
+    );
+    assert.ok(!other.some((l) => /continuing/.test(l)), other.join('\n'));
+  } finally {
+    clean();
+    model.dispose();
   }
 });
 
