@@ -677,7 +677,7 @@ export class VqVae extends Module implements SearchableTokenizer {
         ? searchCodes(this, images, start, n, search, batchSize)
         : tidy(() =>
             noGrad(() => {
-              const z = this.encodeRows(this.inputTensor(images, start, n)); // [n*49, D]
+              const z = this.encoderRows(images, start, n); // [n*49, D]
               return F.nearestCode(z, this.quantizer.codebook).indices.toArray() as Int32Array;
             }),
           );
@@ -746,12 +746,8 @@ export class VqVae extends Module implements SearchableTokenizer {
     for (let start = 0; start < count; start += batchSize) {
       const n = Math.min(batchSize, count - start);
       const logits = tidy(() =>
-        noGrad(() => {
-          const part = codes.slice(start * CODES_PER_IMAGE, (start + n) * CODES_PER_IMAGE);
-          const rows = this.quantizer.lookup(F.tensor(part, [n * CODES_PER_IMAGE], 'int32')); // [n*49, D]
-          return this.decodeRows(rows, n).toFloat32Array(); // [n, 12, 28, 28]
-        }),
-      );
+        noGrad(() => this.decodeCodes(codes.subarray(start * CODES_PER_IMAGE), n).toFloat32Array()),
+      ); // [n, 12, 28, 28]
       argmaxLevels(logits, n, images.subarray(start * IMAGE_VALUES, (start + n) * IMAGE_VALUES));
     }
     return images;

@@ -211,20 +211,13 @@ export function codeLosses(
       const likelihood = F.sum(F.reshape(weighted, [rows, IMAGE_VALUES]), 1).toFloat32Array(); // [rows]
       if (objective === 'likelihood') return likelihood;
       // 'pixels': the weighted count of wrongly decoded values, the likelihood breaking ties.
-      const host = logits.toFloat32Array(); // [rows, 12, 28, 28]
-      const pixels = IMAGE_SIZE * IMAGE_SIZE;
+      const levels = new Uint8Array(rows * IMAGE_VALUES); // [rows, 28, 28, 3], as the targets
+      argmaxLevels(logits.toFloat32Array(), rows, levels);
       const out = new Float32Array(rows);
       for (let r = 0; r < rows; r++) {
         let wrong = 0;
-        for (let p = 0; p < pixels; p++)
-          for (let c = 0; c < IMAGE_CHANNELS; c++) {
-            const at = r * IMAGE_VALUES * LEVELS + c * LEVELS * pixels + p;
-            let best = 0;
-            for (let l = 1; l < LEVELS; l++)
-              if (host[at + l * pixels]! > host[at + best * pixels]!) best = l;
-            const v = r * IMAGE_VALUES + p * IMAGE_CHANNELS + c;
-            if (best !== targets[v]) wrong += w[v]!;
-          }
+        for (let v = r * IMAGE_VALUES; v < (r + 1) * IMAGE_VALUES; v++)
+          if (levels[v] !== targets[v]) wrong += w[v]!;
         out[r] = wrong + TIE_BREAK * likelihood[r]!;
       }
       return out;

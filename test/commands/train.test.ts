@@ -28,6 +28,7 @@ import {
 } from '../../src/gpt/checkpoint';
 import { evaluateVqVae, loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
 import { VQVAE_PRESETS, VqVae } from '../../src/vqvae/model';
+import type { TokenizerRecipe } from '../../src/commands/train';
 import { Rng } from '../../src/nn/rng';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
@@ -39,11 +40,31 @@ function split(name: 'train' | 'test', count: number, seed: number): ColouredSpl
   return { split: name, ...syntheticSet(count, seed) };
 }
 
-test('the tokenizer is reused while its recipe is unchanged, retrained when it changes', () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-train-'));
+/**
+ * Runs `body` with MMGPT_RUNS_DIR in a new temporary folder and `recipes` added to
+ * TOKENIZER_RECIPES, and undoes both afterwards, whatever happens.
+ */
+function inScratchRuns(
+  prefix: string,
+  recipes: Record<string, TokenizerRecipe>,
+  body: () => void,
+): void {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   const saved = process.env.MMGPT_RUNS_DIR;
   process.env.MMGPT_RUNS_DIR = root;
+  Object.assign(TOKENIZER_RECIPES, recipes);
   try {
+    body();
+  } finally {
+    for (const name of Object.keys(recipes)) delete TOKENIZER_RECIPES[name];
+    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
+    else process.env.MMGPT_RUNS_DIR = saved;
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+}
+
+test('the tokenizer is reused while its recipe is unchanged, retrained when it changes', () => {
+  inScratchRuns('mmgpt-train-', {}, () => {
     const train = split('train', 64, 1);
     const test = split('test', 16, 2);
     const lines: string[] = [];
@@ -97,11 +118,7 @@ test('the tokenizer is reused while its recipe is unchanged, retrained when it c
     assert.equal(vqVaeFingerprint(fourth.model), print);
     assert.equal(fs.existsSync(statePath), false);
     fourth.model.dispose();
-  } finally {
-    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
-    else process.env.MMGPT_RUNS_DIR = saved;
-    fs.rmSync(root, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a fresh mmgpt train moves a run of another configuration aside instead of overwriting it', () => {
@@ -166,17 +183,16 @@ test('the run summary compares the RSS of the first and the last epoch end, and 
 });
 
 test('a tokenizer recipe with init continues the tokenizer of another recipe, not a new one', () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-init-'));
-  const saved = process.env.MMGPT_RUNS_DIR;
-  process.env.MMGPT_RUNS_DIR = root;
   const tiny = TOKENIZER_RECIPES.tiny!;
-  TOKENIZER_RECIPES['tiny-more'] = { ...tiny, steps: 3, seed: 1, init: 'tiny' };
-  TOKENIZER_RECIPES['tiny-bad'] = {
-    ...tiny,
-    config: { ...tiny.config, codebookSize: tiny.config.codebookSize * 2 },
-    init: 'tiny',
+  const recipes = {
+    'tiny-more': { ...tiny, steps: 3, seed: 1, init: 'tiny' },
+    'tiny-bad': {
+      ...tiny,
+      config: { ...tiny.config, codebookSize: tiny.config.codebookSize * 2 },
+      init: 'tiny',
+    },
   };
-  try {
+  inScratchRuns('mmgpt-init-', recipes, () => {
     const train = split('train', 64, 1);
     const test = split('test', 16, 2);
     const lines: string[] = [];
@@ -215,29 +231,17 @@ test('a tokenizer recipe with init continues the tokenizer of another recipe, no
       () => ensureTokenizer('tiny-bad', train, test, () => undefined),
       /its config \(apart from codeSearch\) and validation split must be those of its init 'tiny'/,
     );
-  } finally {
-    delete TOKENIZER_RECIPES['tiny-more'];
-    delete TOKENIZER_RECIPES['tiny-bad'];
-    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
-    else process.env.MMGPT_RUNS_DIR = saved;
-    fs.rmSync(root, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a 0-step tokenizer recipe is its init with its own code search, evaluated through the token cache', () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-search-'));
-  const saved = process.env.MMGPT_RUNS_DIR;
-  process.env.MMGPT_RUNS_DIR = root;
   const tiny = TOKENIZER_RECIPES.tiny!;
   const codeSearch = { candidates: 3, sweeps: 1 };
-  TOKENIZER_RECIPES['tiny-searched'] = {
-    ...tiny,
-    config: { ...tiny.config, codeSearch },
-    steps: 0,
-    init: 'tiny',
+  const recipes = {
+    'tiny-searched': { ...tiny, config: { ...tiny.config, codeSearch }, steps: 0, init: 'tiny' },
+    'tiny-orphan': { ...tiny, steps: 0 },
   };
-  TOKENIZER_RECIPES['tiny-orphan'] = { ...tiny, steps: 0 };
-  try {
+  inScratchRuns('mmgpt-search-', recipes, () => {
     const train = split('train', 64, 1);
     const test = split('test', 16, 2);
     const lines: string[] = [];
@@ -274,13 +278,7 @@ test('a 0-step tokenizer recipe is its init with its own code search, evaluated 
     assert.deepEqual(first, searchedCodes.slice(0, 5 * 49));
     assert.ok(!prefix.some((l) => /encoded/.test(l)), prefix.join('\n'));
     for (const m of [searched.model, base, reloaded]) m.dispose();
-  } finally {
-    delete TOKENIZER_RECIPES['tiny-searched'];
-    delete TOKENIZER_RECIPES['tiny-orphan'];
-    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
-    else process.env.MMGPT_RUNS_DIR = saved;
-    fs.rmSync(root, { recursive: true, force: true });
-  }
+  });
 });
 
 test('tokenise with a code search continues a killed run from its partial file, with the same codes', () => {
@@ -354,51 +352,41 @@ test('tokenise with a code search continues a killed run from its partial file, 
 });
 
 test('a tokenizer recipe with a perceptual weight trains its reader first and adds its term', () => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-perceptual-'));
-  const saved = process.env.MMGPT_RUNS_DIR;
-  process.env.MMGPT_RUNS_DIR = root;
   const tiny = TOKENIZER_RECIPES.tiny!;
-  TOKENIZER_RECIPES['tiny-perceptual'] = {
-    ...tiny,
-    steps: 2,
-    seed: 1,
-    init: 'tiny',
-    perceptualWeight: 1,
+  const recipes = {
+    'tiny-perceptual': { ...tiny, steps: 2, seed: 1, init: 'tiny', perceptualWeight: 1 },
+    'tiny-plain': { ...tiny, steps: 2, seed: 1, init: 'tiny' },
   };
-  TOKENIZER_RECIPES['tiny-plain'] = { ...tiny, steps: 2, seed: 1, init: 'tiny' };
   const reader = PERCEPTUAL_CLASSIFIER.settings;
   PERCEPTUAL_CLASSIFIER.settings = { ...reader, epochs: 1, batchSize: 32 };
   try {
-    const train = split('train', 64, 1);
-    const test = split('test', 16, 2);
-    const lines: string[] = [];
-    const withTerm = ensureTokenizer('tiny-perceptual', train, test, (l) => lines.push(l));
-    const dir = path.dirname(tokenizerPath('tiny-perceptual'));
-    assert.ok(fs.existsSync(path.join(dir, 'perceptual-classifier.safetensors')));
-    assert.ok(
-      lines.some((l) => /tokenizer: perceptual classifier: training one on real images/.test(l)),
-      lines.join('\n'),
-    );
-    assert.ok(
-      lines.some((l) => /\| perceptual \d+\.\d{4} \|/.test(l)),
-      lines.join('\n'),
-    );
-    const plain = ensureTokenizer('tiny-plain', train, test, () => undefined);
-    assert.notEqual(vqVaeFingerprint(withTerm.model), vqVaeFingerprint(plain.model));
-    const again: string[] = [];
-    ensureTokenizer('tiny-perceptual', train, test, (l) => again.push(l)).model.dispose();
-    assert.ok(
-      again.some((l) => /tokenizer: reusing/.test(l)),
-      again.join('\n'),
-    );
-    withTerm.model.dispose();
-    plain.model.dispose();
+    inScratchRuns('mmgpt-perceptual-', recipes, () => {
+      const train = split('train', 64, 1);
+      const test = split('test', 16, 2);
+      const lines: string[] = [];
+      const withTerm = ensureTokenizer('tiny-perceptual', train, test, (l) => lines.push(l));
+      const dir = path.dirname(tokenizerPath('tiny-perceptual'));
+      assert.ok(fs.existsSync(path.join(dir, 'perceptual-classifier.safetensors')));
+      assert.ok(
+        lines.some((l) => /tokenizer: perceptual classifier: training one on real images/.test(l)),
+        lines.join('\n'),
+      );
+      assert.ok(
+        lines.some((l) => /\| perceptual \d+\.\d{4} \|/.test(l)),
+        lines.join('\n'),
+      );
+      const plain = ensureTokenizer('tiny-plain', train, test, () => undefined);
+      assert.notEqual(vqVaeFingerprint(withTerm.model), vqVaeFingerprint(plain.model));
+      const again: string[] = [];
+      ensureTokenizer('tiny-perceptual', train, test, (l) => again.push(l)).model.dispose();
+      assert.ok(
+        again.some((l) => /tokenizer: reusing/.test(l)),
+        again.join('\n'),
+      );
+      withTerm.model.dispose();
+      plain.model.dispose();
+    });
   } finally {
     PERCEPTUAL_CLASSIFIER.settings = reader;
-    delete TOKENIZER_RECIPES['tiny-perceptual'];
-    delete TOKENIZER_RECIPES['tiny-plain'];
-    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
-    else process.env.MMGPT_RUNS_DIR = saved;
-    fs.rmSync(root, { recursive: true, force: true });
   }
 });
