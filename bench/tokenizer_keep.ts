@@ -4,11 +4,13 @@
 // The `seed` weights' full9600 tokenizer trained on the validation items, so its validation
 // numbers are optimistic.
 //
-// Usage: node dist/bench/tokenizer_keep.js [--n 5000] [--search C,S[,R][;C,S[,R]...]] [--splits validation,test]
-//          TOKENIZER.safetensors [...]
+// Usage: node dist/bench/tokenizer_keep.js [--n 5000] [--search C,S[,R[,W]][;...]] [--reader FILE]
+//          [--splits validation,test] TOKENIZER.safetensors [...]
 // Each tokenizer gets a row for its nearest codes and, if its config has a code search, one for
 // that; --search adds rows for each tokenizer encoding with the code search (src/vqvae/search.ts):
-// C candidates per cell, S sweeps, R the reach (absent: every cell); each row also gives the encoding time per image (a searched
+// C candidates per cell, S sweeps, R the reach (absent: every cell), W the weight of a reader term
+// (absent: none): the tokenizer's own reader, or the attribute classifier in --reader FILE (e.g. a
+// perceptual recipe's perceptual-classifier.safetensors); each row also gives the encoding time per image (a searched
 // test split is read from the token cache when there, and then the time is the cache's).
 // Prints a Markdown table: tokenizer, split, N, pixels exact, all three kept (the classifier reads
 // the reconstruction right), digit, fg, bg, and "as the real image": the classifier reads the
@@ -21,7 +23,7 @@ import { loadColouredMnist } from '../src/data/coloured';
 import type { ColouredSplit } from '../src/data/coloured';
 import { IMAGE_VALUES } from '../src/data/coloured';
 import { VALIDATION_ITEMS, partitionTrain } from '../src/data/holdout';
-import { ensureClassifier } from '../src/eval/classifier';
+import { AttributeClassifier, ensureClassifier, loadClassifier } from '../src/eval/classifier';
 import { attributeAccuracy } from '../src/eval/metrics';
 import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
 import { loadVqVae, evaluateVqVae } from '../src/vqvae/train';
@@ -33,6 +35,7 @@ function main(): void {
     options: {
       n: { type: 'string', default: '5000' },
       search: { type: 'string', default: '' },
+      reader: { type: 'string' },
       splits: { type: 'string', default: 'validation,test' },
     },
     allowPositionals: true,
@@ -42,17 +45,20 @@ function main(): void {
   if (!Number.isInteger(n) || n < 1)
     throw new Error(`--n must be a positive integer, got ${values.n}`);
   if (positionals.length === 0) throw new Error('name at least one tokenizer .safetensors file');
-  const searches: (CodeSearch | undefined)[] = [undefined];
+  /** A --search item: the reader term's weight apart (its reader is chosen per tokenizer). */
+  type Listed = { search: Omit<CodeSearch, 'reader'>; readerWeight?: number };
+  const searches: (Listed | undefined)[] = [undefined];
   for (const item of values.search.split(';').filter((x) => x !== '')) {
-    const [candidates, sweeps, reach, ...rest] = item.split(',').map(Number);
+    const [candidates, sweeps, reach, weight, ...rest] = item.split(',').map(Number);
     if (!Number.isInteger(candidates) || !Number.isInteger(sweeps) || rest.length > 0)
-      throw new Error(`--search: expected C,S or C,S,R (candidates, sweeps, reach), got '${item}'`);
-    searches.push(
-      reach === undefined
-        ? { candidates: candidates!, sweeps: sweeps! }
-        : { candidates: candidates!, sweeps: sweeps!, reach },
-    );
+      throw new Error(
+        `--search: expected C,S or C,S,R or C,S,R,W (candidates, sweeps, reach, reader weight), got '${item}'`,
+      );
+    const search: CodeSearch = { candidates: candidates!, sweeps: sweeps! };
+    if (reach !== undefined) search.reach = reach;
+    searches.push(weight === undefined ? { search } : { search, readerWeight: weight });
   }
+  const readerModel = values.reader ? loadClassifier(values.reader).model : undefined;
   const wanted = values.splits.split(',');
   for (const name of wanted)
     if (name !== 'validation' && name !== 'test')
@@ -99,8 +105,20 @@ function main(): void {
       const loaded = loadVqVae(file);
       // The nearest codes, the file's own code search if it has one, then each --search.
       const own = loaded.config.codeSearch;
-      for (const search of own ? [undefined, own, ...searches.slice(1)] : searches) {
-        const tokenizer = loaded.withCodeSearch(search);
+      for (const listed of own ? [undefined, { own }, ...searches.slice(1)] : searches) {
+        let search: CodeSearch | undefined;
+        let reader: AttributeClassifier | undefined;
+        if (listed !== undefined && 'own' in listed) search = listed.own;
+        else if (listed !== undefined) {
+          search = { ...listed.search };
+          if (listed.readerWeight !== undefined) {
+            reader = readerModel ?? loaded.reader ?? undefined;
+            if (reader === undefined)
+              throw new Error(`${file} carries no reader: name one with --reader FILE`);
+            search.reader = { weight: listed.readerWeight, classifier: reader.config };
+          }
+        }
+        const tokenizer = loaded.withCodeSearch(search, reader);
         const t0 = performance.now();
         // A searching tokenizer's test codes go through the pipelines' token cache (data/tokens/):
         // they are slow to make, and a GPT trained through the tokenizer reads the same file.
@@ -114,7 +132,8 @@ function main(): void {
         const asReal = attributeAccuracy(onRecon, onReal, count);
         const encoding = search
           ? `search ${search.candidates} x ${search.sweeps}` +
-            (search.reach === undefined ? '' : `, reach ${search.reach}`)
+            (search.reach === undefined ? '' : `, reach ${search.reach}`) +
+            (search.reader === undefined ? '' : `, reader ${search.reader.weight}`)
           : 'nearest';
         console.log(
           `| ${path.relative(process.cwd(), file)} | ${encoding} | ${name} | ${count} | ${pct(evaluation.pixelAccuracy)} | ${pct(kept.all)} | ${pct(kept.digit)} | ${pct(kept.fg)} | ${pct(kept.bg)} | ${pct(asReal.all)} | ${msPerImage.toFixed(1)} |`,

@@ -28,6 +28,7 @@ import {
   requireTensor,
   atomicWriteFile,
 } from '../nn/safetensors';
+import type { CodeSearch } from '../vqvae/search';
 import { VQVAE_PRESETS } from '../vqvae/model';
 import type { VqVae, VqVaeConfig } from '../vqvae/model';
 import {
@@ -97,6 +98,23 @@ export const PERCEPTUAL_CLASSIFIER: {
   config: { ...CLASSIFIER_DEFAULTS, shapeChannels0: 0 },
   settings: { seed: 1 },
 };
+
+/**
+ * A recipe without training: the default tokenizer of recipe `init` (seed 2, validation held
+ * out, as `perceptual`), encoding with `codeSearch`.
+ */
+function searchingRecipe(init: string, codeSearch: CodeSearch): TokenizerRecipe {
+  return {
+    config: { ...VQVAE_PRESETS.default, codeSearch },
+    batchSize: 64,
+    steps: 0,
+    lr: 0,
+    trainLimit: 0,
+    seed: 2,
+    validationItems: VALIDATION_ITEMS,
+    init,
+  };
+}
 
 export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
   tiny: {
@@ -181,16 +199,21 @@ export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
    * closest to the image. No training (0 steps). Chosen on the validation split
    * (bench/results/tokenizer-search-validation.md).
    */
-  searched: {
-    config: { ...VQVAE_PRESETS.default, codeSearch: { candidates: 2, sweeps: 1, reach: 1 } },
-    batchSize: 64,
-    steps: 0,
-    lr: 0,
-    trainLimit: 0,
-    seed: 2,
-    validationItems: VALIDATION_ITEMS,
-    init: 'perceptual',
-  },
+  searched: searchingRecipe('perceptual', { candidates: 2, sweeps: 1, reach: 1 }),
+
+  /**
+   * `searched` with a reader in the search (`codeSearch.reader`, src/vqvae/search.ts): each
+   * trial's decoded image is also charged 50 x the cross-entropy of `perceptual`'s
+   * reader (PERCEPTUAL_CLASSIFIER, trained on this recipe's training images; never the judge)
+   * against that reader's reading of the real image. The reader ships inside the tokenizer.
+   * Chosen on the validation split (bench/results/tokenizer-search-validation.md).
+   */
+  'searched-reader': searchingRecipe('perceptual', {
+    candidates: 2,
+    sweeps: 2,
+    reach: 1,
+    reader: { weight: 50, classifier: PERCEPTUAL_CLASSIFIER.config },
+  }),
 
   /**
    * `full` trained 12,000 steps more (warm-up to lr 5e-4, cosine to 5e-5), for the issue's 99%:
@@ -242,6 +265,12 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
       gpt: 'seed',
       summary:
         "the user's recipe through `searched`: `perceptual` encoding with the code search (copies it if shipped)",
+    },
+    'seed-searched-reader': {
+      tokenizer: 'searched-reader',
+      gpt: 'seed',
+      summary:
+        "the user's recipe through `searched-reader`: the code search with a reader (copies it if shipped)",
     },
     best: {
       tokenizer: 'full',
@@ -391,8 +420,20 @@ function trainTokenizer(
       throw new Error(
         `tokenizer recipe '${recipeName}': 0 steps needs an init recipe to start from`,
       );
-    const model = start.withCodeSearch(recipe.config.codeSearch);
+    // A search with a reader reads with the init's perceptual reader (its training images are
+    // this recipe's: the init check above compares the validation splits).
+    const reader =
+      recipe.config.codeSearch?.reader === undefined
+        ? undefined
+        : perceptualReader(
+            path.dirname(tokenizerPath(recipe.init!)),
+            { ...seen, count: limit },
+            test,
+            log,
+          ).model;
+    const model = start.withCodeSearch(recipe.config.codeSearch, reader);
     start.dispose();
+    reader?.dispose();
     return saveTokenizer(recipeName, recipe, model, 0, file, reportFile, test, log);
   }
   // Training state every ~2% of the steps: a killed run (Ctrl-C included) continues from it.
@@ -401,14 +442,7 @@ function trainTokenizer(
   let extraLoss: TrainVqVaeOptions['extraLoss'];
   const perceptualWeight = recipe.perceptualWeight ?? 0;
   if (perceptualWeight > 0) {
-    const reader = ensureClassifier({
-      path: path.join(path.dirname(file), 'perceptual-classifier.safetensors'),
-      train: { ...seen, count: limit },
-      test,
-      dataSeed: DEFAULT_DATA_SEED, // the pipelines' data: loadColouredMnist's default seed
-      ...PERCEPTUAL_CLASSIFIER,
-      log: (l) => log(`tokenizer: perceptual ${l}`),
-    });
+    const reader = perceptualReader(path.dirname(file), { ...seen, count: limit }, test, log);
     extraLoss = {
       name: 'perceptual',
       term: perceptualLossTerm(reader.model, seen, perceptualWeight),
@@ -454,6 +488,26 @@ function trainTokenizer(
   );
   fs.rmSync(statePath, { force: true }); // after the save: a run killed before it resumes
   return saved;
+}
+
+/**
+ * The reader of a recipe's perceptual term (PERCEPTUAL_CLASSIFIER), in `dir` beside its
+ * tokenizer: trained there on `seen` the first time, read from there after.
+ */
+function perceptualReader(
+  dir: string,
+  seen: ColouredSplit,
+  test: ColouredSplit,
+  log: (l: string) => void,
+): ReturnType<typeof ensureClassifier> {
+  return ensureClassifier({
+    path: path.join(dir, 'perceptual-classifier.safetensors'),
+    train: seen,
+    test,
+    dataSeed: DEFAULT_DATA_SEED, // the pipelines' data: loadColouredMnist's default seed
+    ...PERCEPTUAL_CLASSIFIER,
+    log: (l) => log(`tokenizer: perceptual ${l}`),
+  });
 }
 
 /** Evaluates a recipe's tokenizer on the test split and saves it with its report. */

@@ -18,12 +18,22 @@
 // the nearest codes, so the loss never ends above theirs. It costs up to 49 x (candidates - 1)
 // decodes per image and sweep; `reach` skips the cells far from any wrongly decoded pixel (most
 // of a digit image's background), which halves that for the shipped `searched` tokenizer.
+//
+// A `reader` adds what the image shows to what the pixels say: an attribute classifier carried
+// in the tokenizer reads the real image once, and each trial's decoded image is charged `weight`
+// x the reader's cross-entropy against that reading (digit, foreground and background). A code
+// that turns a 5 into a 6 costs little in pixels and much in this term. The reader's reading of
+// the real image is the target, not the item's label: the search still uses nothing but the
+// image.
 
 import type { Tensor } from '../engine/tensor';
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
 import { argmaxLevels } from './model';
+import type { Attributes } from '../eval/metrics';
+import type { ClassifierConfig, HeadLogits } from '../eval/classifier';
+import { imagesToInput, validateClassifierConfig } from '../eval/classifier';
 
 /**
  * What the search minimises for an image: 'likelihood', the tokenizer's training term (the
@@ -47,6 +57,24 @@ export interface CodeSearch {
   reach?: number;
   /** Absent: 'likelihood'. */
   objective?: SearchObjective;
+  /** A reader term in the objective (absent: none; see the top of this file). */
+  reader?: SearchReader;
+}
+
+/** The reader of `CodeSearch.reader`: its weights are the tokenizer's `reader.*` tensors. */
+export interface SearchReader {
+  /** Weight of the reader's cross-entropy (summed over its three heads) in the objective. */
+  weight: number;
+  /** The reader's architecture (an attribute classifier's config). */
+  classifier: ClassifierConfig;
+}
+
+/** What the search asks of a reader (AttributeClassifier implements it). */
+export interface ReaderModel {
+  /** Head logits of classifier input [B, 13, 28, 28] (imagesToInput). */
+  forward(x: Tensor): HeadLogits;
+  /** The most likely digit and colours of images [count, 28, 28, 3]. */
+  classify(images: Uint8Array, count: number): Attributes;
 }
 
 /** Throws naming the field unless `s` is a valid CodeSearch. */
@@ -67,6 +95,25 @@ export function validateCodeSearch(s: CodeSearch, codebookSize: number): void {
     throw new Error(
       `VqVaeConfig.codeSearch.reach must be a non-negative integer or absent, got ${s.reach}`,
     );
+  if (s.reader !== undefined) {
+    if (typeof s.reader !== 'object' || s.reader === null)
+      throw new Error(
+        `VqVaeConfig.codeSearch.reader must be { weight, classifier } or absent, got ${String(s.reader)}`,
+      );
+    if (!(
+      typeof s.reader.weight === 'number' &&
+      s.reader.weight > 0 &&
+      Number.isFinite(s.reader.weight)
+    ))
+      throw new Error(
+        `VqVaeConfig.codeSearch.reader.weight must be a positive number, got ${String(s.reader.weight)}`,
+      );
+    if (typeof s.reader.classifier !== 'object' || s.reader.classifier === null)
+      throw new Error(
+        `VqVaeConfig.codeSearch.reader.classifier must be a classifier config, got ${String(s.reader.classifier)}`,
+      );
+    validateClassifierConfig(s.reader.classifier);
+  }
 }
 
 /**
@@ -135,6 +182,18 @@ export interface SearchableTokenizer {
   decodeCodes(codes: Int32Array, rows: number): Tensor;
   /** Per-value loss weights [n * 28*28*3] of images [n, 28, 28, 3] (foreground weighting). */
   lossWeights(images: Uint8Array, n: number): Float32Array;
+  /** The reader of the config's `codeSearch.reader` (null: none). */
+  readonly reader: ReaderModel | null;
+}
+
+/**
+ * The reader term of codeLosses: `weight` x the reader's cross-entropy of each decoded image
+ * against `labels`, the reader's reading of the real images (indexed as `images`).
+ */
+export interface ReaderTerm {
+  reader: ReaderModel;
+  labels: Attributes;
+  weight: number;
 }
 
 /**
@@ -178,8 +237,9 @@ export function nearestCandidates(z: Tensor, codebook: Tensor, candidates: numbe
 
 /**
  * The loss of each row of codes [rows, cells] against its image: the sum over the image's values
- * of weight x cross-entropy of the decoded level. `imageOf[row]` names the row's image among
- * `images` (and `weights`, the per-value weights of those images).
+ * of weight x cross-entropy of the decoded level ('pixels': see SearchObjective), plus the
+ * reader term where one is given. `imageOf[row]` names the row's image among `images` (and
+ * `weights`, the per-value weights of those images, and the reader's labels).
  */
 export function codeLosses(
   model: SearchableTokenizer,
@@ -189,6 +249,7 @@ export function codeLosses(
   weights: Float32Array,
   imageOf: Int32Array,
   objective: SearchObjective = 'likelihood',
+  readerTerm?: ReaderTerm,
 ): Float32Array {
   return tidy(() =>
     noGrad(() => {
@@ -209,16 +270,47 @@ export function codeLosses(
       );
       const weighted = F.mul(ce, F.tensor(w, [rows * IMAGE_VALUES]));
       const likelihood = F.sum(F.reshape(weighted, [rows, IMAGE_VALUES]), 1).toFloat32Array(); // [rows]
-      if (objective === 'likelihood') return likelihood;
-      // 'pixels': the weighted count of wrongly decoded values, the likelihood breaking ties.
+      if (objective === 'likelihood' && readerTerm === undefined) return likelihood;
       const levels = new Uint8Array(rows * IMAGE_VALUES); // [rows, 28, 28, 3], as the targets
       argmaxLevels(logits.toFloat32Array(), rows, levels);
+      const out = likelihood;
+      if (objective === 'pixels') {
+        // The weighted count of wrongly decoded values, the likelihood breaking ties.
+        for (let r = 0; r < rows; r++) {
+          let wrong = 0;
+          for (let v = r * IMAGE_VALUES; v < (r + 1) * IMAGE_VALUES; v++)
+            if (levels[v] !== targets[v]) wrong += w[v]!;
+          out[r] = wrong + TIE_BREAK * likelihood[r]!;
+        }
+      }
+      if (readerTerm !== undefined) {
+        const read = readerCrossEntropy(readerTerm, levels, rows, imageOf);
+        for (let r = 0; r < rows; r++) out[r] += readerTerm.weight * read[r]!;
+      }
+      return out;
+    }),
+  );
+}
+
+/**
+ * The reader's cross-entropy of each decoded image (levels [rows, 28, 28, 3]) against the
+ * labels of its image `imageOf[row]`, summed over the three heads -> [rows].
+ */
+export function readerCrossEntropy(
+  term: ReaderTerm,
+  levels: Uint8Array,
+  rows: number,
+  imageOf: Int32Array,
+): Float32Array {
+  return tidy(() =>
+    noGrad(() => {
+      const heads = term.reader.forward(imagesToInput(levels, 0, rows));
       const out = new Float32Array(rows);
-      for (let r = 0; r < rows; r++) {
-        let wrong = 0;
-        for (let v = r * IMAGE_VALUES; v < (r + 1) * IMAGE_VALUES; v++)
-          if (levels[v] !== targets[v]) wrong += w[v]!;
-        out[r] = wrong + TIE_BREAK * likelihood[r]!;
+      for (const name of ['digit', 'fg', 'bg'] as const) {
+        const labels = Int32Array.from({ length: rows }, (_, r) => term.labels[name][imageOf[r]!]!);
+        const ce = F.crossEntropy(heads[name], F.tensor(labels, [rows], 'int32'), 'none');
+        const values = ce.toFloat32Array();
+        for (let r = 0; r < rows; r++) out[r] += values[r]!;
       }
       return out;
     }),
@@ -254,6 +346,17 @@ export function searchCodes(
   );
   const own = images.subarray(start * IMAGE_VALUES, (start + n) * IMAGE_VALUES);
   const weights = model.lossWeights(own, n);
+  let readerTerm: ReaderTerm | undefined;
+  if (search.reader !== undefined) {
+    if (model.reader === null)
+      throw new Error('searchCodes: the code search has a reader, and the tokenizer carries none');
+    // The reader's reading of the real images: what each decoding should still show.
+    readerTerm = {
+      reader: model.reader,
+      labels: model.reader.classify(own, n),
+      weight: search.reader.weight,
+    };
+  }
   const everyImage = Int32Array.from({ length: n }, (_, b) => b);
   const current = new Float32Array(n);
   for (let b = 0; b < n; b += batchRows) {
@@ -266,6 +369,7 @@ export function searchCodes(
       weights,
       everyImage.subarray(b, b + rows),
       search.objective,
+      readerTerm,
     );
     current.set(part, b);
   }
@@ -300,7 +404,16 @@ export function searchCodes(
           trialCodes[r * cells + cell] = trialCode[t0 + r]!;
           trialOf[r] = b;
         }
-        const losses = codeLosses(model, trialCodes, rows, own, weights, trialOf, search.objective);
+        const losses = codeLosses(
+          model,
+          trialCodes,
+          rows,
+          own,
+          weights,
+          trialOf,
+          search.objective,
+          readerTerm,
+        );
         // An image's trials differ from its current codes in this cell only: the best one that
         // beats the current loss is applied once all are scored (they may span two slices).
         for (let r = 0; r < rows; r++) {

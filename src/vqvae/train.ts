@@ -148,6 +148,10 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
 
   const model =
     opts.model ?? new VqVae(opts.config ?? VQVAE_DEFAULTS, new Rng(deriveSeed(seed, 'vqvae/init')));
+  if (model.reader !== null)
+    throw new Error(
+      'trainVqVae: this tokenizer carries a code-search reader; train one without it and add the reader with withCodeSearch',
+    );
   model.train();
   const shuffleRng = new Rng(deriveSeed(seed, 'vqvae/shuffle'));
   const optimizer = new Adam(model.namedParameters(), { lr });

@@ -149,7 +149,7 @@ test('values out of range and flags of another mode are refused by the commands'
     [['pipeline', '--n', '-5'], /--n must be an integer from 1 to 10000, got '-5'/],
     [
       ['pipeline', '--preset', 'huge'],
-      /--preset must be one of seed, seed-full, seed-full36k, seed-perceptual, seed-searched, best, quick, tiny/,
+      /--preset must be one of seed, seed-full, seed-full36k, seed-perceptual, seed-searched, seed-searched-reader, best, quick, tiny/,
     ],
     [
       ['train', '--tokenizer-only', '--resume'],

@@ -27,6 +27,7 @@ import {
   saveCheckpoint,
 } from '../../src/gpt/checkpoint';
 import { evaluateVqVae, loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
+import { loadClassifier } from '../../src/eval/classifier';
 import { VQVAE_PRESETS, VqVae } from '../../src/vqvae/model';
 import type { TokenizerRecipe } from '../../src/commands/train';
 import { Rng } from '../../src/nn/rng';
@@ -356,6 +357,20 @@ test('a tokenizer recipe with a perceptual weight trains its reader first and ad
   const recipes = {
     'tiny-perceptual': { ...tiny, steps: 2, seed: 1, init: 'tiny', perceptualWeight: 1 },
     'tiny-plain': { ...tiny, steps: 2, seed: 1, init: 'tiny' },
+    // The code search with a reader: the init's perceptual reader, carried in the tokenizer.
+    'tiny-read': {
+      ...tiny,
+      config: {
+        ...tiny.config,
+        codeSearch: {
+          candidates: 2,
+          sweeps: 1,
+          reader: { weight: 5, classifier: PERCEPTUAL_CLASSIFIER.config },
+        },
+      },
+      steps: 0,
+      init: 'tiny-perceptual',
+    },
   };
   const reader = PERCEPTUAL_CLASSIFIER.settings;
   PERCEPTUAL_CLASSIFIER.settings = { ...reader, epochs: 1, batchSize: 32 };
@@ -383,10 +398,41 @@ test('a tokenizer recipe with a perceptual weight trains its reader first and ad
         again.some((l) => /tokenizer: reusing/.test(l)),
         again.join('\n'),
       );
-      withTerm.model.dispose();
-      plain.model.dispose();
+      const read = ensureTokenizer('tiny-read', train, test, () => undefined);
+      const readerFile = loadClassifier(path.join(dir, 'perceptual-classifier.safetensors')).model;
+      assert.deepEqual(read.model.reader!.stateDict(), readerFile.stateDict());
+      const reloaded = loadVqVae(tokenizerPath('tiny-read'));
+      assert.deepEqual(reloaded.reader!.stateDict(), readerFile.stateDict());
+      const codes = withTerm.model.encode(test.images, 4);
+      assert.deepEqual(read.model.decode(codes, 4), withTerm.model.decode(codes, 4));
+      for (const m of [withTerm.model, plain.model, read.model, reloaded, readerFile]) m.dispose();
     });
   } finally {
     PERCEPTUAL_CLASSIFIER.settings = reader;
+  }
+});
+
+test('every shipped tokenizer records its recipe as the recipe is now, so no pipeline retrains it', () => {
+  const weights = path.join(projectRoot(), 'weights');
+  const shipped = fs
+    .readdirSync(weights)
+    .filter((d) => d.startsWith('tokenizer-'))
+    .map((d) => d.slice('tokenizer-'.length));
+  assert.ok(shipped.includes('searched-reader'), shipped.join(', '));
+  for (const recipe of shipped) {
+    const dir = path.join(weights, `tokenizer-${recipe}`);
+    const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')) as {
+      recipe: string;
+      recipeSettings: TokenizerRecipe;
+    };
+    assert.equal(report.recipe, recipe, dir);
+    assert.deepEqual(report.recipeSettings, TOKENIZER_RECIPES[recipe], dir);
+    // The key order too: ensureTokenizer compares the recipes as JSON.
+    assert.equal(
+      JSON.stringify(report.recipeSettings),
+      JSON.stringify(TOKENIZER_RECIPES[recipe]),
+      dir,
+    );
+    assert.ok(fs.existsSync(path.join(dir, 'PROVENANCE.md')), `${dir}/PROVENANCE.md`);
   }
 });

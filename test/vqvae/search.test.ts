@@ -17,9 +17,14 @@ import {
   cellsNearErrors,
   codeLosses,
   nearestCandidates,
+  readerCrossEntropy,
   searchCodes,
 } from '../../src/vqvae/search';
+import type { CodeSearch } from '../../src/vqvae/search';
 import { loadVqVae, saveVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
+import { AttributeClassifier, imagesToInput } from '../../src/eval/classifier';
+import type { ClassifierConfig } from '../../src/eval/classifier';
+import { PALETTE } from '../../src/data/palette';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
@@ -50,6 +55,42 @@ function tinyModel(seed = 3, overrides = {}): VqVae {
   );
   model.eval();
   return model;
+}
+
+/** A reader small enough for the reference backend. */
+const TINY_READER: ClassifierConfig = {
+  shapeChannels0: 0,
+  shapeChannels1: 4,
+  shapeChannels2: 8,
+  shapeHidden: 16,
+  colourChannels: 4,
+  colourHidden: 8,
+  colours: PALETTE.length,
+};
+
+/** A tiny tokenizer whose search has a reader (random weights from `readerSeed`). */
+function withReader(
+  model: VqVae,
+  search: Omit<CodeSearch, 'reader'>,
+  weight: number,
+  readerSeed = 11,
+): VqVae {
+  const reader = new AttributeClassifier(TINY_READER, new Rng(readerSeed));
+  const searching = model.withCodeSearch(
+    { ...search, reader: { weight, classifier: TINY_READER } },
+    reader,
+  );
+  reader.dispose();
+  return searching;
+}
+
+/** log-softmax cross-entropy of one row of logits against `label`, in float64. */
+function crossEntropy64(logits: Float32Array, label: number): number {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let z = 0;
+  for (const v of logits) z += Math.exp(v - max);
+  return max + Math.log(z) - logits[label]!;
 }
 
 /** The weighted cross-entropy of one image's codes, from its decoded logits, in float64. */
@@ -114,16 +155,23 @@ test('nearestCandidates: the m nearest codes by distance, nearest first', () => 
   model.dispose();
 });
 
-for (const objective of ['likelihood', 'pixels'] as const)
-  test(`searchCodes (${objective}) equals a coordinate descent written out, one image and one trial at a time`, () => {
-    const model = tinyModel();
+for (const [objective, readerWeight] of [
+  ['likelihood', 0],
+  ['pixels', 0],
+  ['likelihood', 50],
+  ['pixels', 5],
+] as const)
+  test(`searchCodes (${objective}${readerWeight > 0 ? `, reader weight ${readerWeight}` : ''}) equals a coordinate descent written out, one image and one trial at a time`, () => {
+    const plain = tinyModel();
+    const model =
+      readerWeight > 0 ? withReader(plain, { candidates: 2, sweeps: 1 }, readerWeight) : plain;
     const n = 5;
     const m = 3;
     const sweeps = 2;
     const images = barImages(n, new Rng(2));
     const z = encoderRows(model, images, n);
     const candidates = bruteForceCandidates(model, z, m);
-    const nearest = model.encode(images, n);
+    const nearest = plain.encode(images, n);
     const expected = nearest.slice();
     let changed = 0;
     // One image's loss by the search's own loss function (tested against directLoss below), so
@@ -137,6 +185,9 @@ for (const objective of ['likelihood', 'pixels'] as const)
         foregroundWeights(image, 1, model.config.foregroundWeight).weights,
         new Int32Array(1),
         objective,
+        model.reader === null
+          ? undefined
+          : { reader: model.reader, labels: model.reader.classify(image, 1), weight: readerWeight },
       )[0]!;
     for (let b = 0; b < n; b++) {
       const image = images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES);
@@ -163,12 +214,78 @@ for (const objective of ['likelihood', 'pixels'] as const)
     }
     assert.ok(changed > 0, 'the search changes some code, so the comparison has power');
     // Small batches, so that an image's trials span several decoder batches.
+    const search: CodeSearch = {
+      candidates: m,
+      sweeps,
+      objective,
+      ...(readerWeight > 0 ? { reader: { weight: readerWeight, classifier: TINY_READER } } : {}),
+    };
     for (const batchRows of [256, 4]) {
-      const got = searchCodes(model, images, 0, n, { candidates: m, sweeps, objective }, batchRows);
+      const got = searchCodes(model, images, 0, n, search, batchRows);
       assert.deepEqual(Array.from(got), Array.from(expected), `batchRows ${batchRows}`);
     }
-    model.dispose();
+    if (readerWeight > 0) {
+      // The reader term changes what is chosen: without it some code differs.
+      const { reader: _r, ...unread } = search;
+      void _r;
+      assert.notDeepEqual(
+        Array.from(searchCodes(plain, images, 0, n, unread)),
+        Array.from(expected),
+        'the reader changes some choice',
+      );
+      model.dispose();
+    }
+    plain.dispose();
   });
+
+test("the reader term: weight x the reader's cross-entropy of the decoded image against its reading of the real one", () => {
+  const model = withReader(tinyModel(4), { candidates: 2, sweeps: 1 }, 1);
+  const reader = model.reader!;
+  const n = 3;
+  const images = barImages(n, new Rng(8));
+  const codes = model.withCodeSearch(undefined).encode(images, n);
+  const labels = reader.classify(images, n);
+  const decoded = model.decode(codes, n); // argmax levels, as the search reads them
+  const heads = tidy(() =>
+    noGrad(() => {
+      const h = reader.forward(imagesToInput(decoded, 0, n));
+      return {
+        digit: h.digit.toFloat32Array(),
+        fg: h.fg.toFloat32Array(),
+        bg: h.bg.toFloat32Array(),
+      };
+    }),
+  );
+  const imageOf = Int32Array.from([0, 1, 2]);
+  const got = readerCrossEntropy({ reader, labels, weight: 1 }, decoded, n, imageOf);
+  const { weights } = foregroundWeights(images, n, model.config.foregroundWeight);
+  for (const weight of [0.5, 7]) {
+    const losses = codeLosses(model, codes, n, images, weights, imageOf, 'likelihood', {
+      reader,
+      labels,
+      weight,
+    });
+    for (let b = 0; b < n; b++) {
+      let direct = 0;
+      for (const name of ['digit', 'fg', 'bg'] as const) {
+        const k = heads[name].length / n;
+        direct += crossEntropy64(heads[name].subarray(b * k, (b + 1) * k), labels[name][b]!);
+      }
+      assert.ok(
+        Math.abs(got[b]! - direct) < 1e-4 * Math.max(1, direct),
+        `image ${b}: ${got[b]} vs ${direct}`,
+      );
+      const image = images.subarray(b * IMAGE_VALUES, (b + 1) * IMAGE_VALUES);
+      const expected =
+        directLoss(model, codes.subarray(b * CODES_PER_IMAGE), image) + weight * direct;
+      assert.ok(
+        Math.abs(losses[b]! - expected) < 1e-3 * Math.max(1, expected),
+        `image ${b}, weight ${weight}: ${losses[b]} vs ${expected}`,
+      );
+    }
+  }
+  model.dispose();
+});
 
 test('the searched codes never decode worse than the nearest codes, and encode uses them', () => {
   const model = tinyModel(5);
@@ -231,6 +348,22 @@ test('codeSearch: validated, saved, loaded, and part of the fingerprint', () => 
     [{ candidates: 2, sweeps: 1, reach: -1 }, /reach must be a non-negative integer/],
     [{ candidates: 2, sweeps: 1, objective: 'pixel' }, /objective must be 'likelihood', 'pixels'/],
     [null, /codeSearch must be \{ candidates, sweeps \}/],
+    [
+      { candidates: 2, sweeps: 1, reader: { weight: 0, classifier: TINY_READER } },
+      /reader.weight must be a positive number/,
+    ],
+    [
+      { candidates: 2, sweeps: 1, reader: { weight: 1 } },
+      /reader.classifier must be a classifier config/,
+    ],
+    [
+      {
+        candidates: 2,
+        sweeps: 1,
+        reader: { weight: 1, classifier: { ...TINY_READER, shapeHidden: 0 } },
+      },
+      /shapeHidden must be a positive integer/,
+    ],
   ] as const)
     assert.throws(() => vqVaeConfig('tiny', { codeSearch: bad as never }), pattern);
   const model = tinyModel();
@@ -255,6 +388,56 @@ test('codeSearch: validated, saved, loaded, and part of the fingerprint', () => 
   }
   searching.dispose();
   model.dispose();
+});
+
+test('a reader is part of the tokenizer: saved, loaded, fingerprinted, never trained', () => {
+  const model = tinyModel(6);
+  const search = { candidates: 2, sweeps: 1 };
+  const reading = withReader(model, search, 20, 11);
+  const otherReader = withReader(model, search, 20, 12);
+  const fingerprints = new Set(
+    [model, model.withCodeSearch(search), reading, otherReader].map((m) => vqVaeFingerprint(m)),
+  );
+  assert.equal(fingerprints.size, 4, 'the reader and its weights change the fingerprint');
+  // A copy with the same search keeps its own reader; a search without one drops it.
+  const again = reading.withCodeSearch(reading.config.codeSearch);
+  assert.equal(vqVaeFingerprint(again), vqVaeFingerprint(reading));
+  assert.equal(reading.withCodeSearch(search).reader, null);
+  const images = barImages(4, new Rng(13));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-reader-'));
+  try {
+    saveVqVae(reading, path.join(dir, 'reading.safetensors'));
+    const loaded = loadVqVae(path.join(dir, 'reading.safetensors'));
+    assert.deepEqual(loaded.config.codeSearch, reading.config.codeSearch);
+    assert.equal(vqVaeFingerprint(loaded), vqVaeFingerprint(reading));
+    assert.deepEqual(loaded.encode(images, 4), reading.encode(images, 4));
+    loaded.dispose();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  const withReaderSearch = { ...search, reader: { weight: 1, classifier: TINY_READER } };
+  assert.throws(() => model.withCodeSearch(withReaderSearch), /the search has a reader; pass one/);
+  const wide = new AttributeClassifier({ ...TINY_READER, shapeHidden: 32 }, new Rng(1));
+  assert.throws(
+    () => model.withCodeSearch(withReaderSearch, wide),
+    /the reader's config .* is not the search's/,
+  );
+  assert.throws(
+    () => searchCodes(model, images, 0, 2, withReaderSearch),
+    /the code search has a reader, and the tokenizer carries none/,
+  );
+  assert.throws(
+    () =>
+      trainVqVae({
+        train: { images, count: 4 },
+        model: reading,
+        steps: 1,
+        batchSize: 4,
+        log: () => {},
+      }),
+    /carries a code-search reader/,
+  );
+  for (const m of [wide, again, reading, otherReader, model]) m.dispose();
 });
 
 test('reach: only cells near a wrongly decoded pixel are tried', () => {
