@@ -39,6 +39,13 @@ export const LEVELS = 4;
 
 export type SplitName = 'train' | 'test';
 
+/** Digit and palette colours per image: three Int32Array [N]. */
+export interface Attributes {
+  digit: Int32Array;
+  fg: Int32Array;
+  bg: Int32Array;
+}
+
 export interface ColouredSplit {
   split: SplitName;
   count: number;

@@ -15,12 +15,9 @@
 import { PALETTE, legiblePairs } from '../data/palette';
 import { CAPTION_LENGTH, DIGIT_WORDS, captionText, parseCaptionWords } from '../data/vocab';
 
-/** Digit and palette colours per image: three Int32Array [N]. */
-export interface Attributes {
-  digit: Int32Array;
-  fg: Int32Array;
-  bg: Int32Array;
-}
+import type { Attributes } from '../data/coloured';
+/** Digit and palette colours per image (defined beside the data): three Int32Array [N]. */
+export type { Attributes };
 
 /** Accuracy of each head and of all three at once, on `count` images. */
 export interface AttributeAccuracy {

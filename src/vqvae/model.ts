@@ -49,7 +49,7 @@ import { Module, ModuleList, Conv2d, ConvTranspose2d, randn } from '../nn/module
 import { Rng } from '../nn/rng';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
 import type { CodeSearch, SearchableTokenizer } from './search';
-import { AttributeClassifier } from '../eval/classifier';
+import { AttributeClassifier } from './reader';
 import { searchCodes, validateCodeSearch } from './search';
 
 /** Side of the code grid: 28 / 4 (two stride-2 convolutions). */

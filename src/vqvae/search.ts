@@ -31,9 +31,9 @@ import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
 import { argmaxLevels } from './model';
-import type { Attributes } from '../eval/metrics';
-import type { ClassifierConfig, HeadLogits } from '../eval/classifier';
-import { imagesToInput, validateClassifierConfig } from '../eval/classifier';
+import type { Attributes } from '../data/coloured';
+import type { ClassifierConfig, HeadLogits } from './reader';
+import { imagesToInput, validateClassifierConfig } from './reader';
 
 /**
  * What the search minimises for an image: 'likelihood', the tokenizer's training term (the
