@@ -41,7 +41,11 @@ import {
 } from '../vqvae/train';
 import type { TrainVqVaeOptions, VqVaeEvaluation } from '../vqvae/train';
 import { CLASSIFIER_DEFAULTS, ensureClassifier, perceptualLossTerm } from '../eval/classifier';
-import type { ClassifierConfig, ClassifierTrainSettings } from '../eval/classifier';
+import type {
+  AttributeClassifier,
+  ClassifierConfig,
+  ClassifierTrainSettings,
+} from '../eval/classifier';
 import { GPT_PRESETS, trainGpt } from '../gpt/train';
 import { takeSplit } from '../eval/run';
 import { acquireRunLock } from '../gpt/runlock';
@@ -393,8 +397,8 @@ function trainTokenizer(
       : `tokenizer: training recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) for ${recipe.steps} steps on ${limit} images`,
   );
   let start: VqVae | undefined;
+  const from = recipe.init === undefined ? undefined : TOKENIZER_RECIPES[recipe.init];
   if (recipe.init !== undefined) {
-    const from = TOKENIZER_RECIPES[recipe.init];
     if (from === undefined || recipe.init === recipeName)
       throw new Error(
         `tokenizer recipe '${recipeName}': init '${recipe.init}' must name another recipe (known: ${Object.keys(TOKENIZER_RECIPES).join(', ')})`,
@@ -420,17 +424,23 @@ function trainTokenizer(
       throw new Error(
         `tokenizer recipe '${recipeName}': 0 steps needs an init recipe to start from`,
       );
-    // A search with a reader reads with the init's perceptual reader (its training images are
-    // this recipe's: the init check above compares the validation splits).
-    const reader =
-      recipe.config.codeSearch?.reader === undefined
-        ? undefined
-        : perceptualReader(
-            path.dirname(tokenizerPath(recipe.init!)),
-            { ...seen, count: limit },
-            test,
-            log,
-          ).model;
+    // A search with a reader reads with the init's perceptual reader, found as the init trained
+    // it: on the init's own images (the init check above compares the validation splits, and the
+    // init's limit is used here, so the reader in the init's folder is never retrained).
+    let reader: AttributeClassifier | undefined;
+    if (recipe.config.codeSearch?.reader !== undefined) {
+      if (!((from!.perceptualWeight ?? 0) > 0))
+        throw new Error(
+          `tokenizer recipe '${recipeName}': a code search with a reader reads with its init's perceptual reader, and init '${recipe.init}' has no perceptualWeight`,
+        );
+      const initLimit = from!.trainLimit > 0 ? Math.min(from!.trainLimit, seen.count) : seen.count;
+      reader = perceptualReader(
+        path.dirname(tokenizerPath(recipe.init!)),
+        { ...seen, count: initLimit },
+        test,
+        log,
+      ).model;
+    }
     const model = start.withCodeSearch(recipe.config.codeSearch, reader);
     start.dispose();
     reader?.dispose();

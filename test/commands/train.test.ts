@@ -372,6 +372,11 @@ test('a tokenizer recipe with a perceptual weight trains its reader first and ad
       init: 'tiny-perceptual',
     },
   };
+  // Fewer images of its own than its init: its reader is still the init's, never retrained.
+  const readFewer = { ...recipes['tiny-read'], trainLimit: 32 };
+  // An init without a perceptual term has no reader to read with.
+  const readPlain = { ...recipes['tiny-read'], init: 'tiny-plain' };
+  Object.assign(recipes, { 'tiny-read-fewer': readFewer, 'tiny-read-plain': readPlain });
   const reader = PERCEPTUAL_CLASSIFIER.settings;
   PERCEPTUAL_CLASSIFIER.settings = { ...reader, epochs: 1, batchSize: 32 };
   try {
@@ -405,7 +410,23 @@ test('a tokenizer recipe with a perceptual weight trains its reader first and ad
       assert.deepEqual(reloaded.reader!.stateDict(), readerFile.stateDict());
       const codes = withTerm.model.encode(test.images, 4);
       assert.deepEqual(read.model.decode(codes, 4), withTerm.model.decode(codes, 4));
-      for (const m of [withTerm.model, plain.model, read.model, reloaded, readerFile]) m.dispose();
+      const fewerLines: string[] = [];
+      const fewer = ensureTokenizer('tiny-read-fewer', train, test, (l) => fewerLines.push(l));
+      assert.ok(!fewerLines.some((l) => /training one/.test(l)), fewerLines.join('\n'));
+      assert.deepEqual(fewer.model.reader!.stateDict(), readerFile.stateDict());
+      const readerAfter = loadClassifier(path.join(dir, 'perceptual-classifier.safetensors')).model;
+      assert.deepEqual(readerAfter.stateDict(), readerFile.stateDict());
+      assert.throws(
+        () => ensureTokenizer('tiny-read-plain', train, test, () => undefined),
+        /init 'tiny-plain' has no perceptualWeight/,
+      );
+      assert.ok(
+        !fs.existsSync(
+          path.join(path.dirname(tokenizerPath('tiny-plain')), 'perceptual-classifier.safetensors'),
+        ),
+      );
+      const models = [withTerm.model, plain.model, read.model, reloaded, readerFile];
+      for (const m of [...models, fewer.model, readerAfter]) m.dispose();
     });
   } finally {
     PERCEPTUAL_CLASSIFIER.settings = reader;
