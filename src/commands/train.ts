@@ -390,7 +390,7 @@ function trainTokenizer(
     validationItems: recipe.validationItems,
     heldOutPairs: 0,
   }).train;
-  const limit = recipe.trainLimit > 0 ? Math.min(recipe.trainLimit, seen.count) : seen.count;
+  const limit = trainingImages(recipe, seen);
   log(
     recipe.steps === 0
       ? `tokenizer: making recipe '${recipeName}' (${recipe.config.codebookSize} codes x ${recipe.config.codeDim}) from recipe '${recipe.init}' without training`
@@ -433,10 +433,9 @@ function trainTokenizer(
         throw new Error(
           `tokenizer recipe '${recipeName}': a code search with a reader reads with its init's perceptual reader, and init '${recipe.init}' has no perceptualWeight`,
         );
-      const initLimit = from!.trainLimit > 0 ? Math.min(from!.trainLimit, seen.count) : seen.count;
       reader = perceptualReader(
         path.dirname(tokenizerPath(recipe.init!)),
-        { ...seen, count: initLimit },
+        { ...seen, count: trainingImages(from!, seen) },
         test,
         log,
       ).model;
@@ -498,6 +497,15 @@ function trainTokenizer(
   );
   fs.rmSync(statePath, { force: true }); // after the save: a run killed before it resumes
   return saved;
+}
+
+/**
+ * How many of `seen` (the training images outside the validation split) `recipe` trains on: its
+ * trainLimit, or all of them. A recipe's perceptual reader is trained on these, so a recipe that
+ * reads with its init's reader must count them by the same rule to find that reader as trained.
+ */
+function trainingImages(recipe: TokenizerRecipe, seen: ColouredSplit): number {
+  return recipe.trainLimit > 0 ? Math.min(recipe.trainLimit, seen.count) : seen.count;
 }
 
 /**
