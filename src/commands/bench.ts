@@ -22,6 +22,7 @@ import { TARGETS_PER_SEQUENCE } from '../data/sequences';
 import { HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
 import { atomicWriteFile } from '../nn/safetensors';
+import { projectRoot } from '../paths';
 
 const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda]
              [--no-tfjs] [--no-torch] [--torch-device cpu|cuda] [--torch-threads N] [--compile]
@@ -144,20 +145,9 @@ export function benchArgs(argv: readonly string[]): BenchArgs {
 
 // ---- locating the pieces --------------------------------------------------------------------------
 
-/** The repository root (the folder holding package.json above this file). */
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`cannot find the repository root above ${__dirname}`);
-    dir = up;
-  }
-  return dir;
-}
-
 /** A compiled bench script (dist/bench/NAME.js). */
 function benchScript(name: string): string {
-  const file = path.join(repoRoot(), 'dist', 'bench', `${name}.js`);
+  const file = path.join(projectRoot(), 'dist', 'bench', `${name}.js`);
   if (!fs.existsSync(file)) throw new Error(`${file} is missing; build first with: npm run build`);
   return file;
 }
@@ -545,7 +535,7 @@ export async function runBenchmark(args: BenchArgs): Promise<BenchReport> {
       let first = true;
       for (const batch of batches) {
         const childArgs = [
-          path.join(repoRoot(), 'bench', 'torch_step.py'),
+          path.join(projectRoot(), 'bench', 'torch_step.py'),
           '--batch',
           String(batch),
           '--device',
@@ -767,7 +757,7 @@ export async function benchCommand(argv: string[]): Promise<void> {
   const report = await runBenchmark(args);
   console.log(formatReport(report));
   if (args.save !== undefined) {
-    const dir = path.join(repoRoot(), 'bench', 'results');
+    const dir = path.join(projectRoot(), 'bench', 'results');
     const file = path.join(dir, `${args.save}.json`);
     atomicWriteFile(file, JSON.stringify(report, null, 2) + '\n');
     console.log(`\nwrote ${file}`);

@@ -15,8 +15,8 @@ import {
   legiblePairs,
   loadColouredMnist,
   paletteMarkdown,
-  projectRoot,
 } from '../data';
+import { projectRoot } from '../paths';
 import type { ColouredSplit } from '../data';
 import { writeCaptionedGrid } from '../viz/png';
 import { HELP_FLAG, parseCommandLine } from './args';

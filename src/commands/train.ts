@@ -16,7 +16,8 @@ import * as os from 'os';
 import { execFileSync } from 'child_process';
 import * as path from 'path';
 import { setBackend, getBackend } from '../engine/registry';
-import { DEFAULT_DATA_SEED, IMAGE_VALUES, loadColouredMnist, projectRoot } from '../data/coloured';
+import { DEFAULT_DATA_SEED, IMAGE_VALUES, loadColouredMnist } from '../data/coloured';
+import { dataDir, figuresDir, projectRoot, runsDir, weightsDir } from '../paths';
 import type { ColouredSplit } from '../data/coloured';
 import { Vocab } from '../data/vocab';
 import { SEQUENCE_LENGTH, splitSequenceSource } from '../data/sequences';
@@ -294,18 +295,7 @@ export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; 
     },
   };
 
-export function runsDir(): string {
-  return process.env.MMGPT_RUNS_DIR ?? path.join(projectRoot(), 'runs');
-}
-
-/** Where shipped weights live: weights/ (or MMGPT_WEIGHTS_DIR). */
-export function weightsDir(): string {
-  return process.env.MMGPT_WEIGHTS_DIR ?? path.join(projectRoot(), 'weights');
-}
-
-export function figuresDir(): string {
-  return process.env.MMGPT_FIGURES_DIR ?? path.join(projectRoot(), 'figures');
-}
+export { figuresDir, runsDir, weightsDir } from '../paths';
 
 export function tokenizerPath(recipe: string): string {
   return path.join(runsDir(), `tokenizer-${recipe}`, 'vqvae.safetensors');
@@ -577,12 +567,7 @@ export function tokenise(
 ): Int32Array {
   const fingerprint = vqVaeFingerprint(model);
   const count = limit > 0 ? Math.min(limit, split.count) : split.count;
-  const file = path.join(
-    projectRoot(),
-    'data',
-    'tokens',
-    `${fingerprint}-${tag}-${count}.safetensors`,
-  );
+  const file = path.join(dataDir(), 'tokens', `${fingerprint}-${tag}-${count}.safetensors`);
   const cached = (at: string, n: number): Int32Array | undefined => {
     if (!fs.existsSync(at)) return undefined;
     try {

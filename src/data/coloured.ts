@@ -14,6 +14,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { dataDir } from '../paths';
 import { Rng, deriveSeed } from '../nn/rng';
 import {
   NamedArray,
@@ -87,28 +88,8 @@ export interface LoadColouredOptions {
   log?: (message: string) => void;
 }
 
-/** The project root: the nearest directory above this file holding mmgpt's package.json. */
-export function projectRoot(): string {
-  let dir = __dirname;
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name === 'mmgpt') {
-          return dir;
-        }
-      } catch {
-        // not ours; keep looking
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return process.cwd();
-    dir = parent;
-  }
-}
-
 export function defaultCacheDir(seed: number = DEFAULT_DATA_SEED): string {
-  return path.join(projectRoot(), 'data', DATASET_NAME, `seed-${seed}`);
+  return path.join(dataDir(), DATASET_NAME, `seed-${seed}`);
 }
 
 /** blend[(fgLevel * 4 + bgLevel) * 256 + v]: the level of a channel at grey value v. */

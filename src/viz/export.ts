@@ -17,17 +17,15 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import type { BrowserContext, Page } from 'playwright-core';
-import { projectRoot } from '../data/coloured';
+import { figuresDir } from '../paths';
+
+/** The notebooks' name for figuresDir (until they import the package entry). */
+export { figuresDir as defaultFiguresDir } from '../paths';
 import { atomicWriteFile } from '../nn/safetensors';
 import { encodePng } from './png';
 import type { RgbImage } from './png';
 import { FIGURE_HEIGHT, FIGURE_WIDTH, plotlyJsSource, standaloneHtml } from './plotly';
 import type { PlotlyFigure } from './plotly';
-
-/** Where figures go: $MMGPT_FIGURES_DIR, else <project>/figures. */
-export function defaultFiguresDir(): string {
-  return process.env.MMGPT_FIGURES_DIR || path.join(projectRoot(), 'figures');
-}
 
 const CHROMIUM_CANDIDATES = [
   '/usr/bin/chromium',
@@ -190,7 +188,7 @@ export async function figureToPng(fig: PlotlyFigure, opts: PngOptions = {}): Pro
 export type FigureFormat = 'png' | 'html';
 
 export interface SaveOptions extends PngOptions {
-  /** Output directory (default: defaultFiguresDir()). */
+  /** Output directory (default: figuresDir()). */
   dir?: string;
   /** Default both. */
   formats?: readonly FigureFormat[];
@@ -217,7 +215,7 @@ export async function saveFigure(
   opts: SaveOptions = {},
 ): Promise<SavedFigure> {
   checkName(name);
-  const dir = opts.dir ?? defaultFiguresDir();
+  const dir = opts.dir ?? figuresDir();
   const formats = opts.formats ?? ['png', 'html'];
   const saved: SavedFigure = {};
   if (formats.includes('html')) {
@@ -259,7 +257,7 @@ export function saveRasterFigure(
   opts: { dir?: string; formats?: readonly FigureFormat[]; title?: string } = {},
 ): SavedFigure {
   checkName(name);
-  const dir = opts.dir ?? defaultFiguresDir();
+  const dir = opts.dir ?? figuresDir();
   const formats = opts.formats ?? ['png', 'html'];
   const png = encodePng(image);
   const saved: SavedFigure = {};

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
 import { dataCommand, DATA_USAGE } from '../../src/commands/data';
-import { projectRoot } from '../../src/data/coloured';
+import { projectRoot } from '../../src/paths';
 
 async function capture(run: () => Promise<void>): Promise<string> {
   const lines: string[] = [];

@@ -33,7 +33,7 @@ import type { TokenizerRecipe } from '../../src/commands/train';
 import { Rng } from '../../src/nn/rng';
 import type { ColouredSplit } from '../../src/data/coloured';
 import { syntheticSet } from '../eval/helpers';
-import { projectRoot } from '../../src/data/coloured';
+import { projectRoot } from '../../src/paths';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 

@@ -2,7 +2,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
-import { projectRoot } from '../../src/data/coloured';
+import { projectRoot } from '../../src/paths';
 
 /** A fresh directory data/.test-<name>-<pid>; remove it with fs.rmSync when done. */
 export function scratchDir(name: string): string {

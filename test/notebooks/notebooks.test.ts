@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'child_process';
 import * as path from 'path';
-import { projectRoot } from '../../src/data/coloured';
+import { projectRoot } from '../../src/paths';
 
 /** Exit status of the script when Jupyter or the tslab kernel is missing. */
 const MISSING = 3;

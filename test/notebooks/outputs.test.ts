@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as path from 'path';
-import { projectRoot } from '../../src/data/coloured';
+import { projectRoot } from '../../src/paths';
 import { figureHtml, drawScript } from '../../src/viz/plotly';
 import type { PlotlyFigure } from '../../src/viz/plotly';
 import { cellSourceSha256, finalizeNotebook, notebookProblems } from '../../src/viz/notebook';

@@ -18,6 +18,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
+import { findProjectRoot } from '../../paths';
 
 import type {
   AdamParams,
@@ -216,25 +217,16 @@ const ADDON_RELATIVE_PATH = path.join('native', 'build', 'Release', 'mmgpt_nativ
 /** GOMP_SPINCOUNT used when the user sets neither it nor OMP_WAIT_POLICY (~0.1 ms of spinning). */
 const DEFAULT_SPIN_COUNT = 3000;
 
-/** The nearest directory at or above `start` that holds a package.json. */
-export function findPackageRoot(start: string = __dirname): string | null {
-  let dir = path.resolve(start);
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return null;
-    dir = parent;
-  }
-}
-
 let loaded: { addon: NativeAddon; addonPath: string } | { error: string } | null = null;
 
 /** Loads mmgpt_native once; returns it with its path, or the reason it cannot be loaded. */
 export function loadNativeAddon(): { addon: NativeAddon; addonPath: string } | { error: string } {
   if (loaded !== null) return loaded;
-  const root = findPackageRoot();
+  const root = findProjectRoot();
   if (root === null) {
-    loaded = { error: `no package.json found above ${__dirname}, so native/ cannot be located` };
+    loaded = {
+      error: `no mmgpt package.json found above ${__dirname}, so native/ cannot be located`,
+    };
     return loaded;
   }
   const addonPath = path.join(root, ADDON_RELATIVE_PATH);
