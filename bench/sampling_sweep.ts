@@ -23,7 +23,7 @@ import type { ModeOptions } from '../src/sampling/sampler';
 /** The grid: a label and the settings of each row, per mode. */
 const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
   textToImage: [
-    ['seed rules (T 1)', {}],
+    ['original rules (T 1)', {}],
     ['T 0.7', { temperature: 0.7 }],
     ['guidance 2', { guidance: 2 }],
     ['guidance 2, greedy', { guidance: 2, temperature: 0 }],
@@ -61,7 +61,7 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ],
   ],
   imageToText: [
-    ['seed rules (T 1)', {}],
+    ['original rules (T 1)', {}],
     ['grammar words', { grammar: 'words' }],
     ['greedy, grammar words', { temperature: 0, grammar: 'words' }],
     ['rerank 4 (both)', { rerank: 4 }],
@@ -105,7 +105,7 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
     ],
   ],
   unconditional: [
-    ['seed rules (T 1)', {}],
+    ['original rules (T 1)', {}],
     ['grammar words', { grammar: 'words' }],
     ['rerank 4', { rerank: 4 }],
     ['rerank 8', { rerank: 8 }],

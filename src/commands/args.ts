@@ -18,6 +18,19 @@
 import { parseArgs } from 'util';
 import { BACKEND_NAMES } from '../engine/registry';
 
+/**
+ * Names that changed, old -> new: a choice flag given an old name takes the new one with a
+ * one-line notice, for one release ("seed" now means only the random seed).
+ */
+export const RENAMED_CHOICES: Readonly<Record<string, string>> = {
+  seed: 'original',
+  'seed-full': 'original-full',
+  'seed-full36k': 'original-full36k',
+  'seed-perceptual': 'original-perceptual',
+  'seed-searched': 'original-searched',
+  'seed-searched-reader': 'original-searched-reader',
+};
+
 export interface FlagSpec {
   type: 'boolean' | 'string';
   /** One-letter alias (only `-h` for --help is used). */
@@ -207,8 +220,15 @@ export class Flags {
   choice<T extends string>(name: string, choices: readonly T[], fallback: T): T;
   choice<T extends string>(name: string, choices: readonly T[]): T | undefined;
   choice<T extends string>(name: string, choices: readonly T[], fallback?: T): T | undefined {
-    const v = this.string(name);
+    let v = this.string(name);
     if (v === undefined) return fallback;
+    const renamed = RENAMED_CHOICES[v];
+    if (!choices.includes(v as T) && renamed !== undefined && choices.includes(renamed as T)) {
+      console.warn(
+        `mmgpt: '${v}' is now called '${renamed}' (--${name} ${renamed}); the old name goes in the next release`,
+      );
+      v = renamed;
+    }
     if (!choices.includes(v as T))
       throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
     return v as T;

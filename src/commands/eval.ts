@@ -170,8 +170,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
     if (settings.compare) {
       const noRerank = { ...settings, overrides: { ...settings.overrides, rerank: 1 } };
       figures.push(...writeSampleFigures(run, data.test, noRerank, outDir, '_no-rerank'));
-      const seedRules = { ...settings, samplingPreset: 'seed' as const, overrides: {} };
-      figures.push(...writeSampleFigures(run, data.test, seedRules, outDir, '_seed-rules'));
+      const originalRules = { ...settings, samplingPreset: 'original' as const, overrides: {} };
+      figures.push(...writeSampleFigures(run, data.test, originalRules, outDir, '_original-rules'));
     }
   }
   const { jsonPath, mdPath } = writeReport(

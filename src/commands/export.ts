@@ -27,7 +27,7 @@ export const EXPORT_COMMAND: CommandSpec = {
     and metrics.json (test_nll on exactly those tokens).
   weights: writes DIR/checkpoint.safetensors (the weights and run metadata, without the
     optimiser state), vqvae.safetensors, and the run's log.json and summary.json where present:
-    what weights/seed/ ships. The checkpoint must be complete.
+    what weights/original/ ships. The checkpoint must be complete.
   Default checkpoint: the newest complete run, else weights/.`,
   flags: {
     format: { type: 'string' },

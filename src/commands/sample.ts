@@ -136,7 +136,7 @@ export function samplingSettingsFromFlags(flags: Flags): SamplingFlagSettings {
 /** The --help lines of the sampling flags. */
 export const SAMPLING_HELP = `  Sampling: each mode has its own defaults, chosen on the validation split (README, "Sampling
   defaults"); a flag given applies to every mode it can.
-  --preset-sampling P  default or seed (the seed's plain rules: T 1, no guidance, grammar or reranking)
+  --preset-sampling P  default or original (the original rules: T 1, no guidance, grammar or reranking)
   --seed S            sampling seed, an integer >= 0 (default ${EVAL_DEFAULTS.seed})
   --temperature T     image codes and words, a number from 0 to 100; 0 = argmax
   --text-temperature T  words only, 0 to 100
@@ -431,7 +431,7 @@ export function writeSampleFigures(
   test: LabelledImages,
   settings: SamplingFlagSettings,
   dir: string,
-  /** Appended to each file name (before .png), e.g. '_seed-rules'. */
+  /** Appended to each file name (before .png), e.g. '_original-rules'. */
   suffix = '',
 ): string[] {
   const count = Math.min(9, test.count);

@@ -242,40 +242,40 @@ export const TOKENIZER_RECIPES: Record<string, TokenizerRecipe> = {
 
 export const PIPELINE_PRESETS: Record<string, { tokenizer: string; gpt: string; summary: string }> =
   {
-    seed: {
+    original: {
       tokenizer: 'full9600',
-      gpt: 'seed',
-      summary: "the user's recipe: 30 epochs, batch 32, Adam, lr 1e-3",
+      gpt: 'original',
+      summary: 'the original recipe: 30 epochs, batch 32, Adam, lr 1e-3',
     },
-    'seed-full': {
+    'original-full': {
       tokenizer: 'full',
-      gpt: 'seed',
+      gpt: 'original',
       summary:
-        "the user's recipe through the 24000-step `full` tokenizer (trains it first unless shipped)",
+        'the original recipe through the 24000-step `full` tokenizer (trains it first unless shipped)',
     },
-    'seed-full36k': {
+    'original-full36k': {
       tokenizer: 'full36k',
-      gpt: 'seed',
+      gpt: 'original',
       summary:
-        "the user's recipe through `full36k`, the full tokenizer trained 12,000 steps more (trains it first)",
+        'the original recipe through `full36k`, the full tokenizer trained 12,000 steps more (trains it first)',
     },
-    'seed-perceptual': {
+    'original-perceptual': {
       tokenizer: 'perceptual',
-      gpt: 'seed',
+      gpt: 'original',
       summary:
-        "the user's recipe through `perceptual`, the full tokenizer trained on with a perceptual loss (trains it first)",
+        'the original recipe through `perceptual`, the full tokenizer trained on with a perceptual loss (trains it first)',
     },
-    'seed-searched': {
+    'original-searched': {
       tokenizer: 'searched',
-      gpt: 'seed',
+      gpt: 'original',
       summary:
-        "the user's recipe through `searched`: `perceptual` encoding with the code search (copies it if shipped)",
+        'the original recipe through `searched`: `perceptual` encoding with the code search (copies it if shipped)',
     },
-    'seed-searched-reader': {
+    'original-searched-reader': {
       tokenizer: 'searched-reader',
-      gpt: 'seed',
+      gpt: 'original',
       summary:
-        "the user's recipe through `searched-reader`: the code search with a reader (copies it if shipped)",
+        'the original recipe through `searched-reader`: the code search with a reader (copies it if shipped)',
     },
     best: {
       tokenizer: 'full',

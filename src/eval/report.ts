@@ -75,9 +75,9 @@ import {
 
 export const REPORT_FORMAT = 'mmgpt-eval-report';
 export const REPORT_VERSION = 1;
-/** Final test NLL of the original (the seed's reference) and the published range. */
+/** Final test NLL of the original write-up (its reference) and the published range. */
 export const REFERENCE_NLL = {
-  seed: 2.6772,
+  original: 2.6772,
   publishedBest: 2.45,
   publishedWorst: 2.67,
   /** Image codes of the tokenizer these were measured with (NLLs compare only at equal K). */
@@ -200,7 +200,7 @@ export interface EvaluationInputs {
 /** One row of the comparison table: a mode under one set of settings. */
 export interface ComparisonRow {
   mode: ModeName;
-  /** 'default' (the report's settings), 'without reranking' or 'seed rules'. */
+  /** 'default' (the report's settings), 'without reranking' or 'original rules'. */
   variant: string;
   settings: string;
   /** The mode's headline: all three right, exact match or agreement. */
@@ -374,8 +374,8 @@ export function runEvaluation(inputs: EvaluationInputs): EvalReport {
         'without reranking',
         modeOptionsFor(settings, mode, { ...settings.overrides, rerank: 1 }),
       ]);
-    if (settings.samplingPreset !== 'seed' || Object.keys(settings.overrides).length > 0)
-      variants.push(['seed rules', modeOptionsFor(settings, mode, {}, 'seed')]);
+    if (settings.samplingPreset !== 'original' || Object.keys(settings.overrides).length > 0)
+      variants.push(['original rules', modeOptionsFor(settings, mode, {}, 'original')]);
     for (const [variant, vopts] of variants) {
       const [vr] = timed(`${MODE_LABELS[mode]}, ${variant}`, () => scoreMode(ctx, mode, vopts));
       row(mode, variant, vopts, vr);
@@ -596,17 +596,17 @@ export function renderReportMarkdown(
     // The references were measured with 1024 image codes; other tokenizers are not comparable.
     const comparable = t.codebookSize === REFERENCE_NLL.codebookSize;
     const met = comparable
-      ? report.testNll.natsPerDim <= REFERENCE_NLL.seed
+      ? report.testNll.natsPerDim <= REFERENCE_NLL.original
         ? 'yes'
         : 'no'
       : `n/a (${t.codebookSize} codes, not ${REFERENCE_NLL.codebookSize})`;
     lines.push(
-      `| test NLL (nats/dim) | ${report.testNll.natsPerDim.toFixed(4)} | <= ${REFERENCE_NLL.seed} (the seed's; published ${REFERENCE_NLL.publishedBest}-${REFERENCE_NLL.publishedWorst}) | ${met} |`,
+      `| test NLL (nats/dim) | ${report.testNll.natsPerDim.toFixed(4)} | <= ${REFERENCE_NLL.original} (the original write-up's; published ${REFERENCE_NLL.publishedBest}-${REFERENCE_NLL.publishedWorst}) | ${met} |`,
     );
   }
   lines.push('');
 
-  lines.push("## Default vs without reranking vs the seed's rules", '');
+  lines.push('## Default vs without reranking vs the original rules', '');
   lines.push(
     'Each mode on the same items and seed; "default" is the report\'s settings. The cost is the ' +
       'wall time of sampling (reranking included) on this backend.',

@@ -42,7 +42,7 @@ function checkpointMetaOf(file: string): CheckpointMeta | null {
  * Shipped weights in the order a default checkpoint is taken from weights/: the best-scoring
  * first (README, "Results so far"), then any other folder by name.
  */
-export const SHIPPED_PREFERENCE = ['best', 'seed-full', 'seed'];
+export const SHIPPED_PREFERENCE = ['best', 'original-full', 'original'];
 
 /**
  * The checkpoint to use: `explicit` if given (a file, or a run directory), else the newest complete

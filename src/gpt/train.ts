@@ -55,7 +55,7 @@ export interface GptTrainConfig {
   batchSize: number;
   optimizer: 'adam' | 'adamw';
   lr: number;
-  /** 'constant' (the seed's recipe) or linear warm-up then cosine decay to minLr. */
+  /** 'constant' (the original recipe) or linear warm-up then cosine decay to minLr. */
   schedule: 'constant' | 'cosine';
   warmupSteps: number;
   minLr: number;
@@ -104,8 +104,8 @@ const BASE_TRAIN: GptTrainConfig = {
 
 /** GPT presets; the tokenizer's presets live with the VQ-VAE. */
 export const GPT_PRESETS: Record<string, GptPreset> = {
-  /** The user's recipe: 30 epochs, batch 32, Adam, lr 1e-3. */
-  seed: { model: { ...GPT_DEFAULTS }, train: { ...BASE_TRAIN } },
+  /** The original recipe (the original write-up's): 30 epochs, batch 32, Adam, lr 1e-3. */
+  original: { model: { ...GPT_DEFAULTS }, train: { ...BASE_TRAIN } },
   /** Dropout 0.1, AdamW, warm-up + cosine: the best published recipe of the exercise. */
   best: {
     model: { ...GPT_DEFAULTS, dropout: 0.1 },
@@ -131,7 +131,7 @@ export const GPT_PRESETS: Record<string, GptPreset> = {
       ...BASE_TRAIN,
       epochs: 1,
       // Test NLL on the first 2,000 test items (at initialisation and at the end): on a slow
-      // laptop the whole test set twice would cost minutes. The NLL does not compare with seed's.
+      // laptop the whole test set twice would cost minutes. The NLL does not compare with the 30-epoch runs'.
       testLimit: 2000,
       // The compositional test in every main job: 40 legible colour pairs never seen together.
       heldOutPairs: HELD_OUT_PAIRS,

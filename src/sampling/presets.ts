@@ -47,7 +47,7 @@ export interface ModeSampling {
 export type SamplingMode = 'textToImage' | 'imageToText' | 'unconditional';
 export type SamplingPreset = Record<SamplingMode, ModeSampling>;
 
-const SEED_RULES: ModeSampling = {
+const ORIGINAL_RULES: ModeSampling = {
   temperature: 1,
   textTemperature: 1,
   topK: 0,
@@ -62,7 +62,7 @@ const SEED_RULES: ModeSampling = {
   captionFirst: false,
 };
 
-export const SAMPLING_PRESETS: Record<'default' | 'seed', SamplingPreset> = {
+export const SAMPLING_PRESETS: Record<'default' | 'original', SamplingPreset> = {
   /**
    * Chosen on the validation split (README, "Sampling defaults"; bench/sampling_sweep.ts):
    * - text -> image: image codes at temperature 0.5, guidance 1.5 and 4 candidates: 99.8% all
@@ -91,16 +91,16 @@ export const SAMPLING_PRESETS: Record<'default' | 'seed', SamplingPreset> = {
    * grammatical.
    */
   default: {
-    textToImage: { ...SEED_RULES, temperature: 0.5, guidance: 1.5, rerank: 4 },
+    textToImage: { ...ORIGINAL_RULES, temperature: 0.5, guidance: 1.5, rerank: 4 },
     imageToText: {
-      ...SEED_RULES,
+      ...ORIGINAL_RULES,
       rerank: 8,
       digitSearch: true,
       colourSearch: true,
       shiftViews: true,
     },
     unconditional: {
-      ...SEED_RULES,
+      ...ORIGINAL_RULES,
       captionFirst: true,
       grammar: 'legible',
       temperature: 0.5,
@@ -108,7 +108,11 @@ export const SAMPLING_PRESETS: Record<'default' | 'seed', SamplingPreset> = {
       rerank: 4,
     },
   },
-  seed: { textToImage: SEED_RULES, imageToText: SEED_RULES, unconditional: SEED_RULES },
+  original: {
+    textToImage: ORIGINAL_RULES,
+    imageToText: ORIGINAL_RULES,
+    unconditional: ORIGINAL_RULES,
+  },
 };
 
 export type SamplingPresetName = keyof typeof SAMPLING_PRESETS;

@@ -149,7 +149,7 @@ test('values out of range and flags of another mode are refused by the commands'
     [['pipeline', '--n', '-5'], /--n must be an integer from 1 to 10000, got '-5'/],
     [
       ['pipeline', '--preset', 'huge'],
-      /--preset must be one of seed, seed-full, seed-full36k, seed-perceptual, seed-searched, seed-searched-reader, best, quick, tiny/,
+      /--preset must be one of original, original-full, original-full36k, original-perceptual, original-searched, original-searched-reader, best, quick, tiny/,
     ],
     [
       ['train', '--tokenizer-only', '--resume'],
@@ -195,4 +195,38 @@ test('sampling flags: each search is on, off or the preset value; on and off tog
       (e: Error) =>
         e instanceof UsageError && e.message.includes(`contradicts --${name}: give one of the two`),
     );
+});
+
+test('a renamed choice takes its new name, with a one-line notice', () => {
+  const presets: CommandSpec = {
+    name: 'try',
+    help: 'mmgpt try [--preset NAME]',
+    flags: { preset: { type: 'string' } },
+  };
+  const warned: string[] = [];
+  const warn = console.warn;
+  console.warn = (line: string) => warned.push(line);
+  try {
+    const names = ['original', 'original-full', 'best'] as const;
+    assert.equal(
+      parseCommandLine(presets, ['--preset', 'seed']).choice('preset', names),
+      'original',
+    );
+    assert.equal(
+      parseCommandLine(presets, ['--preset', 'seed-full']).choice('preset', names),
+      'original-full',
+    );
+    assert.equal(parseCommandLine(presets, ['--preset', 'best']).choice('preset', names), 'best');
+    assert.deepEqual(warned, [
+      "mmgpt: 'seed' is now called 'original' (--preset original); the old name goes in the next release",
+      "mmgpt: 'seed-full' is now called 'original-full' (--preset original-full); the old name goes in the next release",
+    ]);
+    // An old name whose new one is not a choice here is refused like any unknown value.
+    assert.throws(
+      () => parseCommandLine(presets, ['--preset', 'seed-searched']).choice('preset', names),
+      /--preset must be one of original, original-full, best, got 'seed-searched'/,
+    );
+  } finally {
+    console.warn = warn;
+  }
 });

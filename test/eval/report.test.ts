@@ -133,7 +133,7 @@ test('every section of the report is filled, with numbers in range', () => {
     ['textToImage', 'imageToText', 'unconditional'].flatMap((m) => [
       `${m}/default`,
       `${m}/without reranking`,
-      `${m}/seed rules`,
+      `${m}/original rules`,
     ]),
   );
   for (const r of report.comparisons) assert.ok(r.value >= 0 && r.value <= 1 && r.ms > 0);
@@ -184,7 +184,7 @@ test('impossible settings are refused with what is accepted', () => {
   assert.throws(() => validateEvalSettings({ overrides: { rerank: 0 } }), /rerank must be/);
   assert.throws(
     () => validateEvalSettings({ samplingPreset: 'greedy' as never }),
-    /sampling preset must be one of default, seed/,
+    /sampling preset must be one of default, original/,
   );
 });
 
@@ -205,7 +205,7 @@ test('report.json and report.md hold every setting and the checkpoint hash', () 
     '| sampling, text -> image | T 0.8, top-k 20, top-p 0.9, guidance 2, rerank 2 |',
     '| sampling, unconditional | caption first, T 0.8, top-k 20, top-p 0.9, guidance 2, rerank 2 |',
     '| N (test items per mode) | 5 |',
-    '| text -> image | seed rules | T 1 |',
+    '| text -> image | original rules | T 1 |',
     'Where the errors are',
     '>= 98.0%',
     'image/caption agreement',

@@ -203,7 +203,7 @@ test('the default checkpoint is the newest complete run; without one, train firs
     new RegExp(`unfinished runs: .*${path.basename(path.dirname(unfinished))}.*--resume`),
   );
   // Shipped weights are the fallback.
-  const shipped = writeTinyRun(path.join(weights, 'seed'));
+  const shipped = writeTinyRun(path.join(weights, 'original'));
   assert.equal(findCheckpoint({ runsDir: runs, weightsDir: weights }), shipped);
   // Among shipped weights, the preferred (best-scoring) folder wins over the name order.
   writeTinyRun(path.join(weights, 'aaa'));

@@ -236,11 +236,11 @@ test('words and image codes take their own temperatures', () => {
   assert.notDeepEqual(hot(1), hot(2));
 });
 
-test('sampling presets: the seed rules are plain; flags override every mode', () => {
+test('sampling presets: the original rules are plain; flags override every mode', () => {
   for (const mode of ['textToImage', 'imageToText', 'unconditional'] as const) {
-    const seed = resolveModeSampling('seed', mode);
+    const seed = resolveModeSampling('original', mode);
     assert.equal(describeModeSampling(seed), 'T 1');
-    assert.deepEqual(seed, SAMPLING_PRESETS.seed[mode]);
+    assert.deepEqual(seed, SAMPLING_PRESETS.original[mode]);
     const over = resolveModeSampling('default', mode, { rerank: 3, temperature: undefined });
     assert.equal(over.rerank, 3);
     assert.equal(over.temperature, SAMPLING_PRESETS.default[mode].temperature);
@@ -252,7 +252,7 @@ test('sampling presets: the seed rules are plain; flags override every mode', ()
     captionFirst: false,
   });
   assert.equal(joint.guidance, 1);
-  assert.equal(resolveModeSampling('seed', 'unconditional', { guidance: 3 }).guidance, 1);
+  assert.equal(resolveModeSampling('original', 'unconditional', { guidance: 3 }).guidance, 1);
   // captionFirst belongs to unconditional only.
   assert.equal(
     resolveModeSampling('default', 'textToImage', { captionFirst: true }).captionFirst,
