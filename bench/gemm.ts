@@ -1,4 +1,4 @@
-// GEMM micro-benchmark of the native cpu backend: GFLOP/s for the seed model's matmul shapes
+// GEMM micro-benchmark of the native cpu backend: GFLOP/s for the original recipe's matmul shapes
 // (batch 32 x T 58 = 1856 rows, d_model 128, 4 heads of 32, vocab ~1058), for every SIMD build
 // this processor can run (avx512 / avx2 / baseline) and thread count. Numbers, never pass/fail.
 //

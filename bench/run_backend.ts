@@ -7,17 +7,10 @@
 // and one backend's allocations and JIT state never disturb another's timing. The last line of
 // stdout is one JSON object (a BackendRunResult).
 
-import { benchTrainStep, benchForward, peakRssMb } from './train_step';
-import type { TrainStepResult, ForwardResult } from './train_step';
+import { benchTrainStep, benchForward, peakRssMb } from '../src/perf/train_step';
+import type { BackendRunResult } from '../src/perf/children';
 
-export interface BackendRunResult {
-  backend: string;
-  batch: number;
-  train: TrainStepResult;
-  forward: ForwardResult | null;
-  /** Peak RSS of this process (MiB). */
-  peakRssMb: number;
-}
+export type { BackendRunResult } from '../src/perf/children';
 
 /** Reads `--name value` from argv; undefined when absent. */
 export function flagValue(argv: readonly string[], name: string): string | undefined {

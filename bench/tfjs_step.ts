@@ -1,4 +1,4 @@
-// The seed model's training step in TensorFlow.js (tfjs-core + the WASM backend), for comparison.
+// The original recipe's training step in TensorFlow.js (tfjs-core + the WASM backend), for comparison.
 //
 //   node dist/bench/tfjs_step.js --batch 32 [--steps 3] [--warmup 1] [--threads N] [--forward]
 //
@@ -19,26 +19,19 @@ import { pathToFileURL } from 'url';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfwasm from '@tensorflow/tfjs-backend-wasm';
 import { register } from 'module';
-import { SEED_BENCH_CONFIG, SEED_LR, median, peakRssMb, randomTokens } from './train_step';
+import {
+  ORIGINAL_LR,
+  ORIGINAL_MODEL_CONFIG,
+  median,
+  peakRssMb,
+  randomTokens,
+} from '../src/perf/train_step';
+import type { TfjsRunResult } from '../src/perf/children';
 import type { GptConfig } from '../src/gpt/model';
 import { Rng } from '../src/nn/rng';
 import { numberFlag } from './run_backend';
 
-export interface TfjsRunResult {
-  /** tfjs-core version. */
-  version: string;
-  backend: string;
-  batch: number;
-  threads: number | null;
-  warmup: number;
-  steps: number;
-  msPerStep: number;
-  msPerStepAll: number[];
-  tokensPerSec: number;
-  lastLoss: number;
-  forwardB1Ms: number | null;
-  peakRssMb: number;
-}
+export type { TfjsRunResult } from '../src/perf/children';
 
 interface LayerParams {
   ln1g: tf.Variable;
@@ -244,9 +237,9 @@ export async function runTfjs(argv: readonly string[]): Promise<TfjsRunResult> {
   const warmup = numberFlag(argv, '--warmup') ?? 1;
   const threadsFlag = numberFlag(argv, '--threads');
   const threads = await initWasm(threadsFlag);
-  const config = SEED_BENCH_CONFIG;
+  const config = ORIGINAL_MODEL_CONFIG;
   const model = new TfjsGpt(config);
-  const optimizer = tf.train.adam(SEED_LR, 0.9, 0.999, 1e-8);
+  const optimizer = tf.train.adam(ORIGINAL_LR, 0.9, 0.999, 1e-8);
   const rng = new Rng(1337);
   const length = config.blockSize + 1;
   const batches = Array.from({ length: 4 }, () =>

@@ -1,7 +1,7 @@
 // How often a tokenizer keeps the digit and both colours: the attribute classifier reads the
 // VQ-VAE reconstructions of the validation split (5,000 training items no new run trains on; the
 // split to choose a tokenizer on) and of the test split (for reporting), beside the real images.
-// The `seed` weights' full9600 tokenizer trained on the validation items, so its validation
+// The original weights' full9600 tokenizer trained on the validation items, so its validation
 // numbers are optimistic.
 //
 // Usage: node dist/bench/tokenizer_keep.js [--n 5000] [--search C,S[,R[,W]][;...]] [--reader FILE]
@@ -27,7 +27,7 @@ import { AttributeClassifier, ensureClassifier, loadClassifier } from '../src/ev
 import { attributeAccuracy } from '../src/eval/metrics';
 import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
 import { loadVqVae, evaluateVqVae } from '../src/vqvae/train';
-import { tokenise } from '../src/commands/train';
+import { tokenise } from '../src/pipeline/tokens';
 import type { CodeSearch } from '../src/vqvae/search';
 
 function main(): void {

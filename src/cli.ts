@@ -7,6 +7,7 @@ import { EXPORT_COMMAND, exportCommand } from './commands/export';
 import { PIPELINE_COMMAND, pipelineCommand } from './commands/pipeline';
 import { DATA_COMMAND, dataCommand } from './commands/data';
 import { TRAIN_COMMAND, trainCommand } from './commands/train';
+import { PRESET_NAMES } from './pipeline/presets';
 import { BENCH_COMMAND, benchCommand } from './commands/bench';
 import { EVAL_COMMAND, evalCommand } from './commands/eval';
 import { FIGURES_COMMAND, SAMPLE_COMMAND, sampleCommand, figuresCommand } from './commands/sample';
@@ -28,7 +29,7 @@ export const COMMANDS: Record<string, Command> = {
   },
   train: {
     run: trainCommand,
-    summary: 'train the tokenizer and the GPT for a preset (quick, seed, best, tiny)',
+    summary: `train the tokenizer and the GPT for a preset (${PRESET_NAMES.join(', ')})`,
     spec: TRAIN_COMMAND,
   },
   sample: {
@@ -38,7 +39,8 @@ export const COMMANDS: Record<string, Command> = {
   },
   figures: {
     run: figuresCommand,
-    summary: "the seed's sample grids (9 text->image, 9 image->text, 9 unconditional)",
+    summary:
+      'the sample grids of the original write-up (9 text->image, 9 image->text, 9 unconditional)',
     spec: FIGURES_COMMAND,
   },
   eval: {

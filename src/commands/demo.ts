@@ -1,12 +1,8 @@
 // `mmgpt demo`: the engine end to end in seconds: a tiny GPT learns a toy sequence task
 // (continue an arithmetic progression mod 16) and then completes prompts greedily.
+// Thin: parses flags and calls runDemo (src/pipeline/demo.ts).
 
-import * as F from '../engine/ops';
-import { tidy, noGrad } from '../engine/tensor';
-import { getBackend } from '../engine/registry';
-import { Rng } from '../nn/rng';
-import { Adam } from '../nn/optim';
-import { GPT } from '../gpt/model';
+import { runDemo } from '../pipeline/demo';
 import { HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
 
@@ -24,58 +20,5 @@ export async function demoCommand(argv: string[]): Promise<void> {
     console.log(DEMO_COMMAND.help);
     return;
   }
-  const steps = flags.int('steps', { min: 1, max: 100_000 }, 300);
-  const V = 16;
-  const T = 10;
-  const rng = new Rng(0);
-  const model = new GPT(
-    { vocabSize: V, blockSize: T, nLayer: 2, nHead: 2, nEmbd: 32, dropout: 0 },
-    rng,
-  );
-  const opt = new Adam(model.namedParameters(), { lr: 3e-3 });
-  const makeBatch = (B: number) => {
-    const data = new Int32Array(B * T);
-    for (let b = 0; b < B; b++) {
-      const start = rng.int(V);
-      const stride = 1 + rng.int(3);
-      for (let t = 0; t < T; t++) data[b * T + t] = (start + stride * t) % V;
-    }
-    return data;
-  };
-  console.log(`backend ${getBackend().name}; ${model.numParameters()} parameters`);
-  const t0 = Date.now();
-  for (let step = 1; step <= steps; step++) {
-    const loss = tidy(() => {
-      const l = model.loss(F.tensor(makeBatch(32), [32, T], 'int32'));
-      l.backward();
-      opt.update();
-      opt.zeroGrad();
-      return l.item();
-    });
-    if (step % 50 === 0 || step === 1)
-      console.log(
-        `step ${step} | loss ${loss.toFixed(4)} | ${((Date.now() - t0) / step).toFixed(1)} ms/step`,
-      );
-  }
-  model.eval();
-  for (const prompt of [
-    [3, 5, 7],
-    [0, 3, 6],
-    [14, 15, 0],
-  ]) {
-    const seq = [...prompt];
-    noGrad(() => {
-      while (seq.length < T) {
-        const next = tidy(() => {
-          const logits = model.forward(F.tensor(Int32Array.from(seq), [1, seq.length], 'int32'));
-          const last = F.slice(logits, 1, seq.length - 1, seq.length).toArray();
-          let best = 0;
-          for (let i = 1; i < V; i++) if (last[i] > last[best]) best = i;
-          return best;
-        });
-        seq.push(next);
-      }
-    });
-    console.log(`${prompt.join(' ')} -> ${seq.join(' ')}`);
-  }
+  runDemo(flags.int('steps', { min: 1, max: 100_000 }, 300), (l) => console.log(l));
 }

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
-import { exportWeights } from '../../src/commands/export';
+import { exportWeights } from '../../src/pipeline/export';
 import { loadCheckpoint, saveCheckpoint } from '../../src/gpt/checkpoint';
 import { writeTinyRun } from '../eval/helpers';
 

@@ -1,459 +1,67 @@
-// `mmgpt train`'s tokenizer step: a trained tokenizer is reused only while its recipe is unchanged,
-// and a training state left by other settings is discarded. A fresh GPT run moves a run directory
-// of another configuration aside instead of overwriting its checkpoint.
-// The tiny recipe on synthetic images, on the reference backend, in a scratch runs directory.
+// `mmgpt train` and `mmgpt pipeline`'s command lines: --help lists only the user-facing presets;
+// --preset takes them, the experiments, and the old names (with a notice); an unknown name is
+// refused with the user-facing list. Nothing is trained here.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'fs';
-import * as os from 'os';
-import * as path from 'path';
-import { setBackend } from '../../src/engine/registry';
-import {
-  PERCEPTUAL_CLASSIFIER,
-  TOKENIZER_RECIPES,
-  ensureTokenizer,
-  rssOverRun,
-  runProvenance,
-  setAsideForeignRun,
-  tokenise,
-  tokenizerPath,
-} from '../../src/commands/train';
-import { GPT_PRESETS } from '../../src/gpt/train';
-import {
-  CHECKPOINT_FORMAT,
-  CHECKPOINT_VERSION,
-  configurationFingerprint,
-  saveCheckpoint,
-} from '../../src/gpt/checkpoint';
-import { evaluateVqVae, loadVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
-import { loadClassifier } from '../../src/eval/classifier';
-import { VQVAE_PRESETS, VqVae } from '../../src/vqvae/model';
-import type { TokenizerRecipe } from '../../src/commands/train';
-import { Rng } from '../../src/nn/rng';
-import type { ColouredSplit } from '../../src/data/coloured';
-import { syntheticSet } from '../eval/helpers';
-import { projectRoot } from '../../src/paths';
+import { TRAIN_COMMAND, presetFlag, trainCommand } from '../../src/commands/train';
+import { PIPELINE_COMMAND, pipelineCommand } from '../../src/commands/pipeline';
+import { parseCommandLine } from '../../src/commands/args';
+import { EXPERIMENT_PRESETS } from '../../src/pipeline/experiments';
+import { PRESET_NAMES } from '../../src/pipeline/presets';
 
-setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
-
-function split(name: 'train' | 'test', count: number, seed: number): ColouredSplit {
-  return { split: name, ...syntheticSet(count, seed) };
-}
-
-/**
- * Runs `body` with MMGPT_RUNS_DIR in a new temporary folder and `recipes` added to
- * TOKENIZER_RECIPES, and undoes both afterwards, whatever happens.
- */
-function inScratchRuns(
-  prefix: string,
-  recipes: Record<string, TokenizerRecipe>,
-  body: () => void,
-): void {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  const saved = process.env.MMGPT_RUNS_DIR;
-  process.env.MMGPT_RUNS_DIR = root;
-  Object.assign(TOKENIZER_RECIPES, recipes);
-  try {
-    body();
-  } finally {
-    for (const name of Object.keys(recipes)) delete TOKENIZER_RECIPES[name];
-    if (saved === undefined) delete process.env.MMGPT_RUNS_DIR;
-    else process.env.MMGPT_RUNS_DIR = saved;
-    fs.rmSync(root, { recursive: true, force: true });
-  }
-}
-
-test('the tokenizer is reused while its recipe is unchanged, retrained when it changes', () => {
-  inScratchRuns('mmgpt-train-', {}, () => {
-    const train = split('train', 64, 1);
-    const test = split('test', 16, 2);
-    const lines: string[] = [];
-    const log = (l: string) => lines.push(l);
-    const first = ensureTokenizer('tiny', train, test, log);
-    assert.ok(lines.some((l) => /training recipe 'tiny'/.test(l)));
-    const print = vqVaeFingerprint(first.model);
-    first.model.dispose();
-
-    lines.length = 0;
-    const second = ensureTokenizer('tiny', train, test, log);
-    assert.ok(
-      lines.some((l) => /reusing/.test(l)),
-      lines.join('\n'),
-    );
-    assert.equal(vqVaeFingerprint(second.model), print);
-    second.model.dispose();
-
-    // A report written with other settings (or by a build that did not record them) is stale.
-    const reportFile = path.join(path.dirname(tokenizerPath('tiny')), 'report.json');
-    const report = JSON.parse(fs.readFileSync(reportFile, 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(reportFile, JSON.stringify({ ...report, recipeSettings: undefined }));
-    lines.length = 0;
-    const third = ensureTokenizer('tiny', train, test, log);
-    assert.ok(
-      lines.some((l) => /other settings .* retraining/.test(l)),
-      lines.join('\n'),
-    );
-    assert.ok(lines.some((l) => /training recipe 'tiny'/.test(l)));
-    third.model.dispose();
-    const statePath = path.join(path.dirname(tokenizerPath('tiny')), 'training-state.safetensors');
-    assert.equal(fs.existsSync(statePath), false, 'the training state outlived the training');
-
-    // A training state left by other settings (an older recipe) is discarded, not resumed.
-    const stale = trainVqVae({
-      train: { images: train.images, count: 8 },
-      config: VQVAE_PRESETS.tiny,
-      batchSize: 4,
-      steps: 2,
-      checkpoint: { path: statePath, every: 1 },
-    });
-    stale.model.dispose();
-    assert.ok(fs.existsSync(statePath));
-    fs.rmSync(reportFile);
-    lines.length = 0;
-    const fourth = ensureTokenizer('tiny', train, test, log);
-    assert.ok(
-      lines.some((l) => /is from other settings; starting anew/.test(l)),
-      lines.join('\n'),
-    );
-    assert.equal(vqVaeFingerprint(fourth.model), print);
-    assert.equal(fs.existsSync(statePath), false);
-    fourth.model.dispose();
-  });
-});
-
-test('a fresh mmgpt train moves a run of another configuration aside instead of overwriting it', () => {
-  const runDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-aside-')), 'quick');
-  fs.mkdirSync(runDir, { recursive: true });
-  const model = { nLayer: 2, nHead: 2, nEmbd: 32, dropout: 0, vocabSize: 66, blockSize: 57 };
-  const train = { ...GPT_PRESETS.tiny.train };
-  const ckpt = path.join(runDir, 'checkpoint.safetensors');
-  saveCheckpoint(ckpt, {
-    meta: {
-      format: CHECKPOINT_FORMAT,
-      version: CHECKPOINT_VERSION,
-      gptConfig: model,
-      trainConfig: train as unknown as Record<string, unknown>,
-      step: 1,
-      epoch: 0,
-      batchInEpoch: 1,
-      rngState: [1, 2, 3, 4],
-      tokenizerHash: 'h',
-      complete: false,
-    },
-    weights: { w: { shape: [1], data: new Float32Array([1]) } },
-    optimizer: null,
-  });
+async function capture(run: () => Promise<void>): Promise<string> {
   const lines: string[] = [];
-  const log = (l: string) => lines.push(l);
-  // The same configuration (logEvery is cosmetic): left where it is, to be overwritten or resumed.
-  assert.equal(setAsideForeignRun(runDir, { model, train: { ...train, logEvery: 3 } }, log), null);
-  assert.ok(fs.existsSync(ckpt));
-  // Another configuration: the whole run directory moves to <runDir>-<its fingerprint>.
-  const aside = setAsideForeignRun(runDir, { model: { ...model, nLayer: 4 }, train }, log);
-  assert.equal(aside, `${runDir}-${configurationFingerprint({ model, train })}`);
-  assert.ok(fs.existsSync(path.join(aside!, 'checkpoint.safetensors')));
-  assert.ok(!fs.existsSync(runDir));
-  assert.match(lines.join('\n'), /model\.nLayer: 2 in the checkpoint, 4 requested\); moved it to/);
+  const original = console.log;
+  console.log = (...args: unknown[]) => lines.push(args.join(' '));
+  try {
+    await run();
+  } finally {
+    console.log = original;
+  }
+  return lines.join('\n');
+}
+
+/** presetFlag on `argv`, with the notices it writes. */
+function preset(argv: string[]): { name: string; notices: string[] } {
+  const notices: string[] = [];
+  const original = console.warn;
+  console.warn = (...args: unknown[]) => notices.push(args.join(' '));
+  try {
+    return { name: presetFlag(parseCommandLine(TRAIN_COMMAND, argv)), notices };
+  } finally {
+    console.warn = original;
+  }
+}
+
+test('--help lists the user-facing presets and no experiment', async () => {
+  assert.deepEqual(PRESET_NAMES, ['quick', 'best', 'original', 'original-full', 'tiny']);
+  const train = await capture(() => trainCommand(['--help']));
+  const pipeline = await capture(() => pipelineCommand(['--help']));
+  assert.equal(train, TRAIN_COMMAND.help);
+  assert.equal(pipeline, PIPELINE_COMMAND.help);
+  for (const name of PRESET_NAMES) assert.match(train, new RegExp(`^ {4}${name} +\\S`, 'm'));
+  assert.match(pipeline, /quick, best, original, original-full, tiny \(default quick/);
+  assert.match(pipeline, /default 300 for quick, 50 for tiny, else 1000/);
+  for (const name of Object.keys(EXPERIMENT_PRESETS)) {
+    assert.ok(!train.includes(name), `${name} in mmgpt train --help`);
+    assert.ok(!pipeline.includes(name), `${name} in mmgpt pipeline --help`);
+  }
 });
 
-test('the run summary compares the RSS of the first and the last epoch end, and names its source', () => {
-  const MiB = 2 ** 20;
-  // Epoch 0 (initialisation) carries no RSS and is skipped; one measured epoch is not a comparison.
-  assert.equal(rssOverRun([{ epoch: 0 }, { epoch: 1, rssBytes: 100 * MiB }]), null);
-  const memory = rssOverRun([
-    { epoch: 0 },
-    { epoch: 1, rssBytes: 2000 * MiB },
-    { epoch: 2, rssBytes: 2300 * MiB },
-    { epoch: 3, rssBytes: 2100 * MiB },
-  ]);
-  assert.deepEqual(memory, {
-    firstEpoch: 1,
-    firstMiB: 2000,
-    lastEpoch: 3,
-    lastMiB: 2100,
-    change: 2100 / 2000 - 1,
-  });
-  const provenance = runProvenance();
-  assert.match(provenance.command, /^mmgpt/);
-  assert.ok(provenance.machine.includes(`${os.cpus().length} logical cores`), provenance.machine);
-  // Inside a git checkout (CI's fresh clone) the commit is a full hash; elsewhere it is null.
-  if (fs.existsSync(path.join(projectRoot(), '.git')))
-    assert.match(provenance.commit ?? '', /^[0-9a-f]{40}(\+dirty)?$/);
-  else assert.equal(provenance.commit, null);
-});
-
-test('a tokenizer recipe with init continues the tokenizer of another recipe, not a new one', () => {
-  const tiny = TOKENIZER_RECIPES.tiny!;
-  const recipes = {
-    'tiny-more': { ...tiny, steps: 3, seed: 1, init: 'tiny' },
-    'tiny-bad': {
-      ...tiny,
-      config: { ...tiny.config, codebookSize: tiny.config.codebookSize * 2 },
-      init: 'tiny',
-    },
-  };
-  inScratchRuns('mmgpt-init-', recipes, () => {
-    const train = split('train', 64, 1);
-    const test = split('test', 16, 2);
-    const lines: string[] = [];
-    const more = ensureTokenizer('tiny-more', train, test, (l) => lines.push(l));
-    // It trained `tiny` first, then continued from it.
-    assert.ok(
-      lines.some((l) => /training recipe 'tiny' /.test(l)),
-      lines.join('\n'),
-    );
-    assert.ok(lines.some((l) => /recipe 'tiny-more' starts from recipe 'tiny'/.test(l)));
-    // Exactly what continuing the saved `tiny` tokenizer for 3 steps gives.
-    const base = loadVqVae(tokenizerPath('tiny'));
-    const direct = trainVqVae({
-      train: { images: train.images, count: 64 },
-      model: loadVqVae(tokenizerPath('tiny')),
-      config: tiny.config,
-      seed: 1,
-      batchSize: tiny.batchSize,
-      steps: 3,
-      lr: tiny.lr,
-    });
-    assert.equal(vqVaeFingerprint(more.model), vqVaeFingerprint(direct.model));
-    assert.notEqual(vqVaeFingerprint(more.model), vqVaeFingerprint(base));
-    // A recipe from scratch with the same settings ends elsewhere.
-    const scratch = trainVqVae({
-      train: { images: train.images, count: 64 },
-      config: tiny.config,
-      seed: 1,
-      batchSize: tiny.batchSize,
-      steps: 3,
-      lr: tiny.lr,
-    });
-    assert.notEqual(vqVaeFingerprint(more.model), vqVaeFingerprint(scratch.model));
-    for (const m of [more.model, base, direct.model, scratch.model]) m.dispose();
-    assert.throws(
-      () => ensureTokenizer('tiny-bad', train, test, () => undefined),
-      /its config \(apart from codeSearch\) and validation split must be those of its init 'tiny'/,
-    );
-  });
-});
-
-test('a 0-step tokenizer recipe is its init with its own code search, evaluated through the token cache', () => {
-  const tiny = TOKENIZER_RECIPES.tiny!;
-  const codeSearch = { candidates: 3, sweeps: 1 };
-  const recipes = {
-    'tiny-searched': { ...tiny, config: { ...tiny.config, codeSearch }, steps: 0, init: 'tiny' },
-    'tiny-orphan': { ...tiny, steps: 0 },
-  };
-  inScratchRuns('mmgpt-search-', recipes, () => {
-    const train = split('train', 64, 1);
-    const test = split('test', 16, 2);
-    const lines: string[] = [];
-    const searched = ensureTokenizer('tiny-searched', train, test, (l) => lines.push(l));
-    const base = loadVqVae(tokenizerPath('tiny'));
-    assert.deepEqual(searched.model.config, { ...base.config, codeSearch });
-    const reloaded = loadVqVae(tokenizerPath('tiny-searched'));
-    assert.deepEqual(reloaded.config.codeSearch, codeSearch);
-    // The same weights: decoding agrees; encoding searches, and the report counts its codes.
-    const codes = base.encode(test.images, 16);
-    assert.deepEqual(searched.model.decode(codes, 16), base.decode(codes, 16));
-    const searchedCodes = searched.model.encode(test.images, 16);
-    assert.notDeepEqual(searchedCodes, codes);
-    assert.deepEqual(
-      tokenise(reloaded, test, 0, () => undefined),
-      searchedCodes,
-    );
-    const direct = evaluateVqVae(searched.model, test);
-    assert.equal(searched.report.pixelAccuracy, direct.pixelAccuracy);
-    // Asked again, it is reused, not made anew.
-    const again: string[] = [];
-    ensureTokenizer('tiny-searched', train, test, (l) => again.push(l)).model.dispose();
-    assert.ok(
-      again.some((l) => /reusing/.test(l)),
-      again.join('\n'),
-    );
-    assert.throws(
-      () => ensureTokenizer('tiny-orphan', train, test, () => undefined),
-      /0 steps needs an init recipe/,
-    );
-    // A shorter prefix of a cached whole split is read from its cache, not encoded again.
-    const prefix: string[] = [];
-    const first = tokenise(reloaded, test, 5, (l) => prefix.push(l));
-    assert.deepEqual(first, searchedCodes.slice(0, 5 * 49));
-    assert.ok(!prefix.some((l) => /encoded/.test(l)), prefix.join('\n'));
-    for (const m of [searched.model, base, reloaded]) m.dispose();
-  });
-});
-
-test('tokenise with a code search continues a killed run from its partial file, with the same codes', () => {
-  const model = new VqVae(
-    { ...VQVAE_PRESETS.tiny, codeSearch: { candidates: 2, sweeps: 1 } },
-    new Rng(11),
+test('--preset takes the user-facing presets, the experiments and the old names', () => {
+  assert.deepEqual(preset([]), { name: 'quick', notices: [] });
+  assert.deepEqual(preset(['--preset', 'original-full']), { name: 'original-full', notices: [] });
+  for (const name of Object.keys(EXPERIMENT_PRESETS))
+    assert.deepEqual(preset(['--preset', name]), { name, notices: [] });
+  const old = preset(['--preset', 'seed']);
+  assert.equal(old.name, 'original');
+  assert.match(old.notices.join('\n'), /'seed' is now called 'original'/);
+  const oldExperiment = preset(['--preset', 'seed-searched-reader']);
+  assert.equal(oldExperiment.name, 'original-searched-reader');
+  assert.match(oldExperiment.notices.join('\n'), /now called 'original-searched-reader'/);
+  assert.throws(
+    () => preset(['--preset', 'huge']),
+    /^UsageError: --preset must be one of quick, best, original, original-full, tiny, got 'huge'$/,
   );
-  model.eval();
-  const data = split('test', 12, 5);
-  const tokens = path.join(projectRoot(), 'data', 'tokens');
-  const fingerprint = vqVaeFingerprint(model);
-  const clean = () => {
-    if (!fs.existsSync(tokens)) return;
-    for (const f of fs.readdirSync(tokens))
-      if (f.startsWith(fingerprint)) fs.rmSync(path.join(tokens, f), { force: true });
-  };
-  clean();
-  try {
-    // Killed at its first progress line, which comes after the partial file is written.
-    const first: string[] = [];
-    assert.throws(
-      () =>
-        tokenise(
-          model,
-          data,
-          0,
-          (l) => {
-            first.push(l);
-            if (/images encoded with the code search/.test(l)) throw new Error('killed');
-          },
-          'test',
-          4,
-        ),
-      /killed/,
-    );
-    assert.match(first.join('\n'), /test 4\/12 images encoded/);
-    const second: string[] = [];
-    const codes = tokenise(model, data, 0, (l) => second.push(l), 'test', 4);
-    assert.match(second.join('\n'), /continuing from 4\/12 images encoded before/);
-    assert.match(second.join('\n'), /tokens: encoded 8 test images/);
-    assert.deepEqual(codes, model.encode(data.images, 12, 4));
-    assert.ok(
-      !fs.readdirSync(tokens).some((f) => f.startsWith(fingerprint) && f.endsWith('.partial')),
-    );
-    // A partial file from another batch size is not continued.
-    clean();
-    assert.throws(
-      () =>
-        tokenise(
-          model,
-          data,
-          0,
-          (l) => {
-            if (/images encoded with the code search/.test(l)) throw new Error('killed');
-          },
-          'test',
-          4,
-        ),
-      /killed/,
-    );
-    const other: string[] = [];
-    assert.deepEqual(
-      tokenise(model, data, 0, (l) => other.push(l), 'test', 6),
-      codes,
-    );
-    assert.ok(!other.some((l) => /continuing/.test(l)), other.join('\n'));
-  } finally {
-    clean();
-    model.dispose();
-  }
-});
-
-test('a tokenizer recipe with a perceptual weight trains its reader first and adds its term', () => {
-  const tiny = TOKENIZER_RECIPES.tiny!;
-  const recipes = {
-    'tiny-perceptual': { ...tiny, steps: 2, seed: 1, init: 'tiny', perceptualWeight: 1 },
-    'tiny-plain': { ...tiny, steps: 2, seed: 1, init: 'tiny' },
-    // The code search with a reader: the init's perceptual reader, carried in the tokenizer.
-    'tiny-read': {
-      ...tiny,
-      config: {
-        ...tiny.config,
-        codeSearch: {
-          candidates: 2,
-          sweeps: 1,
-          reader: { weight: 5, classifier: PERCEPTUAL_CLASSIFIER.config },
-        },
-      },
-      steps: 0,
-      init: 'tiny-perceptual',
-    },
-  };
-  // Fewer images of its own than its init: its reader is still the init's, never retrained.
-  const readFewer = { ...recipes['tiny-read'], trainLimit: 32 };
-  // An init without a perceptual term has no reader to read with.
-  const readPlain = { ...recipes['tiny-read'], init: 'tiny-plain' };
-  Object.assign(recipes, { 'tiny-read-fewer': readFewer, 'tiny-read-plain': readPlain });
-  const reader = PERCEPTUAL_CLASSIFIER.settings;
-  PERCEPTUAL_CLASSIFIER.settings = { ...reader, epochs: 1, batchSize: 32 };
-  try {
-    inScratchRuns('mmgpt-perceptual-', recipes, () => {
-      const train = split('train', 64, 1);
-      const test = split('test', 16, 2);
-      const lines: string[] = [];
-      const withTerm = ensureTokenizer('tiny-perceptual', train, test, (l) => lines.push(l));
-      const dir = path.dirname(tokenizerPath('tiny-perceptual'));
-      assert.ok(fs.existsSync(path.join(dir, 'perceptual-classifier.safetensors')));
-      assert.ok(
-        lines.some((l) => /tokenizer: perceptual classifier: training one on real images/.test(l)),
-        lines.join('\n'),
-      );
-      assert.ok(
-        lines.some((l) => /\| perceptual \d+\.\d{4} \|/.test(l)),
-        lines.join('\n'),
-      );
-      const plain = ensureTokenizer('tiny-plain', train, test, () => undefined);
-      assert.notEqual(vqVaeFingerprint(withTerm.model), vqVaeFingerprint(plain.model));
-      const again: string[] = [];
-      ensureTokenizer('tiny-perceptual', train, test, (l) => again.push(l)).model.dispose();
-      assert.ok(
-        again.some((l) => /tokenizer: reusing/.test(l)),
-        again.join('\n'),
-      );
-      const read = ensureTokenizer('tiny-read', train, test, () => undefined);
-      const readerFile = loadClassifier(path.join(dir, 'perceptual-classifier.safetensors')).model;
-      assert.deepEqual(read.model.reader!.stateDict(), readerFile.stateDict());
-      const reloaded = loadVqVae(tokenizerPath('tiny-read'));
-      assert.deepEqual(reloaded.reader!.stateDict(), readerFile.stateDict());
-      const codes = withTerm.model.encode(test.images, 4);
-      assert.deepEqual(read.model.decode(codes, 4), withTerm.model.decode(codes, 4));
-      const fewerLines: string[] = [];
-      const fewer = ensureTokenizer('tiny-read-fewer', train, test, (l) => fewerLines.push(l));
-      assert.ok(!fewerLines.some((l) => /training one/.test(l)), fewerLines.join('\n'));
-      assert.deepEqual(fewer.model.reader!.stateDict(), readerFile.stateDict());
-      const readerAfter = loadClassifier(path.join(dir, 'perceptual-classifier.safetensors')).model;
-      assert.deepEqual(readerAfter.stateDict(), readerFile.stateDict());
-      assert.throws(
-        () => ensureTokenizer('tiny-read-plain', train, test, () => undefined),
-        /init 'tiny-plain' has no perceptualWeight/,
-      );
-      assert.ok(
-        !fs.existsSync(
-          path.join(path.dirname(tokenizerPath('tiny-plain')), 'perceptual-classifier.safetensors'),
-        ),
-      );
-      const models = [withTerm.model, plain.model, read.model, reloaded, readerFile];
-      for (const m of [...models, fewer.model, readerAfter]) m.dispose();
-    });
-  } finally {
-    PERCEPTUAL_CLASSIFIER.settings = reader;
-  }
-});
-
-test('every shipped tokenizer records its recipe as the recipe is now, so no pipeline retrains it', () => {
-  const weights = path.join(projectRoot(), 'weights');
-  const shipped = fs
-    .readdirSync(weights)
-    .filter((d) => d.startsWith('tokenizer-'))
-    .map((d) => d.slice('tokenizer-'.length));
-  assert.ok(shipped.includes('searched-reader'), shipped.join(', '));
-  for (const recipe of shipped) {
-    const dir = path.join(weights, `tokenizer-${recipe}`);
-    const report = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')) as {
-      recipe: string;
-      recipeSettings: TokenizerRecipe;
-    };
-    assert.equal(report.recipe, recipe, dir);
-    assert.deepEqual(report.recipeSettings, TOKENIZER_RECIPES[recipe], dir);
-    // The key order too: ensureTokenizer compares the recipes as JSON.
-    assert.equal(
-      JSON.stringify(report.recipeSettings),
-      JSON.stringify(TOKENIZER_RECIPES[recipe]),
-      dir,
-    );
-    assert.ok(fs.existsSync(path.join(dir, 'PROVENANCE.md')), `${dir}/PROVENANCE.md`);
-  }
 });

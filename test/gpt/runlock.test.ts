@@ -16,7 +16,7 @@ import { makeSequenceSource } from '../../src/data/sequences';
 import { GPT_PRESETS, trainGpt } from '../../src/gpt/train';
 import type { GptPreset } from '../../src/gpt/train';
 import { LOCK_FILE, acquireRunLock } from '../../src/gpt/runlock';
-import { trainPipeline } from '../../src/commands/train';
+import { trainPipeline } from '../../src/pipeline/train';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 

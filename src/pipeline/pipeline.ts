@@ -1,0 +1,133 @@
+// The main job for one named run, end to end: data, tokenizer and GPT (train.ts), then the
+// sample grids and the evaluation report in figures/. It says first which backend and kernels
+// run, then each stage's wall time as it ends, and adds the stage times to the run's
+// summary.json beside its training figures. `mmgpt pipeline` is this function and its flags.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import { getBackend } from '../engine/registry';
+import { cpuBackendInfo } from '../engine/backends/cpu';
+import { atomicWriteFile } from '../nn/safetensors';
+import { figuresCommand } from '../commands/sample';
+import { evalCommand } from '../commands/eval';
+import { pipelinePreset } from './presets';
+import type { PipelinePreset } from './recipes';
+import { trainPipeline } from './train';
+import type { TrainPipelineResult } from './train';
+
+export interface PipelineOptions {
+  /** Continue the run from its checkpoint. */
+  resume?: boolean;
+  /** Test items to evaluate on (default: the preset's evalItems). */
+  evalItems?: number;
+  log?: (line: string) => void;
+  warn?: (line: string) => void;
+}
+
+export interface StageTime {
+  stage: string;
+  seconds: number;
+}
+
+export interface PipelineResult {
+  train: TrainPipelineResult;
+  /** Every stage that ran, in order (training only, when training stopped before the end). */
+  stages: StageTime[];
+  totalSeconds: number;
+}
+
+interface Stage {
+  name: string;
+  run: () => Promise<unknown>;
+}
+
+/** Trains a preset, then draws its sample grids and writes its evaluation report. */
+export async function runPipeline(
+  presetName: string,
+  options: PipelineOptions = {},
+): Promise<PipelineResult> {
+  const log = options.log ?? ((l: string) => console.log(l));
+  const warn = options.warn ?? ((l: string) => console.warn(l));
+  const preset = pipelinePreset(presetName);
+  const evalItems = options.evalItems ?? preset.evalItems;
+  log(`pipeline: ${backendDescription()}`);
+  const t0 = Date.now();
+  const stages: StageTime[] = [];
+  const timed = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
+    const start = Date.now();
+    const out = await run();
+    stages.push({ stage: name, seconds: (Date.now() - start) / 1000 });
+    log(`pipeline: ${name} took ${((Date.now() - start) / 1000).toFixed(1)} s`);
+    return out;
+  };
+  const train = await timed('data, tokenizer and GPT training', () =>
+    trainPipeline(presetName, { resume: options.resume }),
+  );
+  if (!train.complete) return { train, stages, totalSeconds: (Date.now() - t0) / 1000 };
+  const checkpoint = path.relative(process.cwd(), train.checkpointPath);
+  for (const stage of reportStages(checkpoint, preset, evalItems))
+    await timed(stage.name, stage.run);
+  const totalSeconds = (Date.now() - t0) / 1000;
+  addStageTimes(path.join(train.runDir, 'summary.json'), stages, totalSeconds, warn);
+  log(
+    `pipeline: done in ${(totalSeconds / 60).toFixed(1)} min (` +
+      stages.map((s) => `${s.stage} ${s.seconds.toFixed(0)} s`).join(', ') +
+      '); see figures/report.md',
+  );
+  return { train, stages, totalSeconds };
+}
+
+// ---- the sample grids and the evaluation ---------------------------------------------------------
+// For now through their commands, with an argv rebuilt: the one place where src/pipeline calls
+// src/commands. To become the library calls of src/pipeline/figures.ts and evaluate.ts.
+
+/** The stages after training: the sample grids and the evaluation report of `checkpoint`. */
+function reportStages(checkpoint: string, preset: PipelinePreset, evalItems: number): Stage[] {
+  const sampling = ['--preset-sampling', preset.sampling];
+  return [
+    {
+      name: 'sample grids',
+      run: () => figuresCommand(['--checkpoint', checkpoint, ...sampling]),
+    },
+    {
+      name: 'evaluation',
+      run: () => evalCommand(['--checkpoint', checkpoint, '--n', String(evalItems), ...sampling]),
+    },
+  ];
+}
+
+// ---- ------------------------------------------------------------------------------------------
+
+/** The stages' wall times, added to the run's summary.json beside its training figures. */
+function addStageTimes(
+  summaryPath: string,
+  stages: StageTime[],
+  totalSeconds: number,
+  warn: (line: string) => void,
+): void {
+  try {
+    const summary = JSON.parse(fs.readFileSync(summaryPath, 'utf8')) as Record<string, unknown>;
+    atomicWriteFile(
+      summaryPath,
+      JSON.stringify({ ...summary, pipeline: { stages, totalSeconds } }, null, 2) + '\n',
+    );
+  } catch (e) {
+    warn(`pipeline: could not add the stage times to ${summaryPath}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The backend that runs, and for the cpu backend its kernel build (MMGPT_SIMD forces one), the
+ * builds this processor supports and its threads.
+ */
+export function backendDescription(): string {
+  const backend = getBackend();
+  if (backend.name === 'js') return 'backend js (the reference kernels, in TypeScript)';
+  if (backend.name !== 'cpu') return `backend ${backend.name}`;
+  const info = cpuBackendInfo();
+  if ('error' in info) return `backend cpu (${info.error})`;
+  return (
+    `backend cpu: ${info.simd} kernels (this processor runs ${info.availableSimd.join(', ')}), ` +
+    `${info.threads} threads`
+  );
+}
