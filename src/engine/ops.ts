@@ -1,13 +1,15 @@
 // Differentiable operations on Tensors: each one checks shapes, calls a backend kernel for the
 // forward pass and records a backward rule that calls backend kernels for the gradients.
 //
-// The op set is the one the models need (see issue 2): matmul, broadcasting arithmetic,
-// unary maths, reductions, layout ops, embedding, LayerNorm, softmax, cross-entropy, dropout,
-// im2col/col2im (from which conv2d and its transpose are composed) and codebook search.
-// Shape errors name the op and the shapes involved.
+// The op set is the one the models need: matmul, broadcasting arithmetic, unary maths,
+// reductions, layout ops, embedding, LayerNorm, softmax, cross-entropy, dropout, im2col/col2im
+// (from which conv2d and its transpose are composed) and codebook search. Shape errors name the op
+// and the shapes involved.
 //
-// The ops live in ops/ by concept; this module is their one entry point (`import * as F`), and it
-// exports exactly the public ops (the helpers the op files share stay inside ops/).
+// The ops live in ops/ by concept (layout: creation and layout; arithmetic: broadcasting maths,
+// unary functions and reductions; matmul; nn: embedding, normalisation, softmax, losses, dropout,
+// codebook search; conv; common: the helpers they share). This module is their one entry point
+// (`import * as F`) and exports exactly the public ops.
 
 import type { Tensor } from './tensor';
 import { checkSameShape } from './tensor';

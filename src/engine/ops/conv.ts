@@ -11,7 +11,7 @@ import { reshape } from './layout';
 import { matmul } from './matmul';
 
 /** The geometry of a square k x k kernel over an [n, c, h, w] input; throws if it does not fit. */
-export function geometry(
+export function convGeometry(
   n: number,
   c: number,
   h: number,
@@ -77,7 +77,7 @@ export function conv2d(
   checkConvOperands('conv2d', x, weight, 1, '[n,c,h,w] and [cOut,c,k,k]');
   const [n, c, h, w] = x.shape;
   const [cOut, , k] = weight.shape;
-  const g = geometry(n, c, h, w, k, stride, pad);
+  const g = convGeometry(n, c, h, w, k, stride, pad);
   const cols = im2col(x, g); // [n, c*k*k, ho*wo]
   const w2 = reshape(weight, [cOut, c * k * k]);
   let out = matmul(w2, cols); // [n, cOut, ho*wo]
@@ -101,7 +101,7 @@ export function convTranspose2d(
   const [, cOut, k] = weight.shape;
   const hOut = (h - 1) * stride - 2 * pad + k;
   const wOut = (w - 1) * stride - 2 * pad + k;
-  const g = geometry(n, cOut, hOut, wOut, k, stride, pad);
+  const g = convGeometry(n, cOut, hOut, wOut, k, stride, pad);
   if (g.ho !== h || g.wo !== w)
     throw new Error(`convTranspose2d: geometry mismatch for input ${fmt(x.shape)}`);
   const w2 = reshape(weight, [cIn, cOut * k * k]);
