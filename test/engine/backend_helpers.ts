@@ -194,3 +194,20 @@ export function matmulParams(
     ...p,
   };
 }
+
+/**
+ * The MatmulParams of `batch` contiguous products C_i = alpha * op(A_i) @ op(B_i) (+ C_i), with
+ * one operand shared by every item (stride 0) when `broadcast` names it.
+ */
+export function batchedMatmulParams(
+  p: Pick<MatmulParams, 'batch' | 'm' | 'n' | 'k' | 'transA' | 'transB' | 'alpha' | 'accumulate'>,
+  broadcast: 'none' | 'A' | 'B',
+): MatmulParams {
+  const { m, n, k } = p;
+  return {
+    ...p,
+    strideA: broadcast === 'A' ? 0 : m * k,
+    strideB: broadcast === 'B' ? 0 : k * n,
+    strideC: m * n,
+  };
+}

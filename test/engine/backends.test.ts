@@ -24,6 +24,7 @@ import type { BinaryOp, MatmulParams, UnaryOp } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
 import {
   assertClose,
+  batchedMatmulParams,
   checkMatmul,
   makeRng,
   matmulParams,
@@ -319,7 +320,7 @@ for (const target of TARGETS) {
         [65, 63, 17], // one past / short of a tile in every dimension
         [61, 33, 300], // k crosses a packing block
       ];
-      const variants: [number, string, boolean, number][] = [
+      const variants: [number, 'none' | 'A' | 'B', boolean, number][] = [
         [1, 'none', false, 1],
         [3, 'none', true, 0.37],
         [2, 'A', false, -1.5],
@@ -330,19 +331,10 @@ for (const target of TARGETS) {
           for (const transA of [false, true]) {
             for (const transB of [false, true]) {
               for (const [batch, bcast, accumulate, alpha] of variants) {
-                const p: MatmulParams = {
-                  batch,
-                  m,
-                  n,
-                  k,
-                  transA,
-                  transB,
-                  strideA: bcast === 'A' ? 0 : m * k,
-                  strideB: bcast === 'B' ? 0 : k * n,
-                  strideC: m * n,
-                  alpha,
-                  accumulate,
-                };
+                const p = batchedMatmulParams(
+                  { batch, m, n, k, transA, transB, alpha, accumulate },
+                  bcast,
+                );
                 const what = `matmul ${cfg} ${batch}x[${m}x${k}]@[${k}x${n}] tA=${transA} tB=${transB} ${bcast} acc=${accumulate} alpha=${alpha}`;
                 checkMatmul(be(), rng, p, tol.matmul, what);
               }

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { MatmulParams, UnaryOp, dropoutUniform } from '../../src/engine/backend';
 import { createJsBackend, jsBackend } from '../../src/engine/backends/js';
 import { convGeometry } from '../../src/engine/ops/conv';
-import { f32, i32, makeRng, matmulParams, randArray } from './backend_helpers';
+import { batchedMatmulParams, f32, i32, makeRng, matmulParams, randArray } from './backend_helpers';
 
 const be = jsBackend;
 
@@ -273,19 +273,11 @@ test('matmul matches a naive triple loop: transposes, batch broadcast, alpha, ac
     for (const transB of [false, true])
       for (const broadcast of ['none', 'A', 'B'] as const)
         for (const accumulate of [false, true]) {
-          const p: MatmulParams = {
-            batch,
-            m,
-            n,
-            k,
-            transA,
-            transB,
-            strideA: broadcast === 'A' ? 0 : m * k,
-            strideB: broadcast === 'B' ? 0 : k * n,
-            strideC: m * n,
-            alpha: accumulate ? 0.5 : 1,
-            accumulate,
-          };
+          const alpha = accumulate ? 0.5 : 1;
+          const p = batchedMatmulParams(
+            { batch, m, n, k, transA, transB, alpha, accumulate },
+            broadcast,
+          );
           const a = randArray(rng, broadcast === 'A' ? m * k : batch * m * k);
           const b = randArray(rng, broadcast === 'B' ? k * n : batch * k * n);
           const c = randArray(rng, batch * m * n);
