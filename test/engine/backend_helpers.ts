@@ -1,10 +1,11 @@
-// Helpers shared by the backend test suites (cpu_backend, cuda_backend, native_backends): seeded
-// random data, sentinel-padded outputs, per-element tolerance checks, and running one kernel on
-// the reference backend and on a native one with the same inputs.
+// Helpers shared by the backend test suites (backends, backends_fused, js_backend, cpu_backend,
+// cuda_backend): seeded random data, sentinel-padded outputs, per-element tolerance checks,
+// running one kernel on the reference backend and on a native one with the same inputs, and the
+// matmul check with its error bound.
 
 import assert from 'node:assert/strict';
 
-import type { Backend, DType } from '../../src/engine/backend';
+import type { Backend, DType, MatmulParams } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
 
 /** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
@@ -88,4 +89,125 @@ export function runBoth<T extends HostArray[]>(
   const back = inputs.map((b, i) => be.download(dev[i], b.length, dtypeOf(b))) as T;
   dev.forEach((b) => be.free(b));
   return { js: jsBufs, be: back };
+}
+
+/** buf as the Float32Array it must be (a host backend's buffer). */
+export function f32(buf: object): Float32Array {
+  assert.ok(buf instanceof Float32Array);
+  return buf;
+}
+
+/** buf as the Int32Array it must be (a host backend's buffer). */
+export function i32(buf: object): Int32Array {
+  assert.ok(buf instanceof Int32Array);
+  return buf;
+}
+
+/** Row-major strides of `shape`, with the axes in `broadcast` set to 0. */
+export function stridesOf(shape: number[], broadcast: number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    strides[d] = broadcast.includes(d) ? 0 : s;
+    if (!broadcast.includes(d)) s *= shape[d];
+  }
+  return strides;
+}
+
+/** |alpha| * |op(A)| @ |op(B)| (+ |C0| if accumulating): the scale that bounds float32 summation error. */
+function matmulScale(
+  a: Float32Array,
+  b: Float32Array,
+  c0: Float32Array,
+  p: MatmulParams,
+): Float32Array {
+  const c = p.accumulate ? c0.map(Math.abs) : new Float32Array(c0.length);
+  jsBackend.matmul(a.map(Math.abs), b.map(Math.abs), c, {
+    ...p,
+    alpha: Math.abs(p.alpha),
+    accumulate: true,
+  });
+  return c;
+}
+
+/**
+ * Runs one matmul on random operands with `be` and the reference; every element of C within
+ * tolFactor * sqrt(k + 1) * its magnitude scale (matmulScale), the 19 sentinels after C untouched.
+ */
+export function checkMatmul(
+  be: Backend,
+  rng: Rng,
+  p: MatmulParams,
+  tolFactor: number,
+  what: string,
+): void {
+  const aLen = (p.batch - 1) * p.strideA + p.m * p.k;
+  const bLen = (p.batch - 1) * p.strideB + p.k * p.n;
+  const cLen = (p.batch - 1) * p.strideC + p.m * p.n;
+  const a = randArray(rng, aLen);
+  const b = randArray(rng, bLen);
+  const c0 = randArray(rng, cLen + 19); // 19 sentinels past the end must stay untouched
+  const r = runBoth(be, [a, b, c0], (bk, [x, y, c]) => bk.matmul(x, y, c, p));
+  let scale: Float32Array;
+  if (p.strideC === 0 && p.batch > 1) {
+    // Sequential semantics over the batch: bound each element by the sum of every item's scale.
+    scale = new Float32Array(c0.length);
+    for (let bi = 0; bi < p.batch; bi++) {
+      const s = matmulScale(
+        a.subarray(bi * p.strideA, bi * p.strideA + p.m * p.k),
+        b.subarray(bi * p.strideB, bi * p.strideB + p.k * p.n),
+        c0,
+        { ...p, batch: 1 },
+      );
+      for (let i = 0; i < cLen; i++) scale[i] += s[i];
+    }
+  } else {
+    scale = matmulScale(a, b, c0, p);
+  }
+  const bound = tolFactor * Math.sqrt(p.k + 1);
+  const got = r.be[2];
+  const want = r.js[2];
+  for (let i = 0; i < cLen; i++) {
+    const tol = bound * scale[i] + 1e-30;
+    if (!(Math.abs(got[i] - want[i]) <= tol)) {
+      assert.fail(`${what}: C[${i}] = ${got[i]}, expected ${want[i]} (tol ${tol})`);
+    }
+  }
+  for (let i = cLen; i < c0.length; i++) {
+    if (got[i] !== c0[i]) assert.fail(`${what}: wrote past the end of C (element ${i})`);
+  }
+}
+
+/** MatmulParams from the fields that matter; the others: batch 1, no transposes, strides 0, alpha 1, overwrite. */
+export function matmulParams(
+  p: Partial<MatmulParams> & Pick<MatmulParams, 'm' | 'n' | 'k'>,
+): MatmulParams {
+  return {
+    batch: 1,
+    transA: false,
+    transB: false,
+    strideA: 0,
+    strideB: 0,
+    strideC: 0,
+    alpha: 1,
+    accumulate: false,
+    ...p,
+  };
+}
+
+/**
+ * The MatmulParams of `batch` contiguous products C_i = alpha * op(A_i) @ op(B_i) (+ C_i), with
+ * one operand shared by every item (stride 0) when `broadcast` names it.
+ */
+export function batchedMatmulParams(
+  p: Pick<MatmulParams, 'batch' | 'm' | 'n' | 'k' | 'transA' | 'transB' | 'alpha' | 'accumulate'>,
+  broadcast: 'none' | 'A' | 'B',
+): MatmulParams {
+  const { m, n, k } = p;
+  return {
+    ...p,
+    strideA: broadcast === 'A' ? 0 : m * k,
+    strideB: broadcast === 'B' ? 0 : k * n,
+    strideC: m * n,
+  };
 }

@@ -1,56 +1,23 @@
 // Kernel-level tests of the reference (js) backend: every Backend method against a
 // hand-computed value, a slow obvious loop, or finite differences of the kernel's own forward.
 //
-// Notable choices: random inputs come from a tiny seeded LCG in this file, so every run sees the
-// same numbers; sizes are tiny so the whole file runs in well under a second. Finite-difference
+// Notable choices: random inputs come from the tiny seeded LCG of backend_helpers.ts, so every run
+// sees the same numbers; sizes are tiny so the whole file runs in well under a second. Finite-difference
 // checks perturb float32 inputs and call the float32 kernels, so their tolerances are ~1e-3.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import {
-  Conv2dGeometry,
-  MatmulParams,
-  UnaryOp,
-  convOutSize,
-  dropoutUniform,
-} from '../../src/engine/backend';
+import { MatmulParams, UnaryOp, dropoutUniform } from '../../src/engine/backend';
 import { createJsBackend, jsBackend } from '../../src/engine/backends/js';
+import { convGeometry } from '../../src/engine/ops/conv';
+import { batchedMatmulParams, f32, i32, makeRng, matmulParams, randArray } from './backend_helpers';
 
 const be = jsBackend;
 
 // ---- helpers ------------------------------------------------------------------------------------
 
-/** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
-function makeRng(seed: number): (lo?: number, hi?: number) => number {
-  let state = seed >>> 0;
-  return (lo = -1, hi = 1) => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return lo + ((hi - lo) * state) / 4294967296;
-  };
-}
-
-function randArray(
-  rng: (lo?: number, hi?: number) => number,
-  n: number,
-  lo = -1,
-  hi = 1,
-): Float32Array {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = rng(lo, hi);
-  return out;
-}
-
-function f32(buf: object): Float32Array {
-  assert.ok(buf instanceof Float32Array);
-  return buf;
-}
-
-function i32(buf: object): Int32Array {
-  assert.ok(buf instanceof Int32Array);
-  return buf;
-}
-
+/** |actual - expected| <= tol * max(1, |expected|) per element (any NaN fails). */
 function assertClose(
   actual: ArrayLike<number>,
   expected: ArrayLike<number>,
@@ -306,19 +273,11 @@ test('matmul matches a naive triple loop: transposes, batch broadcast, alpha, ac
     for (const transB of [false, true])
       for (const broadcast of ['none', 'A', 'B'] as const)
         for (const accumulate of [false, true]) {
-          const p: MatmulParams = {
-            batch,
-            m,
-            n,
-            k,
-            transA,
-            transB,
-            strideA: broadcast === 'A' ? 0 : m * k,
-            strideB: broadcast === 'B' ? 0 : k * n,
-            strideC: m * n,
-            alpha: accumulate ? 0.5 : 1,
-            accumulate,
-          };
+          const alpha = accumulate ? 0.5 : 1;
+          const p = batchedMatmulParams(
+            { batch, m, n, k, transA, transB, alpha, accumulate },
+            broadcast,
+          );
           const a = randArray(rng, broadcast === 'A' ? m * k : batch * m * k);
           const b = randArray(rng, broadcast === 'B' ? k * n : batch * k * n);
           const c = randArray(rng, batch * m * n);
@@ -337,19 +296,7 @@ test('matmul by hand: [2,3] @ [3,2]', () => {
   const a = new Float32Array([1, 2, 3, 4, 5, 6]);
   const b = new Float32Array([7, 8, 9, 10, 11, 12]);
   const c = f32(be.alloc(4, 'float32'));
-  const p: MatmulParams = {
-    batch: 1,
-    m: 2,
-    n: 2,
-    k: 3,
-    transA: false,
-    transB: false,
-    strideA: 0,
-    strideB: 0,
-    strideC: 0,
-    alpha: 1,
-    accumulate: false,
-  };
+  const p = matmulParams({ m: 2, n: 2, k: 3 });
   be.matmul(a, b, c, p);
   assert.deepEqual(Array.from(c), [58, 64, 139, 154]);
 });
@@ -604,32 +551,9 @@ test('dropoutMask: values are 0 or 1/(1-p), mean about 1, deterministic per seed
 
 // ---- convolution ----------------------------------------------------------------------------------
 
-function geometry(
-  n: number,
-  c: number,
-  h: number,
-  w: number,
-  k: number,
-  stride: number,
-  pad: number,
-): Conv2dGeometry {
-  return {
-    n,
-    c,
-    h,
-    w,
-    kh: k,
-    kw: k,
-    stride,
-    pad,
-    ho: convOutSize(h, k, stride, pad),
-    wo: convOutSize(w, k, stride, pad),
-  };
-}
-
 test('im2col by hand: 3x3 image, 2x2 kernel, stride 1, pad 0; and padding zeros', () => {
   const x = new Float32Array([1, 2, 3, 4, 5, 6, 7, 8, 9]);
-  const g = geometry(1, 1, 3, 3, 2, 1, 0);
+  const g = convGeometry(1, 1, 3, 3, 2, 1, 0);
   const cols = f32(be.alloc(4 * 4, 'float32'));
   be.im2col(x, cols, g);
   // prettier-ignore
@@ -640,7 +564,7 @@ test('im2col by hand: 3x3 image, 2x2 kernel, stride 1, pad 0; and padding zeros'
     5, 6, 8, 9, // ky=1 kx=1
   ]);
   // 2x2 image, 3x3 kernel, pad 1, stride 2 -> 1x1 output centred on pixel (0,0).
-  const gp = geometry(1, 1, 2, 2, 3, 2, 1);
+  const gp = convGeometry(1, 1, 2, 2, 3, 2, 1);
   assert.equal(gp.ho * gp.wo, 1);
   const colsPad = new Float32Array(9).fill(-1); // must be fully overwritten
   be.im2col(new Float32Array([1, 2, 3, 4]), colsPad, gp);
@@ -655,7 +579,7 @@ test('col2im is the adjoint of im2col: <col2im(c), x> == <c, im2col(x)>', () => 
     [2, 2, 0],
     [3, 2, 0],
   ]) {
-    const g = geometry(2, 3, 6, 5, k, stride, pad);
+    const g = convGeometry(2, 3, 6, 5, k, stride, pad);
     const xSize = g.n * g.c * g.h * g.w;
     const colSize = g.n * g.c * g.kh * g.kw * g.ho * g.wo;
     const x = randArray(rng, xSize);
@@ -672,7 +596,7 @@ test('col2im is the adjoint of im2col: <col2im(c), x> == <c, im2col(x)>', () => 
     );
   }
   // col2im accumulates into x.
-  const g = geometry(1, 1, 2, 2, 1, 1, 0);
+  const g = convGeometry(1, 1, 2, 2, 1, 1, 0);
   const x = new Float32Array([1, 1, 1, 1]);
   be.col2im(new Float32Array([1, 2, 3, 4]), x, g);
   assert.deepEqual(Array.from(x), [2, 3, 4, 5]);

@@ -24,49 +24,28 @@ import type {
   AdamParams,
   AdamTensors,
   Backend,
-  BinaryOp,
   Buf,
   Conv2dGeometry,
   DType,
   MatmulParams,
-  UnaryOp,
 } from '../backend';
+
+/** The Backend methods that are kernels: the same for both native addons (cpu and cuda). */
+export type KernelMethods = Omit<
+  Backend,
+  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
+>;
+
+/** The kernels whose Backend form takes a parameter object; the addons take its fields in order. */
+type ParameterObjectKernel = 'matmul' | 'im2col' | 'col2im' | 'adam' | 'adamMulti';
 
 /**
  * The kernels that both native backends export with one signature: the cpu addon on host arrays,
- * the `cuda` object (cuda.ts) on device handles.
+ * the `cuda` object (cuda.ts) on device handles. Every kernel but five has the Backend's own
+ * signature; those five take the fields of MatmulParams, Conv2dGeometry, AdamParams and
+ * AdamTensors as positional arguments.
  */
-export interface NativeKernels {
-  fill(out: Buf, n: number, value: number): void;
-  copyBlock(
-    src: Buf,
-    dst: Buf,
-    outer: number,
-    srcAxis: number,
-    srcOffset: number,
-    dstAxis: number,
-    dstOffset: number,
-    count: number,
-    inner: number,
-    accumulate: boolean,
-  ): void;
-  binary(
-    op: BinaryOp,
-    a: Buf,
-    b: Buf,
-    out: Buf,
-    shape: readonly number[],
-    aStrides: readonly number[],
-    bStrides: readonly number[],
-  ): void;
-  unary(op: UnaryOp, x: Buf, out: Buf, n: number): void;
-  unaryBackward(op: UnaryOp, x: Buf, y: Buf, gy: Buf, gx: Buf, n: number): void;
-  affine(x: Buf, out: Buf, n: number, alpha: number, beta: number): void;
-  axpy(x: Buf, y: Buf, n: number, alpha: number): void;
-  sumSquares(x: Buf, n: number): number;
-  sumAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number, accumulate: boolean): void;
-  broadcastAxis(x: Buf, out: Buf, outer: number, axis: number, inner: number): void;
-  permute(x: Buf, out: Buf, shape: readonly number[], perm: readonly number[], dtype: DType): void;
+export interface NativeKernels extends Omit<KernelMethods, ParameterObjectKernel> {
   matmul(
     a: Buf,
     b: Buf,
@@ -83,46 +62,9 @@ export interface NativeKernels {
     alpha: number,
     accumulate: boolean,
   ): void;
-  gather(table: Buf, idx: Buf, out: Buf, rows: number, d: number, vocab: number): void;
-  scatterAdd(g: Buf, idx: Buf, gTable: Buf, rows: number, d: number): void;
-  layerNorm(
-    x: Buf,
-    w: Buf,
-    b: Buf,
-    out: Buf,
-    mean: Buf,
-    rstd: Buf,
-    rows: number,
-    d: number,
-    eps: number,
-  ): void;
-  layerNormBackward(
-    x: Buf,
-    w: Buf,
-    mean: Buf,
-    rstd: Buf,
-    gy: Buf,
-    gx: Buf,
-    gw: Buf,
-    gb: Buf,
-    rows: number,
-    d: number,
-  ): void;
-  softmax(x: Buf, out: Buf, rows: number, n: number, causalTq: number): void;
-  softmaxBackward(y: Buf, gy: Buf, gx: Buf, rows: number, n: number): void;
-  crossEntropy(logits: Buf, targets: Buf, probs: Buf, losses: Buf, rows: number, v: number): void;
-  crossEntropyBackward(
-    probs: Buf,
-    targets: Buf,
-    gLoss: Buf,
-    gLogits: Buf,
-    rows: number,
-    v: number,
-  ): void;
-  dropoutMask(out: Buf, n: number, p: number, seed: number): void;
+  /** geometry: n, c, h, w, kh, kw, stride, pad, ho, wo. */
   im2col(x: Buf, cols: Buf, ...geometry: number[]): void;
   col2im(cols: Buf, x: Buf, ...geometry: number[]): void;
-  nearestCode(z: Buf, codebook: Buf, idx: Buf, dist: Buf, rows: number, k: number, d: number): void;
   adam(
     p: Buf,
     g: Buf,
@@ -137,30 +79,6 @@ export interface NativeKernels {
     decoupled: boolean,
     step: number,
     gradScale: number,
-  ): void;
-  crossEntropyMean(
-    logits: Buf,
-    targets: Buf,
-    losses: Buf,
-    loss: Buf,
-    gLogits: Buf,
-    rows: number,
-    v: number,
-  ): void;
-  biasGelu(x: Buf, bias: Buf, out: Buf, rows: number, n: number): void;
-  biasGeluBackward(x: Buf, bias: Buf, gy: Buf, gx: Buf, gBias: Buf, rows: number, n: number): void;
-  addLayerNorm(
-    x: Buf,
-    r: Buf,
-    w: Buf,
-    b: Buf,
-    h: Buf,
-    out: Buf,
-    mean: Buf,
-    rstd: Buf,
-    rows: number,
-    d: number,
-    eps: number,
   ): void;
   adamMulti(
     params: Buf[],
@@ -333,12 +251,6 @@ function makeCpuBackend(nat: NativeAddon): Backend {
     ...nativeKernelMethods(nat),
   };
 }
-
-/** The Backend methods that are kernels: the same for both native addons (cpu and cuda). */
-export type KernelMethods = Omit<
-  Backend,
-  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
->;
 
 /**
  * The kernel half of a Backend over an addon's kernels (`NativeKernels`): straight calls, with

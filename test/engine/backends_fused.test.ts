@@ -1,26 +1,15 @@
-// One suite for every native backend (cpu, cuda): each kernel agrees with the reference backend
-// (backends/js.ts) on the same inputs, with the tolerances per backend. A backend that does not
-// load here is skipped with its reason; the cuda backend runs on a GPU or, with MMGPT_CUDA_ADDON=
-// native/build/cuda-emu/mmgpt_cuda_emu.node, on the CPU emulator of its kernels (smaller sizes).
-// The cpu backend runs every kernel once per configuration: each SIMD build this processor can run
-// with the default thread count, and the default build with 1 thread (the kernels split work
-// differently). Outputs carry sentinel padding, so a kernel writing past its last element fails.
-// (cpu_backend.test.ts and cuda_backend.test.ts still hold the kernels not moved here yet, and
-// each backend's own matters: SIMD paths and threads; device buffers, launch regimes, training.)
+// Every native backend (cpu, cuda; backend_targets.ts) agrees with the reference backend
+// (backends/js.ts) on the kernels beyond the core ones of backends.test.ts: dropoutMask, im2col,
+// col2im, nearestCode, adam, and the fused training-step kernels (crossEntropyMean, biasGelu and
+// its backward, addLayerNorm, adamMulti), across their regimes (ignored and all-ignored targets;
+// > 24 tensors and tensors of several 4096-element blocks for the multi-tensor Adam, clipping on
+// and off). Outputs carry sentinel padding, so a kernel writing past its last element fails.
 //
-// Kernels here: im2col, col2im, nearestCode, dropoutMask, adam, and the fused training-step kernels (crossEntropyMean,
-// biasGelu and its backward, addLayerNorm, adamMulti), across their regimes (ignored and
-// all-ignored targets; > 24 tensors and tensors of several 4096-element blocks for the
-// multi-tensor Adam, clipping on and off).
-//
-// Tolerances (relative to max(|expected|, floor), per element), cpu / cuda:
-// - im2col, col2im, nearestCode indices, dropoutMask: exact on both; nearestCode distances 1 ulp;
-// - adam: 1 ulp on both (float64 like the reference; FMA contraction);
-// - crossEntropyMean gradient: 2e-6 (floor 1e-6 / count) / 4 ulp: the cpu's float32 exp of a
-//   float32 difference (as its crossEntropy), the device's float64 exp; losses 1e-6 / 4 ulp;
-//   the mean loss 1e-6 / 4 ulp (float64 sums in another order);
-// - biasGelu and its gx: 2e-6, absolute below 1 / 1 ulp (as the unary gelu tests); gBias: the
-//   float64 column sums of those gx, 2e-6 relative to the column's sum of |gx|;
+// Tolerances (relative to max(|expected|, floor), per element) shared by both backends; those
+// that differ (crossEntropyMean, biasGelu) are in the table of backend_targets.ts:
+// - im2col, col2im, nearestCode indices, dropoutMask: exact; nearestCode distances 1 ulp;
+// - adam: 1 ulp (float64 like the reference; FMA contraction);
+// - biasGelu's gBias: the float64 column sums of its gx, 2e-6 relative to the column's sum of |gx|;
 // - addLayerNorm: h exact (one float32 add); out, mean, rstd 1 ulp (floor 1e-6), as layerNorm;
 // - adamMulti: p, m, v 4 ulp (floor 1e-30) against the reference's per-tensor adam with the
 //   clip's gradient scale; the norm 1e-12 relative.
@@ -31,84 +20,31 @@ import assert from 'node:assert/strict';
 import type { AdamParams, Backend, Conv2dGeometry } from '../../src/engine/backend';
 import { convOutSize } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
-import { loadCpuBackend, loadNativeAddon } from '../../src/engine/backends/cpu';
-import { cudaBackendInfo, loadCudaBackend } from '../../src/engine/backends/cuda';
 import { assertClose, makeRng, padded, randArray, runBoth, ULP } from './backend_helpers';
+import { TARGETS, backendOf, sized } from './backend_targets';
 
-interface Target {
-  name: string;
-  backend: Backend | { error: string };
-  /** Runs fn once per configuration of the backend (fn gets a label). */
-  forEachConfig: (fn: (cfg: string) => void) => void;
-  /** The large size of elementwise tests (smaller on the CUDA emulator). */
-  big: number;
-  tol: {
-    ceGrad: number;
-    ceLoss: number;
-    gelu: number;
-    ln: number;
-    adam: number;
-  };
-}
+/** The Adam settings of the adamMulti test (its decoupled flag varies). */
+const ADAM_MULTI: AdamParams = {
+  lr: 1e-3,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  decoupled: false,
+  step: 3,
+  gradScale: 1,
+};
 
-/** Every SIMD build with the default thread count, then the default build with 1 thread. */
-function forEachCpuConfig(fn: (cfg: string) => void): void {
-  const loaded = loadNativeAddon();
-  if ('error' in loaded) return;
-  const addon = loaded.addon;
-  const originalSimd = addon.simdPath();
-  const originalThreads = addon.getNumThreads();
-  const configs: [string, number][] = addon
-    .availableSimdPaths()
-    .map((simd): [string, number] => [simd, originalThreads]);
-  if (originalThreads > 1) configs.push([originalSimd, 1]);
-  try {
-    for (const [simd, threads] of configs) {
-      addon.setSimdPath(simd);
-      addon.setNumThreads(threads);
-      fn(`${simd}/${threads}t`);
-    }
-  } finally {
-    addon.setSimdPath(originalSimd);
-    addon.setNumThreads(originalThreads);
-  }
-}
-
-const cudaInfo = cudaBackendInfo();
-const cudaEmulated = !('error' in cudaInfo) && cudaInfo.emulated;
-
-const targets: Target[] = [
-  {
-    name: 'cpu',
-    backend: loadCpuBackend(),
-    forEachConfig: forEachCpuConfig,
-    big: 100003,
-    tol: { ceGrad: 2e-6, ceLoss: 1e-6, gelu: 2e-6, ln: ULP, adam: 4 * ULP },
-  },
-  {
-    name: 'cuda',
-    backend: loadCudaBackend(),
-    forEachConfig: (fn) => fn('device'),
-    big: cudaEmulated ? 10007 : 100003,
-    tol: { ceGrad: 4 * ULP, ceLoss: 4 * ULP, gelu: ULP, ln: ULP, adam: 4 * ULP },
-  },
-];
-
-// ---- the suite, once per backend ---------------------------------------------------------------
-
-for (const target of targets) {
-  const skip = 'error' in target.backend ? `${target.name}: ${target.backend.error}` : false;
-  const be = (): Backend => {
-    if ('error' in target.backend) throw new Error(target.backend.error);
-    return target.backend;
-  };
-  const { tol } = target;
+for (const target of TARGETS) {
+  const { skip, tol } = target;
+  const be = () => backendOf(target);
+  const big = sized(target, 100003, 10007);
 
   test(`${target.name}: dropoutMask is bit-identical to the reference`, { skip }, () => {
     for (const [n, p, seed] of [
       [1, 0.5, 0],
       [257, 0.1, 12345],
-      [target.big, 0.3, 0xdeadbeef],
+      [big, 0.3, 0xdeadbeef],
       [64, 0, 7],
       [100, 1, 3], // keeps nothing (scale 1/0 is never used)
       [5000, 3 / 16777216, 9], // threshold at the uniform's resolution
@@ -194,7 +130,7 @@ for (const target of targets) {
       const rng = makeRng(31);
       const k = 1024;
       const d = 64;
-      const rows = cudaEmulated && target.name === 'cuda' ? 48 : 640;
+      const rows = sized(target, 640, 48);
       const codebook = randArray(rng, k * d);
       codebook.copyWithin(700 * d, 3 * d, 4 * d); // codes 3 and 700 are one vector: 3 must win
       codebook.copyWithin(1023 * d, 512 * d, 513 * d); // codes 512 and 1023 likewise
@@ -239,8 +175,7 @@ for (const target of targets) {
         assert.equal(r.js[2][1], 3, `${what}: row 1 sits on codes 3 and 700`);
         assert.equal(r.js[2][9], 512, `${what}: row 9 sits on codes 512 and 1023`);
       };
-      if (target.name === 'cpu') target.forEachConfig(check);
-      else check('device');
+      target.forEachConfig(check);
     },
   );
 
@@ -252,7 +187,7 @@ for (const target of targets) {
     () => {
       const rng = makeRng(14);
       target.forEachConfig((cfg) => {
-        for (const n of [1, 7, 61, target.big]) {
+        for (const n of [1, 7, 61, big]) {
           for (const decoupled of [false, true]) {
             const p = randArray(rng, n);
             const g = randArray(rng, n);
@@ -308,9 +243,15 @@ for (const target of targets) {
           (b, [l, t, losses, loss, g]) => b.crossEntropyMean(l, t, losses, loss, g, rows, v),
         );
         const what = `${target.name} crossEntropyMean ${rows}x${v} ignored=${ignored}`;
-        assertClose(out.be[4], out.js[4], tol.ceGrad, `${what} gLogits`, 1e-6 / count);
-        assertClose(out.be[2], out.js[2], tol.ceLoss, `${what} losses`, 1e-6);
-        assertClose(out.be[3], out.js[3], tol.ceLoss, `${what} loss`, 1e-6);
+        assertClose(
+          out.be[4],
+          out.js[4],
+          tol.crossEntropyMeanGrad,
+          `${what} gLogits`,
+          1e-6 / count,
+        );
+        assertClose(out.be[2], out.js[2], tol.crossEntropyMeanLoss, `${what} losses`, 1e-6);
+        assertClose(out.be[3], out.js[3], tol.crossEntropyMeanLoss, `${what} loss`, 1e-6);
         if (ignored === 'all') assert.equal(out.be[3][0], 0);
       }
       // A target >= v is an error naming it.
@@ -345,13 +286,13 @@ for (const target of targets) {
         b.biasGelu(xb, bb, o, rows, n),
       );
       const what = `${target.name} biasGelu ${rows}x${n}`;
-      assertClose(fwd.be[2], fwd.js[2], tol.gelu, what, 1);
+      assertClose(fwd.be[2], fwd.js[2], tol.biasGelu, what, 1);
       const bwd = runBoth(
         be(),
         [x, bias, gy, padded(rows * n), padded(n)],
         (b, [xb, bb, g, gx, gb]) => b.biasGeluBackward(xb, bb, g, gx, gb, rows, n),
       );
-      assertClose(bwd.be[3], bwd.js[3], tol.gelu, `${what} gx`, 1);
+      assertClose(bwd.be[3], bwd.js[3], tol.biasGelu, `${what} gx`, 1);
       for (let j = 0; j < n; j++) {
         let absSum = 0;
         for (let r = 0; r < rows; r++) absSum += Math.abs(bwd.js[3][r * n + j]);
@@ -381,9 +322,9 @@ for (const target of targets) {
       );
       const what = `${target.name} addLayerNorm ${rows}x${d}`;
       assertClose(out.be[4], out.js[4], 0, `${what} h`);
-      assertClose(out.be[5], out.js[5], tol.ln, `${what} out`, 1e-6);
-      assertClose(out.be[6], out.js[6], tol.ln, `${what} mean`, 1e-6);
-      assertClose(out.be[7], out.js[7], tol.ln, `${what} rstd`);
+      assertClose(out.be[5], out.js[5], ULP, `${what} out`, 1e-6);
+      assertClose(out.be[6], out.js[6], ULP, `${what} mean`, 1e-6);
+      assertClose(out.be[7], out.js[7], ULP, `${what} rstd`);
     }
   });
 
@@ -402,16 +343,7 @@ for (const target of targets) {
       [0.05, true], // clips (the norm is ~1.2)
       [100, true], // does not
     ] as [number, boolean][]) {
-      const params: AdamParams = {
-        lr: 1e-3,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weightDecay: 0,
-        decoupled,
-        step: 3,
-        gradScale: 1,
-      };
+      const params: AdamParams = { ...ADAM_MULTI, decoupled };
       const run = (b: Backend) => {
         const up = data.map((t) => ({
           p: b.upload(t.p),
@@ -449,9 +381,9 @@ for (const target of targets) {
       assertClose(got.norm, ref.norm, 1e-12, `${what} norm`);
       if (clipNorm === 0) assert.equal(got.norm[0], 0);
       got.result.forEach((t, i) => {
-        assertClose(t.p, ref.result[i].p, tol.adam, `${what} p[${i}]`);
-        assertClose(t.m, ref.result[i].m, tol.adam, `${what} m[${i}]`);
-        assertClose(t.v, ref.result[i].v, tol.adam, `${what} v[${i}]`);
+        assertClose(t.p, ref.result[i].p, 4 * ULP, `${what} p[${i}]`);
+        assertClose(t.m, ref.result[i].m, 4 * ULP, `${what} m[${i}]`);
+        assertClose(t.v, ref.result[i].v, 4 * ULP, `${what} v[${i}]`);
       });
     }
     // The lists must have one entry per parameter.
@@ -462,16 +394,7 @@ for (const target of targets) {
       () =>
         b.adamMulti(
           { params: [one], grads: [], m: [one], v: [one], sizes: [2], weightDecays: [0] },
-          {
-            lr: 1,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weightDecay: 0,
-            decoupled: true,
-            step: 1,
-            gradScale: 1,
-          },
+          { ...ADAM_MULTI, lr: 1, decoupled: true, step: 1 },
           0,
           norm,
         ),
