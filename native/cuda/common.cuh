@@ -63,6 +63,31 @@ inline unsigned blocksFor(int64_t n, int threads = kThreads) {
 
 // ---- device helpers ------------------------------------------------------------------------------
 
+/** This thread's first index and the grid's stride in a grid-stride loop (I: int or int64_t). */
+template <typename I>
+__device__ __forceinline__ I globalIndex() {
+  return (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
+}
+template <typename I>
+__device__ __forceinline__ I globalStride() {
+  return (I)gridDim.x * (I)blockDim.x;
+}
+
+/**
+ * f(i, r, j) for every element (row r, column j) of a [rows, cols] array, i = r * cols + j: a
+ * grid-stride loop over rows * max(cols, 1), so that every row is visited (with j = 0 >= cols)
+ * even when cols == 0 and a kernel checking each row's index still checks it.
+ */
+template <class F>
+__device__ __forceinline__ void forEachRowElement(int64_t rows, int64_t cols, F f) {
+  const int64_t stride = cols > 0 ? cols : 1;
+  const int64_t total = rows * stride;
+  for (int64_t i = globalIndex<int64_t>(); i < total; i += globalStride<int64_t>()) {
+    const int64_t r = i / stride;
+    f(i, r, i - r * stride);
+  }
+}
+
 /** Butterfly sum over the 32 lanes: every lane gets the same value (a + b == b + a exactly). */
 __device__ __forceinline__ double warpSum(double v) {
 #pragma unroll

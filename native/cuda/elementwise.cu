@@ -26,15 +26,6 @@ namespace {
 const double kGeluC = 0.7978845608028654;  // sqrt(2 / pi)
 const double kGeluA = 0.044715;
 
-template <typename I>
-__device__ __forceinline__ I globalIndex() {
-  return (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
-}
-template <typename I>
-__device__ __forceinline__ I globalStride() {
-  return (I)gridDim.x * (I)blockDim.x;
-}
-
 /** True when 32-bit index maths is safe for every offset below `limit`. */
 inline bool fits32(int64_t limit) { return limit < ((int64_t)1 << 31); }
 

@@ -45,10 +45,44 @@ struct GemmParams {
   int accumulate;
 };
 
+static_assert(BM == BN, "stageTile stages both operands into tiles of one shape");
+
 struct Tiles {
   __align__(16) float As[BK][BM + 4];  // As[kk][i] = op(A)[m0 + i, k0 + kk]
   __align__(16) float Bs[BK][BN + 4];  // Bs[kk][j] = op(B)[k0 + kk, n0 + j]
 };
+
+/**
+ * Stages op(X)[g0:g0+64, k0:k0+16] of one operand into S[kk][i] (zeros outside `count` rows and
+ * below kEnd), where op(X) is [count, k]: X itself when kContiguous (X is [count, k]: 16 threads
+ * read 16 consecutive k of one row), else X transposed (X is [k, count]: 64 threads read 64
+ * consecutive entries of one k). A is op(A) [m, k] (kContiguous = !transA); B enters as op(B)^T
+ * [n, k] (kContiguous = transB), so both tiles are k-major.
+ */
+__device__ __forceinline__ void stageTile(float (&S)[BK][BM + 4], const float* __restrict__ X,
+                                          bool kContiguous, int g0, int count, int k, int k0,
+                                          int kEnd) {
+  const int tid = threadIdx.x;
+  if (kContiguous) {
+    const int kk = tid & 15;
+    const int gk = k0 + kk;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const int i = (tid >> 4) + 16 * r;
+      const int gi = g0 + i;
+      S[kk][i] = (gi < count && gk < kEnd) ? X[(int64_t)gi * k + gk] : 0.0f;
+    }
+  } else {
+    const int i = tid & 63;
+    const int gi = g0 + i;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const int kk = (tid >> 6) + 4 * r;
+      const int gk = k0 + kk;
+      S[kk][i] = (gi < count && gk < kEnd) ? X[(int64_t)gk * count + gi] : 0.0f;
+    }
+  }
+}
 
 /** acc += op(A)[m0:m0+64, kBegin:kEnd] @ op(B)[kBegin:kEnd, n0:n0+64] for this thread's 4x4. */
 __device__ __forceinline__ void tileProduct(const GemmParams& p, const float* __restrict__ A,
@@ -58,50 +92,8 @@ __device__ __forceinline__ void tileProduct(const GemmParams& p, const float* __
   const int tid = threadIdx.x;
   const int tx = tid & 15, ty = tid >> 4;
   for (int k0 = kBegin; k0 < kEnd; k0 += BK) {
-    // ---- stage op(A) tile [64 x 16] as As[kk][i] ----
-    if (!p.transA) {
-      // A is [m, k]: 16 threads read 16 consecutive k of one row.
-      const int kk = tid & 15;
-      const int gk = k0 + kk;
-#pragma unroll
-      for (int r = 0; r < 4; r++) {
-        const int i = (tid >> 4) + 16 * r;
-        const int gi = m0 + i;
-        t.As[kk][i] = (gi < p.m && gk < kEnd) ? A[(int64_t)gi * p.k + gk] : 0.0f;
-      }
-    } else {
-      // A is [k, m]: 64 threads read 64 consecutive m of one k.
-      const int i = tid & 63;
-      const int gi = m0 + i;
-#pragma unroll
-      for (int r = 0; r < 4; r++) {
-        const int kk = (tid >> 6) + 4 * r;
-        const int gk = k0 + kk;
-        t.As[kk][i] = (gi < p.m && gk < kEnd) ? A[(int64_t)gk * p.m + gi] : 0.0f;
-      }
-    }
-    // ---- stage op(B) tile [16 x 64] as Bs[kk][j] ----
-    if (!p.transB) {
-      // B is [k, n]: 64 threads read 64 consecutive n of one k.
-      const int j = tid & 63;
-      const int gj = n0 + j;
-#pragma unroll
-      for (int r = 0; r < 4; r++) {
-        const int kk = (tid >> 6) + 4 * r;
-        const int gk = k0 + kk;
-        t.Bs[kk][j] = (gj < p.n && gk < kEnd) ? B[(int64_t)gk * p.n + gj] : 0.0f;
-      }
-    } else {
-      // B is [n, k]: 16 threads read 16 consecutive k of one row.
-      const int kk = tid & 15;
-      const int gk = k0 + kk;
-#pragma unroll
-      for (int r = 0; r < 4; r++) {
-        const int j = (tid >> 4) + 16 * r;
-        const int gj = n0 + j;
-        t.Bs[kk][j] = (gj < p.n && gk < kEnd) ? B[(int64_t)gj * p.k + gk] : 0.0f;
-      }
-    }
+    stageTile(t.As, A, !p.transA, m0, p.m, p.k, k0, kEnd);  // As[kk][i] = op(A)[m0 + i, k0 + kk]
+    stageTile(t.Bs, B, p.transB, n0, p.n, p.k, k0, kEnd);   // Bs[kk][j] = op(B)[k0 + kk, n0 + j]
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < BK; kk++) {
@@ -119,6 +111,29 @@ __device__ __forceinline__ void tileProduct(const GemmParams& p, const float* __
   }
 }
 
+/** acc = 0. */
+__device__ __forceinline__ void clearAcc(float (&acc)[TM][TN]) {
+#pragma unroll
+  for (int i = 0; i < TM; i++)
+#pragma unroll
+    for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+}
+
+/** f(i, j, offset) for each element (row0 + i, col0 + j) of this thread's 4x4 inside [m, n]. */
+template <class F>
+__device__ __forceinline__ void forEachOwned(int row0, int col0, int m, int n, F f) {
+#pragma unroll
+  for (int i = 0; i < TM; i++) {
+    const int r = row0 + i;
+    if (r >= m) continue;
+#pragma unroll
+    for (int j = 0; j < TN; j++) {
+      const int c = col0 + j;
+      if (c < n) f(i, j, (int64_t)r * n + c);
+    }
+  }
+}
+
 __global__ void __launch_bounds__(GEMM_THREADS) kGemm(GemmParams p) {
   __shared__ Tiles tiles;
   const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
@@ -130,22 +145,10 @@ __global__ void __launch_bounds__(GEMM_THREADS) kGemm(GemmParams p) {
     const int split = blockIdx.z;
     const int kBegin = split * p.kChunk;
     const int kEnd = min(p.k, kBegin + p.kChunk);
-#pragma unroll
-    for (int i = 0; i < TM; i++)
-#pragma unroll
-      for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+    clearAcc(acc);
     tileProduct(p, p.A, p.B, m0, n0, kBegin, kEnd, acc, tiles);
     float* out = p.partial + (int64_t)split * p.m * p.n;
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-      const int r = row0 + i;
-      if (r >= p.m) continue;
-#pragma unroll
-      for (int j = 0; j < TN; j++) {
-        const int c = col0 + j;
-        if (c < p.n) out[(int64_t)r * p.n + c] = acc[i][j];
-      }
-    }
+    forEachOwned(row0, col0, p.m, p.n, [&](int i, int j, int64_t at) { out[at] = acc[i][j]; });
     return;
   }
 
@@ -161,10 +164,7 @@ __global__ void __launch_bounds__(GEMM_THREADS) kGemm(GemmParams p) {
       }
     }
     for (int bi = 0; bi < p.batch; bi++) {
-#pragma unroll
-      for (int i = 0; i < TM; i++)
-#pragma unroll
-        for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+      clearAcc(acc);
       tileProduct(p, p.A + bi * p.strideA, p.B + bi * p.strideB, m0, n0, 0, p.k, acc, tiles);
 #pragma unroll
       for (int i = 0; i < TM; i++)
@@ -172,48 +172,26 @@ __global__ void __launch_bounds__(GEMM_THREADS) kGemm(GemmParams p) {
         for (int j = 0; j < TN; j++)
           cReg[i][j] = (float)(p.alpha * (double)acc[i][j] + (double)cReg[i][j]);
     }
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-      const int r = row0 + i;
-      if (r >= p.m) continue;
-#pragma unroll
-      for (int j = 0; j < TN; j++) {
-        const int c = col0 + j;
-        if (c < p.n) p.C[(int64_t)r * p.n + c] = cReg[i][j];
-      }
-    }
+    forEachOwned(row0, col0, p.m, p.n, [&](int i, int j, int64_t at) { p.C[at] = cReg[i][j]; });
     return;
   }
 
   // MODE_BATCHED: items blockIdx.z, blockIdx.z + gridDim.z, ...
   for (int bi = blockIdx.z; bi < p.batch; bi += gridDim.z) {
-#pragma unroll
-    for (int i = 0; i < TM; i++)
-#pragma unroll
-      for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
+    clearAcc(acc);
     tileProduct(p, p.A + bi * p.strideA, p.B + bi * p.strideB, m0, n0, 0, p.k, acc, tiles);
     float* C = p.C + bi * p.strideC;
-#pragma unroll
-    for (int i = 0; i < TM; i++) {
-      const int r = row0 + i;
-      if (r >= p.m) continue;
-#pragma unroll
-      for (int j = 0; j < TN; j++) {
-        const int c = col0 + j;
-        if (c >= p.n) continue;
-        float* dst = C + (int64_t)r * p.n + c;
-        const double prod = p.alpha * (double)acc[i][j];
-        *dst = p.accumulate ? (float)(prod + (double)*dst) : (float)prod;
-      }
-    }
+    forEachOwned(row0, col0, p.m, p.n, [&](int i, int j, int64_t at) {
+      const double prod = p.alpha * (double)acc[i][j];
+      C[at] = p.accumulate ? (float)(prod + (double)C[at]) : (float)prod;
+    });
   }
 }
 
 /** C[i] = alpha * sum_s partial[s][i] (+ C[i]), summing the splits in order. */
 __global__ void kSplitKCombine(const float* __restrict__ partial, float* __restrict__ C,
                                int64_t size, int splits, double alpha, int accumulate) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < size;
-       i += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t i = globalIndex<int64_t>(); i < size; i += globalStride<int64_t>()) {
     double sum = 0.0;
     for (int s = 0; s < splits; s++) sum += (double)partial[(int64_t)s * size + i];
     const double prod = alpha * sum;

@@ -37,22 +37,18 @@ __device__ __forceinline__ int64_t warpsInGrid() {
 
 // ---- embeddings ------------------------------------------------------------------------------------
 
-// Grid-stride over rows * max(d, 1) so that indices are checked even when d == 0.
+// One thread per out element; every row's index is checked, even when d == 0.
 __global__ void kGather(const float* __restrict__ table, const int32_t* __restrict__ idx,
                         float* __restrict__ out, int64_t rows, int64_t d, int64_t vocab,
                         unsigned long long* bad) {
-  const int64_t dd = d > 0 ? d : 1;
-  const int64_t total = rows * dd;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / dd, j = i - r * dd;
+  forEachRowElement(rows, d, [&](int64_t i, int64_t r, int64_t j) {
     const int32_t t = idx[r];
     if (t < 0 || t >= vocab) {
       if (j == 0) recordBadIndex(bad, r, t);
-      continue;
+    } else if (j < d) {
+      out[i] = table[(int64_t)t * d + j];
     }
-    if (j < d) out[i] = table[(int64_t)t * d + j];
-  }
+  });
 }
 
 const int kScatterThreads = 128;
@@ -209,8 +205,7 @@ __global__ void kLayerNormBackwardParams(const float* __restrict__ x,
 __global__ void kLayerNormBackwardParamsFinish(const double* __restrict__ partial,
                                                float* __restrict__ gw, float* __restrict__ gb,
                                                int64_t d, int64_t chunks) {
-  for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < d;
-       j += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t j = globalIndex<int64_t>(); j < d; j += globalStride<int64_t>()) {
     double tw = 0.0, tb = 0.0;
     for (int64_t s = 0; s < chunks; s++) {
       tw += partial[s * d + j];
@@ -233,6 +228,17 @@ __device__ __forceinline__ float rowMax(const float* xr, int64_t count, int lane
   return warpMax(mx);
 }
 
+/** The row's max over x[0..count) and sum of exp(x - max) in float64 (one warp; every lane). */
+struct RowExpSum {
+  double mx, sum;
+};
+__device__ __forceinline__ RowExpSum rowExpSum(const float* xr, int64_t count, int lane) {
+  const double mx = (double)rowMax(xr, count, lane);
+  double sum = 0.0;
+  for (int64_t j = lane; j < count; j += 32) sum += exp((double)xr[j] - mx);
+  return {mx, warpSum(sum)};
+}
+
 __global__ void kSoftmax(const float* __restrict__ x, float* __restrict__ out, int64_t rows,
                          int64_t n, int64_t causalTq) {
   const int lane = threadIdx.x & 31;
@@ -246,10 +252,8 @@ __global__ void kSoftmax(const float* __restrict__ x, float* __restrict__ out, i
     }
     const float* xr = x + row * n;
     float* outr = out + row * n;
-    const double mx = (double)rowMax(xr, visible, lane);
-    double sum = 0.0;
-    for (int64_t j = lane; j < visible; j += 32) sum += exp((double)xr[j] - mx);
-    sum = warpSum(sum);
+    const RowExpSum e = rowExpSum(xr, visible, lane);
+    const double mx = e.mx, sum = e.sum;
     const double inv = visible > 0 ? 1.0 / sum : 0.0;
     for (int64_t j = lane; j < n; j += 32) {
       outr[j] = j < visible ? (float)(exp((double)xr[j] - mx) * inv) : 0.0f;
@@ -280,10 +284,8 @@ __global__ void kCrossEntropy(const float* __restrict__ logits, const int32_t* _
     if (target >= v && lane == 0) recordBadIndex(bad, row, target);
     const float* lr = logits + row * v;
     float* pr = probs + row * v;
-    const double mx = (double)rowMax(lr, v, lane);
-    double sum = 0.0;
-    for (int64_t j = lane; j < v; j += 32) sum += exp((double)lr[j] - mx);
-    sum = warpSum(sum);
+    const RowExpSum e = rowExpSum(lr, v, lane);
+    const double mx = e.mx, sum = e.sum;
     const double inv = 1.0 / sum;
     for (int64_t j = lane; j < v; j += 32) pr[j] = (float)(exp((double)lr[j] - mx) * inv);
     if (lane == 0) {
@@ -317,10 +319,8 @@ __global__ void kCrossEntropyMean(const float* __restrict__ logits,
       if (lane == 0) losses[row] = 0.0f;
       continue;
     }
-    const double mx = (double)rowMax(lr, v, lane);
-    double sum = 0.0;
-    for (int64_t j = lane; j < v; j += 32) sum += exp((double)lr[j] - mx);
-    sum = warpSum(sum);
+    const RowExpSum e = rowExpSum(lr, v, lane);
+    const double mx = e.mx, sum = e.sum;
     const double inv = 1.0 / sum;
     for (int64_t j = lane; j < v; j += 32) {
       const double p = (double)(float)(exp((double)lr[j] - mx) * inv);
@@ -358,29 +358,24 @@ __global__ void kCrossEntropyMeanFinish(const float* __restrict__ losses,
   }
 }
 
-// Grid-stride over rows * max(v, 1) so that targets are checked even when v == 0.
+// One thread per gLogits element; every row's target is checked, even when v == 0.
 __global__ void kCrossEntropyBackward(const float* __restrict__ probs,
                                       const int32_t* __restrict__ targets,
                                       const float* __restrict__ gLoss, float* __restrict__ gLogits,
                                       int64_t rows, int64_t v, unsigned long long* bad) {
-  const int64_t vv = v > 0 ? v : 1;
-  const int64_t total = rows * vv;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / vv, j = i - r * vv;
+  forEachRowElement(rows, v, [&](int64_t i, int64_t r, int64_t j) {
     const int32_t target = targets[r];
     if (target >= v) {
       if (j == 0) recordBadIndex(bad, r, target);
-      continue;
+    } else if (j < v) {
+      if (target < 0) {
+        gLogits[i] = 0.0f;
+      } else {
+        const double onehot = j == target ? 1.0 : 0.0;
+        gLogits[i] = (float)((double)gLoss[r] * ((double)probs[i] - onehot));
+      }
     }
-    if (j >= v) continue;
-    if (target < 0) {
-      gLogits[i] = 0.0f;
-    } else {
-      const double onehot = j == target ? 1.0 : 0.0;
-      gLogits[i] = (float)((double)gLoss[r] * ((double)probs[i] - onehot));
-    }
-  }
+  });
 }
 
 // ---- convolution -----------------------------------------------------------------------------------------
@@ -388,8 +383,7 @@ __global__ void kCrossEntropyBackward(const float* __restrict__ probs,
 // cols [n, c*kh*kw, ho*wo], row (ci*kh + ky)*kw + kx; one thread per cols element.
 __global__ void kIm2col(const float* __restrict__ x, float* __restrict__ cols, mmgpt::ConvGeom g) {
   const int64_t total = g.n * g.c * g.kh * g.kw * g.ho * g.wo;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t i = globalIndex<int64_t>(); i < total; i += globalStride<int64_t>()) {
     int64_t t = i;
     const int64_t ox = t % g.wo;
     t /= g.wo;
@@ -409,8 +403,7 @@ __global__ void kIm2col(const float* __restrict__ x, float* __restrict__ cols, m
 __global__ void kCol2im(const float* __restrict__ cols, float* __restrict__ x, mmgpt::ConvGeom g) {
   const int64_t total = g.n * g.c * g.h * g.w;
   const int64_t colLen = g.ho * g.wo;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (int64_t)gridDim.x * blockDim.x) {
+  for (int64_t i = globalIndex<int64_t>(); i < total; i += globalStride<int64_t>()) {
     int64_t t = i;
     const int64_t ix = t % g.w;
     t /= g.w;

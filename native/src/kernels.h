@@ -8,8 +8,9 @@
 // Notable choices: this header is plain C-compatible PODs only (no std types), so the ISA
 // translation units never instantiate shared inline templates that the linker could merge
 // across ISAs (an AVX-512 copy of std::min silently used on an AVX2 machine). Sizes are int64
-// element counts; arguments are validated by addon.cc before a kernel runs, so kernels assume
-// them valid. `nt` is the number of OpenMP threads a kernel may use.
+// element counts; arguments are validated by the bindings (kernel_bindings.h, addon.cc) before a
+// kernel runs, so kernels assume them valid. `nt` is the number of OpenMP threads a kernel may
+// use.
 
 #ifndef MMGPT_KERNELS_H
 #define MMGPT_KERNELS_H

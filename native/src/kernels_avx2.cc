@@ -12,21 +12,36 @@
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
+#include "gemm_tile.h"
+
 namespace {
 
 const int kMR = 6;
 const int kNR = 16;
 
+/** The vector traits gemm_tile.h writes the tile with: 8 floats, lane masks in a __m256i. */
+struct Avx2 {
+  typedef __m256 Vec;
+  typedef __m256i Mask;
+  static const int kWidth = 8;
+  static Vec zero() { return _mm256_setzero_ps(); }
+  static Vec set1(float x) { return _mm256_set1_ps(x); }
+  static Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  static Mask lanesBelow(int k) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static Vec maskLoad(const float* p, Mask m) { return _mm256_maskload_ps(p, m); }
+  static void maskStore(float* p, Mask m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+};
+
 template <int R, int kAKind>
 void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
              float* __restrict C, int64_t ldc, int cols, float alpha, int beta) {
   __m256 c0[R], c1[R];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; i++) {
-    c0[i] = _mm256_setzero_ps();
-    c1[i] = _mm256_setzero_ps();
-    _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
-  }
+  clearTile<Avx2, R>(c0, c1, C, ldc);
 #pragma GCC unroll 2
   for (int64_t p = 0; p < kc; p++) {
     const __m256 b0 = _mm256_load_ps(Bp + p * kNR);
@@ -39,35 +54,7 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
       c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
     }
   }
-  const __m256 va = _mm256_set1_ps(alpha);
-  if (cols == kNR) {
-#pragma GCC unroll 8
-    for (int i = 0; i < R; i++) {
-      float* c = C + i * ldc;
-      if (beta) {
-        _mm256_storeu_ps(c, _mm256_fmadd_ps(va, c0[i], _mm256_loadu_ps(c)));
-        _mm256_storeu_ps(c + 8, _mm256_fmadd_ps(va, c1[i], _mm256_loadu_ps(c + 8)));
-      } else {
-        _mm256_storeu_ps(c, _mm256_mul_ps(va, c0[i]));
-        _mm256_storeu_ps(c + 8, _mm256_mul_ps(va, c1[i]));
-      }
-    }
-    return;
-  }
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols), lane);
-  const __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(cols - 8), lane);
-#pragma GCC unroll 8
-  for (int i = 0; i < R; i++) {
-    float* c = C + i * ldc;
-    __m256 r0 = _mm256_mul_ps(va, c0[i]), r1 = _mm256_mul_ps(va, c1[i]);
-    if (beta) {
-      r0 = _mm256_fmadd_ps(va, c0[i], _mm256_maskload_ps(c, m0));
-      r1 = _mm256_fmadd_ps(va, c1[i], _mm256_maskload_ps(c + 8, m1));
-    }
-    _mm256_maskstore_ps(c, m0, r0);
-    _mm256_maskstore_ps(c + 8, m1, r1);
-  }
+  storeTile<Avx2, R>(c0, c1, C, ldc, cols, alpha, beta);
 }
 
 }  // namespace

@@ -15,22 +15,36 @@
 #if defined(__x86_64__) && defined(__AVX512F__)
 #include <immintrin.h>
 
+#include "gemm_tile.h"
+
 namespace {
 
 const int kMR = 12;
 const int kNR = 32;
 
+/** The vector traits gemm_tile.h writes the tile with: 16 floats, __mmask16 masks. */
+struct Avx512 {
+  typedef __m512 Vec;
+  typedef __mmask16 Mask;
+  static const int kWidth = 16;
+  static Vec zero() { return _mm512_setzero_ps(); }
+  static Vec set1(float x) { return _mm512_set1_ps(x); }
+  static Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+  static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static Mask lanesBelow(int k) {
+    return k >= 16 ? (Mask)0xFFFF : k <= 0 ? (Mask)0 : (Mask)((1u << k) - 1u);
+  }
+  static Vec maskLoad(const float* p, Mask m) { return _mm512_maskz_loadu_ps(m, p); }
+  static void maskStore(float* p, Mask m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+};
+
 template <int R, int kAKind>
 void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
              float* __restrict C, int64_t ldc, int cols, float alpha, int beta) {
   __m512 c0[R], c1[R];
-#pragma GCC unroll 16
-  for (int i = 0; i < R; i++) {
-    c0[i] = _mm512_setzero_ps();
-    c1[i] = _mm512_setzero_ps();
-    _mm_prefetch((const char*)(C + i * ldc), _MM_HINT_T0);
-    _mm_prefetch((const char*)(C + i * ldc + 16), _MM_HINT_T0);
-  }
+  clearTile<Avx512, R>(c0, c1, C, ldc);
   if constexpr (kAKind == 1) {
     // R row pointers advanced by one shared index that counts up to 0 (no end register):
     // R + 2 general registers in the loop, which keeps GCC from spilling B to the stack.
@@ -63,35 +77,7 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
       }
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha);
-  if (cols == kNR) {
-#pragma GCC unroll 16
-    for (int i = 0; i < R; i++) {
-      float* c = C + i * ldc;
-      if (beta) {
-        _mm512_storeu_ps(c, _mm512_fmadd_ps(va, c0[i], _mm512_loadu_ps(c)));
-        _mm512_storeu_ps(c + 16, _mm512_fmadd_ps(va, c1[i], _mm512_loadu_ps(c + 16)));
-      } else {
-        _mm512_storeu_ps(c, _mm512_mul_ps(va, c0[i]));
-        _mm512_storeu_ps(c + 16, _mm512_mul_ps(va, c1[i]));
-      }
-    }
-    return;
-  }
-  const __mmask16 m0 = cols >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << cols) - 1u);
-  const __mmask16 m1 = cols <= 16 ? (__mmask16)0 : (__mmask16)((1u << (cols - 16)) - 1u);
-#pragma GCC unroll 16
-  for (int i = 0; i < R; i++) {
-    float* c = C + i * ldc;
-    if (beta) {
-      _mm512_mask_storeu_ps(c, m0, _mm512_fmadd_ps(va, c0[i], _mm512_maskz_loadu_ps(m0, c)));
-      _mm512_mask_storeu_ps(c + 16, m1,
-                            _mm512_fmadd_ps(va, c1[i], _mm512_maskz_loadu_ps(m1, c + 16)));
-    } else {
-      _mm512_mask_storeu_ps(c, m0, _mm512_mul_ps(va, c0[i]));
-      _mm512_mask_storeu_ps(c + 16, m1, _mm512_mul_ps(va, c1[i]));
-    }
-  }
+  storeTile<Avx512, R>(c0, c1, C, ldc, cols, alpha, beta);
 }
 
 }  // namespace

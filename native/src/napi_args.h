@@ -5,8 +5,9 @@
 // integer sizes below 2^53, flags, strings, integer lists (shape, strides, perm) and overflow-
 // checked size arithmetic; every failure throws a JS TypeError / RangeError "fn: what was wrong".
 // Each addon derives its own class for its buffers (Call: Float32Array/Int32Array; Args: cuda
-// buffers). Also shared: JS ToUint32 and the op-name tables of binary/unary. Header-only; both
-// includers are compiled for the default target (no ISA-specific code here).
+// buffers). Also shared: JS ToUint32 and the op-name tables of binary/unary. The entry points
+// themselves, written once for both, are in kernel_bindings.h. Header-only; both includers are
+// compiled for the default target (no ISA-specific code here).
 
 #ifndef MMGPT_NAPI_ARGS_H
 #define MMGPT_NAPI_ARGS_H
@@ -64,6 +65,15 @@ inline uint32_t toUint32(double d) {
   return (uint32_t)t;
 }
 
+/**
+ * A buffer of 4-byte elements whose bits a kernel moves without reading them as numbers (fill,
+ * copyBlock, permute): float32 or int32, `isFloat` says which.
+ */
+struct Words {
+  uint32_t* data;
+  bool isFloat;
+};
+
 /** The checks common to both addons' entry points; see the file comment. */
 class ArgsBase {
  public:
@@ -111,6 +121,14 @@ class ArgsBase {
     const Napi::Value v = info_[i];
     if (!v.IsString()) typeError(std::string(name) + " must be a string, got " + describe(v));
     return v.As<Napi::String>().Utf8Value();
+  }
+  /** A dtype name: true for 'float32', false for 'int32'; TypeError otherwise. */
+  bool isFloatDtype(size_t i) const {
+    const std::string s = str(i, "dtype");
+    if (s != "float32" && s != "int32") {
+      typeError("dtype must be 'float32' or 'int32', got '" + s + "'");
+    }
+    return s == "float32";
   }
   /** An array of non-negative integers (shape, strides, perm) of length <= kMaxRank. */
   std::vector<int64_t> ints(size_t i, const char* name) const {
