@@ -44,7 +44,7 @@ if ('error' in info) process.exit(1);
 
 step "kernel tests (cuda vs js reference, fused kernels, no host sync in a step; 20-step training vs cpu)"
 timeout 300 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js \
-  dist/test/engine/native_backends.test.js > "$OUT/tests.tap" 2>&1
+  dist/test/engine/backends.test.js dist/test/engine/backends_fused.test.js > "$OUT/tests.tap" 2>&1
 echo "exit $?"; grep -E "^# (tests|pass|fail|skipped)|^not ok|^# (reference|cuda|per step)" "$OUT/tests.tap"
 
 step "engine tests on the cuda backend"

@@ -8,7 +8,7 @@
 // stream>>>(args)` becomes `::emu::launch(kernel, "kernel", grid, block, smem, stream)(args)`
 // (line numbers are kept, so compiler messages point at the .cu lines). addon_cuda.cc is compiled
 // unchanged with MMGPT_WITH_CUDA, so the JS side sees exactly the real addon's `cuda` object.
-// test/engine/cuda_backend.test.ts runs against it with MMGPT_TEST_CUDA_EMU=1 (slow: every CUDA
+// test/engine/backends*.test.ts and cuda_backend.test.ts run against it with MMGPT_CUDA_ADDON=<this addon> (slow: every CUDA
 // thread is a fiber). Never part of the shipped addon.
 
 'use strict';
