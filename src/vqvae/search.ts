@@ -17,7 +17,7 @@
 // This is analysis by synthesis: a greedy coordinate descent on the decoder's loss, started from
 // the nearest codes, so the loss never ends above theirs. It costs up to 49 x (candidates - 1)
 // decodes per image and sweep; `reach` skips the cells far from any wrongly decoded pixel (most
-// of a digit image's background), which halves that for the shipped `searched` tokenizer.
+// of a digit image's background).
 //
 // A `reader` adds what the image shows to what the pixels say: an attribute classifier carried
 // in the tokenizer reads the real image once, and each trial's decoded image is charged `weight`
@@ -30,7 +30,7 @@ import type { Tensor } from '../engine/tensor';
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
-import { argmaxLevels } from './model';
+import { argmaxLevels } from './levels';
 import type { Attributes } from '../data/coloured';
 import type { ClassifierConfig, HeadLogits } from './reader';
 import { imagesToInput, validateClassifierConfig } from './reader';
