@@ -16,7 +16,8 @@ import { loadSafetensors, saveSafetensors } from '../nn/safetensors';
 import type { SafetensorsContents } from '../nn/safetensors';
 import { readStateTensors, stateTensors } from '../nn/state';
 import type { OptimizerState } from '../nn/optim';
-import { validateGptConfig } from './model';
+import { Rng } from '../nn/rng';
+import { GPT, validateGptConfig } from './model';
 import type { GptConfig } from './model';
 
 export const CHECKPOINT_FORMAT = 'mmgpt-gpt-checkpoint';
@@ -243,4 +244,26 @@ export class ConfigurationMismatchError extends Error {
 /** The configuration a checkpoint was trained with. */
 export function checkpointConfiguration(meta: CheckpointMeta): RunConfiguration {
   return { model: meta.gptConfig, train: meta.trainConfig };
+}
+
+/** The GPT a checkpoint holds, in eval mode; `source` names it in errors. */
+export function gptFromCheckpoint(ckpt: Checkpoint, source: string): GPT {
+  const model = new GPT(ckpt.meta.gptConfig, new Rng(0));
+  try {
+    model.loadStateDict(ckpt.weights, source);
+  } catch (e) {
+    for (const p of model.parameters()) p.dispose();
+    throw e;
+  }
+  model.eval();
+  return model;
+}
+
+/** Loads a trained GPT from a checkpoint (for sampling, evaluation, export). */
+export function loadGpt(filePath: string): {
+  model: GPT;
+  meta: ReturnType<typeof loadCheckpoint>['meta'];
+} {
+  const ckpt = loadCheckpoint(filePath);
+  return { model: gptFromCheckpoint(ckpt, filePath), meta: ckpt.meta };
 }
