@@ -8,8 +8,10 @@
 // that names it. Every metadata field is type- and range-checked, and the model config is checked
 // against the weights' shapes (wte, wpe, the layer count) before anything is built from it, so a
 // damaged or hostile file cannot make a loader allocate more than the weights it holds.
-// A run's configuration (model + training) has a short fingerprint that names its run directory where several configurations share a parent (notebook 03), and two
-// configurations compare field by field, so a refused resume says which fields differ.
+// A run's configuration (model + training) has a short fingerprint that names its run directory
+// where several configurations share a parent (notebook 03), and two configurations compare field
+// by field, so a refused resume says which fields differ. `loadGpt` builds the GPT a checkpoint
+// holds, for sampling, evaluation and export.
 
 import { createHash } from 'crypto';
 import { loadSafetensors, saveSafetensors } from '../nn/safetensors';

@@ -99,8 +99,8 @@ class GptTrainer {
   private readonly checkEveryStep: boolean;
   private readonly callStart = Date.now();
   private readonly trainMsAtStart: number;
-  private intervalStart = 0;
-  private intervalSteps = 0;
+  /** When the current logging interval started, and its steps so far. */
+  private interval = { start: 0, steps: 0 };
 
   constructor(
     private readonly run: GptRun,
@@ -156,8 +156,7 @@ class GptTrainer {
     const { run, opts } = this;
     const cfg = run.trainCfg;
     const epochRng = new Rng(deriveSeed(cfg.seed, `epoch-${run.epoch}`));
-    this.intervalStart = Date.now();
-    this.intervalSteps = 0;
+    this.interval = { start: Date.now(), steps: 0 };
     for (const batch of epochBatches(run.train, run.vocab, epochRng, cfg.batchSize, {
       startBatch: run.batchInEpoch,
       textFirstShare: cfg.textFirstShare,
@@ -175,7 +174,7 @@ class GptTrainer {
       run.trainLog.trainMs += Date.now() - t0;
       run.batchInEpoch++;
       this.stepsThisCall++;
-      this.intervalSteps++;
+      this.interval.steps++;
       if (run.optimizer.step % cfg.logEvery === 0) this.logInterval(lr);
       // Let signal handlers run (a synchronous loop would never see Ctrl-C).
       await new Promise((r) => setImmediate(r));
@@ -261,7 +260,7 @@ class GptTrainer {
     const { run } = this;
     const cfg = run.trainCfg;
     const loss = this.readLosses();
-    const msPerStep = (Date.now() - this.intervalStart) / this.intervalSteps;
+    const msPerStep = (Date.now() - this.interval.start) / this.interval.steps;
     const done = run.optimizer.step;
     const avgMs = (run.trainLog.trainMs - this.trainMsAtStart) / Math.max(1, this.stepsThisCall);
     const tokensPerStep = cfg.batchSize * TARGETS_PER_SEQUENCE;
@@ -269,8 +268,7 @@ class GptTrainer {
       `epoch ${run.epoch + 1}/${cfg.epochs} | step ${run.batchInEpoch}/${run.stepsPerEpoch} (${done}) | loss ${loss.toFixed(4)} | lr ${lr.toExponential(2)} | ` +
         `${msPerStep.toFixed(1)} ms/step | ${Math.round((tokensPerStep * 1000) / msPerStep).toLocaleString('en-US')} tok/s | ETA ${formatDuration(avgMs * (run.totalSteps - done) * 1.08)}`,
     );
-    this.intervalStart = Date.now();
-    this.intervalSteps = 0;
+    this.interval = { start: Date.now(), steps: 0 };
   }
 
   /** The epoch's test NLL, recorded, reported and logged; then the checkpoint. */

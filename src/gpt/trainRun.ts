@@ -1,5 +1,6 @@
 // A GPT training run and its directory: the model and optimiser a recipe builds, where the run
-// stands (epoch, batch, logs), and its two files, runDir/checkpoint.safetensors and runDir/log.json.
+// stands (epoch, batch, logs), and its two files, runDir/checkpoint.safetensors and
+// runDir/log.json.
 //
 // A run starts fresh or resumes from its checkpoint: weights, optimiser moments, the dropout RNG's
 // state and the position (epoch, batch) come back, and the log is cut to the checkpoint's step.

@@ -63,7 +63,7 @@ export const VQVAE_LEGACY_FIELDS: Pick<VqVaeConfig, 'foregroundWeight' | 'global
   globalContext: false,
 };
 
-/** The mission's tokenizer: 1024 codes of dimension 64, beta 0.25. */
+/** The default tokenizer: 1024 codes of dimension 64, beta 0.25. */
 export const VQVAE_DEFAULTS: VqVaeConfig = {
   codebookSize: 1024,
   codeDim: 64,
