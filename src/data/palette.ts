@@ -73,59 +73,57 @@ export interface PaletteColour {
   fromMission: boolean;
 }
 
-const MISSION_COLOURS: ReadonlyArray<readonly [Shade, ColourWord, string]> = [
-  ['plain', 'white', '333'],
-  ['plain', 'black', '000'],
-  ['normal', 'red', '300'],
-  ['dark', 'red', '201'],
-  ['plain', 'green', '030'],
-  ['light', 'green', '131'],
-  ['dark', 'green', '121'],
-  ['plain', 'turquoise', '022'],
-  ['light', 'turquoise', '132'],
-  ['bright', 'yellow', '330'],
-  ['plain', 'yellow', '331'],
-  ['dark', 'yellow', '120'],
-  ['plain', 'orange', '310'],
-  ['light', 'orange', '321'],
-  ['plain', 'brown', '210'],
-  ['light', 'blue', '233'],
-  ['dark', 'blue', '002'],
-  ['bright', 'cyan', '033'],
-  ['light', 'cyan', '133'],
-  ['light', 'pink', '323'],
-  ['plain', 'purple', '202'],
-  ['light', 'purple', '213'],
-  ['dark', 'purple', '112'],
-  ['plain', 'magenta', '312'],
-  ['dark', 'magenta', '102'],
-  ['dark', 'gray', '111'],
-];
-
-const OUR_COLOURS: ReadonlyArray<readonly [Shade, ColourWord, string]> = [
-  ['plain', 'blue', '003'],
-  ['bright', 'blue', '013'],
-  ['plain', 'gray', '222'],
-  ['bright', 'magenta', '303'],
-  ['light', 'magenta', '313'],
-  ['plain', 'pink', '302'],
-  ['light', 'red', '311'],
-  ['light', 'yellow', '332'],
-  ['bright', 'green', '130'],
-  ['bright', 'purple', '203'],
-  ['plain', 'gold', '320'],
-  ['dark', 'gold', '220'],
-  ['dark', 'brown', '100'],
-  ['dark', 'cyan', '011'],
+/**
+ * The palette in index order: shade, colour word, levels (r, g, b as digits 0..3), and whether
+ * the original dataset has the colour ('original') or it is one of ours.
+ */
+const PALETTE_TABLE: ReadonlyArray<readonly [Shade, ColourWord, string, 'original' | 'ours']> = [
+  ['plain', 'white', '333', 'original'],
+  ['plain', 'black', '000', 'original'],
+  ['normal', 'red', '300', 'original'],
+  ['dark', 'red', '201', 'original'],
+  ['plain', 'green', '030', 'original'],
+  ['light', 'green', '131', 'original'],
+  ['dark', 'green', '121', 'original'],
+  ['plain', 'turquoise', '022', 'original'],
+  ['light', 'turquoise', '132', 'original'],
+  ['bright', 'yellow', '330', 'original'],
+  ['plain', 'yellow', '331', 'original'],
+  ['dark', 'yellow', '120', 'original'],
+  ['plain', 'orange', '310', 'original'],
+  ['light', 'orange', '321', 'original'],
+  ['plain', 'brown', '210', 'original'],
+  ['light', 'blue', '233', 'original'],
+  ['dark', 'blue', '002', 'original'],
+  ['bright', 'cyan', '033', 'original'],
+  ['light', 'cyan', '133', 'original'],
+  ['light', 'pink', '323', 'original'],
+  ['plain', 'purple', '202', 'original'],
+  ['light', 'purple', '213', 'original'],
+  ['dark', 'purple', '112', 'original'],
+  ['plain', 'magenta', '312', 'original'],
+  ['dark', 'magenta', '102', 'original'],
+  ['dark', 'gray', '111', 'original'],
+  ['plain', 'blue', '003', 'ours'],
+  ['bright', 'blue', '013', 'ours'],
+  ['plain', 'gray', '222', 'ours'],
+  ['bright', 'magenta', '303', 'ours'],
+  ['light', 'magenta', '313', 'ours'],
+  ['plain', 'pink', '302', 'ours'],
+  ['light', 'red', '311', 'ours'],
+  ['light', 'yellow', '332', 'ours'],
+  ['bright', 'green', '130', 'ours'],
+  ['bright', 'purple', '203', 'ours'],
+  ['plain', 'gold', '320', 'ours'],
+  ['dark', 'gold', '220', 'ours'],
+  ['dark', 'brown', '100', 'ours'],
+  ['dark', 'cyan', '011', 'ours'],
 ];
 
 function makePalette(): PaletteColour[] {
-  const all = [
-    ...MISSION_COLOURS.map((c) => [...c, true] as const),
-    ...OUR_COLOURS.map((c) => [...c, false] as const),
-  ];
-  const palette = all.map(([shade, colour, levels, fromMission], index) => {
+  const palette = PALETTE_TABLE.map(([shade, colour, levels, source], index) => {
     const rgb = [...levels].map(Number) as unknown as Rgb;
+    const fromMission = source === 'original';
     return { index, name: `${shade} ${colour}`, shade, colour, rgb, fromMission };
   });
   const names = new Set(palette.map((c) => c.name));

@@ -8,15 +8,18 @@
 // that names it. Every metadata field is type- and range-checked, and the model config is checked
 // against the weights' shapes (wte, wpe, the layer count) before anything is built from it, so a
 // damaged or hostile file cannot make a loader allocate more than the weights it holds.
-// A run's configuration (model + training) has a short fingerprint that names its run directory where several configurations share a parent (notebook 03), and two
-// configurations compare field by field, so a refused resume says which fields differ.
+// A run's configuration (model + training) has a short fingerprint that names its run directory
+// where several configurations share a parent (notebook 03), and two configurations compare field
+// by field, so a refused resume says which fields differ. `loadGpt` builds the GPT a checkpoint
+// holds, for sampling, evaluation and export.
 
 import { createHash } from 'crypto';
 import { loadSafetensors, saveSafetensors } from '../nn/safetensors';
 import type { SafetensorsContents } from '../nn/safetensors';
 import { readStateTensors, stateTensors } from '../nn/state';
 import type { OptimizerState } from '../nn/optim';
-import { validateGptConfig } from './model';
+import { Rng } from '../nn/rng';
+import { GPT, validateGptConfig } from './model';
 import type { GptConfig } from './model';
 
 export const CHECKPOINT_FORMAT = 'mmgpt-gpt-checkpoint';
@@ -243,4 +246,26 @@ export class ConfigurationMismatchError extends Error {
 /** The configuration a checkpoint was trained with. */
 export function checkpointConfiguration(meta: CheckpointMeta): RunConfiguration {
   return { model: meta.gptConfig, train: meta.trainConfig };
+}
+
+/** The GPT a checkpoint holds, in eval mode; `source` names it in errors. */
+export function gptFromCheckpoint(ckpt: Checkpoint, source: string): GPT {
+  const model = new GPT(ckpt.meta.gptConfig, new Rng(0));
+  try {
+    model.loadStateDict(ckpt.weights, source);
+  } catch (e) {
+    for (const p of model.parameters()) p.dispose();
+    throw e;
+  }
+  model.eval();
+  return model;
+}
+
+/** Loads a trained GPT from a checkpoint (for sampling, evaluation, export). */
+export function loadGpt(filePath: string): {
+  model: GPT;
+  meta: ReturnType<typeof loadCheckpoint>['meta'];
+} {
+  const ckpt = loadCheckpoint(filePath);
+  return { model: gptFromCheckpoint(ckpt, filePath), meta: ckpt.meta };
 }

@@ -16,7 +16,7 @@ import type { Vocab } from '../data/vocab';
 import type { SequenceSource } from '../data/sequences';
 import { SEQUENCE_LENGTH, TEXT_TO_IMAGE, IMAGE_TO_TEXT, writeSequence } from '../data/sequences';
 import type { GPT } from './model';
-import { evaluateNll } from './train';
+import { evaluateNll } from './evaluate';
 
 export interface Gpt2Config {
   model_type: 'gpt2';

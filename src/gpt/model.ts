@@ -24,7 +24,7 @@ export interface GptConfig {
   dropout: number;
 }
 
-/** The seed's model: 4 layers, d_model 128, 4 heads (vocab and block size come from the data). */
+/** The original recipe's model: 4 layers, d_model 128, 4 heads (vocab and block size come from the data). */
 export const GPT_DEFAULTS: Omit<GptConfig, 'vocabSize' | 'blockSize'> = {
   nLayer: 4,
   nHead: 4,

@@ -223,8 +223,12 @@ export class Dropout extends Module {
   }
 }
 
-/** 2-D convolution, weight [cOut, cIn, k, k], PyTorch's default uniform init. */
-export class Conv2d extends Module {
+/**
+ * What the two convolutions share: a square kernel, stride and padding, and PyTorch's default
+ * init, weight and bias uniform in +-1/sqrt(fan) with fan = weight dim 1 x k x k (the inputs a
+ * kernel window sums per output: cIn for a convolution, cOut for a transposed one).
+ */
+abstract class ConvolutionBase extends Module {
   readonly weight: Tensor;
   readonly bias: Tensor;
   constructor(
@@ -236,12 +240,19 @@ export class Conv2d extends Module {
     readonly pad = 0,
   ) {
     super();
-    const bound = 1 / Math.sqrt(inChannels * kernel * kernel);
-    this.weight = this.param(
-      'weight',
-      randUniform([outChannels, inChannels, kernel, kernel], rng, bound),
-    );
+    const shape = this.weightShape();
+    const bound = 1 / Math.sqrt(shape[1]! * kernel * kernel);
+    this.weight = this.param('weight', randUniform(shape, rng, bound));
     this.bias = this.param('bias', randUniform([outChannels], rng, bound));
+  }
+  /** The weight's layout (called by the constructor, once the channel counts are set). */
+  protected abstract weightShape(): number[];
+}
+
+/** 2-D convolution, weight [cOut, cIn, k, k], PyTorch's default uniform init. */
+export class Conv2d extends ConvolutionBase {
+  protected weightShape(): number[] {
+    return [this.outChannels, this.inChannels, this.kernel, this.kernel];
   }
   forward(x: Tensor): Tensor {
     return F.conv2d(x, this.weight, this.bias, this.stride, this.pad);
@@ -249,24 +260,9 @@ export class Conv2d extends Module {
 }
 
 /** Transposed 2-D convolution, weight [cIn, cOut, k, k] (PyTorch's layout). */
-export class ConvTranspose2d extends Module {
-  readonly weight: Tensor;
-  readonly bias: Tensor;
-  constructor(
-    readonly inChannels: number,
-    readonly outChannels: number,
-    readonly kernel: number,
-    rng: Rng,
-    readonly stride = 1,
-    readonly pad = 0,
-  ) {
-    super();
-    const bound = 1 / Math.sqrt(outChannels * kernel * kernel);
-    this.weight = this.param(
-      'weight',
-      randUniform([inChannels, outChannels, kernel, kernel], rng, bound),
-    );
-    this.bias = this.param('bias', randUniform([outChannels], rng, bound));
+export class ConvTranspose2d extends ConvolutionBase {
+  protected weightShape(): number[] {
+    return [this.inChannels, this.outChannels, this.kernel, this.kernel];
   }
   forward(x: Tensor): Tensor {
     return F.convTranspose2d(x, this.weight, this.bias, this.stride, this.pad);

@@ -3,12 +3,12 @@
 // Plotly figures become PNG through headless Chromium (Debian's `chromium`, driven by
 // playwright-core): the page loads the inlined plotly.js bundle and plotly's own
 // `Plotly.toImage` renders the figure at an exact size, as plotly.py's Kaleido does. HTML files
-// are self-contained (plotly.js inlined, about 11 MB each; nothing fetched). Raster figures
-// (image grids, the PNG line charts) are written as PNG plus an HTML page that embeds them.
+// are self-contained (plotly.js inlined; nothing fetched). Raster figures (image grids, the PNG
+// line charts) are written as PNG plus an HTML page that embeds them.
 // Notable choices:
-// - Chromium is launched the way the issue asks: --headless --no-sandbox --disable-gpu, no
-//   background networking, component updates or sync, and a fresh user-data dir in the temp
-//   directory, removed on close. `MMGPT_CHROMIUM` overrides the executable.
+// - Chromium is launched with --headless --no-sandbox --disable-gpu, no background networking,
+//   component updates or sync, and a fresh user-data dir in the temp directory, removed on
+//   close. `MMGPT_CHROMIUM` overrides the executable.
 // - One browser serves many figures (FigureExporter); `saveFigures` opens and closes one.
 // - Files are written atomically (temp file + rename), into MMGPT_FIGURES_DIR or figures/.
 // - playwright-core is required lazily, so importing this module never needs it.
@@ -41,7 +41,7 @@ export function findChromium(): string | null {
   return CHROMIUM_CANDIDATES.find((p) => fs.existsSync(p)) ?? null;
 }
 
-/** The flags the issue asks for (the user-data dir is added per launch). */
+/** Chromium's flags (the user-data dir is added per launch). */
 export const CHROMIUM_ARGS: readonly string[] = [
   '--headless',
   '--no-sandbox',

@@ -16,9 +16,9 @@
 //   calls Plotly.react on the same div: the plot changes in place, and the last update (all the
 //   data) is what a saved notebook redraws when it is opened again.
 // - In a notebook, plotly.js reaches the page through loadPlotlyInNotebook: gzip-compressed
-//   (10.8 MB -> 3.2 MB of base64, which matters through an SSH tunnel to a remote host) in one
+//   (a third of its size as base64, which matters through an SSH tunnel to a remote host) in one
 //   display that then overwrites itself with one line of text, so a saved or exported notebook
-//   carries no copy of plotly.js (it did: 10.8 MB per notebook).
+//   carries no copy of plotly.js (it did, one per notebook).
 // - A figure's div may hold a static picture (class mmgpt-static, added by
 //   scripts/execute-notebooks.sh for readers without JavaScript); drawing removes it.
 // - Token axes of attention maps are numeric with tick labels: plotly merges repeated category

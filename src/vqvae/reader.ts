@@ -21,10 +21,10 @@
 //
 // - Why two views and two branches, not one conv trunk on the levels scaled to [-1, 1] (tried
 //   first): the digit must be read whatever its two colours are, and one trunk on scaled levels
-//   learnt that slowly: after 3 epochs it read 90% of the digits (the same trunk on grey MNIST
-//   reads 97.5% after one) and 96% of the foregrounds. The background-distance view gives the
-//   digit branch grey MNIST. A plain mean of the colour detectors found the background but not the
-//   foreground (a few percent of the pixels); weighting the mean by the shape view fixes that.
+//   learnt that slowly, well behind the same trunk on grey MNIST, and read the foregrounds
+//   worse. The background-distance view gives the digit branch grey MNIST. A plain mean of the
+//   colour detectors found the background but not the foreground (a few percent of the pixels);
+//   weighting the mean by the shape view fixes that.
 //   The views and the weights are fixed functions of the image alone: the judge sees only pixels.
 
 import * as F from '../engine/ops';

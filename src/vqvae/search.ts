@@ -17,7 +17,7 @@
 // This is analysis by synthesis: a greedy coordinate descent on the decoder's loss, started from
 // the nearest codes, so the loss never ends above theirs. It costs up to 49 x (candidates - 1)
 // decodes per image and sweep; `reach` skips the cells far from any wrongly decoded pixel (most
-// of a digit image's background), which halves that for the shipped `searched` tokenizer.
+// of a digit image's background).
 //
 // A `reader` adds what the image shows to what the pixels say: an attribute classifier carried
 // in the tokenizer reads the real image once, and each trial's decoded image is charged `weight`
@@ -30,7 +30,7 @@ import type { Tensor } from '../engine/tensor';
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
-import { argmaxLevels } from './model';
+import { argmaxLevels } from './levels';
 import type { Attributes } from '../data/coloured';
 import type { ClassifierConfig, HeadLogits } from './reader';
 import { imagesToInput, validateClassifierConfig } from './reader';
@@ -332,15 +332,56 @@ export function searchCodes(
   search: CodeSearch,
   batchRows = 256,
 ): Int32Array {
+  const state = searchStart(model, images, start, n, search, batchRows);
+  const trials: CellTrials = {
+    image: new Int32Array(n * search.candidates),
+    code: new Int32Array(n * search.candidates),
+    codes: new Int32Array(batchRows * model.codesPerImage),
+    of: new Int32Array(batchRows),
+    pending: new Int32Array(n).fill(-1),
+  };
+  for (let sweep = 0; sweep < search.sweeps; sweep++) {
+    const tryCell =
+      search.reach === undefined
+        ? undefined
+        : cellsNearErrors(model, state.codes, n, state.own, search.reach, batchRows);
+    for (let cell = 0; cell < model.codesPerImage; cell++)
+      searchCell(model, state, search, cell, tryCell, trials, batchRows);
+  }
+  return state.codes;
+}
+
+/** Where the search of n images stands: their codes and what scoring a trial needs. */
+interface SearchState {
+  n: number;
+  /** The current codes [n, cells], improved in place. */
+  codes: Int32Array;
+  /** Each cell's nearest codes [n*cells, candidates], nearest first. */
+  candidates: Int32Array;
+  /** The n images [n, 28, 28, 3] and their per-value loss weights. */
+  own: Uint8Array;
+  weights: Float32Array;
+  readerTerm: ReaderTerm | undefined;
+  /** The loss of each image's current codes [n]. */
+  current: Float32Array;
+}
+
+/** The start: each cell's nearest code (the encoder's own choice), its candidates, its loss. */
+function searchStart(
+  model: SearchableTokenizer,
+  images: Uint8Array,
+  start: number,
+  n: number,
+  search: CodeSearch,
+  batchRows: number,
+): SearchState {
   const cells = model.codesPerImage;
-  const m = search.candidates;
-  // The start: each cell's nearest code (the encoder's own choice), and its candidates.
   const { codes, candidates } = tidy(() =>
     noGrad(() => {
       const z = model.encoderRows(images, start, n); // [n*cells, D]
       return {
         codes: F.nearestCode(z, model.codebook).indices.toArray() as Int32Array, // [n*cells]
-        candidates: nearestCandidates(z, model.codebook, m), // [n*cells, m]
+        candidates: nearestCandidates(z, model.codebook, search.candidates), // [n*cells, m]
       };
     }),
   );
@@ -373,62 +414,74 @@ export function searchCodes(
     );
     current.set(part, b);
   }
-  // One list of (image, code) trials per cell; decoded in slices of batchRows.
-  const trialImage = new Int32Array(n * m);
-  const trialCode = new Int32Array(n * m);
-  const trialCodes = new Int32Array(batchRows * cells);
-  const trialOf = new Int32Array(batchRows);
-  const pending = new Int32Array(n).fill(-1); // a cell's best new code per image (-1: none)
-  for (let sweep = 0; sweep < search.sweeps; sweep++) {
-    const tryCell =
-      search.reach === undefined
-        ? undefined
-        : cellsNearErrors(model, codes, n, own, search.reach, batchRows);
-    for (let cell = 0; cell < cells; cell++) {
-      let trials = 0;
-      for (let b = 0; b < n; b++) {
-        if (tryCell !== undefined && tryCell[b * cells + cell] === 0) continue;
-        const now = codes[b * cells + cell]!;
-        for (let j = 0; j < m; j++) {
-          const code = candidates[(b * cells + cell) * m + j]!;
-          if (code === now) continue;
-          trialImage[trials] = b;
-          trialCode[trials++] = code;
-        }
-      }
-      for (let t0 = 0; t0 < trials; t0 += batchRows) {
-        const rows = Math.min(batchRows, trials - t0);
-        for (let r = 0; r < rows; r++) {
-          const b = trialImage[t0 + r]!;
-          trialCodes.set(codes.subarray(b * cells, (b + 1) * cells), r * cells);
-          trialCodes[r * cells + cell] = trialCode[t0 + r]!;
-          trialOf[r] = b;
-        }
-        const losses = codeLosses(
-          model,
-          trialCodes,
-          rows,
-          own,
-          weights,
-          trialOf,
-          search.objective,
-          readerTerm,
-        );
-        // An image's trials differ from its current codes in this cell only: the best one that
-        // beats the current loss is applied once all are scored (they may span two slices).
-        for (let r = 0; r < rows; r++) {
-          const b = trialImage[t0 + r]!;
-          if (losses[r]! < current[b]!) {
-            current[b] = losses[r]!;
-            pending[b] = trialCode[t0 + r]!;
-          }
-        }
-      }
-      for (let b = 0; b < n; b++) {
-        if (pending[b]! >= 0) codes[b * cells + cell] = pending[b]!;
-        pending[b] = -1;
+  return { n, codes, candidates, own, weights, readerTerm, current };
+}
+
+/** Buffers of one cell's trials: the (image, code) list, decoded in slices of batchRows. */
+interface CellTrials {
+  image: Int32Array;
+  code: Int32Array;
+  /** One slice's code rows [batchRows, cells] and the image of each row. */
+  codes: Int32Array;
+  of: Int32Array;
+  /** A cell's best new code per image (-1: none). */
+  pending: Int32Array;
+}
+
+/** Tries every candidate at `cell` of each image (where tryCell allows) and keeps the best. */
+function searchCell(
+  model: SearchableTokenizer,
+  state: SearchState,
+  search: CodeSearch,
+  cell: number,
+  tryCell: Uint8Array | undefined,
+  t: CellTrials,
+  batchRows: number,
+): void {
+  const { n, codes, candidates, current } = state;
+  const cells = model.codesPerImage;
+  const m = search.candidates;
+  let trials = 0;
+  for (let b = 0; b < n; b++) {
+    if (tryCell !== undefined && tryCell[b * cells + cell] === 0) continue;
+    const now = codes[b * cells + cell]!;
+    for (let j = 0; j < m; j++) {
+      const code = candidates[(b * cells + cell) * m + j]!;
+      if (code === now) continue;
+      t.image[trials] = b;
+      t.code[trials++] = code;
+    }
+  }
+  for (let t0 = 0; t0 < trials; t0 += batchRows) {
+    const rows = Math.min(batchRows, trials - t0);
+    for (let r = 0; r < rows; r++) {
+      const b = t.image[t0 + r]!;
+      t.codes.set(codes.subarray(b * cells, (b + 1) * cells), r * cells);
+      t.codes[r * cells + cell] = t.code[t0 + r]!;
+      t.of[r] = b;
+    }
+    const losses = codeLosses(
+      model,
+      t.codes,
+      rows,
+      state.own,
+      state.weights,
+      t.of,
+      search.objective,
+      state.readerTerm,
+    );
+    // An image's trials differ from its current codes in this cell only: the best one that
+    // beats the current loss is applied once all are scored (they may span two slices).
+    for (let r = 0; r < rows; r++) {
+      const b = t.image[t0 + r]!;
+      if (losses[r]! < current[b]!) {
+        current[b] = losses[r]!;
+        t.pending[b] = t.code[t0 + r]!;
       }
     }
   }
-  return codes;
+  for (let b = 0; b < n; b++) {
+    if (t.pending[b]! >= 0) codes[b * cells + cell] = t.pending[b]!;
+    t.pending[b] = -1;
+  }
 }

@@ -1,18 +1,16 @@
-// Training, evaluation and checkpoints of the VQ-VAE image tokenizer.
+// Training the VQ-VAE image tokenizer, and its training state for an exact resume.
 //
 // The trainer follows minGPT's Trainer: it shuffles with a seeded Rng, runs Adam steps on
 // `model.trainingLoss` (which also moves the EMA codebook), and reports one line per interval
 // through a `log` callback (step | loss | recon | perplexity | used codes | ms/step | ETA); it
-// knows nothing of the model's insides. The evaluation reconstructs a split through the codes
-// and reports per-pixel exact accuracy (all 3 channels right), per-value accuracy, codebook
-// usage and perplexity on that split.
-// Checkpoints are safetensors (weights + codebook + EMA state, float32) with the config, the
-// restart Rng state and any caller metadata in `__metadata__`, written atomically; loading names
-// the file and the problem when it is missing, corrupt, or not a VQ-VAE checkpoint.
+// knows nothing of the model's insides. Every `checkpoint.every` steps it can save its whole
+// state (weights, codebook and EMA state, Adam's moments, both Rng states, the step records), and
+// a resume from that state ends where an uninterrupted run does.
 // Randomness: one seed, split into named streams (deriveSeed): 'vqvae/init' for the weights and
 // the restart stream, 'vqvae/shuffle' for the batch order.
+// Evaluation (evaluate.ts) and the tokenizer's own checkpoints (checkpoint.ts) have files of
+// their own; this module re-exports them for its importers.
 
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { tidy } from '../engine/tensor';
@@ -20,24 +18,28 @@ import type { Tensor } from '../engine/tensor';
 import { add } from '../engine/ops';
 import { Adam, Schedule, warmupCosineLr } from '../nn/optim';
 import { Rng, deriveSeed } from '../nn/rng';
-import { NamedArray, loadSafetensors, requireTensor, saveSafetensors } from '../nn/safetensors';
+import { loadSafetensors, requireTensor, saveSafetensors } from '../nn/safetensors';
 import { readStateTensors, stateTensors } from '../nn/state';
 import { IMAGE_VALUES } from '../data/coloured';
-import {
-  CODES_PER_IMAGE,
-  VQVAE_DEFAULTS,
-  VQVAE_LEGACY_FIELDS,
-  VqVae,
-  VqVaeConfig,
-  codeStatistics,
-  validateVqVaeConfig,
-} from './model';
+import { VQVAE_DEFAULTS } from './config';
+import type { VqVaeConfig } from './config';
+import { checkSet } from './levels';
+import type { ImageSet } from './levels';
+import { VqVae } from './model';
 
-/** Any set of images: a ColouredSplit fits. images: [count, 28, 28, 3] levels 0..3. */
-export interface ImageSet {
-  images: Uint8Array;
-  count: number;
-}
+// What this module exported before evaluation and checkpoints had files of their own.
+export type { ImageSet } from './levels';
+export type { VqVaeEvaluation } from './evaluate';
+export { evaluateVqVae } from './evaluate';
+export type { LoadedVqVae } from './checkpoint';
+export {
+  VQVAE_FORMAT,
+  VQVAE_FORMAT_VERSION,
+  loadVqVae,
+  loadVqVaeCheckpoint,
+  saveVqVae,
+  vqVaeFingerprint,
+} from './checkpoint';
 
 export interface TrainVqVaeOptions {
   /** The training images. */
@@ -116,21 +118,51 @@ export function formatDuration(ms: number): string {
   return `${sec}s`;
 }
 
-function checkSet(what: string, set: ImageSet): void {
-  if (
-    !Number.isInteger(set.count) ||
-    set.count <= 0 ||
-    set.images.length < set.count * IMAGE_VALUES
-  ) {
-    throw new Error(
-      `${what}: need count > 0 and count * ${IMAGE_VALUES} image values, ` +
-        `got count ${set.count} and ${set.images.length} values`,
-    );
-  }
-}
-
 /** Trains a VQ-VAE with Adam on shuffled minibatches; see TrainVqVaeOptions for defaults. */
 export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
+  const settings = runSettings(opts);
+  const model = modelToTrain(opts, settings.seed);
+  const shuffleRng = new Rng(deriveSeed(settings.seed, 'vqvae/shuffle'));
+  const optimizer = new Adam(model.namedParameters(), { lr: settings.lr });
+  const key = resumeKey(opts, model, settings);
+  const trainer = new VqVaeTrainer(opts, settings, model, optimizer, shuffleRng, key);
+  const { codebookSize: k, codeDim } = model.config;
+  settings.log(
+    `vqvae: ${model.numParameters()} parameters, codebook ${k} x ${codeDim}, ` +
+      `${opts.train.count} images, batch ${settings.batchSize}, ${settings.totalSteps} steps ` +
+      `(${(settings.totalSteps / settings.stepsPerEpoch).toFixed(2)} epochs)`,
+  );
+  checkCheckpointOptions(opts);
+  trainer.resume();
+  const started = performance.now();
+  try {
+    trainer.run(started);
+  } finally {
+    optimizer.dispose();
+  }
+  model.eval();
+  return {
+    model,
+    history: trainer.history,
+    steps: settings.totalSteps,
+    wallMs: performance.now() - started,
+  };
+}
+
+/** What trainVqVae runs with: the options' values or their defaults, checked. */
+interface RunSettings {
+  seed: number;
+  batchSize: number;
+  /** Full batches per pass over the images (the last partial batch is dropped). */
+  stepsPerEpoch: number;
+  totalSteps: number;
+  lr: number;
+  schedule: Schedule;
+  logEvery: number;
+  log: (line: string) => void;
+}
+
+function runSettings(opts: TrainVqVaeOptions): RunSettings {
   checkSet('trainVqVae', opts.train);
   const seed = opts.seed ?? 0;
   const batchSize = Math.min(opts.batchSize ?? 128, opts.train.count);
@@ -145,7 +177,11 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
     opts.schedule ?? warmupCosineLr(lr, Math.floor(totalSteps * 0.05), totalSteps, lr / 10);
   const logEvery = opts.logEvery ?? 50;
   const log = opts.log ?? (() => undefined);
+  return { seed, batchSize, stepsPerEpoch, totalSteps, lr, schedule, logEvery, log };
+}
 
+/** opts.model, or a new tokenizer from the config and the seed; in training mode. */
+function modelToTrain(opts: TrainVqVaeOptions, seed: number): VqVae {
   const model =
     opts.model ?? new VqVae(opts.config ?? VQVAE_DEFAULTS, new Rng(deriveSeed(seed, 'vqvae/init')));
   if (model.reader !== null)
@@ -153,29 +189,26 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
       'trainVqVae: this tokenizer carries a code-search reader; train one without it and add the reader with withCodeSearch',
     );
   model.train();
-  const shuffleRng = new Rng(deriveSeed(seed, 'vqvae/shuffle'));
-  const optimizer = new Adam(model.namedParameters(), { lr });
-  const batch = new Uint8Array(batchSize * IMAGE_VALUES); // [B, 28, 28, 3]
-  const batchItems = new Int32Array(batchSize);
-  let history: VqVaeStepRecord[] = [];
-  const k = model.config.codebookSize;
-  log(
-    `vqvae: ${model.numParameters()} parameters, codebook ${k} x ${model.config.codeDim}, ` +
-      `${opts.train.count} images, batch ${batchSize}, ${totalSteps} steps ` +
-      `(${(totalSteps / stepsPerEpoch).toFixed(2)} epochs)`,
-  );
+  return model;
+}
 
-  // What a saved state must match to be continued (the schedule is a function, so opts.schedule
-  // runs cannot be checked and are not resumable).
-  const settings = JSON.stringify({
+/**
+ * What a saved state must match to be continued (the schedule is a function, so opts.schedule
+ * runs cannot be checked and are not resumable).
+ */
+function resumeKey(opts: TrainVqVaeOptions, model: VqVae, s: RunSettings): string {
+  return JSON.stringify({
     config: model.config,
-    seed,
-    batchSize,
-    totalSteps,
-    lr,
+    seed: s.seed,
+    batchSize: s.batchSize,
+    totalSteps: s.totalSteps,
+    lr: s.lr,
     trainCount: opts.train.count,
     ...(opts.extraLoss ? { extraLoss: opts.extraLoss.name } : {}),
   });
+}
+
+function checkCheckpointOptions(opts: TrainVqVaeOptions): void {
   const ckpt = opts.checkpoint;
   if (ckpt !== undefined && !(Number.isInteger(ckpt.every) && ckpt.every > 0))
     throw new Error(`trainVqVae: checkpoint.every must be a positive integer, got ${ckpt.every}`);
@@ -183,105 +216,152 @@ export function trainVqVae(opts: TrainVqVaeOptions): TrainVqVaeResult {
     throw new Error(
       'trainVqVae: checkpoints need the default schedule (a custom one cannot be checked on resume)',
     );
-  let firstStep = 0;
-  // The shuffle Rng's state before the current epoch's permutation was drawn.
-  let epochShuffleState = shuffleRng.getState();
-  let order: Int32Array = new Int32Array(0);
-  if (ckpt?.resume === true && fs.existsSync(ckpt.path)) {
-    const state = loadTrainingState(ckpt.path, settings, model, optimizer);
-    firstStep = state.step;
-    history = state.history;
-    epochShuffleState = state.epochShuffleState;
+}
+
+/** One trainVqVae call: the batch order, the step records and the steps that extend them. */
+class VqVaeTrainer {
+  history: VqVaeStepRecord[] = [];
+  private firstStep = 0;
+  /** The shuffle Rng's state before the current epoch's permutation was drawn. */
+  private epochShuffleState: number[];
+  private order: Int32Array = new Int32Array(0);
+  private readonly batch: Uint8Array; // [B, 28, 28, 3]
+  /** The batch's indices in opts.train. */
+  private readonly batchItems: Int32Array;
+  private intervalMs = 0;
+  private intervalSteps = 0;
+
+  constructor(
+    private readonly opts: TrainVqVaeOptions,
+    private readonly s: RunSettings,
+    private readonly model: VqVae,
+    private readonly optimizer: Adam,
+    private readonly shuffleRng: Rng,
+    /** What a saved state must match (see resumeKey). */
+    private readonly resumeKey: string,
+  ) {
+    this.batch = new Uint8Array(s.batchSize * IMAGE_VALUES);
+    this.batchItems = new Int32Array(s.batchSize);
+    this.epochShuffleState = shuffleRng.getState();
+  }
+
+  /** Continues from opts.checkpoint's state file where it asks to and the file exists. */
+  resume(): void {
+    const ckpt = this.opts.checkpoint;
+    if (!(ckpt?.resume === true && fs.existsSync(ckpt.path))) return;
+    const state = loadTrainingState(ckpt.path, this.resumeKey, this.model, this.optimizer);
+    this.firstStep = state.step;
+    this.history = state.history;
+    this.epochShuffleState = state.epochShuffleState;
     // Redraw the permutation of the epoch the last finished step belonged to; the Rng is then
     // where the uninterrupted run had it (a new epoch starting at firstStep draws its own).
-    shuffleRng.setState(epochShuffleState);
-    order = shuffleRng.permutation(opts.train.count);
-    log(`vqvae: resumed ${ckpt.path} at step ${firstStep}/${totalSteps}`);
+    this.shuffleRng.setState(this.epochShuffleState);
+    this.order = this.shuffleRng.permutation(this.opts.train.count);
+    this.s.log(`vqvae: resumed ${ckpt.path} at step ${this.firstStep}/${this.s.totalSteps}`);
   }
-  const saveState = (step: number) => {
-    if (ckpt === undefined) return;
-    saveTrainingState(ckpt.path, settings, step, epochShuffleState, model, optimizer, history);
-  };
 
-  const started = performance.now();
-  let intervalMs = 0;
-  let intervalSteps = 0;
-  try {
-    for (let step = firstStep; step < totalSteps; step++) {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const inEpoch = step % stepsPerEpoch;
-      if (inEpoch === 0) {
-        epochShuffleState = shuffleRng.getState();
-        order = shuffleRng.permutation(opts.train.count);
-      }
-      for (let b = 0; b < batchSize; b++) {
-        const i = order[inEpoch * batchSize + b]!;
-        batchItems[b] = i;
-        batch.set(
-          opts.train.images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES),
-          b * IMAGE_VALUES,
-        );
-      }
-      const stepLr = schedule(step);
-      const t0 = performance.now();
-      const result = tidy(() => {
-        const out = model.trainingLoss(batch, batchSize);
-        const extra = opts.extraLoss?.term(out.logits, batch, batchItems);
-        (extra === undefined ? out.loss : add(out.loss, extra)).backward();
-        optimizer.update(stepLr);
-        optimizer.zeroGrad();
-        const extraLoss = extra?.item();
-        return { ...out, loss: out.reconLoss + out.commitLoss, extraLoss };
-      });
-      const ms = performance.now() - t0;
-      intervalMs += ms;
-      intervalSteps++;
-      const record: VqVaeStepRecord = {
-        step: step + 1,
-        epoch,
-        lr: stepLr,
-        loss: result.loss,
-        reconLoss: result.reconLoss,
-        commitLoss: result.commitLoss,
-        perplexity: result.perplexity,
-        usedCodes: result.usage,
-        restarted: result.restarted,
-        msPerStep: ms,
-        ...(result.extraLoss === undefined ? {} : { extraLoss: result.extraLoss }),
-      };
-      history.push(record);
-      opts.onStep?.(record);
-      if (!Number.isFinite(record.loss))
-        throw new Error(`trainVqVae: the loss is ${record.loss} at step ${step + 1}`);
-      if (record.extraLoss !== undefined && !Number.isFinite(record.extraLoss))
-        throw new Error(
-          `trainVqVae: the ${opts.extraLoss?.name} term is ${record.extraLoss} at step ${step + 1}`,
-        );
+  /** Steps firstStep .. totalSteps - 1; `started` is when the run's clock started (for the ETA). */
+  run(started: number): void {
+    const { totalSteps } = this.s;
+    const ckpt = this.opts.checkpoint;
+    for (let step = this.firstStep; step < totalSteps; step++) {
+      this.drawBatch(step);
+      const record = this.trainStep(step);
+      this.history.push(record);
+      this.opts.onStep?.(record);
+      this.checkFinite(record);
       if (ckpt !== undefined && (step + 1) % ckpt.every === 0 && step + 1 < totalSteps)
-        saveState(step + 1);
-      if ((step + 1) % logEvery === 0 || step + 1 === totalSteps) {
-        const msPerStep = intervalMs / intervalSteps;
-        const elapsed = performance.now() - started;
-        const eta = (elapsed / (step + 1 - firstStep)) * (totalSteps - step - 1);
-        log(
-          `step ${step + 1}/${totalSteps} | loss ${record.loss.toFixed(4)} | ` +
-            `recon ${record.reconLoss.toFixed(4)} | ` +
-            (record.extraLoss === undefined
-              ? ''
-              : `${opts.extraLoss?.name} ${record.extraLoss.toFixed(4)} | `) +
-            `perplexity ${record.perplexity.toFixed(1)} | ` +
-            `used ${record.usedCodes}/${k} | ${msPerStep.toFixed(1)} ms/step | ` +
-            `ETA ${formatDuration(eta)}`,
+        saveTrainingState(
+          ckpt.path,
+          this.resumeKey,
+          step + 1,
+          this.epochShuffleState,
+          this.model,
+          this.optimizer,
+          this.history,
         );
-        intervalMs = 0;
-        intervalSteps = 0;
-      }
+      if ((step + 1) % this.s.logEvery === 0 || step + 1 === totalSteps)
+        this.logProgress(record, started);
     }
-  } finally {
-    optimizer.dispose();
   }
-  model.eval();
-  return { model, history, steps: totalSteps, wallMs: performance.now() - started };
+
+  /** Fills the batch of `step`, drawing a new permutation at each epoch's start. */
+  private drawBatch(step: number): void {
+    const { batchSize, stepsPerEpoch } = this.s;
+    const inEpoch = step % stepsPerEpoch;
+    if (inEpoch === 0) {
+      this.epochShuffleState = this.shuffleRng.getState();
+      this.order = this.shuffleRng.permutation(this.opts.train.count);
+    }
+    for (let b = 0; b < batchSize; b++) {
+      const i = this.order[inEpoch * batchSize + b]!;
+      this.batchItems[b] = i;
+      this.batch.set(
+        this.opts.train.images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES),
+        b * IMAGE_VALUES,
+      );
+    }
+  }
+
+  /** One optimiser step on the current batch; its record. */
+  private trainStep(step: number): VqVaeStepRecord {
+    const stepLr = this.s.schedule(step);
+    const t0 = performance.now();
+    const result = tidy(() => {
+      const out = this.model.trainingLoss(this.batch, this.s.batchSize);
+      const extra = this.opts.extraLoss?.term(out.logits, this.batch, this.batchItems);
+      (extra === undefined ? out.loss : add(out.loss, extra)).backward();
+      this.optimizer.update(stepLr);
+      this.optimizer.zeroGrad();
+      const extraLoss = extra?.item();
+      return { ...out, loss: out.reconLoss + out.commitLoss, extraLoss };
+    });
+    const ms = performance.now() - t0;
+    this.intervalMs += ms;
+    this.intervalSteps++;
+    return {
+      step: step + 1,
+      epoch: Math.floor(step / this.s.stepsPerEpoch),
+      lr: stepLr,
+      loss: result.loss,
+      reconLoss: result.reconLoss,
+      commitLoss: result.commitLoss,
+      perplexity: result.perplexity,
+      usedCodes: result.usage,
+      restarted: result.restarted,
+      msPerStep: ms,
+      ...(result.extraLoss === undefined ? {} : { extraLoss: result.extraLoss }),
+    };
+  }
+
+  private checkFinite(record: VqVaeStepRecord): void {
+    if (!Number.isFinite(record.loss))
+      throw new Error(`trainVqVae: the loss is ${record.loss} at step ${record.step}`);
+    if (record.extraLoss !== undefined && !Number.isFinite(record.extraLoss))
+      throw new Error(
+        `trainVqVae: the ${this.opts.extraLoss?.name} term is ${record.extraLoss} at step ${record.step}`,
+      );
+  }
+
+  /** The progress line of the interval that `record` ends. */
+  private logProgress(record: VqVaeStepRecord, started: number): void {
+    const { totalSteps } = this.s;
+    const msPerStep = this.intervalMs / this.intervalSteps;
+    const elapsed = performance.now() - started;
+    const eta = (elapsed / (record.step - this.firstStep)) * (totalSteps - record.step);
+    this.s.log(
+      `step ${record.step}/${totalSteps} | loss ${record.loss.toFixed(4)} | ` +
+        `recon ${record.reconLoss.toFixed(4)} | ` +
+        (record.extraLoss === undefined
+          ? ''
+          : `${this.opts.extraLoss?.name} ${record.extraLoss.toFixed(4)} | `) +
+        `perplexity ${record.perplexity.toFixed(1)} | ` +
+        `used ${record.usedCodes}/${this.model.config.codebookSize} | ${msPerStep.toFixed(1)} ms/step | ` +
+        `ETA ${formatDuration(eta)}`,
+    );
+    this.intervalMs = 0;
+    this.intervalSteps = 0;
+  }
 }
 
 // ---- training state (resume) ---------------------------------------------------------------------
@@ -385,218 +465,4 @@ function loadTrainingState(
     epochShuffleState: JSON.parse(meta['epoch_shuffle_rng'] ?? 'null') as number[],
     history,
   };
-}
-
-// ---- evaluation ----------------------------------------------------------------------------------
-
-export interface VqVaeEvaluation {
-  /** Images evaluated. */
-  count: number;
-  /** Fraction of pixels whose 3 channels are all reconstructed exactly. */
-  pixelAccuracy: number;
-  /** Fraction of channel values reconstructed exactly. */
-  valueAccuracy: number;
-  /** Fraction of images reconstructed exactly. */
-  imageAccuracy: number;
-  /** Distinct codes used on the set. */
-  usedCodes: number;
-  codebookSize: number;
-  /** Perplexity of the set's code histogram. */
-  perplexity: number;
-  /** The codes of the set [count, 49] (for caching the tokenised dataset). */
-  codes: Int32Array;
-}
-
-/** Encodes and decodes a set (or its first `limit` images) and compares with the originals. */
-export function evaluateVqVae(
-  model: VqVae,
-  set: ImageSet,
-  opts: {
-    batchSize?: number;
-    limit?: number;
-    /** The set's codes [count, 49] if already encoded by this model (e.g. a token cache). */
-    codes?: Int32Array;
-  } = {},
-): VqVaeEvaluation {
-  checkSet('evaluateVqVae', set);
-  const count = Math.min(set.count, opts.limit ?? set.count);
-  const batchSize = opts.batchSize ?? 256;
-  if (opts.codes !== undefined && opts.codes.length !== count * CODES_PER_IMAGE)
-    throw new Error(
-      `evaluateVqVae: codes hold ${opts.codes.length} values, ${count} images need ${count * CODES_PER_IMAGE}`,
-    );
-  const codes = opts.codes ?? model.encode(set.images, count, batchSize);
-  const decoded = model.decode(codes, count, batchSize);
-  let pixelsRight = 0;
-  let valuesRight = 0;
-  let imagesRight = 0;
-  const pixelsPerImage = IMAGE_VALUES / 3;
-  for (let n = 0; n < count; n++) {
-    let imageRight = true;
-    for (let p = 0; p < pixelsPerImage; p++) {
-      const i = (n * pixelsPerImage + p) * 3;
-      const r = decoded[i] === set.images[i] ? 1 : 0;
-      const g = decoded[i + 1] === set.images[i + 1] ? 1 : 0;
-      const b = decoded[i + 2] === set.images[i + 2] ? 1 : 0;
-      valuesRight += r + g + b;
-      if (r + g + b === 3) pixelsRight++;
-      else imageRight = false;
-    }
-    if (imageRight) imagesRight++;
-  }
-  const { usedCodes, perplexity } = codeStatistics(codes, model.config.codebookSize);
-  return {
-    count,
-    pixelAccuracy: pixelsRight / (count * pixelsPerImage),
-    valueAccuracy: valuesRight / (count * IMAGE_VALUES),
-    imageAccuracy: imagesRight / count,
-    usedCodes,
-    codebookSize: model.config.codebookSize,
-    perplexity,
-    codes,
-  };
-}
-
-// ---- checkpoints ---------------------------------------------------------------------------------
-
-export const VQVAE_FORMAT = 'mmgpt-vqvae';
-export const VQVAE_FORMAT_VERSION = 1;
-const RESERVED_KEYS = ['format', 'format_version', 'config', 'restart_rng', 'codes_per_image'];
-
-/**
- * Writes the model (weights, codebook, EMA state) to a safetensors file atomically, with its
- * config and restart Rng state in the metadata; `extraMeta` adds string entries (step, metrics).
- */
-export function saveVqVae(
-  model: VqVae,
-  filePath: string,
-  extraMeta: Record<string, string> = {},
-): void {
-  for (const key of Object.keys(extraMeta)) {
-    if (RESERVED_KEYS.includes(key))
-      throw new Error(`saveVqVae: metadata key '${key}' is reserved (${RESERVED_KEYS.join(', ')})`);
-  }
-  const tensors: Record<string, NamedArray> = {};
-  for (const [name, { shape, data }] of Object.entries(model.stateDict()))
-    tensors[name] = { dtype: 'F32', shape, data };
-  saveSafetensors(filePath, tensors, {
-    ...extraMeta,
-    format: VQVAE_FORMAT,
-    format_version: String(VQVAE_FORMAT_VERSION),
-    config: JSON.stringify(model.config),
-    restart_rng: JSON.stringify(model.getRngState()),
-    codes_per_image: String(CODES_PER_IMAGE),
-  });
-}
-
-export interface LoadedVqVae {
-  model: VqVae;
-  /** Every metadata entry of the file (including the caller's extraMeta). */
-  metadata: Record<string, string>;
-}
-
-/** Loads a checkpoint written by saveVqVae; errors name the file and what is wrong. */
-export function loadVqVaeCheckpoint(filePath: string): LoadedVqVae {
-  if (!fs.existsSync(filePath)) {
-    throw new Error(
-      `VQ-VAE checkpoint '${filePath}' does not exist (train a tokenizer first: trainVqVae + saveVqVae)`,
-    );
-  }
-  let contents: ReturnType<typeof loadSafetensors>;
-  try {
-    contents = loadSafetensors(filePath);
-  } catch (e) {
-    throw new Error(`cannot load VQ-VAE checkpoint '${filePath}': ${(e as Error).message}`);
-  }
-  const meta = contents.metadata;
-  const fail = (problem: string): never => {
-    throw new Error(`VQ-VAE checkpoint '${filePath}': ${problem}`);
-  };
-  if (meta['format'] !== VQVAE_FORMAT) {
-    fail(
-      `not a VQ-VAE checkpoint (metadata format is ${JSON.stringify(meta['format'] ?? null)}, ` +
-        `expected '${VQVAE_FORMAT}')`,
-    );
-  }
-  const version = Number(meta['format_version']);
-  if (!Number.isInteger(version) || version < 1 || version > VQVAE_FORMAT_VERSION) {
-    fail(
-      `format version ${meta['format_version']} is not supported (this build reads 1..${VQVAE_FORMAT_VERSION})`,
-    );
-  }
-  let config: VqVaeConfig;
-  try {
-    config = validateVqVaeConfig({
-      ...VQVAE_DEFAULTS,
-      ...VQVAE_LEGACY_FIELDS,
-      ...(JSON.parse(meta['config'] ?? '') as object),
-    });
-  } catch (e) {
-    return fail(`bad config in the metadata: ${(e as Error).message}`);
-  }
-  const dict: Record<string, { shape: number[]; data: Float32Array }> = {};
-  for (const [name, t] of Object.entries(contents.tensors)) {
-    if (t.dtype !== 'F32') fail(`tensor '${name}' has dtype ${t.dtype}, expected F32`);
-    dict[name] = { shape: t.shape, data: t.data as Float32Array };
-  }
-  // The config must be the one the weights were made with before a model is built from it (a
-  // damaged config could otherwise ask for gigabytes).
-  const expect = (name: string, shape: number[]) => {
-    const t = dict[name];
-    if (t === undefined || t.shape.join() !== shape.join())
-      fail(
-        `the weights do not match the config: '${name}' has shape [${t?.shape.join(', ') ?? 'missing'}], ` +
-          `the config says [${shape.join(', ')}]`,
-      );
-  };
-  expect('quantizer.codebook', [config.codebookSize, config.codeDim]);
-  expect('encoder.conv.weight', [config.hiddenChannels, config.hiddenChannels, 3, 3]);
-  const blocks = new Set(Object.keys(dict).map((n) => /^encoder\.res\.(\d+)\./.exec(n)?.[1]));
-  blocks.delete(undefined);
-  if (blocks.size !== config.residualBlocks)
-    fail(
-      `the weights hold ${blocks.size} residual blocks, the config says ${config.residualBlocks}`,
-    );
-  if (config.residualBlocks > 0)
-    expect(`encoder.res.${config.residualBlocks - 1}.conv3.weight`, [
-      config.residualChannels,
-      config.hiddenChannels,
-      3,
-      3,
-    ]);
-  const model = new VqVae(config, new Rng(0));
-  try {
-    model.loadStateDict(dict, `VQ-VAE checkpoint '${filePath}'`);
-    if (meta['restart_rng'] !== undefined)
-      model.setRngState(JSON.parse(meta['restart_rng']) as number[]);
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
-  model.eval();
-  return { model, metadata: { ...meta } };
-}
-
-/** Loads a tokenizer saved by saveVqVae (see loadVqVaeCheckpoint for the metadata too). */
-export function loadVqVae(filePath: string): VqVae {
-  return loadVqVaeCheckpoint(filePath).model;
-}
-
-/**
- * SHA-256 of what determines the codes and the decoded images: the config and every parameter
- * and the codebook (not the EMA state). Tokenised-dataset caches key on it.
- */
-export function vqVaeFingerprint(model: VqVae): string {
-  const hash = crypto.createHash('sha256');
-  hash.update(JSON.stringify(model.config));
-  const dict = model.stateDict();
-  const names = Object.keys(dict)
-    .filter((n) => n === 'quantizer.codebook' || !n.startsWith('quantizer.'))
-    .sort();
-  for (const name of names) {
-    const { shape, data } = dict[name]!;
-    hash.update(`${name}[${shape.join(',')}]`);
-    hash.update(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-  }
-  return hash.digest('hex');
 }

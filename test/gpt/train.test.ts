@@ -18,19 +18,24 @@ import { tidy } from '../../src/engine/tensor';
 import type { Tensor } from '../../src/engine/tensor';
 import { GPT } from '../../src/gpt/model';
 import {
-  GPT_PRESETS,
   TrainingDivergedError,
   gptRunDir,
   presetFingerprint,
   trainGpt,
   loadGpt,
 } from '../../src/gpt/train';
-import type { GptPreset, TrainProgressEvent } from '../../src/gpt/train';
+import type {
+  GptPreset,
+  TrainGptOptions,
+  TrainGptResult,
+  TrainProgressEvent,
+} from '../../src/gpt/train';
 import {
   ConfigurationMismatchError,
   configurationDifferences,
   loadCheckpoint,
 } from '../../src/gpt/checkpoint';
+import { oneLayerPreset } from './helpers';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
@@ -52,12 +57,9 @@ function synthetic(count: number, seed: number): SequenceSource {
   return makeSequenceSource(vocab.captionTokensBatch(digit, fg, bg), image, vocab);
 }
 
-const preset: GptPreset = {
-  model: { nLayer: 1, nHead: 2, nEmbd: 16, dropout: 0.1 },
-  train: {
-    ...GPT_PRESETS.tiny.train,
+const preset: GptPreset = oneLayerPreset(
+  {
     epochs: 2,
-    batchSize: 8,
     trainLimit: 64,
     testLimit: 16,
     evalBatchSize: 16,
@@ -67,11 +69,26 @@ const preset: GptPreset = {
     warmupSteps: 3,
     clipNorm: 1,
   },
-};
+  0.1,
+);
 const train = synthetic(64, 1);
 const testSet = synthetic(16, 2);
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-train-'));
 const quiet = () => undefined;
+
+/** trainGpt into `runDir` on the synthetic sets with `preset`, quietly; `extra` adds options. */
+function trainOn(runDir: string, extra: Partial<TrainGptOptions> = {}): Promise<TrainGptResult> {
+  return trainGpt({
+    runDir,
+    preset,
+    vocab,
+    train,
+    test: testSet,
+    tokenizerHash: 'h',
+    log: quiet,
+    ...extra,
+  });
+}
 
 /** A log's test NLLs without the process memory recorded beside them (each process's own). */
 function testNllWithoutRss(l: { testNll: { rssBytes?: number }[] }): object[] {
@@ -81,16 +98,7 @@ function testNllWithoutRss(l: { testNll: { rssBytes?: number }[] }): object[] {
 test('training lowers the NLL and records every minibatch and every epoch', async () => {
   const dir = tmp();
   const events: TrainProgressEvent[] = [];
-  const r = await trainGpt({
-    runDir: dir,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-    onProgress: (e) => events.push(e),
-  });
+  const r = await trainOn(dir, { onProgress: (e) => events.push(e) });
   assert.equal(r.complete, true);
   assert.equal(r.log.trainNll.length, 16);
   // onProgress saw every step's loss and every test evaluation, as the log records them.
@@ -123,17 +131,7 @@ test('losses read back in bursts (lossReadEvery) give the same log, events and w
   const runs = [];
   for (const lossReadEvery of [1, 3]) {
     const events: TrainProgressEvent[] = [];
-    const r = await trainGpt({
-      runDir: tmp(),
-      preset,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
-      onProgress: (e) => events.push(e),
-      lossReadEvery,
-    });
+    const r = await trainOn(tmp(), { onProgress: (e) => events.push(e), lossReadEvery });
     runs.push({ r, events, weights: loadCheckpoint(r.checkpointPath).weights });
   }
   const [every, bursts] = runs;
@@ -150,48 +148,12 @@ test('losses read back in bursts (lossReadEvery) give the same log, events and w
 test('a resumed run ends bit-identical to an uninterrupted one', async () => {
   const a = tmp();
   const b = tmp();
-  await trainGpt({
-    runDir: a,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-  });
-  const stopped = await trainGpt({
-    runDir: b,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-    stopAfterSteps: 5,
-  });
+  await trainOn(a);
+  const stopped = await trainOn(b, { stopAfterSteps: 5 });
   assert.equal(stopped.complete, false);
-  const mid = await trainGpt({
-    runDir: b,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-    resume: true,
-    stopAfterSteps: 6,
-  });
+  const mid = await trainOn(b, { resume: true, stopAfterSteps: 6 });
   assert.equal(mid.complete, false);
-  const done = await trainGpt({
-    runDir: b,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-    resume: true,
-  });
+  const done = await trainOn(b, { resume: true });
   assert.equal(done.complete, true);
   const wa = loadCheckpoint(path.join(a, 'checkpoint.safetensors'));
   const wb = loadCheckpoint(path.join(b, 'checkpoint.safetensors'));
@@ -213,53 +175,23 @@ test('a resumed run ends bit-identical to an uninterrupted one', async () => {
 
 test('resume refuses a different configuration or tokenizer, and a missing checkpoint', async () => {
   const dir = tmp();
-  await trainGpt({
-    runDir: dir,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-    stopAfterSteps: 2,
-  });
+  await trainOn(dir, { stopAfterSteps: 2 });
   const other = { ...preset, train: { ...preset.train, lr: 0.5 } };
-  await assert.rejects(
-    trainGpt({
-      runDir: dir,
-      preset: other,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
-      resume: true,
-    }),
-    (e: unknown) => {
-      // The message names the differing field and both values.
-      assert.ok(e instanceof ConfigurationMismatchError);
-      assert.match(e.message, /another configuration/);
-      assert.match(e.message, /train\.lr: 0\.003 in the checkpoint, 0\.5 requested/);
-      assert.deepEqual(e.differences, ['train.lr: 0.003 in the checkpoint, 0.5 requested']);
-      return true;
-    },
-  );
+  await assert.rejects(trainOn(dir, { preset: other, resume: true }), (e: unknown) => {
+    // The message names the differing field and both values.
+    assert.ok(e instanceof ConfigurationMismatchError);
+    assert.match(e.message, /another configuration/);
+    assert.match(e.message, /train\.lr: 0\.003 in the checkpoint, 0\.5 requested/);
+    assert.deepEqual(e.differences, ['train.lr: 0.003 in the checkpoint, 0.5 requested']);
+    return true;
+  });
   // A changed model is named too; logEvery (cosmetic) is not a difference.
   const deeper = {
     model: { ...preset.model, nLayer: 2 },
     train: { ...preset.train, logEvery: 7 },
   };
   await assert.rejects(
-    trainGpt({
-      runDir: dir,
-      preset: deeper,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
-      resume: true,
-    }),
+    trainOn(dir, { preset: deeper, resume: true }),
     (e: unknown) =>
       e instanceof ConfigurationMismatchError &&
       e.differences.length === 1 &&
@@ -268,85 +200,26 @@ test('resume refuses a different configuration or tokenizer, and a missing check
   // A fresh run of another configuration does not overwrite the checkpoint either.
   const before = fs.readFileSync(path.join(dir, 'checkpoint.safetensors'));
   await assert.rejects(
-    trainGpt({
-      runDir: dir,
-      preset: other,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
-    }),
+    trainOn(dir, { preset: other }),
     /holds a checkpoint of another configuration[^]*train\.lr/,
   );
   assert.deepEqual(fs.readFileSync(path.join(dir, 'checkpoint.safetensors')), before);
   // With logEvery changed only, resuming is allowed.
   const relogged = { ...preset, train: { ...preset.train, logEvery: 5 } };
-  const resumed = await trainGpt({
-    runDir: dir,
-    preset: relogged,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-    resume: true,
-  });
+  const resumed = await trainOn(dir, { preset: relogged, resume: true });
   assert.equal(resumed.complete, true);
-  await assert.rejects(
-    trainGpt({
-      runDir: dir,
-      preset,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'x',
-      log: quiet,
-      resume: true,
-    }),
-    /tokenizer/,
-  );
-  await assert.rejects(
-    trainGpt({
-      runDir: tmp(),
-      preset,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
-      resume: true,
-    }),
-    /no checkpoint/,
-  );
+  await assert.rejects(trainOn(dir, { tokenizerHash: 'x', resume: true }), /tokenizer/);
+  await assert.rejects(trainOn(tmp(), { resume: true }), /no checkpoint/);
   fs.writeFileSync(path.join(dir, 'checkpoint.safetensors'), Buffer.from('garbage'));
-  await assert.rejects(
-    trainGpt({
-      runDir: dir,
-      preset,
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
-      resume: true,
-    }),
-    /checkpoint.safetensors/,
-  );
+  await assert.rejects(trainOn(dir, { resume: true }), /checkpoint.safetensors/);
 });
 
 test('lr 1e9: training stops at the first non-finite loss or gradient norm, naming the step', async () => {
   const dir = tmp();
   const huge = { ...preset, train: { ...preset.train, lr: 1e9, schedule: 'constant' as const } };
   const steps: number[] = [];
-  const failure = await trainGpt({
-    runDir: dir,
+  const failure = await trainOn(dir, {
     preset: huge,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
     onProgress: (e) => e.kind === 'step' && steps.push(e.step),
   }).then(
     () => assert.fail('training with lr 1e9 finished'),
@@ -364,26 +237,9 @@ test('lr 1e9: training stops at the first non-finite loss or gradient norm, nami
 
 test('a NaN loss leaves the last checkpoint intact, and --resume from it finishes the run', async () => {
   const straight = tmp();
-  await trainGpt({
-    runDir: straight,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-  });
+  await trainOn(straight);
   const dir = tmp();
-  const options = {
-    runDir: dir,
-    preset,
-    vocab,
-    train,
-    test: testSet,
-    tokenizerHash: 'h',
-    log: quiet,
-  };
-  await trainGpt({ ...options, stopAfterSteps: 5 });
+  await trainOn(dir, { stopAfterSteps: 5 });
   const ckptPath = path.join(dir, 'checkpoint.safetensors');
   const before = fs.readFileSync(ckptPath);
 
@@ -396,7 +252,7 @@ test('a NaN loss leaves the last checkpoint intact, and --resume from it finishe
   };
   try {
     await assert.rejects(
-      trainGpt({ ...options, resume: true }),
+      trainOn(dir, { resume: true }),
       (e: Error) =>
         e instanceof TrainingDivergedError &&
         e.message.includes('training stopped at step 8 (epoch 1, batch 8 of 8): the loss is NaN') &&
@@ -408,7 +264,7 @@ test('a NaN loss leaves the last checkpoint intact, and --resume from it finishe
     GPT.prototype.loss = realLoss;
   }
   assert.ok(fs.readFileSync(ckptPath).equals(before), 'the last good checkpoint is unchanged');
-  const done = await trainGpt({ ...options, resume: true });
+  const done = await trainOn(dir, { resume: true });
   assert.equal(done.complete, true);
   const a = loadCheckpoint(path.join(straight, 'checkpoint.safetensors'));
   const b = loadCheckpoint(ckptPath);
@@ -456,14 +312,8 @@ test('textFirstShare: a run on one order learns that order better than a run on 
   };
   const runs = [];
   for (const share of [1, 0]) {
-    const r = await trainGpt({
-      runDir: tmp(),
+    const r = await trainOn(tmp(), {
       preset: { ...preset, train: { ...preset.train, textFirstShare: share, epochs: 3 } },
-      vocab,
-      train,
-      test: testSet,
-      tokenizerHash: 'h',
-      log: quiet,
     });
     const { model } = loadGpt(r.checkpointPath);
     model.eval();

@@ -12,15 +12,14 @@ import * as path from 'path';
 import { setBackend } from '../../src/engine/registry';
 import { atomicWriteFile, setWriteFileSystem } from '../../src/nn/safetensors';
 import { Vocab } from '../../src/data/vocab';
-import { makeSequenceSource } from '../../src/data/sequences';
-import { GPT_PRESETS, trainGpt } from '../../src/gpt/train';
-import type { GptPreset } from '../../src/gpt/train';
+import { trainGpt } from '../../src/gpt/train';
 import { loadCheckpoint } from '../../src/gpt/checkpoint';
 import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import { trainVqVae } from '../../src/vqvae/train';
 import { writeCaptionedGrid } from '../../src/viz/png';
 import { exportWeights } from '../../src/commands/export';
 import { syntheticSet, writeTinyRun } from '../eval/helpers';
+import { cyclicSource, oneLayerPreset } from '../gpt/helpers';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
@@ -90,27 +89,8 @@ test('atomicWriteFile: a path under a regular file or a full disk names the file
 
 test('a checkpoint that cannot be written stops training; the previous one stays and resumes', async () => {
   const vocab = new Vocab(16);
-  const n = 32;
-  const source = makeSequenceSource(
-    vocab.captionTokensBatch(
-      new Int32Array(n).map((_, i) => i % 10),
-      new Int32Array(n).map((_, i) => i % 3),
-      new Int32Array(n).map((_, i) => 3 + (i % 3)),
-    ),
-    new Int32Array(n * 49).map((_, i) => i % 16),
-    vocab,
-  );
-  const preset: GptPreset = {
-    model: { nLayer: 1, nHead: 2, nEmbd: 16, dropout: 0 },
-    train: {
-      ...GPT_PRESETS.tiny.train,
-      epochs: 1,
-      batchSize: 8,
-      trainLimit: 32,
-      testLimit: 8,
-      evalBatchSize: 8,
-    },
-  };
+  const source = cyclicSource(vocab, 32);
+  const preset = oneLayerPreset({ trainLimit: 32 });
   const dir = tmp();
   const options = {
     runDir: dir,

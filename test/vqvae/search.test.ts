@@ -22,31 +22,14 @@ import {
 } from '../../src/vqvae/search';
 import type { CodeSearch } from '../../src/vqvae/search';
 import { loadVqVae, saveVqVae, trainVqVae, vqVaeFingerprint } from '../../src/vqvae/train';
-import { AttributeClassifier, imagesToInput } from '../../src/eval/classifier';
-import type { ClassifierConfig } from '../../src/eval/classifier';
+import { AttributeClassifier, imagesToInput } from '../../src/vqvae/reader';
+import type { ClassifierConfig } from '../../src/vqvae/reader';
 import { PALETTE } from '../../src/data/palette';
+import { IMAGE_VALUES, barImages } from './helpers';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
-const IMAGE_VALUES = 28 * 28 * 3;
 const PIXELS = 28 * 28;
-
-/** n images: a bar of one colour on another, at random places (levels 0..3). */
-function barImages(n: number, rng: Rng): Uint8Array {
-  const images = new Uint8Array(n * IMAGE_VALUES);
-  for (let i = 0; i < n; i++) {
-    const bg = [rng.int(4), rng.int(4), rng.int(4)];
-    const fg = bg.map((v) => (v + 1 + rng.int(3)) % 4);
-    const x0 = rng.int(20);
-    const y0 = rng.int(10);
-    for (let y = 0; y < 28; y++)
-      for (let x = 0; x < 28; x++) {
-        const colour = x >= x0 && x < x0 + 6 && y >= y0 && y < y0 + 16 ? fg : bg;
-        for (let c = 0; c < 3; c++) images[i * IMAGE_VALUES + (y * 28 + x) * 3 + c] = colour[c]!;
-      }
-  }
-  return images;
-}
 
 function tinyModel(seed = 3, overrides = {}): VqVae {
   const model = new VqVae(

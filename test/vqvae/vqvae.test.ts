@@ -34,30 +34,9 @@ import {
   trainVqVae,
   vqVaeFingerprint,
 } from '../../src/vqvae/train';
+import { IMAGE_VALUES, blobImages } from './helpers';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
-
-const IMAGE_VALUES = 28 * 28 * 3;
-
-/** n images of one disc of a foreground colour on a different background colour (levels 0..3). */
-function blobImages(n: number, rng: Rng): Uint8Array {
-  const images = new Uint8Array(n * IMAGE_VALUES); // [n, 28, 28, 3]
-  for (let i = 0; i < n; i++) {
-    const bg = [rng.int(4), rng.int(4), rng.int(4)];
-    let fg = bg;
-    while (fg.join() === bg.join()) fg = [rng.int(4), rng.int(4), rng.int(4)];
-    const cx = 6 + rng.uniform() * 16;
-    const cy = 6 + rng.uniform() * 16;
-    const r = 3 + rng.uniform() * 5;
-    for (let y = 0; y < 28; y++) {
-      for (let x = 0; x < 28; x++) {
-        const colour = (x - cx) ** 2 + (y - cy) ** 2 < r * r ? fg : bg;
-        for (let c = 0; c < 3; c++) images[i * IMAGE_VALUES + (y * 28 + x) * 3 + c] = colour[c]!;
-      }
-    }
-  }
-  return images;
-}
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'mmgpt-vqvae-'));

@@ -1,0 +1,85 @@
+// A GPT training recipe: the fields of a run's training configuration, their validation, and
+// what follows from them (the learning rate at each step, the items a run uses).
+//
+// The recipe is stored in every checkpoint beside the model config; the named recipes are the
+// presets in train.ts. `schedule` is 'constant' (the original recipe) or a linear warm-up then a
+// cosine decay to minLr; the learning rate is a function of the step alone, so a resumed run
+// steps exactly as an uninterrupted one.
+
+import { constantLr, warmupCosineLr } from '../nn/optim';
+import type { Schedule } from '../nn/optim';
+import type { SequenceSource } from '../data/sequences';
+import { validateHoldout } from '../data/holdout';
+import type { GptConfig } from './model';
+
+export interface GptTrainConfig {
+  epochs: number;
+  batchSize: number;
+  optimizer: 'adam' | 'adamw';
+  lr: number;
+  /** 'constant' (the original recipe) or linear warm-up then cosine decay to minLr. */
+  schedule: 'constant' | 'cosine';
+  warmupSteps: number;
+  minLr: number;
+  weightDecay: number;
+  /** Global gradient-norm clip (0 = off). */
+  clipNorm: number;
+  seed: number;
+  /** Rows per forward pass when evaluating the test set. */
+  evalBatchSize: number;
+  /** Progress line every this many steps. */
+  logEvery: number;
+  /** Use only the first N training / test items (0 = all); for tiny runs and tests. */
+  trainLimit: number;
+  testLimit: number;
+  /** Training items carved off as the validation split (src/data/holdout.ts; 0 = none). */
+  validationItems: number;
+  /** Legible (fg, bg) pairs whose items are kept out of training (0 = none). */
+  heldOutPairs: number;
+  /** The share of each batch in the text-first order (absent: half; epochBatches). */
+  textFirstShare?: number;
+}
+
+export interface GptPreset {
+  model: Omit<GptConfig, 'vocabSize' | 'blockSize'>;
+  train: GptTrainConfig;
+}
+
+export function validateTrainConfig(c: GptTrainConfig): GptTrainConfig {
+  const positiveInts = ['epochs', 'batchSize', 'evalBatchSize', 'logEvery'] as const;
+  for (const k of positiveInts)
+    if (!Number.isInteger(c[k]) || c[k] <= 0)
+      throw new Error(`train config: ${k} must be a positive integer, got ${c[k]}`);
+  if (c.evalBatchSize % 2 !== 0)
+    throw new Error(
+      `train config: evalBatchSize must be even (both orders of each item), got ${c.evalBatchSize}`,
+    );
+  if (!(c.lr > 0)) throw new Error(`train config: lr must be > 0, got ${c.lr}`);
+  if (c.optimizer !== 'adam' && c.optimizer !== 'adamw')
+    throw new Error(`train config: optimizer must be adam or adamw, got ${c.optimizer}`);
+  if (c.schedule !== 'constant' && c.schedule !== 'cosine')
+    throw new Error(`train config: schedule must be constant or cosine, got ${c.schedule}`);
+  try {
+    validateHoldout({ validationItems: c.validationItems, heldOutPairs: c.heldOutPairs });
+  } catch (e) {
+    throw new Error(`train config: ${(e as Error).message}`);
+  }
+  return c;
+}
+
+/** The first `n` items of `s` (n <= 0 or n >= s.count: all of them). */
+export function limitSource(s: SequenceSource, n: number): SequenceSource {
+  if (n <= 0 || n >= s.count) return s;
+  return {
+    count: n,
+    captionTokens: s.captionTokens.slice(0, n * 6),
+    imageTokens: s.imageTokens.slice(0, n * 49),
+  };
+}
+
+/** The learning rate at each 0-based step of a run of `totalSteps` steps. */
+export function scheduleFor(c: GptTrainConfig, totalSteps: number): Schedule {
+  return c.schedule === 'constant'
+    ? constantLr(c.lr)
+    : warmupCosineLr(c.lr, Math.min(c.warmupSteps, totalSteps), totalSteps, c.minLr);
+}
