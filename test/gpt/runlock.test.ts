@@ -12,11 +12,10 @@ import { spawn, spawnSync } from 'child_process';
 import type { ChildProcess } from 'child_process';
 import { setBackend } from '../../src/engine/registry';
 import { Vocab } from '../../src/data/vocab';
-import { makeSequenceSource } from '../../src/data/sequences';
-import { GPT_PRESETS, trainGpt } from '../../src/gpt/train';
-import type { GptPreset } from '../../src/gpt/train';
+import { trainGpt } from '../../src/gpt/train';
 import { LOCK_FILE, acquireRunLock } from '../../src/gpt/runlock';
 import { trainPipeline } from '../../src/pipeline/train';
+import { cyclicSource, oneLayerPreset } from './helpers';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
 
@@ -24,30 +23,13 @@ const runlockModule = path.join(__dirname, '..', '..', 'src', 'gpt', 'runlock.js
 const cli = path.join(__dirname, '..', '..', '..', 'bin', 'mmgpt.js');
 
 const vocab = new Vocab(16);
-function source(count: number): ReturnType<typeof makeSequenceSource> {
-  const digit = new Int32Array(count).map((_, i) => i % 10);
-  const fg = new Int32Array(count).map((_, i) => i % 3);
-  const bg = new Int32Array(count).map((_, i) => 3 + (i % 3));
-  const image = new Int32Array(count * 49).map((_, i) => i % 16);
-  return makeSequenceSource(vocab.captionTokensBatch(digit, fg, bg), image, vocab);
-}
-const preset: GptPreset = {
-  model: { nLayer: 1, nHead: 2, nEmbd: 16, dropout: 0 },
-  train: {
-    ...GPT_PRESETS.tiny.train,
-    epochs: 1,
-    batchSize: 8,
-    trainLimit: 16,
-    testLimit: 8,
-    evalBatchSize: 8,
-  },
-};
+const preset = oneLayerPreset({ trainLimit: 16 });
 const trainOptions = (runDir: string, log: (l: string) => void) => ({
   runDir,
   preset,
   vocab,
-  train: source(16),
-  test: source(8),
+  train: cyclicSource(vocab, 16),
+  test: cyclicSource(vocab, 8),
   tokenizerHash: 'h',
   log,
 });
