@@ -24,13 +24,8 @@ import { captionText, parseCaption } from '../data/vocab';
 import { IMAGE_TOKENS } from '../data/sequences';
 import { atomicWriteFile, makeDirectory } from '../nn/safetensors';
 import { GRAMMAR_LEVELS, type GrammarLevel } from '../sampling/rules';
-import {
-  imageToText,
-  textToImage,
-  unconditional,
-  type ModeOptions,
-  type Sample,
-} from '../sampling/sampler';
+import { imageToText, textToImage, unconditional, type ModeOptions } from '../sampling/modes';
+import type { Sample } from '../sampling/sample';
 import type { LabelledImages } from '../eval/classifier';
 import { EVAL_DEFAULTS, type EvalSettings } from '../eval/report';
 import { sampleImageCodes, type ModeName } from '../eval/modes';
@@ -42,7 +37,7 @@ import {
   type SamplingOverrides,
   type SamplingPresetName,
 } from '../sampling/presets';
-import { IMAGE_TO_TEXT_SCORES, type ImageToTextScore } from '../sampling/rerank';
+import { IMAGE_TO_TEXT_SCORES, type ImageToTextScore } from '../sampling/settings';
 import { withImageViews } from '../sampling/views';
 import { findCheckpoint, loadRun, type LoadedRun } from '../eval/run';
 import { levelsToRgb, readLevelsPng, writeCaptionedGrid, writePng } from '../viz/png';

@@ -15,13 +15,8 @@ import { IMAGE_TOKENS } from '../data/sequences';
 import { captionText, type Vocab } from '../data/vocab';
 import type { GPT } from '../gpt/model';
 import type { VqVae } from '../vqvae/model';
-import {
-  imageToText,
-  textToImage,
-  unconditional,
-  type ModeOptions,
-  type Sample,
-} from '../sampling/sampler';
+import { imageToText, textToImage, unconditional, type ModeOptions } from '../sampling/modes';
+import type { Sample } from '../sampling/sample';
 import { withImageViews } from '../sampling/views';
 
 export type ModeName = 'textToImage' | 'imageToText' | 'unconditional';

@@ -32,13 +32,9 @@ import type { GPT, GptConfig } from '../gpt/model';
 import { evaluateNll } from '../gpt/train';
 import type { VqVae } from '../vqvae/model';
 import { evaluateVqVae } from '../vqvae/train';
-import {
-  generate,
-  generateUncached,
-  textToImage,
-  type ModeOptions,
-  type Sample,
-} from '../sampling/sampler';
+import { generate, generateUncached } from '../sampling/sampler';
+import { textToImage, type ModeOptions } from '../sampling/modes';
+import type { Sample } from '../sampling/sample';
 import {
   SAMPLING_PRESET_NAMES,
   describeModeSampling,
