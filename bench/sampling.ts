@@ -1,10 +1,10 @@
 // Sampling speed: tokens/s of KV-cached vs uncached generation of full 58-token sequences with
-// the seed's model size (4 layers, d_model 128, 4 heads, vocab 1058), random weights.
+// the original write-up's model size (4 layers, d_model 128, 4 heads, vocab 1058), random weights.
 //
 // Usage: node dist/bench/sampling.js [--reps N]   (backend: MMGPT_BACKEND, default the fastest)
 // Reports numbers, never pass/fail. Each setting runs once to warm up, then `reps` times; the
 // median wall time is reported. Unconditional rows generate 57 tokens after <bos>; the
-// text -> image rows (9 images from one caption, as in the seed's deliverable) 49 after a
+// text -> image rows (9 images from one caption, as in the nine-sample grids) 49 after a
 // 9-token prompt, with and without classifier-free guidance (two batched forwards per step).
 
 import { getBackend } from '../src/engine/registry';

@@ -114,13 +114,13 @@ const withReranking = (words: string) => (on: boolean, s: ModeSampling) =>
 export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<ModeSampling[K]> } = {
   temperature: {
     kind: 'number',
-    help: 'the temperature of image codes',
+    help: 'temperature of image codes',
     range: { min: 0, max: 100 },
     note: '0 = argmax',
     flag: {
       name: 'temperature',
       value: 'T',
-      help: 'the temperature of image codes and words',
+      help: 'temperature of image codes and words',
       alsoSets: ['textTemperature'],
     },
     // A cooler sampler draws cleaner digits, most of all from an undertrained model.
@@ -130,7 +130,7 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
   },
   textTemperature: {
     kind: 'number',
-    help: 'the temperature of caption words',
+    help: 'temperature of caption words',
     range: { min: 0, max: 100 },
     note: '0 = argmax',
     presets: { default: 1, original: 1 },
@@ -147,7 +147,7 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
   },
   topP: {
     kind: 'number',
-    help: 'keep the fewest most likely allowed tokens whose probability reaches p',
+    help: 'keep the most likely allowed tokens up to probability p',
     range: { min: 0, max: 1, exclusiveMin: true },
     note: '1 = off',
     flag: { name: 'top-p', value: 'P' },
@@ -179,7 +179,7 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
   },
   rerank: {
     kind: 'number',
-    help: "candidates per prompt, the best kept by the model's own reverse-order score",
+    help: "candidates per prompt, the best kept by the model's reverse-order score",
     range: { min: 1, max: 1024, integer: true },
     note: '1 = off',
     flag: { name: 'rerank', value: 'K' },
