@@ -12,7 +12,8 @@ import { Rng } from '../src/nn/rng';
 import { GPT, GPT_DEFAULTS } from '../src/gpt/model';
 import { Vocab } from '../src/data/vocab';
 import { SEQUENCE_LENGTH } from '../src/data/sequences';
-import { generate, generateUncached, textToImage } from '../src/sampling/sampler';
+import { generate, generateUncached } from '../src/sampling/sampler';
+import { textToImage } from '../src/sampling/modes';
 
 function median(xs: number[]): number {
   const s = xs.slice().sort((a, b) => a - b);

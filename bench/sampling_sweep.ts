@@ -15,10 +15,10 @@ import { loadColouredMnist } from '../src/data/coloured';
 import { partitionTrain, VALIDATION_ITEMS } from '../src/data/holdout';
 import { ensureClassifier } from '../src/eval/classifier';
 import { loadRun } from '../src/eval/run';
-import { resolveCheckpoint } from '../src/commands/sample';
-import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
+import { resolveCheckpoint } from '../src/pipeline/figures';
+import { defaultClassifierPath, shippedClassifierPath } from '../src/pipeline/evaluate';
 import { MODE_LABELS, MODE_NAMES, headline, scoreMode, type ModeName } from '../src/eval/modes';
-import type { ModeOptions } from '../src/sampling/sampler';
+import type { ModeOptions } from '../src/sampling/modes';
 
 /** The grid: a label and the settings of each row, per mode. */
 const SWEEP: Record<ModeName, [string, ModeOptions][]> = {

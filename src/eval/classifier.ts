@@ -8,13 +8,10 @@
 // The loss is the sum of the three cross-entropies. Adam with warm-up and cosine decay, a few
 // epochs, seeded shuffling; each training image moved by up to `shift` pixels (seeded).
 // Notable choices:
-// - Why the stride-1 conv, 8 epochs and shifts of up to 2 pixels: the first judge (no stride-1
-//   conv, 3 epochs, no shift; about a minute on 2 cores) read 98.8% of the real test split right
-//   on all three (digit 98.8%) and 98.2% of its first 5,000 items, too few to measure a tokenizer
-//   that keeps 99%. On the same 2-core EPYC: 8 epochs with shifts, 99.18% (177 s); the stride-1
-//   conv for 1 epoch with shifts, 98.47% (59 s); the defaults, 99.45% (digit 99.49%, foreground
-//   99.96%, background 100%; first 5,000 items 99.20%) in 288 s. It ships in weights/classifier/
-//   (`shipped` in ensureClassifier), so no command trains it unless the settings change.
+// - The stride-1 conv, 8 epochs and shifts of up to 2 pixels: the first judge had none of them
+//   and read too few test images right to measure a tokenizer that keeps 99% (docs/results.md).
+//   It ships in weights/classifier/ (`shipped` in ensureClassifier), so no command trains it
+//   unless the settings change.
 // - Saved as safetensors with the config, the training settings, the data seed and the palette
 //   hash in the metadata; `ensureClassifier` reuses a saved one only when all of these match, so a
 //   changed palette or dataset retrains it instead of silently judging with a stale model.

@@ -9,7 +9,7 @@
 // - unconditionalMetrics: share of grammatical captions (parseCaptionWords accepts them: 6 words,
 //   right word classes, palette colours), agreement between each sample's image (classifier) and
 //   its own caption, and coverage (distinct digits / colours seen over those possible).
-// - the issue's targets, as data, so the report prints each number beside its target.
+// - the project's targets, as data, so the report prints each number beside its target.
 // Notable choice: an ungrammatical caption never agrees and never matches (it names no image).
 
 import { PALETTE, legiblePairs } from '../data/palette';
@@ -278,7 +278,7 @@ export function tokensPerSecond(tokens: number, ms: number): number {
 
 // ---- targets ---------------------------------------------------------------------------------
 
-/** A number the issue asks for, and how a report value compares with it. */
+/** A target the project sets, and how a report value compares with it. */
 export interface Target {
   /** Dotted path of the value in the report JSON. */
   key: string;
@@ -290,7 +290,7 @@ export interface Target {
   unit: 'percent' | 'times' | 'ms';
 }
 
-/** Issue 14's targets for the default sampling settings (issue 5's for speed). */
+/** The targets of the default sampling settings, and of sampling speed. */
 export const TARGETS: readonly Target[] = [
   {
     key: 'textToImage.all',

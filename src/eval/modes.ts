@@ -1,5 +1,6 @@
 // One sampling mode scored on labelled items, with the sampling settings given: the unit that the
-// evaluation report (default vs reranked vs seed rules) and the validation sweep are made of.
+// evaluation report (default vs without reranking vs the original rules) and the validation
+// sweep are made of.
 //
 // - text -> image: an image from each item's caption; the attribute classifier reads it.
 // - image -> text: a caption for each item's image (its VQ-VAE codes); exact match and per field.
@@ -15,17 +16,14 @@ import { IMAGE_TOKENS } from '../data/sequences';
 import { captionText, type Vocab } from '../data/vocab';
 import type { GPT } from '../gpt/model';
 import type { VqVae } from '../vqvae/model';
-import {
-  imageToText,
-  textToImage,
-  unconditional,
-  type ModeOptions,
-  type Sample,
-} from '../sampling/sampler';
+import { imageToText, textToImage, unconditional, type ModeOptions } from '../sampling/modes';
+import type { Sample } from '../sampling/sample';
+import { SAMPLING_MODES, type SamplingMode } from '../sampling/settings';
 import { withImageViews } from '../sampling/views';
 
-export type ModeName = 'textToImage' | 'imageToText' | 'unconditional';
-export const MODE_NAMES: readonly ModeName[] = ['textToImage', 'imageToText', 'unconditional'];
+/** The three sampling modes (src/sampling/settings.ts). */
+export type ModeName = SamplingMode;
+export const MODE_NAMES: readonly ModeName[] = SAMPLING_MODES;
 export const MODE_LABELS: Record<ModeName, string> = {
   textToImage: 'text -> image',
   imageToText: 'image -> text',

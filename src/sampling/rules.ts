@@ -1,4 +1,4 @@
-// The seed's sampling rules as data: an allowed-token mask for every state of a sequence.
+// The original sampling rules as data: an allowed-token mask for every state of a sequence.
 //
 // Follows DALLE-pytorch's `logits_mask` idea: the rules are precomputed boolean masks over the
 // vocabulary, picked by a small state machine and applied to the logits before top-k/top-p.
@@ -13,9 +13,9 @@
 // - after <end of image> only text tokens, after <end of text> only image tokens;
 // - a text segment is exactly 6 words and an image exactly 49 codes: inside a segment only its
 //   own modality may be sampled, and once it is full the closing token is forced (<end of text>
-//   after the first text, <end of image> after the first image). The seed allowed the closing
-//   token at any time ("text tokens and <end of text>"); with fixed lengths it can only come
-//   when the segment is full, so here it is forced exactly then and never earlier;
+//   after the first text, <end of image> after the first image). The original write-up allowed
+//   the closing token at any time ("text tokens and <end of text>"); with fixed lengths it can
+//   only come when the segment is full, so here it is forced exactly then and never earlier;
 // - after the second segment the sequence is complete (58 tokens): nothing more is allowed.
 // Optional stricter caption grammar (off by default): 'words' allows one word class per caption
 // position (shade, colour, digit, 'on', shade, colour); 'palette' additionally allows after a
@@ -30,7 +30,7 @@ import { CAPTION_LENGTH, DIGIT_WORDS, Vocab } from '../data/vocab';
 import { IMAGE_TOKENS, IMAGE_TO_TEXT, TEXT_TO_IMAGE, type SequenceOrder } from '../data/sequences';
 
 /**
- * How strictly captions are constrained: seed rules only, word classes, palette colours, or
+ * How strictly captions are constrained: the original rules only, word classes, palette colours, or
  * palette colours with a background legible on the foreground.
  */
 export type GrammarLevel = 'none' | 'words' | 'palette' | 'legible';
@@ -78,7 +78,7 @@ export const INITIAL_STATE: SequenceState = {
 export const CAPTION_WORD_CLASSES = ['shade', 'colour', 'digit', 'on', 'shade', 'colour'] as const;
 
 export interface SamplingRulesOptions {
-  /** Caption grammar on top of the seed's rules (default 'none'). */
+  /** Caption grammar on top of the original rules (default 'none'). */
   grammar?: GrammarLevel;
 }
 
@@ -298,7 +298,7 @@ export class SamplingRules {
   }
 }
 
-const seedRulesCache = new WeakMap<Vocab, SamplingRules>();
+const originalRulesCache = new WeakMap<Vocab, SamplingRules>();
 
 /** A sampled sequence split into its parts. */
 export interface ParsedSequence {
@@ -312,12 +312,12 @@ export interface ParsedSequence {
   complete: boolean;
 }
 
-/** Splits a sequence (checked against the seed's rules) into order, image codes and words. */
+/** Splits a sequence (checked against the original rules) into order, image codes and words. */
 export function parseSequence(tokens: ArrayLike<number>, vocab: Vocab): ParsedSequence {
-  let rules = seedRulesCache.get(vocab);
+  let rules = originalRulesCache.get(vocab);
   if (rules === undefined) {
     rules = new SamplingRules(vocab);
-    seedRulesCache.set(vocab, rules);
+    originalRulesCache.set(vocab, rules);
   }
   const state = rules.stateAfter(tokens); // throws if the sequence breaks the rules
   const codes: number[] = [];

@@ -10,15 +10,15 @@
 // - Captions of one image share its prefix (`captionGivenImage`): the rerankers score many
 //   captions per image (K candidates, nine other digits, 78 other colours, five views), so the
 //   52-token prefix runs once per distinct image into a KV cache and each caption continues from
-//   a copy of it with its 5 input words: 2.9x faster than teacher forcing each whole sequence for
-//   64 captions per image (`best`, cpu backend), and the same scores (tested).
+//   a copy of it with its 5 input words: the same scores as teacher forcing each whole sequence
+//   (tested), in a fraction of the time (docs/performance.md).
 // - The likelihood is the model's own: log-softmax over the whole vocabulary at temperature 1,
 //   with no sampling mask, guidance or top-k; so it equals the per-token NLL that training and
 //   `evaluateNll` measure (tested against a direct computation).
 // - The head (final layer norm and lm_head) runs only at the positions that predict the span, and
 //   the per-token losses come from the backend's cross-entropy kernel (float32 each); they are
-//   summed in float64 on the host. Against the whole [B, T, vocab] logits copied to the host and
-//   log-softmaxed there: 1.4x faster for a caption, 1.9x for an image (cpu backend, `best`).
+//   summed in float64 on the host, rather than the whole [B, T, vocab] logits copied to the host
+//   and log-softmaxed there.
 
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';

@@ -3,9 +3,9 @@
 // pixel cells the encoder quantises. The same image moved by one pixel is as much that digit, but
 // gets other codes; each view is one more look for the generative classifier p(image | caption).
 // Summing a digit's score over the image and its four one-pixel shifts reads digits better than
-// the image alone: with `best` and the true colours on 1,000 validation items, 95.3% -> 97.1% of
-// digits (the README's sweep). The sampler uses the views in its last image -> text step (see
-// rerank.ts, `viewDigitVote`); drawing the candidate captions uses the image itself.
+// the image alone (docs/sampling.md). The shift-views search uses the views in the last
+// image -> text step (searches.ts, `viewDigitVote`); drawing the candidate captions uses the
+// image itself.
 //
 // A shift moves the image by (dx, dy) pixels and repeats the edge row or column into the gap
 // (`shiftImage` of src/data/coloured.ts with fill 'edge'): a stroke that touches the edge is

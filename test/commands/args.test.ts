@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { main, COMMANDS } from '../../src/cli';
 import { UsageError, nearestFlag, parseCommandLine } from '../../src/commands/args';
 import type { CommandSpec } from '../../src/commands/args';
-import { SAMPLING_FLAGS, samplingSettingsFromFlags } from '../../src/commands/sample';
+import { SAMPLING_FLAGS, samplingSettingsFromFlags } from '../../src/commands/sampling';
+import { SAMPLING_SETTINGS } from '../../src/sampling/settings';
 
 const spec: CommandSpec = {
   name: 'try',
@@ -149,7 +150,7 @@ test('values out of range and flags of another mode are refused by the commands'
     [['pipeline', '--n', '-5'], /--n must be an integer from 1 to 10000, got '-5'/],
     [
       ['pipeline', '--preset', 'huge'],
-      /--preset must be one of original, original-full, original-full36k, original-perceptual, original-searched, original-searched-reader, best, quick, tiny/,
+      /--preset must be one of original, original-full, (original-full36k, original-perceptual, original-searched, original-searched-reader, )?best, quick, tiny/,
     ],
     [
       ['train', '--tokenizer-only', '--resume'],
@@ -173,28 +174,69 @@ test('values out of range and flags of another mode are refused by the commands'
   }
 });
 
-test('sampling flags: each search is on, off or the preset value; on and off together are refused', () => {
+test('sampling flags: the knobs of the settings table, each over every mode; the rest are not flags', () => {
   const samplingSpec: CommandSpec = { name: 'sample', help: 'mmgpt sample', flags: SAMPLING_FLAGS };
   const settings = (argv: string[]) =>
-    samplingSettingsFromFlags(parseCommandLine(samplingSpec, argv)).overrides;
-  assert.deepEqual(settings([]), {});
-  assert.deepEqual(settings(['--digit-search', '--no-colour-search']), {
-    digitSearch: true,
-    colourSearch: false,
+    samplingSettingsFromFlags(parseCommandLine(samplingSpec, argv));
+  assert.deepEqual(Object.keys(SAMPLING_FLAGS), [
+    'seed',
+    'preset-sampling',
+    'temperature',
+    'top-k',
+    'top-p',
+    'guidance',
+    'rerank',
+    'batch-size',
+  ]);
+  assert.deepEqual(settings([]), {
+    seed: 0,
+    samplingPreset: 'default',
+    overrides: {},
+    batchSize: 64,
   });
-  assert.deepEqual(settings(['--colour-search']), { colourSearch: true });
-  assert.deepEqual(settings(['--no-shift-views', '--colour-search']), {
-    colourSearch: true,
-    shiftViews: false,
-  });
-  assert.deepEqual(settings(['--shift-views']), { shiftViews: true });
-  assert.deepEqual(settings(['--no-caption-first']), { captionFirst: false });
-  for (const name of ['digit-search', 'colour-search', 'shift-views', 'caption-first'])
+  // One temperature for image codes and words; the others set their own setting.
+  assert.deepEqual(
+    settings(['--temperature', '0.7', '--top-k', '5', '--top-p', '0.9', '--guidance', '-1.5']),
+    {
+      seed: 0,
+      samplingPreset: 'default',
+      overrides: { temperature: 0.7, textTemperature: 0.7, topK: 5, topP: 0.9, guidance: -1.5 },
+      batchSize: 64,
+    },
+  );
+  assert.deepEqual(
+    settings(['--rerank', '3', '--seed', '7', '--batch-size', '2', '--preset-sampling', 'original'])
+      .overrides,
+    { rerank: 3 },
+  );
+  // Each flag's range is its setting's.
+  for (const [argv, pattern] of [
+    [['--temperature', '101'], /--temperature must be a number from 0 to 100, got '101'/],
+    [['--top-k', '2.5'], /--top-k must be an integer from 0 to 100000/],
+    [['--top-p', '0'], /--top-p must be a number in \(0, 1\], got '0'/],
+    [['--guidance', '-101'], /--guidance must be a number from -100 to 100/],
+    [['--rerank', '0'], /--rerank must be an integer from 1 to 1024, got '0'/],
+    [['--preset-sampling', 'greedy'], /--preset-sampling must be one of default, original/],
+  ] as [string[], RegExp][])
+    assert.throws(() => settings(argv), pattern, argv.join(' '));
+  // The settings without a flag are refused as unknown flags, and the table says so.
+  for (const flag of [
+    'text-temperature',
+    'grammar',
+    'rerank-score',
+    'digit-search',
+    'no-colour-search',
+    'shift-views',
+    'caption-first',
+  ])
     assert.throws(
-      () => settings([`--${name}`, `--no-${name}`]),
-      (e: Error) =>
-        e instanceof UsageError && e.message.includes(`contradicts --${name}: give one of the two`),
+      () => settings([`--${flag}`]),
+      (e: Error) => e instanceof UsageError && e.message.startsWith(`unknown flag --${flag}`),
     );
+  const flagged = Object.entries(SAMPLING_SETTINGS)
+    .filter(([, s]) => s.kind === 'number' && s.flag !== undefined)
+    .map(([key]) => key);
+  assert.deepEqual(flagged, ['temperature', 'topK', 'topP', 'guidance', 'rerank']);
 });
 
 test('a renamed choice takes its new name, with a one-line notice', () => {

@@ -15,11 +15,10 @@ import { loadRun } from '../../src/eval/run';
 import {
   EVAL_DEFAULTS,
   renderReportMarkdown,
-  runEvaluation,
   validateEvalSettings,
   writeReport,
-  type EvaluationInputs,
 } from '../../src/eval/report';
+import { runEvaluation, type EvaluationInputs } from '../../src/eval/evaluation';
 import { syntheticSet, writeTinyRun } from './helpers';
 
 setBackend('js');
@@ -127,7 +126,7 @@ test('every section of the report is filled, with numbers in range', () => {
   assert.ok(report.speed.cachedTokensPerSecond > 0 && report.speed.uncachedTokensPerSecond > 0);
   assert.ok(report.speed.nineImagesMs > 0);
   assert.equal(report.targets.length, 7);
-  // Each mode by default, without reranking and under the seed's rules.
+  // Each mode by default, without reranking and under the original rules.
   assert.deepEqual(
     report.comparisons.map((r) => `${r.mode}/${r.variant}`),
     ['textToImage', 'imageToText', 'unconditional'].flatMap((m) => [
@@ -153,6 +152,22 @@ test('every section of the report is filled, with numbers in range', () => {
   assert.equal(report.checkpoint.trainingFinalTestNll, 3.5);
 });
 
+/** The report with every measured time (and the targets on times) taken out. */
+function withoutTimings(r: object): unknown {
+  const strip = (x: unknown): unknown => {
+    if (Array.isArray(x)) return x.map((v) => strip(v));
+    if (x === null || typeof x !== 'object') return x;
+    const o = x as Record<string, unknown>;
+    if ('key' in o && /^speed\./.test(String(o.key))) return null; // a target on a time
+    return Object.fromEntries(
+      Object.entries(o)
+        .filter(([k]) => !/(^ms|Ms|PerSecond|^speedup)$/.test(k))
+        .map(([k, v]) => [k, strip(v)]),
+    );
+  };
+  return strip(r);
+}
+
 test('the report is reproducible from its settings; another seed samples differently', () => {
   const again = runEvaluation(inputs(settings));
   assert.deepEqual(again.examples, report.examples);
@@ -165,6 +180,18 @@ test('the report is reproducible from its settings; another seed samples differe
     },
   );
   assert.equal(again.testNll!.natsPerDim, report.testNll!.natsPerDim);
+  // Nothing but the measured timings differs: no clock time in report.json or report.md.
+  assert.deepEqual(withoutTimings(again), withoutTimings(report));
+  const dir = tmp();
+  writeReport(report, dir);
+  assert.equal(
+    'createdAt' in JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')),
+    false,
+  );
+  assert.doesNotMatch(
+    fs.readFileSync(path.join(dir, 'report.md'), 'utf8'),
+    /\d{4}-\d\d-\d\dT\d\d:/,
+  );
   const other = runEvaluation(inputs({ ...settings, seed: 4, n: 3, speedRows: 1 }));
   assert.notDeepEqual(other.examples.unconditional, report.examples.unconditional.slice(0, 3));
 });

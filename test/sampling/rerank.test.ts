@@ -14,16 +14,15 @@ import { GPT, type GptConfig } from '../../src/gpt/model';
 import { DIGIT_WORDS, Vocab } from '../../src/data/vocab';
 import { PALETTE } from '../../src/data/palette';
 import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
+import { generate, logSoftmax } from '../../src/sampling/sampler';
 import {
   captionFirstImageSeed,
-  generate,
   imageToText,
-  logSoftmax,
   textToImage,
   unconditional,
   type ModeOptions,
-  type Sample,
-} from '../../src/sampling/sampler';
+} from '../../src/sampling/modes';
+import type { Sample } from '../../src/sampling/sample';
 import {
   CAPTION_GIVEN_IMAGE,
   IMAGE_GIVEN_CAPTION,
@@ -32,7 +31,8 @@ import {
   pairSequence,
   spanLogLikelihood,
 } from '../../src/sampling/score';
-import { candidateSeed, digitPosterior } from '../../src/sampling/rerank';
+import { candidateSeed } from '../../src/sampling/rerank';
+import { digitPosterior } from '../../src/sampling/searches';
 import {
   SAMPLING_PRESETS,
   describeModeSampling,

@@ -14,18 +14,15 @@ import { COLOURS, PALETTE, SHADES, isLegible } from '../../src/data/palette';
 import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
 import { SamplingRules, parseSequence } from '../../src/sampling/rules';
 import {
-  decodeOne,
   generate,
   generateUncached,
   guidedLogits,
-  imageToText,
   logSoftmax,
-  prefill,
   sampleToken,
-  textToImage,
-  unconditional,
-  type Sample,
 } from '../../src/sampling/sampler';
+import { decodeOne, prefill } from '../../src/sampling/streams';
+import { imageToText, textToImage, unconditional } from '../../src/sampling/modes';
+import type { Sample } from '../../src/sampling/sample';
 
 setBackend('js');
 
