@@ -59,7 +59,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const json = flags.boolean('json');
   // With --json, stdout carries only the report.
   const log = (line: string) => (json ? console.error(line) : console.log(line));
-  const { report, jsonPath, mdPath, figures } = await evaluateCheckpoint({
+  const evaluation = await evaluateCheckpoint({
     ...options,
     checkpoint: flags.string('checkpoint'),
     outDir: flags.string('out'),
@@ -68,19 +68,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
     log,
   });
   if (json) {
-    console.log(JSON.stringify(report, null, 2));
+    console.log(JSON.stringify(evaluation.report, null, 2));
     return;
   }
-  for (const check of report.targets) {
-    const mark = check.met === null ? '  ?' : check.met ? ' ok' : ' --';
-    const value = check.value === null ? 'n/a' : String(+check.value.toFixed(4));
-    log(`${mark} ${check.label}: ${value} (target ${check.target})`);
-  }
-  if (report.testNll !== null)
-    log(`    test NLL: ${report.testNll.natsPerDim.toFixed(4)} nats/dim`);
-  const shown = (p: string): string => path.relative(process.cwd(), p) || p;
-  log(
-    `eval: wrote ${shown(mdPath)} and ${shown(jsonPath)}` +
-      (figures.length > 0 ? ` and ${figures.length} sample grids` : ''),
-  );
+  for (const line of reportSummaryLines(evaluation.report)) log(line);
+  log(wroteLine(evaluation));
 }

@@ -1,5 +1,5 @@
 // `mmgpt pipeline [--preset quick]`: the main job, end to end: data, tokenizer, GPT, the sample
-// grids and the evaluation report in figures/, for one preset. Thin: parses flags and calls
+// grids and the evaluation report in the run's folder, for one preset. Thin: parses flags and calls
 // runPipeline (src/pipeline/pipeline.ts).
 
 import { setBackend } from '../engine/registry';
@@ -23,16 +23,19 @@ function evalItemsHelp(): string {
 
 export const PIPELINE_COMMAND: CommandSpec = {
   name: 'pipeline',
-  help: `mmgpt pipeline [--preset NAME] [--backend js|cpu|cuda] [--n N] [--resume]
-  train (tokenizer + GPT), then the sample grids and the evaluation report in figures/.
+  help: `mmgpt pipeline [--preset NAME] [--backend js|cpu|cuda] [--n N] [--out DIR] [--resume]
+  train (tokenizer + GPT), then the sample grids and the evaluation report, written into the
+  run's folder (runs/<preset>/, beside its checkpoint and training curve).
   --preset NAME   ${PRESET_NAMES.join(', ')} (default quick; mmgpt train --help says what each is)
   --backend B     kernel backend (default: the fastest that loads)
   --n N           evaluation items, 1 to 10000 (default ${evalItemsHelp()})
+  --out DIR       write the sample grids and the report into DIR instead
   --resume        continue the run from its checkpoint`,
   flags: {
     preset: { type: 'string' },
     backend: { type: 'string' },
     n: { type: 'string' },
+    out: { type: 'string' },
     resume: { type: 'boolean' },
     ...HELP_FLAG,
   },
@@ -48,5 +51,9 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
   const n = flags.int('n', { min: 1, max: 10_000 }, pipelinePreset(preset).evalItems);
   const backend = flags.choice('backend', BACKEND_CHOICES);
   if (backend !== undefined) setBackend(backend);
-  await runPipeline(preset, { resume: flags.boolean('resume'), evalItems: n });
+  await runPipeline(preset, {
+    resume: flags.boolean('resume'),
+    evalItems: n,
+    outDir: flags.string('out'),
+  });
 }

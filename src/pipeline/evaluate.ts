@@ -17,7 +17,7 @@ import { validateEvalSettings, type EvalSettings } from '../eval/settings';
 import type { LabelledImages } from '../eval/classifier';
 import type { SamplingChoice } from '../sampling/presets';
 import { figuresDir, runsDir, weightsDir } from '../paths';
-import { tokenise } from '../commands/train';
+import { tokenise } from './tokens';
 import { resolveCheckpoint, writeSampleFigures } from './figures';
 
 /** Where `mmgpt eval` keeps the attribute classifier it trains or copies. */
@@ -182,4 +182,25 @@ export async function evaluateCheckpoint(opts: EvaluateOptions = {}): Promise<Ev
     figures.map((f) => path.basename(f)),
   );
   return { checkpoint, report, jsonPath, mdPath, figures };
+}
+
+/** The report's targets and test NLL, a line each, as `mmgpt eval` and the pipeline print them. */
+export function reportSummaryLines(report: EvalReport): string[] {
+  const lines = report.targets.map((check) => {
+    const mark = check.met === null ? '  ?' : check.met ? ' ok' : ' --';
+    const value = check.value === null ? 'n/a' : String(+check.value.toFixed(4));
+    return `${mark} ${check.label}: ${value} (target ${check.target})`;
+  });
+  if (report.testNll !== null)
+    lines.push(`    test NLL: ${report.testNll.natsPerDim.toFixed(4)} nats/dim`);
+  return lines;
+}
+
+/** "eval: wrote <report.md> and <report.json> and N sample grids". */
+export function wroteLine(evaluation: Evaluation): string {
+  const { mdPath, jsonPath, figures } = evaluation;
+  return (
+    `eval: wrote ${shown(mdPath)} and ${shown(jsonPath)}` +
+    (figures.length > 0 ? ` and ${figures.length} sample grids` : '')
+  );
 }

@@ -1,15 +1,17 @@
 // The main job for one named run, end to end: data, tokenizer and GPT (train.ts), then the
-// sample grids and the evaluation report in figures/. It says first which backend and kernels
-// run, then each stage's wall time as it ends, and adds the stage times to the run's
-// summary.json beside its training figures. `mmgpt pipeline` is this function and its flags.
+// sample grids and the evaluation report, written into the run's own folder (runs/<preset>/,
+// beside its checkpoint and training curve) unless told otherwise, so a run never writes over
+// the committed figures/. It says first which backend and kernels run, then each stage's wall
+// time as it ends, and adds the stage times to the run's summary.json.
+// `mmgpt pipeline` is this function and its flags.
 
 import * as fs from 'fs';
 import * as path from 'path';
 import { getBackend } from '../engine/registry';
 import { cpuBackendInfo } from '../engine/backends/cpu';
 import { atomicWriteFile } from '../nn/safetensors';
-import { figuresCommand } from '../commands/sample';
-import { evalCommand } from '../commands/eval';
+import { writeFigures } from './figures';
+import { evaluateCheckpoint, reportSummaryLines, wroteLine } from './evaluate';
 import { pipelinePreset } from './presets';
 import type { PipelinePreset } from './recipes';
 import { trainPipeline } from './train';
@@ -20,6 +22,8 @@ export interface PipelineOptions {
   resume?: boolean;
   /** Test items to evaluate on (default: the preset's evalItems). */
   evalItems?: number;
+  /** Where the sample grids and the report go (default: the run's folder). */
+  outDir?: string;
   log?: (line: string) => void;
   warn?: (line: string) => void;
 }
@@ -65,38 +69,53 @@ export async function runPipeline(
   );
   if (!train.complete) return { train, stages, totalSeconds: (Date.now() - t0) / 1000 };
   const checkpoint = path.relative(process.cwd(), train.checkpointPath);
-  for (const stage of reportStages(checkpoint, preset, evalItems))
+  const outDir = options.outDir ?? train.runDir;
+  for (const stage of reportStages({ checkpoint, outDir, preset, evalItems, log }))
     await timed(stage.name, stage.run);
   const totalSeconds = (Date.now() - t0) / 1000;
   addStageTimes(path.join(train.runDir, 'summary.json'), stages, totalSeconds, warn);
   log(
     `pipeline: done in ${(totalSeconds / 60).toFixed(1)} min (` +
       stages.map((s) => `${s.stage} ${s.seconds.toFixed(0)} s`).join(', ') +
-      '); see figures/report.md',
+      `); see ${path.join(path.relative(process.cwd(), outDir) || '.', 'report.md')}`,
   );
   return { train, stages, totalSeconds };
 }
 
-// ---- the sample grids and the evaluation ---------------------------------------------------------
-// For now through their commands, with an argv rebuilt: the one place where src/pipeline calls
-// src/commands. To become the library calls of src/pipeline/figures.ts and evaluate.ts.
-
 /** The stages after training: the sample grids and the evaluation report of `checkpoint`. */
-function reportStages(checkpoint: string, preset: PipelinePreset, evalItems: number): Stage[] {
-  const sampling = ['--preset-sampling', preset.sampling];
+function reportStages(opts: {
+  checkpoint: string;
+  outDir: string;
+  preset: PipelinePreset;
+  evalItems: number;
+  log: (line: string) => void;
+}): Stage[] {
+  const { checkpoint, outDir, log } = opts;
+  const sampling = { preset: opts.preset.sampling };
   return [
     {
       name: 'sample grids',
-      run: () => figuresCommand(['--checkpoint', checkpoint, ...sampling]),
+      run: async () => {
+        const { files } = await writeFigures({ checkpoint, outDir, sampling, log });
+        for (const file of files) log(`figures: wrote ${path.relative(process.cwd(), file)}`);
+      },
     },
     {
       name: 'evaluation',
-      run: () => evalCommand(['--checkpoint', checkpoint, '--n', String(evalItems), ...sampling]),
+      run: async () => {
+        const evaluation = await evaluateCheckpoint({
+          checkpoint,
+          outDir,
+          n: opts.evalItems,
+          sampling,
+          log,
+        });
+        for (const line of reportSummaryLines(evaluation.report)) log(line);
+        log(wroteLine(evaluation));
+      },
     },
   ];
 }
-
-// ---- ------------------------------------------------------------------------------------------
 
 /** The stages' wall times, added to the run's summary.json beside its training figures. */
 function addStageTimes(

@@ -1,7 +1,7 @@
 // Training one named run: the data (coloured MNIST, cached), the preset's tokenizer (made once
 // per recipe, then frozen; tokenizers.ts), the tokenised dataset (the token cache; tokens.ts),
 // the GPT (runs/<preset>/checkpoint.safetensors, log.json, summary.json) and its training curve
-// in figures/. `mmgpt train`, `mmgpt pipeline`, the notebooks and bench/ call these.
+// (runs/<preset>/training_curve.png). `mmgpt train`, `mmgpt pipeline`, the notebooks and bench/ call these.
 // One writer per run directory (src/gpt/runlock.ts), taken before the first file is written.
 
 import * as fs from 'fs';
@@ -23,7 +23,7 @@ import { acquireRunLock } from '../gpt/runlock';
 import type { RunLock } from '../gpt/runlock';
 import { takeSplit } from '../eval/run';
 import { writeTrainingCurve } from '../viz/plot';
-import { figuresDir, runsDir } from '../paths';
+import { runsDir } from '../paths';
 import { pipelinePreset } from './presets';
 import type { PipelinePreset } from './recipes';
 import { TOKENIZER_RECIPES, ensureTokenizer } from './tokenizers';
@@ -154,7 +154,7 @@ async function trainPipelineLocked(
     log,
     runLock,
   });
-  const curvePath = path.join(figuresDir(), `training_curve_${presetName}.png`);
+  const curvePath = path.join(runDir, 'training_curve.png');
   writeTrainingCurve(curvePath, result.log, `mmgpt ${presetName}: NLL per minibatch and per epoch`);
   writeRunSummary(runDir, presetName, preset, result, data, startedFrom, t0);
   logOutcome(presetName, result, data, curvePath, log);
