@@ -9,9 +9,11 @@
 #   bash scripts/execute-notebooks.sh                      # notebooks/*.ipynb, in order
 #   bash scripts/execute-notebooks.sh notebooks/04_sampling.ipynb
 #
-# Configuration: the notebooks' own (the `quick` preset; MMGPT_TINY is ignored here) on the
-# fastest backend (MMGPT_BACKEND chooses). On 2 CPU cores this takes about half an hour when
-# nothing is trained yet (01 trains the quick tokenizer, 03 the quick GPT), much less after.
+# Configuration: the notebooks' own (MMGPT_TINY is ignored here) on the fastest backend
+# (MMGPT_BACKEND chooses): 01 shows the shipped `full` tokenizer, 02 the attention of the shipped
+# weights/best, 03 trains the `quick` preset on a CPU and the original recipe (30 epochs) on a
+# GPU, 04 and 05 sample and score weights/best. The slow ones are 03 (it trains) and 05 (it
+# scores); the others take a minute or two.
 # Runs go to runs/ (or MMGPT_RUNS_DIR) and are reused; figures go to a temporary directory (or
 # MMGPT_FIGURES_DIR). plotly.js is not stored in the notebooks: it is sent to the page when the
 # first cell runs (loadPlotlyInNotebook) and leaves one line of text behind.
@@ -43,6 +45,17 @@ cat > "$out/jupyter/kernels/tslab/kernel.json" <<SPEC
 SPEC
 export JUPYTER_PATH="$out/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
 
+# nbclient numbers a cell from the kernel's messages, and tslab sends its count only in the
+# execute reply, which nbclient does not read: this hook keeps that count, so every executed
+# cell shows its number ([1], [2], ...) as it does in the notebook server.
+cat > "$out/nbconvert_config.py" <<'EOF'
+def _on_cell_executed(cell, cell_index, execute_reply):
+    count = execute_reply.get("content", {}).get("execution_count")
+    if cell.get("cell_type") == "code" and isinstance(count, int):
+        cell["execution_count"] = count
+c.ExecutePreprocessor.on_cell_executed = _on_cell_executed
+EOF
+
 # The Python that runs Jupyter (has nbformat); the first python3 on PATH may be another one.
 jupyter_python=$(head -n 1 "$(command -v jupyter)" | sed -n 's/^#! *//p' | cut -d' ' -f1)
 case "$jupyter_python" in */python*) ;; *) jupyter_python=/usr/bin/python3 ;; esac
@@ -54,7 +67,8 @@ for notebook in "${notebooks[@]}"; do
   start=$(date +%s)
   name=$(basename "$notebook")
   echo "execute-notebooks: $notebook (backend $backend)"
-  if ! jupyter nbconvert --to notebook --execute --ExecutePreprocessor.kernel_name=tslab \
+  if ! jupyter nbconvert --to notebook --execute --config "$out/nbconvert_config.py" \
+    --ExecutePreprocessor.kernel_name=tslab \
     --ExecutePreprocessor.timeout="${MMGPT_NOTEBOOK_TIMEOUT:-7200}" \
     --output-dir "$out" "$notebook" >"$out/nbconvert.log" 2>&1; then
     grep -vE 'Debugger warning|frozen modules|PYDEVD|Debugging will proceed' "$out/nbconvert.log" | tail -n 40 >&2
@@ -62,7 +76,7 @@ for notebook in "${notebooks[@]}"; do
     exit 1
   fi
   seconds=$(($(date +%s) - start))
-  execution=$(node -e 'console.log(JSON.stringify({ executedBy: "scripts/execute-notebooks.sh", commit: process.argv[1], backend: process.argv[2], configuration: "quick (MMGPT_TINY unset)", seconds: Number(process.argv[3]), executedAt: new Date().toISOString().slice(0, 19) + "Z" }))' "$commit" "$backend" "$seconds")
+  execution=$(node -e 'console.log(JSON.stringify({ executedBy: "scripts/execute-notebooks.sh", commit: process.argv[1], backend: process.argv[2], configuration: "full (MMGPT_TINY unset)", seconds: Number(process.argv[3]), executedAt: new Date().toISOString().slice(0, 19) + "Z" }))' "$commit" "$backend" "$seconds")
   node -e 'require("./dist/src/viz/notebook").finalizeNotebookFile(process.argv[1], process.argv[2], JSON.parse(process.argv[3])).then((n) => console.log(`  ${n} figures with their PNG`), (e) => { console.error(e); process.exit(1); })' \
     "$out/$name" "$out/$name.final" "$execution"
   # nbformat's own layout (sorted keys, one-space indent), validated.

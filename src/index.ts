@@ -1,6 +1,11 @@
 // The mmgpt library, one namespace per stage of the pipeline (data -> vqvae -> gpt -> sampling
-// -> eval); the CLI (src/cli.ts) and the notebooks are clients of these.
+// -> eval -> viz), then the pipeline itself; the CLI (src/cli.ts) and the notebooks are clients
+// of these. The notebooks import only this file:
+//
+//   import { data, engine, pipeline } from '../dist/src';
+//   const { trainPipeline } = pipeline;
 
+export * as paths from './paths';
 export * as engine from './engine';
 export * as nn from './nn';
 export * as data from './data';
@@ -10,6 +15,38 @@ export * as training from './gpt/train';
 export * as checkpoint from './gpt/checkpoint';
 export * as gpt2Export from './gpt/export';
 export * as sampling from './sampling';
+/** The named sampling settings per mode: `default` and `original` (the original rules). */
+export * as samplingPresets from './sampling/presets';
 export * as classifier from './eval/classifier';
 export * as metrics from './eval/metrics';
 export * as report from './eval/report';
+/** A trained run on disk: finding its checkpoint, loading it with its tokenizer. */
+export * as runs from './eval/run';
+/** PNG pictures: image grids with captions, encoding and decoding. */
+export * as png from './viz/png';
+/** Line charts drawn without a browser (the training curve of `mmgpt train`). */
+export * as plot from './viz/plot';
+/** Interactive plotly figures, in a notebook or as standalone HTML; the live training plot. */
+export * as plotly from './viz/plotly';
+/** Saving figures to the figures folder as PNG (headless Chromium) and HTML. */
+export * as figures from './viz/export';
+
+// ---- pipeline: BEGIN ---------------------------------------------------------------------------
+// The whole pipeline, as `mmgpt train`, `eval` and `sample` run it. Exactly the names the
+// notebooks use; when these functions move to src/pipeline/, this block is the one place to
+// re-point.
+import { PIPELINE_PRESETS, ensureTokenizer, tokenise, trainPipeline } from './commands/train';
+import { defaultClassifierPath, evaluateRun, shippedClassifierPath } from './commands/eval';
+import { writeSampleFigures } from './commands/sample';
+
+export const pipeline = {
+  PIPELINE_PRESETS,
+  ensureTokenizer,
+  tokenise,
+  trainPipeline,
+  evaluateRun,
+  defaultClassifierPath,
+  shippedClassifierPath,
+  writeSampleFigures,
+};
+// ---- pipeline: END -----------------------------------------------------------------------------

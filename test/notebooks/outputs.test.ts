@@ -34,6 +34,34 @@ test('the committed notebooks: outputs from the committed cells, no errors, PNG 
     const pngs = nb.cells.flatMap((c) => c.outputs ?? []).filter((o) => o.data?.['image/png']);
     if (nb.metadata.mmgpt !== undefined && pngs.length === 0)
       report.push(`${file}: executed, but without a single PNG output`);
+    // ... and numbers its cells in the order they ran, as the notebook server does.
+    const counts = nb.cells.filter((c) => c.cell_type === 'code').map((c) => c.execution_count);
+    if (nb.metadata.mmgpt !== undefined && !counts.every((n, i) => n === i + 1))
+      report.push(`${file}: execution counts ${counts.join(', ')} (expected 1, 2, 3, ...)`);
+  }
+  assert.deepEqual(report, [], report.join('\n'));
+});
+
+/** The modules a cell's import declarations name (`import ... from 'x'`). */
+function importedModules(source: string): string[] {
+  return [...source.matchAll(/^\s*import\b[^;]*?\bfrom\s+'([^']+)'/gms)].map((m) => m[1]!);
+}
+
+test('the notebooks import the library only through its entry, ../dist/src', () => {
+  assert.deepEqual(
+    importedModules("import * as fs from 'fs';\nimport {\n  a,\n} from '../dist/src';"),
+    ['fs', '../dist/src'],
+  );
+  const allowed = new Set(['../dist/src', 'tslab', 'fs', 'path']);
+  const report: string[] = [];
+  for (const file of files) {
+    const nb = JSON.parse(fs.readFileSync(path.join(notebooksDir, file), 'utf8')) as Notebook;
+    nb.cells.forEach((cell, index) => {
+      if (cell.cell_type !== 'code') return;
+      const source = Array.isArray(cell.source) ? cell.source.join('') : cell.source;
+      for (const name of importedModules(source))
+        if (!allowed.has(name)) report.push(`${file}, cell ${index}: imports '${name}'`);
+    });
   }
   assert.deepEqual(report, [], report.join('\n'));
 });
