@@ -25,7 +25,7 @@ import { IMAGE_VALUES } from '../src/data/coloured';
 import { VALIDATION_ITEMS, partitionTrain } from '../src/data/holdout';
 import { AttributeClassifier, ensureClassifier, loadClassifier } from '../src/eval/classifier';
 import { attributeAccuracy } from '../src/eval/metrics';
-import { defaultClassifierPath, shippedClassifierPath } from '../src/commands/eval';
+import { defaultClassifierPath, shippedClassifierPath } from '../src/pipeline/evaluate';
 import { loadVqVae, evaluateVqVae } from '../src/vqvae/train';
 import { tokenise } from '../src/pipeline/tokens';
 import type { CodeSearch } from '../src/vqvae/search';

@@ -20,6 +20,8 @@ export * as samplingPresets from './sampling/presets';
 export * as classifier from './eval/classifier';
 export * as metrics from './eval/metrics';
 export * as report from './eval/report';
+/** Evaluating a run: the judge's scores of every mode, the speed measurements. */
+export * as evaluation from './eval';
 /** A trained run on disk: finding its checkpoint, loading it with its tokenizer. */
 export * as runs from './eval/run';
 /** PNG pictures: image grids with captions, encoding and decoding. */
@@ -31,22 +33,5 @@ export * as plotly from './viz/plotly';
 /** Saving figures to the figures folder as PNG (headless Chromium) and HTML. */
 export * as figures from './viz/export';
 
-// ---- pipeline: BEGIN ---------------------------------------------------------------------------
-// The whole pipeline, as `mmgpt train`, `eval` and `sample` run it. Exactly the names the
-// notebooks use; when these functions move to src/pipeline/, this block is the one place to
-// re-point.
-import { PIPELINE_PRESETS, ensureTokenizer, tokenise, trainPipeline } from './commands/train';
-import { defaultClassifierPath, evaluateRun, shippedClassifierPath } from './commands/eval';
-import { writeSampleFigures } from './commands/sample';
-
-export const pipeline = {
-  PIPELINE_PRESETS,
-  ensureTokenizer,
-  tokenise,
-  trainPipeline,
-  evaluateRun,
-  defaultClassifierPath,
-  shippedClassifierPath,
-  writeSampleFigures,
-};
-// ---- pipeline: END -----------------------------------------------------------------------------
+/** Named runs, tokenizer recipes, training a run, its grids and report, the main job. */
+export * as pipeline from './pipeline';

@@ -70,7 +70,7 @@ done
 
 step "profile, batch 32"
 timeout 150 node -e "
-const { profileTrainStep } = require('./dist/bench/train_step');
+const { profileTrainStep } = require('./dist/src/perf/profile');
 const p = profileTrainStep({ backend: 'cuda', batch: 32, steps: 10, warmup: 3 });
 require('fs').writeFileSync(process.env.OUT + '/profile-32.json', JSON.stringify(p, null, 1));
 console.log('ms/step', p.msPerStep.toFixed(3), 'phases', JSON.stringify(p.phases), 'kernel fraction', p.kernelFraction.toFixed(3));

@@ -8,13 +8,17 @@
 import * as path from 'path';
 import { setBackend } from '../engine/registry';
 import { EVAL_DEFAULTS } from '../eval/settings';
-import { evaluateCheckpoint, evaluationSettings } from '../pipeline/evaluate';
+import {
+  evaluateCheckpoint,
+  evaluationSettings,
+  reportSummaryLines,
+  wroteLine,
+} from '../pipeline/evaluate';
 import { SAMPLING_FLAGS, SAMPLING_HELP, samplingSettingsFromFlags } from './sampling';
 import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
 
 // Moved to src/pipeline/evaluate.ts; still importable from here by bench/ and notebook 05.
-export { defaultClassifierPath, evaluateRun, shippedClassifierPath } from '../pipeline/evaluate';
 
 export const EVAL_COMMAND: CommandSpec = {
   name: 'eval',

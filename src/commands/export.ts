@@ -8,10 +8,7 @@ import { setBackend } from '../engine/registry';
 import { exportRunAsGpt2, exportWeights } from '../pipeline/export';
 import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
-import { resolveCheckpoint } from './sample';
-
-/** Re-exported for the callers that still import it from here (test/nn/write_failures.test.ts). */
-export { exportWeights } from '../pipeline/export';
+import { resolveCheckpoint } from '../pipeline/figures';
 
 export const EXPORT_COMMAND: CommandSpec = {
   name: 'export',

@@ -27,7 +27,6 @@ import type { CommandSpec, Flags } from './args';
 
 // Moved to src/pipeline/figures.ts; still importable from here by commands/export.ts, bench/ and
 // notebook 05.
-export { resolveCheckpoint, writeSampleFigures } from '../pipeline/figures';
 
 // ---- mmgpt sample ----------------------------------------------------------------------------
 

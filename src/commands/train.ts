@@ -17,10 +17,6 @@ import { trainPipeline } from '../pipeline/train';
 import { BACKEND_CHOICES, HELP_FLAG, RENAMED_CHOICES, parseCommandLine } from './args';
 import type { CommandSpec, Flags } from './args';
 
-/** Re-exported for commands/sample.ts and commands/eval.ts, which still import them from here. */
-export { figuresDir, runsDir, weightsDir } from '../paths';
-export { tokenise } from '../pipeline/tokens';
-
 /** The user-facing presets, one per line with its summary (for --help). */
 export function presetList(indent: string): string {
   const width = Math.max(...PRESET_NAMES.map((name) => name.length));

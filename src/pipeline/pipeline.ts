@@ -91,7 +91,7 @@ function reportStages(opts: {
   log: (line: string) => void;
 }): Stage[] {
   const { checkpoint, outDir, log } = opts;
-  const sampling = { preset: opts.preset.sampling };
+  const sampling = { samplingPreset: opts.preset.sampling };
   return [
     {
       name: 'sample grids',

@@ -21,7 +21,7 @@ import type { DType } from '../../src/engine/backend';
 import type { CudaStats } from '../../src/engine/backends/cuda';
 import { cudaBackendInfo, cudaStats, setCudaSyncChecks } from '../../src/engine/backends/cuda';
 import { getBackend, isBackend, loadBackend, setBackend } from '../../src/engine/registry';
-import { makeTrainStep } from '../../bench/train_step';
+import { makeTrainStep } from '../../src/perf/train_step';
 import { matmulParams } from './backend_helpers';
 import { backendOf, targetOf } from './backend_targets';
 import * as F from '../../src/engine/ops';

@@ -17,7 +17,7 @@ import { loadCheckpoint } from '../../src/gpt/checkpoint';
 import { VQVAE_PRESETS } from '../../src/vqvae/model';
 import { trainVqVae } from '../../src/vqvae/train';
 import { writeCaptionedGrid } from '../../src/viz/png';
-import { exportWeights } from '../../src/commands/export';
+import { exportWeights } from '../../src/pipeline/export';
 import { syntheticSet, writeTinyRun } from '../eval/helpers';
 import { cyclicSource, oneLayerPreset } from '../gpt/helpers';
 
