@@ -28,7 +28,6 @@ export {
   nearestFlag,
   type CommandSpec,
   type FlagSpec,
-  type NumberRange,
 } from './flags';
 
 /** The --help flag every command takes. */

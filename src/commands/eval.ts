@@ -5,7 +5,6 @@
 // Which checkpoint: --checkpoint PATH, else the newest complete runs/*/checkpoint.safetensors (by
 // modification time), else shipped weights under weights/ (src/eval/run.ts, `findCheckpoint`).
 
-import * as path from 'path';
 import { setBackend } from '../engine/registry';
 import { EVAL_DEFAULTS } from '../eval/settings';
 import {

@@ -18,7 +18,7 @@ import { BACKEND_CHOICES, HELP_FLAG, RENAMED_CHOICES, parseCommandLine } from '.
 import type { CommandSpec, Flags } from './args';
 
 /** The user-facing presets, one per line with its summary (for --help). */
-export function presetList(indent: string): string {
+function presetList(indent: string): string {
   const width = Math.max(...PRESET_NAMES.map((name) => name.length));
   return Object.entries(USER_PRESETS)
     .map(([name, preset]) => `${indent}${name.padEnd(width)}  ${preset.summary}`)

@@ -24,7 +24,7 @@ export interface HoldoutConfig {
   heldOutPairs: number;
 }
 
-export const NO_HOLDOUT: HoldoutConfig = { validationItems: 0, heldOutPairs: 0 };
+const NO_HOLDOUT: HoldoutConfig = { validationItems: 0, heldOutPairs: 0 };
 /** The validation split every new run uses. */
 export const VALIDATION_ITEMS = 5000;
 /** Pairs held out by the presets that run the compositional test. */
@@ -75,7 +75,7 @@ export function heldOutPairList(count: number): Int32Array {
 }
 
 /** A lookup fg * P + bg -> held out, for `count` held-out pairs. */
-export function heldOutPairMask(count: number): Uint8Array {
+function heldOutPairMask(count: number): Uint8Array {
   const P = PALETTE.length;
   const mask = new Uint8Array(P * P);
   const pairs = heldOutPairList(count);

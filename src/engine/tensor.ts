@@ -105,7 +105,7 @@ function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
 }
 
 /** A zero-filled buffer, from the pool when one of this size is parked there. */
-export function allocBuffer(backend: Backend, size: number, dtype: DType, zeroFill = true): Buf {
+function allocBuffer(backend: Backend, size: number, dtype: DType, zeroFill = true): Buf {
   const key = poolKey(backend, size, dtype);
   const entry = pool.get(key);
   const buf = entry?.bufs.pop();

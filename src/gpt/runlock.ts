@@ -20,7 +20,7 @@ import { makeDirectory, writeError } from '../nn/safetensors';
 export const LOCK_FILE = '.lock';
 
 /** What the lock file holds. */
-export interface LockHolder {
+interface LockHolder {
   pid: number;
   host: string;
   /** ISO time the lock was taken. */

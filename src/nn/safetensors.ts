@@ -43,7 +43,7 @@ export interface SafetensorsContents {
 }
 
 /** Bytes per element of each supported dtype. */
-export const DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = {
+const DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = {
   F64: 8,
   I64: 8,
   F32: 4,

@@ -237,7 +237,7 @@ export function benchForward(opts: ForwardOptions): ForwardResult {
 
 // ---- machine and memory ---------------------------------------------------------------------
 
-export interface MachineInfo {
+interface MachineInfo {
   cpu: string;
   cores: number;
   hostname: string;
@@ -246,7 +246,7 @@ export interface MachineInfo {
   memoryGb: number;
 }
 
-export function machineInfo(): MachineInfo {
+function machineInfo(): MachineInfo {
   const cpus = os.cpus();
   return {
     cpu: cpus.length > 0 ? cpus[0].model.trim() : 'unknown',

@@ -18,7 +18,7 @@ import { FigureExporter } from './export';
 import type { PlotlyFigure } from './plotly';
 
 /** The parts of nbformat 4 this module reads and writes. */
-export interface NotebookOutput {
+interface NotebookOutput {
   output_type: string;
   name?: string;
   text?: string | string[];
@@ -29,7 +29,7 @@ export interface NotebookOutput {
   traceback?: string[];
 }
 
-export interface NotebookCell {
+interface NotebookCell {
   cell_type: string;
   source: string | string[];
   metadata: Record<string, unknown>;
@@ -45,7 +45,7 @@ export interface Notebook {
 }
 
 /** Size budget of a committed notebook with outputs (bytes). */
-export const NOTEBOOK_SIZE_BUDGET = 2_000_000;
+const NOTEBOOK_SIZE_BUDGET = 2_000_000;
 
 const text = (v: string | string[] | undefined): string =>
   v === undefined ? '' : Array.isArray(v) ? v.join('') : v;
@@ -60,7 +60,7 @@ const FIGURE_IN_SCRIPT = /var fig = (\{.*?\}); var tries = 0;\n/;
 const TARGET_IN_SCRIPT = /document\.getElementById\("(mmgpt-fig-[^"]+)"\)/;
 
 /** The figure a drawing script draws, and into which div (null if the HTML has none). */
-export function figureOfHtml(html: string): { divId: string; figure: unknown } | null {
+function figureOfHtml(html: string): { divId: string; figure: unknown } | null {
   const json = FIGURE_IN_SCRIPT.exec(html);
   const target = TARGET_IN_SCRIPT.exec(html);
   if (json === null || target === null) return null;
@@ -152,6 +152,8 @@ export function notebookProblems(nb: Notebook, fileBytes: number): string[] {
 /**
  * Reads an executed notebook, finalizes it (PNG of every figure through headless Chromium, at
  * 1 CSS pixel per pixel to keep the file small) and writes it as JSON to `output`.
+ * Called by scripts/execute-notebooks.sh through dist/.
+ * @public
  */
 export async function finalizeNotebookFile(
   input: string,

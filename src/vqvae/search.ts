@@ -62,7 +62,7 @@ export interface CodeSearch {
 }
 
 /** The reader of `CodeSearch.reader`: its weights are the tokenizer's `reader.*` tensors. */
-export interface SearchReader {
+interface SearchReader {
   /** Weight of the reader's cross-entropy (summed over its three heads) in the objective. */
   weight: number;
   /** The reader's architecture (an attribute classifier's config). */
@@ -70,7 +70,7 @@ export interface SearchReader {
 }
 
 /** What the search asks of a reader (AttributeClassifier implements it). */
-export interface ReaderModel {
+interface ReaderModel {
   /** Head logits of classifier input [B, 13, 28, 28] (imagesToInput). */
   forward(x: Tensor): HeadLogits;
   /** The most likely digit and colours of images [count, 28, 28, 3]. */

@@ -197,7 +197,11 @@ export function setCpuThreads(n: number): void {
   requireAddon().setNumThreads(n);
 }
 
-/** Forces a kernel build ('avx512' | 'avx2' | 'baseline'); throws if the CPU lacks it. */
+/**
+ * Forces a kernel build ('avx512' | 'avx2' | 'baseline'); throws if the CPU lacks it. For a
+ * notebook or script that compares builds in one process (MMGPT_SIMD does it for a whole run).
+ * @public
+ */
 export function setCpuSimdPath(simd: string): void {
   requireAddon().setSimdPath(simd);
 }

@@ -29,7 +29,7 @@ import { loadNativeAddon, nativeKernelMethods } from './cpu';
 import type { NativeKernels } from './cpu';
 
 /** The `cuda` object of mmgpt_native (native/cuda/addon_cuda.cc). */
-export interface NativeCuda extends NativeKernels {
+interface NativeCuda extends NativeKernels {
   /** False where the addon was built without nvcc (then only `available` exists). */
   built: boolean;
   /** Compiled GPU code, e.g. "sm_80 sm_90 compute_90". */
@@ -91,7 +91,7 @@ function unavailableReason(cuda: NativeCuda | undefined): string | null {
 }
 
 /** The Backend over an addon's `cuda` object (exported for tests of the emulator build). */
-export function createCudaBackend(nat: NativeCuda): Backend {
+function createCudaBackend(nat: NativeCuda): Backend {
   return {
     name: 'cuda',
 
