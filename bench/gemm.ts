@@ -10,7 +10,7 @@
 // OpenMP threads' spinning). --json prints one JSON line with every cell at the end.
 
 import { MatmulParams } from '../src/engine/backend';
-import { loadNativeAddon } from '../src/engine/backends/cpu';
+import { loadNativeAddon, nativeKernelMethods } from '../src/engine/backends/cpu';
 
 interface Shape {
   name: string;
@@ -109,6 +109,7 @@ function main(): void {
     nat.setSimdPath(simd);
     for (const threads of threadList) {
       nat.setNumThreads(threads);
+      const { matmul } = nativeKernelMethods(nat);
       const tile = nat.info().gemmTile;
       console.log(`\n${simd} (tile ${tile[0]}x${tile[1]}), ${threads} thread(s)`);
       console.log('  shape                              GFLOP/s   best   ms/call  per-CPU-s');
@@ -116,23 +117,7 @@ function main(): void {
         const a = randomArray((p.batch - 1) * p.strideA + p.m * p.k, 1);
         const b = randomArray((p.batch - 1) * p.strideB + p.k * p.n, 2);
         const c = new Float32Array((p.batch - 1) * p.strideC + p.m * p.n);
-        const run = (): void =>
-          nat.matmul(
-            a,
-            b,
-            c,
-            p.batch,
-            p.m,
-            p.n,
-            p.k,
-            p.transA,
-            p.transB,
-            p.strideA,
-            p.strideB,
-            p.strideC,
-            p.alpha,
-            p.accumulate,
-          );
+        const run = (): void => matmul(a, b, c, p);
         for (let i = 0; i < 3; i++) run(); // warm-up: page faults, packing buffers, thread pool
         const times: number[] = [];
         const cpuStart = process.cpuUsage();

@@ -13,10 +13,9 @@ import { parseArgs } from 'util';
 import { setBackend, getBackend } from '../src/engine/registry';
 import { loadColouredMnist } from '../src/data/coloured';
 import { partitionTrain, VALIDATION_ITEMS } from '../src/data/holdout';
-import { ensureClassifier } from '../src/eval/classifier';
 import { loadRun } from '../src/eval/run';
 import { resolveCheckpoint } from '../src/pipeline/figures';
-import { defaultClassifierPath, shippedClassifierPath } from '../src/pipeline/evaluate';
+import { ensureJudge } from '../src/pipeline/evaluate';
 import { MODE_LABELS, MODE_NAMES, headline, scoreMode, type ModeName } from '../src/eval/modes';
 import type { ModeOptions } from '../src/sampling/modes';
 
@@ -216,14 +215,7 @@ function main(): void {
   const checkpoint = resolveCheckpoint(values.checkpoint);
   const run = loadRun(checkpoint);
   const data = loadColouredMnist({ log: () => undefined });
-  const classifier = ensureClassifier({
-    path: defaultClassifierPath(),
-    shipped: shippedClassifierPath(),
-    train: data.train,
-    test: data.test,
-    dataSeed: data.seed,
-    log: (l) => console.error(l),
-  });
+  const classifier = ensureJudge(data, (l) => console.error(l));
   const held = Number(run.meta.trainConfig.validationItems ?? 0);
   const items =
     values.split === 'test'

@@ -23,9 +23,9 @@ import { loadColouredMnist } from '../src/data/coloured';
 import type { ColouredSplit } from '../src/data/coloured';
 import { IMAGE_VALUES } from '../src/data/coloured';
 import { VALIDATION_ITEMS, partitionTrain } from '../src/data/holdout';
-import { AttributeClassifier, ensureClassifier, loadClassifier } from '../src/eval/classifier';
+import { AttributeClassifier, loadClassifier } from '../src/eval/classifier';
 import { attributeAccuracy } from '../src/eval/metrics';
-import { defaultClassifierPath, shippedClassifierPath } from '../src/pipeline/evaluate';
+import { ensureJudge } from '../src/pipeline/evaluate';
 import { loadVqVae, evaluateVqVae } from '../src/vqvae/train';
 import { tokenise } from '../src/pipeline/tokens';
 import type { CodeSearch } from '../src/vqvae/search';
@@ -65,14 +65,7 @@ function main(): void {
       throw new Error(`--splits: expected validation and/or test, got '${name}'`);
   const log = (l: string) => console.error(l);
   const data = loadColouredMnist({ log });
-  const classifier = ensureClassifier({
-    path: defaultClassifierPath(),
-    shipped: shippedClassifierPath(),
-    train: data.train,
-    test: data.test,
-    dataSeed: data.seed,
-    log,
-  });
+  const classifier = ensureJudge(data, log);
   const validation = partitionTrain(data.train, {
     validationItems: VALIDATION_ITEMS,
     heldOutPairs: 0,

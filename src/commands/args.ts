@@ -16,7 +16,7 @@
 // - A flag with an optional value (bench's `--save [LABEL]`) reads '' when given bare.
 
 import { parseArgs } from 'util';
-import { BACKEND_NAMES } from '../engine/registry';
+import { BACKEND_NAMES, setBackend } from '../engine/registry';
 import { Flags, NUMBER, UsageError, declared, nearestFlag } from './flags';
 import type { CommandSpec, FlagSpec } from './flags';
 
@@ -35,6 +35,26 @@ export const HELP_FLAG: Record<string, FlagSpec> = { help: { type: 'boolean', sh
 
 /** The values of --backend. */
 export const BACKEND_CHOICES = BACKEND_NAMES;
+
+/** The --backend flag of the commands that compute. */
+export const BACKEND_FLAG: Record<string, FlagSpec> = { backend: { type: 'string' } };
+
+/**
+ * A command's flags: parses `argv` for `spec` (throwing UsageError naming the first problem);
+ * with --help, prints the command's help and returns null (the command then does nothing).
+ */
+export function commandFlags(spec: CommandSpec, argv: readonly string[]): Flags | null {
+  const flags = parseCommandLine(spec, argv);
+  if (!flags.boolean('help')) return flags;
+  console.log(spec.help);
+  return null;
+}
+
+/** Sets the backend --backend names, if it is given. */
+export function useBackendFlag(flags: Flags): void {
+  const backend = flags.choice('backend', BACKEND_CHOICES);
+  if (backend !== undefined) setBackend(backend);
+}
 
 /** Parses `argv` for `spec`; throws UsageError naming the first problem. */
 export function parseCommandLine(spec: CommandSpec, argv: readonly string[]): Flags {

@@ -12,7 +12,7 @@ import { runBenchmark } from '../perf/compare';
 import { formatProfile, profileTrainStep } from '../perf/profile';
 import { formatReport } from '../perf/report';
 import type { BenchOptions } from '../perf/report';
-import { HELP_FLAG, parseCommandLine } from './args';
+import { BACKEND_FLAG, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
 
 const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda]
@@ -62,7 +62,7 @@ export const BENCH_COMMAND: CommandSpec = {
     'budget-s': { type: 'string' },
     save: { type: 'string', optionalValue: true },
     profile: { type: 'boolean' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     ...HELP_FLAG,
   },
 };

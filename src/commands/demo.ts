@@ -3,7 +3,7 @@
 // Thin: parses flags and calls runDemo (src/pipeline/demo.ts).
 
 import { runDemo } from '../pipeline/demo';
-import { HELP_FLAG, parseCommandLine } from './args';
+import { HELP_FLAG, commandFlags } from './args';
 import type { CommandSpec } from './args';
 
 export const DEMO_COMMAND: CommandSpec = {
@@ -15,10 +15,7 @@ export const DEMO_COMMAND: CommandSpec = {
 };
 
 export async function demoCommand(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(DEMO_COMMAND, argv);
-  if (flags.help) {
-    console.log(DEMO_COMMAND.help);
-    return;
-  }
+  const flags = commandFlags(DEMO_COMMAND, argv);
+  if (flags === null) return;
   runDemo(flags.int('steps', { min: 1, max: 100_000 }, 300), (l) => console.log(l));
 }

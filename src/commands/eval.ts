@@ -5,7 +5,6 @@
 // Which checkpoint: --checkpoint PATH, else the newest complete runs/*/checkpoint.safetensors (by
 // modification time), else shipped weights under weights/ (src/eval/run.ts, `findCheckpoint`).
 
-import { setBackend } from '../engine/registry';
 import { EVAL_DEFAULTS } from '../eval/settings';
 import {
   evaluateCheckpoint,
@@ -14,7 +13,7 @@ import {
   wroteLine,
 } from '../pipeline/evaluate';
 import { SAMPLING_FLAGS, SAMPLING_HELP, samplingSettingsFromFlags } from './sampling';
-import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import { BACKEND_FLAG, HELP_FLAG, commandFlags, useBackendFlag } from './args';
 import type { CommandSpec } from './args';
 
 // Moved to src/pipeline/evaluate.ts; still importable from here by bench/ and notebook 05.
@@ -35,7 +34,7 @@ ${SAMPLING_HELP}`,
     n: { type: 'string' },
     json: { type: 'boolean' },
     checkpoint: { type: 'string' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     out: { type: 'string' },
     classifier: { type: 'string' },
     'no-figures': { type: 'boolean' },
@@ -46,19 +45,15 @@ ${SAMPLING_HELP}`,
 };
 
 export async function evalCommand(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(EVAL_COMMAND, argv);
-  if (flags.help) {
-    console.log(EVAL_COMMAND.help);
-    return;
-  }
+  const flags = commandFlags(EVAL_COMMAND, argv);
+  if (flags === null) return;
   const options = {
     n: flags.int('n', { min: 1, max: 10_000 }, EVAL_DEFAULTS.n),
     sampling: samplingSettingsFromFlags(flags),
     compare: !flags.boolean('no-compare'),
   };
   evaluationSettings(options); // refuses impossible settings before anything is loaded
-  const backend = flags.choice('backend', BACKEND_CHOICES);
-  if (backend !== undefined) setBackend(backend);
+  useBackendFlag(flags);
   const json = flags.boolean('json');
   // With --json, stdout carries only the report.
   const log = (line: string) => (json ? console.error(line) : console.log(line));

@@ -4,9 +4,8 @@
 // Thin: parses flags and calls src/pipeline/export.ts.
 
 import * as path from 'path';
-import { setBackend } from '../engine/registry';
 import { exportRunAsGpt2, exportWeights } from '../pipeline/export';
-import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import { BACKEND_FLAG, HELP_FLAG, commandFlags, useBackendFlag } from './args';
 import type { CommandSpec } from './args';
 import { resolveCheckpoint } from '../pipeline/figures';
 
@@ -24,21 +23,17 @@ export const EXPORT_COMMAND: CommandSpec = {
     format: { type: 'string' },
     out: { type: 'string' },
     checkpoint: { type: 'string' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     ...HELP_FLAG,
   },
 };
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(EXPORT_COMMAND, argv);
-  if (flags.help) {
-    console.log(EXPORT_COMMAND.help);
-    return;
-  }
+  const flags = commandFlags(EXPORT_COMMAND, argv);
+  if (flags === null) return;
   const format = flags.choice('format', ['gpt2', 'weights'] as const, 'gpt2');
   const out = flags.required('out', 'the directory to write the export to');
-  const backend = flags.choice('backend', BACKEND_CHOICES);
-  if (backend !== undefined) setBackend(backend);
+  useBackendFlag(flags);
   const checkpointPath = resolveCheckpoint(flags.string('checkpoint'));
   if (format === 'weights') {
     const files = exportWeights(checkpointPath, out);

@@ -2,11 +2,10 @@
 // grids and the evaluation report in the run's folder, for one preset. Thin: parses flags and calls
 // runPipeline (src/pipeline/pipeline.ts).
 
-import { setBackend } from '../engine/registry';
 import { pipelinePreset, PRESET_NAMES } from '../pipeline/presets';
 import { runPipeline } from '../pipeline/pipeline';
 import { presetFlag } from './train';
-import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import { BACKEND_FLAG, HELP_FLAG, commandFlags, useBackendFlag } from './args';
 import type { CommandSpec } from './args';
 
 /** The presets' evaluation sizes, e.g. "300 for quick, 50 for tiny, else 1000". */
@@ -33,7 +32,7 @@ export const PIPELINE_COMMAND: CommandSpec = {
   --resume        continue the run from its checkpoint`,
   flags: {
     preset: { type: 'string' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     n: { type: 'string' },
     out: { type: 'string' },
     resume: { type: 'boolean' },
@@ -42,15 +41,11 @@ export const PIPELINE_COMMAND: CommandSpec = {
 };
 
 export async function pipelineCommand(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(PIPELINE_COMMAND, argv);
-  if (flags.help) {
-    console.log(PIPELINE_COMMAND.help);
-    return;
-  }
+  const flags = commandFlags(PIPELINE_COMMAND, argv);
+  if (flags === null) return;
   const preset = presetFlag(flags);
   const n = flags.int('n', { min: 1, max: 10_000 }, pipelinePreset(preset).evalItems);
-  const backend = flags.choice('backend', BACKEND_CHOICES);
-  if (backend !== undefined) setBackend(backend);
+  useBackendFlag(flags);
   await runPipeline(preset, {
     resume: flags.boolean('resume'),
     evalItems: n,

@@ -22,7 +22,14 @@ import {
 } from '../pipeline/figures';
 import { loadRun } from '../eval/run';
 import { SAMPLING_FLAGS, SAMPLING_HELP, samplingSettingsFromFlags } from './sampling';
-import { BACKEND_CHOICES, HELP_FLAG, parseCommandLine } from './args';
+import {
+  BACKEND_CHOICES,
+  BACKEND_FLAG,
+  HELP_FLAG,
+  commandFlags,
+  parseCommandLine,
+  useBackendFlag,
+} from './args';
 import type { CommandSpec, Flags } from './args';
 
 // Moved to src/pipeline/figures.ts; still importable from here by commands/export.ts, bench/ and
@@ -55,7 +62,7 @@ ${SAMPLING_HELP}`,
     n: { type: 'string' },
     checkpoint: { type: 'string' },
     out: { type: 'string' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     ...SAMPLING_FLAGS,
     ...HELP_FLAG,
   },
@@ -143,7 +150,7 @@ export const FIGURES_COMMAND: CommandSpec = {
 ${SAMPLING_HELP}`,
   flags: {
     checkpoint: { type: 'string' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     out: { type: 'string' },
     ...SAMPLING_FLAGS,
     ...HELP_FLAG,
@@ -151,14 +158,10 @@ ${SAMPLING_HELP}`,
 };
 
 export async function figuresCommand(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(FIGURES_COMMAND, argv);
-  if (flags.help) {
-    console.log(FIGURES_COMMAND.help);
-    return;
-  }
+  const flags = commandFlags(FIGURES_COMMAND, argv);
+  if (flags === null) return;
   const sampling = samplingSettingsFromFlags(flags);
-  const backend = flags.choice('backend', BACKEND_CHOICES);
-  if (backend !== undefined) setBackend(backend);
+  useBackendFlag(flags);
   const { files } = await writeFigures({
     checkpoint: flags.string('checkpoint'),
     outDir: flags.string('out'),

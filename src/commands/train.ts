@@ -3,7 +3,6 @@
 // src/pipeline/train.ts; the presets are src/pipeline/presets.ts.
 
 import * as path from 'path';
-import { setBackend } from '../engine/registry';
 import { loadColouredMnist } from '../data/coloured';
 import {
   ACCEPTED_PRESET_NAMES,
@@ -14,7 +13,7 @@ import {
 } from '../pipeline/presets';
 import { ensureTokenizer } from '../pipeline/tokenizers';
 import { trainPipeline } from '../pipeline/train';
-import { BACKEND_CHOICES, HELP_FLAG, RENAMED_CHOICES, parseCommandLine } from './args';
+import { BACKEND_FLAG, HELP_FLAG, RENAMED_CHOICES, commandFlags, useBackendFlag } from './args';
 import type { CommandSpec, Flags } from './args';
 
 /** The user-facing presets, one per line with its summary (for --help). */
@@ -52,7 +51,7 @@ ${presetList('    ')}
                   stop; a killed tokenizer training continues from its saved state`,
   flags: {
     preset: { type: 'string' },
-    backend: { type: 'string' },
+    ...BACKEND_FLAG,
     resume: { type: 'boolean' },
     'run-dir': { type: 'string' },
     'tokenizer-only': { type: 'boolean' },
@@ -61,14 +60,10 @@ ${presetList('    ')}
 };
 
 export async function trainCommand(argv: string[]): Promise<void> {
-  const flags = parseCommandLine(TRAIN_COMMAND, argv);
-  if (flags.help) {
-    console.log(TRAIN_COMMAND.help);
-    return;
-  }
+  const flags = commandFlags(TRAIN_COMMAND, argv);
+  if (flags === null) return;
   const preset = presetFlag(flags);
-  const backend = flags.choice('backend', BACKEND_CHOICES);
-  if (backend !== undefined) setBackend(backend);
+  useBackendFlag(flags);
   flags.refuseUnless(
     !flags.boolean('tokenizer-only'),
     ['resume', 'run-dir'],

@@ -24,7 +24,6 @@ export interface HoldoutConfig {
   heldOutPairs: number;
 }
 
-const NO_HOLDOUT: HoldoutConfig = { validationItems: 0, heldOutPairs: 0 };
 /** The validation split every new run uses. */
 export const VALIDATION_ITEMS = 5000;
 /** Pairs held out by the presets that run the compositional test. */

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { atomicWriteFile } from '../nn/safetensors';
 import type { ClassifierConfig, ClassifierTrainSettings } from './classifier';
 import type { GptConfig } from '../gpt/model';
+import type { VqVaeEvaluation } from '../vqvae/evaluate';
 import { describeModeSampling, type ModeSampling } from '../sampling/presets';
 import { MODE_LABELS, MODE_NAMES, type ModeName } from './modes';
 import { renderErrorSummary, type ErrorSummary } from './confusions';
@@ -96,16 +97,8 @@ export interface SpeedReport {
   repeats: number;
 }
 
-export interface TokenizerReport extends TokenizerInfo {
-  /** Images scored (the first n test images). */
-  count: number;
-  pixelAccuracy: number;
-  valueAccuracy: number;
-  imageAccuracy: number;
-  usedCodes: number;
-  codebookSize: number;
-  perplexity: number;
-}
+/** The tokenizer's file and its reconstruction scores on the first `count` test images. */
+export interface TokenizerReport extends TokenizerInfo, Omit<VqVaeEvaluation, 'codes'> {}
 
 export interface EvalReport {
   format: typeof REPORT_FORMAT;

@@ -21,6 +21,7 @@ import type { CheckpointMeta } from '../gpt/checkpoint';
 import { CHECKPOINT_FILE, LOG_FILE, loadGpt } from '../gpt/train';
 import type { VqVae } from '../vqvae/model';
 import { loadVqVae, vqVaeFingerprint } from '../vqvae/train';
+import type { CheckpointInfo, TokenizerInfo } from './report';
 
 export const TOKENIZER_FILE = 'vqvae.safetensors';
 export const TRAIN_FIRST = 'train first with mmgpt train --preset quick';
@@ -194,5 +195,29 @@ export function takeSplit(split: ColouredSplit, n: number): ColouredSplit {
     digit: split.digit.subarray(0, n),
     fg: split.fg.subarray(0, n),
     bg: split.bg.subarray(0, n),
+  };
+}
+
+/** What a report records of a loaded run: its checkpoint and its tokenizer. */
+export function runFacts(run: LoadedRun): {
+  checkpoint: CheckpointInfo;
+  tokenizerInfo: TokenizerInfo;
+} {
+  return {
+    checkpoint: {
+      path: run.checkpointPath,
+      sha256: run.checkpointSha256,
+      step: run.meta.step,
+      epoch: run.meta.epoch,
+      complete: run.meta.complete,
+      gptConfig: run.meta.gptConfig,
+      tokenizerHash: run.meta.tokenizerHash,
+      trainingFinalTestNll: run.trainingFinalTestNll,
+    },
+    tokenizerInfo: {
+      path: run.tokenizerPath,
+      sha256: run.tokenizerSha256,
+      fingerprint: run.tokenizerFingerprint,
+    },
   };
 }

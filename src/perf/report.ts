@@ -7,6 +7,7 @@ import * as os from 'os';
 import { BACKEND_NAMES } from '../engine/registry';
 import { TARGETS_PER_SEQUENCE } from '../data/sequences';
 import { fmtMs, fmtRatio, table } from './format';
+import { machineInfo, type MachineInfo } from './train_step';
 
 /** What the comparison runs (`mmgpt bench` without --profile). */
 export interface BenchOptions {
@@ -33,13 +34,7 @@ export interface BenchOptions {
 export type ByBatch = Record<string, number>;
 
 export interface BenchReport {
-  machine: {
-    cpu: string;
-    cores: number;
-    hostname: string;
-    platform: string;
-    node: string;
-    memoryGb: number;
+  machine: MachineInfo & {
     /** 1-minute load average before and after: a busy machine makes every number slower. */
     loadavgBefore: number;
     loadavgAfter: number;
@@ -94,15 +89,9 @@ export function loadavg(): number {
 /** A report with the machine filled in and no run yet. */
 export function emptyReport(options: BenchOptions, skipped: string[]): BenchReport {
   const loadBefore = loadavg();
-  const cpus = os.cpus();
   return {
     machine: {
-      cpu: cpus.length > 0 ? cpus[0].model.trim() : 'unknown',
-      cores: cpus.length,
-      hostname: os.hostname(),
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-      node: process.version,
-      memoryGb: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+      ...machineInfo(),
       loadavgBefore: loadBefore,
       loadavgAfter: loadBefore,
     },

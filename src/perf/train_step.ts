@@ -237,7 +237,7 @@ export function benchForward(opts: ForwardOptions): ForwardResult {
 
 // ---- machine and memory ---------------------------------------------------------------------
 
-interface MachineInfo {
+export interface MachineInfo {
   cpu: string;
   cores: number;
   hostname: string;
@@ -246,7 +246,8 @@ interface MachineInfo {
   memoryGb: number;
 }
 
-function machineInfo(): MachineInfo {
+/** The processor, cores, host, OS, Node and memory of this machine. */
+export function machineInfo(): MachineInfo {
   const cpus = os.cpus();
   return {
     cpu: cpus.length > 0 ? cpus[0].model.trim() : 'unknown',

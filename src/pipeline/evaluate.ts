@@ -10,7 +10,7 @@ import { loadColouredMnist, type ColouredMnist } from '../data/coloured';
 import { splitSequenceSource } from '../data/sequences';
 import { itemsWithHeldOutPairs, subsetSplit } from '../data/holdout';
 import { ensureClassifier, type EnsuredClassifier } from '../eval/classifier';
-import { loadRun, takeSplit, type LoadedRun } from '../eval/run';
+import { loadRun, runFacts, takeSplit, type LoadedRun } from '../eval/run';
 import { runEvaluation } from '../eval/evaluation';
 import { writeReport, type EvalReport } from '../eval/report';
 import { validateEvalSettings, type EvalSettings } from '../eval/settings';
@@ -31,6 +31,25 @@ export function defaultClassifierPath(): string {
  */
 export function shippedClassifierPath(): string {
   return path.join(weightsDir(), 'classifier', 'classifier.safetensors');
+}
+
+/**
+ * The judge (the attribute classifier of every report) at `file`: copied from the shipped one
+ * when its recorded settings are the current ones, else trained on the data's training split.
+ */
+export function ensureJudge(
+  data: ColouredMnist,
+  log: (line: string) => void,
+  file: string = defaultClassifierPath(),
+): EnsuredClassifier {
+  return ensureClassifier({
+    path: file,
+    shipped: shippedClassifierPath(),
+    train: data.train,
+    test: data.test,
+    dataSeed: data.seed,
+    log,
+  });
 }
 
 /** The path as the user would type it from here. */
@@ -70,21 +89,7 @@ export function evaluateRun(opts: {
     classifier: classifier.model,
     test: data.test,
     nllSource,
-    checkpoint: {
-      path: run.checkpointPath,
-      sha256: run.checkpointSha256,
-      step: run.meta.step,
-      epoch: run.meta.epoch,
-      complete: run.meta.complete,
-      gptConfig: run.meta.gptConfig,
-      tokenizerHash: run.meta.tokenizerHash,
-      trainingFinalTestNll: run.trainingFinalTestNll,
-    },
-    tokenizerInfo: {
-      path: run.tokenizerPath,
-      sha256: run.tokenizerSha256,
-      fingerprint: run.tokenizerFingerprint,
-    },
+    ...runFacts(run),
     classifierInfo: {
       path: shown(classifierPath),
       status: classifier.status,
@@ -164,14 +169,7 @@ export async function evaluateCheckpoint(opts: EvaluateOptions = {}): Promise<Ev
   const run = loadRun(checkpoint);
   const data = loadColouredMnist({ log });
   const classifierPath = opts.classifier ?? defaultClassifierPath();
-  const classifier = ensureClassifier({
-    path: classifierPath,
-    train: data.train,
-    test: data.test,
-    dataSeed: data.seed,
-    shipped: shippedClassifierPath(),
-    log,
-  });
+  const classifier = ensureJudge(data, log, classifierPath);
   const report = evaluateRun({ run, data, classifier, classifierPath, settings, log });
   const outDir = opts.outDir ?? figuresDir();
   const figures =

@@ -7,18 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { dataCommand, DATA_USAGE } from '../../src/commands/data';
 import { projectRoot } from '../../src/paths';
-
-async function capture(run: () => Promise<void>): Promise<string> {
-  const lines: string[] = [];
-  const original = console.log;
-  console.log = (...args: unknown[]) => lines.push(args.join(' '));
-  try {
-    await run();
-  } finally {
-    console.log = original;
-  }
-  return lines.join('\n');
-}
+import { capture } from './helpers';
 
 test('--help prints usage; bad flags fail with the usage', async () => {
   assert.match(await capture(() => dataCommand(['--help'])), /Usage: mmgpt data/);

@@ -9,18 +9,7 @@ import { PIPELINE_COMMAND, pipelineCommand } from '../../src/commands/pipeline';
 import { parseCommandLine } from '../../src/commands/args';
 import { EXPERIMENT_PRESETS } from '../../src/pipeline/experiments';
 import { PRESET_NAMES } from '../../src/pipeline/presets';
-
-async function capture(run: () => Promise<void>): Promise<string> {
-  const lines: string[] = [];
-  const original = console.log;
-  console.log = (...args: unknown[]) => lines.push(args.join(' '));
-  try {
-    await run();
-  } finally {
-    console.log = original;
-  }
-  return lines.join('\n');
-}
+import { capture } from './helpers';
 
 /** presetFlag on `argv`, with the notices it writes. */
 function preset(argv: string[]): { name: string; notices: string[] } {

@@ -11,7 +11,7 @@ import { setBackend } from '../../src/engine/registry';
 import { makeSequenceSource } from '../../src/data/sequences';
 import { AttributeClassifier, CLASSIFIER_TRAIN_DEFAULTS } from '../../src/eval/classifier';
 import { Rng } from '../../src/nn/rng';
-import { loadRun } from '../../src/eval/run';
+import { loadRun, runFacts } from '../../src/eval/run';
 import {
   EVAL_DEFAULTS,
   renderReportMarkdown,
@@ -55,21 +55,7 @@ function inputs(settings: EvaluationInputs['settings']): EvaluationInputs {
     classifier,
     test: testSet,
     nllSource,
-    checkpoint: {
-      path: run.checkpointPath,
-      sha256: run.checkpointSha256,
-      step: run.meta.step,
-      epoch: run.meta.epoch,
-      complete: run.meta.complete,
-      gptConfig: run.meta.gptConfig,
-      tokenizerHash: run.meta.tokenizerHash,
-      trainingFinalTestNll: run.trainingFinalTestNll,
-    },
-    tokenizerInfo: {
-      path: run.tokenizerPath,
-      sha256: run.tokenizerSha256,
-      fingerprint: run.tokenizerFingerprint,
-    },
+    ...runFacts(run),
     classifierInfo: {
       path: '/nowhere/classifier.safetensors',
       status: 'trained',
