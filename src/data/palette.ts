@@ -2,7 +2,7 @@
 // with every channel in levels {0, 1, 2, 3} (0, 85, 170, 255 when shown), and the legibility
 // rule that decides which foreground/background pairs may be drawn together.
 //
-// The 26 colours seen in the original dataset (MISSION.md) keep their exact levels; 14 more of
+// The 26 colours seen in the original dataset (the original write-up's palette) keep their exact levels; 14 more of
 // our own complete every colour word (gold had none) and give each hue a few shades. Names are
 // unique and triples are unique, so a caption names exactly one pair of triples.
 //
@@ -69,8 +69,8 @@ export interface PaletteColour {
   colour: ColourWord;
   /** Levels 0..3 per channel. */
   rgb: Rgb;
-  /** True for the 26 colours listed in MISSION.md. */
-  fromMission: boolean;
+  /** True for the 26 colours of the original write-up's palette. */
+  fromOriginal: boolean;
 }
 
 /**
@@ -123,8 +123,8 @@ const PALETTE_TABLE: ReadonlyArray<readonly [Shade, ColourWord, string, 'origina
 function makePalette(): PaletteColour[] {
   const palette = PALETTE_TABLE.map(([shade, colour, levels, source], index) => {
     const rgb = [...levels].map(Number) as unknown as Rgb;
-    const fromMission = source === 'original';
-    return { index, name: `${shade} ${colour}`, shade, colour, rgb, fromMission };
+    const fromOriginal = source === 'original';
+    return { index, name: `${shade} ${colour}`, shade, colour, rgb, fromOriginal };
   });
   const names = new Set(palette.map((c) => c.name));
   const triples = new Set(palette.map((c) => c.rgb.join('')));
@@ -199,7 +199,7 @@ export function paletteMarkdown(): string {
   const lines = ['| # | name | r g b | 0..255 | source |', '|---|---|---|---|---|'];
   for (const c of PALETTE) {
     const bytes = c.rgb.map((l) => l * 85).join(', ');
-    const source = c.fromMission ? 'original' : 'ours';
+    const source = c.fromOriginal ? 'original' : 'ours';
     lines.push(`| ${c.index} | ${c.name} | ${c.rgb.join(' ')} | (${bytes}) | ${source} |`);
   }
   return lines.join('\n');

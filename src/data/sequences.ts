@@ -1,6 +1,6 @@
 // The two sequence orders of the multimodal transformer, and the batches it trains on.
 //
-// MISSION.md: 58 tokens with <bos>, the model predicts the 57 after it.
+// The original write-up's layout: 58 tokens with <bos>, the model predicts the 57 after it.
 //   order 1 (text -> image): <bos> <end of image> text(6) <end of text> image(49)
 //   order 2 (image -> text): <bos> <end of text> image(49) <end of image> text(6)
 // The token after <bos> announces which modality is *absent first*: <end of image> first means

@@ -1,9 +1,9 @@
 // The vocabulary shared by text and images, and the 6-word captions.
 //
-// Layout (MISSION.md): [image codes 0..K-1][31 words][<bos>, <end of text>, <end of image>],
+// Layout: [image codes 0..K-1][31 words][<bos>, <end of text>, <end of image>],
 // so K = 1024 VQ-VAE codes give 1024 + 31 + 3 = 1058 tokens; an image code c is token c.
 // Words, in order: shades (plain light dark bright normal), colours (black ... yellow, as listed
-// in MISSION.md), digits zero..nine (spelled "eight"), and "on".
+// in the original write-up), digits zero..nine (spelled "eight"), and "on".
 // Captions are `<shade> <colour> <digit> on <shade> <colour>`: foreground, digit, background.
 // Notable choices: parsing is case-insensitive and ignores extra spaces; every parse error lists
 // the accepted words for each position, and a shade + colour that is not a palette colour lists

@@ -5,10 +5,10 @@
 // One machine serves every mode (text -> image, image -> text, unconditional) and also validates
 // prompts, so a prompt the rules would never produce is rejected with a message that says why.
 //
-// A sequence (MISSION.md, src/data/sequences.ts) is `<bos> marker segment closing segment`:
+// A sequence (src/data/sequences.ts) is `<bos> marker segment closing segment`:
 //   order 1: <bos> <end of image> text(6) <end of text> image(49)
 //   order 2: <bos> <end of text> image(49) <end of image> text(6)
-// The rules (MISSION.md "Sampling rules"):
+// The rules (the original write-up's sampling rules):
 // - after <bos> only <end of image> (text follows) or <end of text> (an image follows);
 // - after <end of image> only text tokens, after <end of text> only image tokens;
 // - a text segment is exactly 6 words and an image exactly 49 codes: inside a segment only its

@@ -106,7 +106,7 @@ test('same seed gives byte-identical exports; another seed differs; build takes 
     const other = colourSplit(loadMnist().test, 1);
     assert.notDeepEqual(other.fg, a.test.fg);
 
-    // The exported files hold what the issue promises.
+    // The exported files hold the images, captions, vocabulary and palette they describe.
     const test = loadSafetensors(filesA[1]!);
     const n = 10000;
     assert.deepEqual(requireTensor(test, 'images', 'U8', [n, 28, 28, 3]).data, a.test.images);

@@ -16,7 +16,7 @@ import {
   paletteJson,
 } from '../../src/data/palette';
 
-const MISSION = `plain white 333, plain black 000, normal red 300, dark red 201,
+const ORIGINAL_PALETTE = `plain white 333, plain black 000, normal red 300, dark red 201,
   plain green 030, light green 131, dark green 121, plain turquoise 022,
   light turquoise 132, bright yellow 330, plain yellow 331, dark yellow 120,
   plain orange 310, light orange 321, plain brown 210, light blue 233,
@@ -24,16 +24,16 @@ const MISSION = `plain white 333, plain black 000, normal red 300, dark red 201,
   plain purple 202, light purple 213, dark purple 112, plain magenta 312,
   dark magenta 102, dark gray 111`;
 
-test('the 26 colours of MISSION.md have their exact levels', () => {
-  const entries = MISSION.split(',').map((s) => s.trim().split(/\s+/));
+test('the 26 colours of the original write-up have their exact levels', () => {
+  const entries = ORIGINAL_PALETTE.split(',').map((s) => s.trim().split(/\s+/));
   assert.equal(entries.length, 26);
   for (const [shade, colour, levels] of entries) {
     const c = colourByName(`${shade} ${colour}`);
     assert.ok(c, `${shade} ${colour} missing`);
     assert.equal(c.rgb.join(''), levels, `${shade} ${colour}`);
-    assert.ok(c.fromMission);
+    assert.ok(c.fromOriginal);
   }
-  assert.equal(PALETTE.filter((c) => c.fromMission).length, 26);
+  assert.equal(PALETTE.filter((c) => c.fromOriginal).length, 26);
 });
 
 test('names and triples are unique; levels in 0..3; every word is used', () => {

@@ -1,4 +1,4 @@
-// The two sequence orders laid out exactly as MISSION.md; training batches half/half within
+// The two sequence orders laid out exactly as the original write-up lays them out; training batches half/half within
 // every batch, shuffled per epoch, resumable; evaluation in both orders, deterministic.
 
 import { test } from 'node:test';

@@ -15,13 +15,13 @@ test('profileTrainStep counts kernels by phase and restores the backend', () => 
   const p = profileTrainStep({ backend: 'js', batch: 2, steps: 2, warmup: 1, config: tiny });
   assert.equal(backend.matmul, matmul, 'the original methods are back');
   const names = p.kernels.map((k) => k.name);
-  for (const n of ['matmul (fwd)', 'matmul (bwd)', 'adam (opt)', 'layerNorm (fwd)'])
+  for (const n of ['matmul (fwd)', 'matmul (bwd)', 'adamMulti (opt)', 'layerNorm (fwd)'])
     assert.ok(names.includes(n), `${n} in ${names.join(', ')}`);
   for (let i = 1; i < p.kernels.length; i++)
     assert.ok(p.kernels[i - 1].totalMs >= p.kernels[i].totalMs, 'sorted by time');
-  // Per step: one adam call per parameter tensor; 2 steps timed.
-  const adam = p.kernels.find((k) => k.name === 'adam (opt)')!;
-  assert.equal(adam.calls, 2 * 17);
+  // Per step: one multi-tensor Adam call over every parameter; 2 steps timed.
+  const adam = p.kernels.find((k) => k.name === 'adamMulti (opt)')!;
+  assert.equal(adam.calls, 2);
   assert.ok(p.matmulShapes.length > 0 && p.matmulShapes.every((m) => m.flops > 0));
   assert.ok(p.kernelFraction > 0 && p.kernelFraction <= 1.0001);
   assert.match(formatProfile(p), /matmul \(fwd\)/);
