@@ -22,7 +22,6 @@ import type { CommandSpec, FlagSpec } from './flags';
 
 export {
   Flags,
-  RENAMED_CHOICES,
   UsageError,
   describeRange,
   nearestFlag,

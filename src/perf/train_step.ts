@@ -51,11 +51,10 @@ export interface TrainStepOptions {
   config?: GptConfig;
 }
 
-export interface TrainStepResult {
+/** The timings of a run of training steps: ours, or a peer's (bench/tfjs_step.ts). */
+export interface StepTimings {
   backend: string;
   batch: number;
-  /** Tokens per sequence fed to the model and targets predicted per sequence. */
-  inputTokens: number;
   warmup: number;
   steps: number;
   /** Median ms per training step over the timed steps. */
@@ -66,6 +65,11 @@ export interface TrainStepResult {
   tokensPerSec: number;
   /** The loss of the last step (nats per token; ~ln(1058) = 6.96 at initialisation). */
   lastLoss: number;
+}
+
+export interface TrainStepResult extends StepTimings {
+  /** Tokens per sequence fed to the model and targets predicted per sequence. */
+  inputTokens: number;
   parameters: number;
   /** Peak bytes of live engine tensors during the run (the engine's own accounting). */
   enginePeakMb: number;

@@ -62,6 +62,9 @@ export const PIPELINE_PRESETS: Record<string, PipelinePreset> = {
 /** The user-facing preset names (--help and error messages list only these). */
 export const PRESET_NAMES = Object.keys(USER_PRESETS);
 
+/** The experiments' names: accepted by --preset, listed nowhere. */
+export const EXPERIMENT_NAMES = Object.keys(EXPERIMENT_PRESETS);
+
 /** Every name --preset accepts, experiments included. */
 export const ACCEPTED_PRESET_NAMES = Object.keys(PIPELINE_PRESETS);
 

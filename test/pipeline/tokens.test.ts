@@ -29,10 +29,8 @@ test('tokenise with a code search continues a killed run from its partial file, 
     for (const f of fs.readdirSync(tokens))
       if (f.startsWith(fingerprint)) fs.rmSync(path.join(tokens, f), { force: true });
   };
-  clean();
-  try {
-    // Killed at its first progress line, which comes after the partial file is written.
-    const first: string[] = [];
+  /** Tokenises the split in batches of 4, killed at its first progress line; logs into `lines`. */
+  const killedAtFirstProgress = (lines: string[]): void =>
     assert.throws(
       () =>
         tokenise(
@@ -40,7 +38,7 @@ test('tokenise with a code search continues a killed run from its partial file, 
           data,
           0,
           (l) => {
-            first.push(l);
+            lines.push(l);
             if (/images encoded with the code search/.test(l)) throw new Error('killed');
           },
           'test',
@@ -48,6 +46,11 @@ test('tokenise with a code search continues a killed run from its partial file, 
         ),
       /killed/,
     );
+  clean();
+  try {
+    // Killed at its first progress line, which comes after the partial file is written.
+    const first: string[] = [];
+    killedAtFirstProgress(first);
     assert.match(first.join('\n'), /test 4\/12 images encoded/);
     const second: string[] = [];
     const codes = tokenise(model, data, 0, (l) => second.push(l), 'test', 4);
@@ -59,20 +62,7 @@ test('tokenise with a code search continues a killed run from its partial file, 
     );
     // A partial file from another batch size is not continued.
     clean();
-    assert.throws(
-      () =>
-        tokenise(
-          model,
-          data,
-          0,
-          (l) => {
-            if (/images encoded with the code search/.test(l)) throw new Error('killed');
-          },
-          'test',
-          4,
-        ),
-      /killed/,
-    );
+    killedAtFirstProgress([]);
     const other: string[] = [];
     assert.deepEqual(
       tokenise(model, data, 0, (l) => other.push(l), 'test', 6),
