@@ -2,7 +2,7 @@
 // Data flows one way through the pipeline's stages; a module imports only from its own layer or
 // those to its left:
 //   paths <- engine <- nn <- data <- vqvae | gpt <- sampling <- eval <- viz <- pipeline | perf
-//   <- commands <- cli.ts, index.ts
+//   <- site <- commands <- cli.ts, index.ts
 // vqvae and gpt share a layer and do not import each other; nor do pipeline and perf.
 // bench/, test/ and the notebooks are clients: they may import src/, never the other way.
 
@@ -16,6 +16,7 @@ const LAYERS = [
   ['eval/'],
   ['viz/'],
   ['pipeline/', 'perf/'],
+  ['site/'],
   ['commands/'],
   ['cli\\.ts', 'index\\.ts'],
 ];

@@ -11,6 +11,7 @@ import { PRESET_NAMES } from './pipeline/presets';
 import { BENCH_COMMAND, benchCommand } from './commands/bench';
 import { EVAL_COMMAND, evalCommand } from './commands/eval';
 import { FIGURES_COMMAND, SAMPLE_COMMAND, sampleCommand, figuresCommand } from './commands/sample';
+import { SITE_COMMAND, siteCommand } from './commands/site';
 import { UsageError } from './commands/args';
 import type { CommandSpec } from './commands/args';
 
@@ -52,6 +53,11 @@ export const COMMANDS: Record<string, Command> = {
     run: exportCommand,
     summary: 'the transformer in the GPT-2 layout (+ tokenizer, vocab, test tokens, test NLL)',
     spec: EXPORT_COMMAND,
+  },
+  site: {
+    run: siteCommand,
+    summary: 'a static web page that runs the model in the browser (--serve for a local look)',
+    spec: SITE_COMMAND,
   },
   bench: {
     run: benchCommand,

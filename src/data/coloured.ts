@@ -26,17 +26,15 @@ import {
 import { MNIST_SHA256, MnistSplit, loadMnist, sha256Hex } from './mnist';
 import { LEGIBILITY_RULE, PALETTE, legiblePairs, paletteHash, paletteJson } from './palette';
 import { CAPTION_LENGTH, Vocab, captionText } from './vocab';
+import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from './images';
+
+// The image shape and the shift, pure code of their own (images.ts), still importable from here.
+export { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS, shiftImage } from './images';
 
 export const DATASET_NAME = 'cmnist-v2';
 /** Bump when the construction changes: old caches then read as stale and are rebuilt. */
 export const BUILDER_VERSION = 1;
 export const DEFAULT_DATA_SEED = 0;
-export const IMAGE_SIZE = 28;
-export const IMAGE_CHANNELS = 3;
-/** Values per image: 28 * 28 * 3. */
-export const IMAGE_VALUES = IMAGE_SIZE * IMAGE_SIZE * IMAGE_CHANNELS;
-/** Colour levels per channel: 0..LEVELS-1. */
-export const LEVELS = 4;
 
 export type SplitName = 'train' | 'test';
 
@@ -146,44 +144,6 @@ export function colourSplit(mnist: MnistSplit, seed: number): ColouredSplit {
 /** Image i of a split: a [28, 28, 3] view (no copy). */
 export function imageOf(split: ColouredSplit, i: number): Uint8Array {
   return split.images.subarray(i * IMAGE_VALUES, (i + 1) * IMAGE_VALUES);
-}
-
-/**
- * dst[dstOffset ..] = image `index` of `images` moved by (dx, dy) pixels. What the move uncovers is
- * filled with the image's top-left pixel (`fill` 'background': MNIST digits keep a 4-pixel margin;
- * the classifier's augmentation) or with the nearest edge pixel ('edge': a stroke that touches the
- * edge is extended, not cut; image -> text's shifted views).
- */
-export function shiftImage(
-  images: Uint8Array,
-  index: number,
-  dx: number,
-  dy: number,
-  dst: Uint8Array,
-  dstOffset: number,
-  fill: 'background' | 'edge' = 'background',
-): void {
-  if (!(Number.isInteger(index) && index >= 0 && (index + 1) * IMAGE_VALUES <= images.length))
-    throw new Error(
-      `shiftImage: image ${index} needs ${(index + 1) * IMAGE_VALUES} values, got ${images.length}`,
-    );
-  if (dstOffset + IMAGE_VALUES > dst.length)
-    throw new Error(`shiftImage: no room for an image at ${dstOffset} of ${dst.length} values`);
-  const src = index * IMAGE_VALUES;
-  const clamp = (v: number) => Math.min(IMAGE_SIZE - 1, Math.max(0, v));
-  for (let y = 0; y < IMAGE_SIZE; y++) {
-    const sy = y - dy;
-    for (let x = 0; x < IMAGE_SIZE; x++) {
-      const sx = x - dx;
-      const inside = sy >= 0 && sy < IMAGE_SIZE && sx >= 0 && sx < IMAGE_SIZE;
-      const from =
-        inside || fill === 'edge'
-          ? src + (clamp(sy) * IMAGE_SIZE + clamp(sx)) * IMAGE_CHANNELS
-          : src;
-      const to = dstOffset + (y * IMAGE_SIZE + x) * IMAGE_CHANNELS;
-      for (let c = 0; c < IMAGE_CHANNELS; c++) dst[to + c] = images[from + c]!;
-    }
-  }
 }
 
 /** Caption i of a split, e.g. "dark green eight on bright cyan". */

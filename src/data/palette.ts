@@ -35,7 +35,7 @@
 // by >= 2 levels and one of intensity >= 1/4 by >= 1 level, so the digit survives quantisation;
 // pairs such as plain black on dark gray (111) or normal red on plain orange (310) are excluded.
 
-import { sha256Hex } from './mnist';
+import { sha256Hex } from './sha256';
 
 export const SHADES = ['plain', 'light', 'dark', 'bright', 'normal'] as const;
 export const COLOURS = [

@@ -46,6 +46,14 @@ export function setBackend(name: string): Backend {
   return b;
 }
 
+/**
+ * Installs a backend instance for tensors created from now on: one built outside the registry,
+ * such as a web page's, which has no native addon and no environment to choose from.
+ */
+export function useBackend(b: Backend): void {
+  current = b;
+}
+
 /** The names of the backends that load on this machine. */
 export function availableBackends(): BackendName[] {
   return BACKEND_NAMES.filter((n) => isBackend(loadBackend(n)));

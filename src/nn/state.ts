@@ -2,8 +2,8 @@
 // the tokenizer's training state (src/vqvae/train.ts): `model.<name>` for every entry of a state
 // dict, `optim.m.<name>` and `optim.v.<name>` for Adam's moments of the parameters that have them.
 
-import { requireTensor } from './safetensors';
-import type { NamedArray, SafetensorsContents } from './safetensors';
+import { requireTensor } from './safetensorsFormat';
+import type { NamedArray, SafetensorsContents } from './safetensorsFormat';
 import type { OptimizerState } from './optim';
 
 export type StateDict = Record<string, { shape: number[]; data: Float32Array }>;

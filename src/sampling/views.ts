@@ -8,10 +8,10 @@
 // image itself.
 //
 // A shift moves the image by (dx, dy) pixels and repeats the edge row or column into the gap
-// (`shiftImage` of src/data/coloured.ts with fill 'edge'): a stroke that touches the edge is
+// (`shiftImage` of src/data/images.ts with fill 'edge'): a stroke that touches the edge is
 // extended rather than cut.
 
-import { IMAGE_VALUES, shiftImage } from '../data/coloured';
+import { IMAGE_VALUES, shiftImage } from '../data/images';
 import { IMAGE_TOKENS } from '../data/sequences';
 
 /** The shifts (dx, dy) in pixels of the views beside the image itself: right, left, down, up. */

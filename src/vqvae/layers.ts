@@ -13,7 +13,7 @@ import type { Tensor } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { Module, ModuleList, Conv2d, ConvTranspose2d } from '../nn/module';
 import type { Rng } from '../nn/rng';
-import { IMAGE_CHANNELS } from '../data/coloured';
+import { IMAGE_CHANNELS } from '../data/images';
 import type { VqVaeConfig } from './config';
 import { LOGITS_PER_PIXEL } from './levels';
 

@@ -7,7 +7,7 @@
 // level of each channel. The loss weights toward the digit (`foregroundWeights`) belong here too:
 // both the training loss and the code search's objective use them.
 
-import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
+import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/images';
 
 /** Pixels of one image: 28 x 28. */
 export const PIXELS = IMAGE_SIZE * IMAGE_SIZE;

@@ -26,7 +26,7 @@ import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { Module } from '../nn/module';
 import { Rng } from '../nn/rng';
-import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
+import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/images';
 import type { VqVaeConfig } from './config';
 import { validateVqVaeConfig } from './config';
 import { VectorQuantizer, codeStatistics } from './codebook';

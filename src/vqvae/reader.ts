@@ -32,7 +32,7 @@ import type { Tensor } from '../engine/tensor';
 import { noGrad, tidy } from '../engine/tensor';
 import { Conv2d, Linear, Module } from '../nn/module';
 import type { Rng } from '../nn/rng';
-import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
+import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/images';
 import type { Attributes } from '../data/coloured';
 import { PALETTE } from '../data/palette';
 

@@ -29,7 +29,7 @@
 import type { Tensor } from '../engine/tensor';
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
-import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/coloured';
+import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/images';
 import { argmaxLevels } from './levels';
 import type { Attributes } from '../data/coloured';
 import type { ClassifierConfig, HeadLogits } from './reader';

@@ -1,0 +1,98 @@
+// The page's one JavaScript bundle: src/site/page.ts and everything it imports from src/ (the
+// engine, the GPT, the sampling, the tokenizer, the vocabulary and palette, safetensors
+// decoding), bundled from the TypeScript sources by esbuild for the browser, minified.
+//
+// esbuild with platform 'browser' refuses a Node built-in (fs, path, crypto, ...): a compute
+// module that imports one fails the build, naming it. Two substitutions, both in one plugin:
+// - the engine's native backends (src/engine/backends/cpu.ts, cuda.ts) load a Node addon and are
+//   reachable only through the registry's lazy require; in the page they are a module whose
+//   loaders answer that no native addon runs in a browser;
+// - src/site/wasm.ts, the page's handle on the engine's wasm backend, is replaced by a
+//   re-export of src/engine/backends/wasm.ts when that file exists (else it stays: no wasm).
+// `process.env` reads as an empty object: a page has no environment, every MMGPT_* is unset.
+
+import * as fs from 'fs';
+import * as path from 'path';
+import * as esbuild from 'esbuild';
+import { projectRoot } from '../paths';
+
+/** The native backends' modules, by path under src/engine/backends/ without extension. */
+const NATIVE_BACKENDS: Readonly<Record<string, string>> = {
+  cpu: 'loadCpuBackend',
+  cuda: 'loadCudaBackend',
+};
+
+/** The engine's wasm backend, when the engine has one. */
+function wasmBackendSource(srcDir: string): string | null {
+  const file = path.join(srcDir, 'engine', 'backends', 'wasm.ts');
+  return fs.existsSync(file) ? file : null;
+}
+
+function browserPlugin(srcDir: string): esbuild.Plugin {
+  const backendsDir = path.join(srcDir, 'engine', 'backends');
+  const wasm = wasmBackendSource(srcDir);
+  return {
+    name: 'mmgpt-browser',
+    setup(build) {
+      build.onResolve({ filter: /^\.\/backends\/(cpu|cuda)$/ }, (args) => {
+        if (path.dirname(args.importer) !== path.join(srcDir, 'engine')) return undefined;
+        return { path: args.path.slice('./backends/'.length), namespace: 'mmgpt-native' };
+      });
+      build.onLoad({ filter: /.*/, namespace: 'mmgpt-native' }, (args) => {
+        const loader = NATIVE_BACKENDS[args.path]!;
+        const error = `the native ${args.path} backend is a Node addon: it does not run in a browser`;
+        return {
+          contents: `export function ${loader}() { return { error: ${JSON.stringify(error)} }; }`,
+          loader: 'js',
+        };
+      });
+      if (wasm !== null)
+        build.onLoad({ filter: /[\\/]site[\\/]wasm\.ts$/ }, () => ({
+          contents: `export { createWasmBackend } from ${JSON.stringify(wasm)};`,
+          loader: 'ts',
+          resolveDir: backendsDir,
+        }));
+    },
+  };
+}
+
+export interface BundleResult {
+  /** The minified bundle. */
+  code: string;
+  /** The source files it holds, relative to the project root. */
+  inputs: string[];
+  /** Whether the engine's wasm backend is in it. */
+  wasmBackend: boolean;
+  warnings: string[];
+}
+
+/** Bundles src/site/page.ts for the browser (see the file header); throws on any build error. */
+export async function buildBundle(root: string = projectRoot()): Promise<BundleResult> {
+  const srcDir = path.join(root, 'src');
+  const entry = path.join(srcDir, 'site', 'page.ts');
+  if (!fs.existsSync(entry))
+    throw new Error(
+      `the page's source ${entry} is missing: mmgpt site bundles the TypeScript sources of src/`,
+    );
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'browser',
+    format: 'iife',
+    target: 'es2022',
+    minify: true,
+    write: false,
+    metafile: true,
+    logLevel: 'silent',
+    define: { 'process.env': '{}' },
+    plugins: [browserPlugin(srcDir)],
+    absWorkingDir: root,
+  });
+  const code = result.outputFiles[0]!.text;
+  return {
+    code,
+    inputs: Object.keys(result.metafile.inputs),
+    wasmBackend: wasmBackendSource(srcDir) !== null,
+    warnings: result.warnings.map((w) => w.text),
+  };
+}
