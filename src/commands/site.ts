@@ -40,7 +40,8 @@ export async function siteCommand(argv: string[]): Promise<void> {
     log: (line) => console.error(line),
   });
   const total = files.reduce((n, f) => n + f.bytes, 0);
-  for (const f of files) console.log(`  ${f.file.padEnd(24)} ${(f.bytes / 1024).toFixed(0).padStart(6)} KiB`);
+  for (const f of files)
+    console.log(`  ${f.file.padEnd(24)} ${(f.bytes / 1024).toFixed(0).padStart(6)} KiB`);
   console.log(
     `site: wrote ${files.length} files (${(total / 2 ** 20).toFixed(1)} MiB) to ` +
       `${path.relative(process.cwd(), dir) || dir} from ${manifest.checkpoint.source}` +

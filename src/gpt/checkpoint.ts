@@ -17,7 +17,6 @@ import { createHash } from 'crypto';
 import { loadSafetensors, saveSafetensors } from '../nn/safetensors';
 import { stateTensors } from '../nn/state';
 import type { GPT } from './model';
-import type { GptConfig } from './model';
 import {
   checkpointFromContents,
   gptFromCheckpoint,

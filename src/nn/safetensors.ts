@@ -19,12 +19,7 @@ export {
   encodeSafetensors,
   requireTensor,
 } from './safetensorsFormat';
-export type {
-  DTypeArray,
-  NamedArray,
-  SafetensorsContents,
-  SafetensorsDType,
-} from './safetensorsFormat';
+export type { NamedArray, SafetensorsContents } from './safetensorsFormat';
 
 /**
  * The file-system calls atomicWriteFile makes. Tests replace some of them (setWriteFileSystem)

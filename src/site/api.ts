@@ -48,7 +48,10 @@ export function siteModelFromBytes(
   tokenizer: { name: string; bytes: Uint8Array },
 ): SiteModel {
   const ckpt = checkpointFromContents(decodeSafetensors(checkpoint.bytes, checkpoint.name));
-  const vqvae = vqVaeFromContents(decodeSafetensors(tokenizer.bytes, tokenizer.name), tokenizer.name);
+  const vqvae = vqVaeFromContents(
+    decodeSafetensors(tokenizer.bytes, tokenizer.name),
+    tokenizer.name,
+  );
   const model = gptFromCheckpoint(ckpt, checkpoint.name);
   const vocab = new Vocab(vqvae.model.config.codebookSize);
   if (model.config.vocabSize !== vocab.size)
@@ -189,7 +192,10 @@ function digitCandidates(
     return words;
   });
   const pairs = captions.flatMap((words) =>
-    views.map((imageCodes) => ({ captionTokens: words.map((w) => m.vocab.wordToken(w)), imageCodes })),
+    views.map((imageCodes) => ({
+      captionTokens: words.map((w) => m.vocab.wordToken(w)),
+      imageCodes,
+    })),
   );
   const scores = imageToTextPairScores(ctx, pairs); // [10 x views]
   const sums = captions.map((_, d) => {

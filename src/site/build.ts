@@ -34,7 +34,7 @@ import {
 const TEST_IMAGE_COUNT = 16;
 
 /** Where the engine's wasm build puts the kernels. */
-export function wasmBuildPath(root: string = projectRoot()): string {
+function wasmBuildPath(root: string = projectRoot()): string {
   return path.join(root, 'native', 'build', 'wasm', 'mmgpt_kernels.wasm');
 }
 

@@ -9,7 +9,7 @@ import type { LevelImage } from './api';
 const LEVEL_BYTE = 85;
 
 /** A 28 x 28 canvas showing a level image (flat [28 * 28 * 3] or nested [28][28][3]). */
-export function paintImage(canvas: HTMLCanvasElement, image: LevelImage | Uint8Array): void {
+function paintImage(canvas: HTMLCanvasElement, image: LevelImage | Uint8Array): void {
   const ctx = canvas.getContext('2d')!;
   const pixels = ctx.createImageData(IMAGE_SIZE, IMAGE_SIZE);
   for (let y = 0; y < IMAGE_SIZE; y++)

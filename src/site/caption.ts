@@ -26,7 +26,11 @@ export interface CaptionVerdict {
 
 /** The verdict on a draft caption (see the file header). */
 export function checkCaptionDraft(text: string): CaptionVerdict {
-  const words = text.trim().toLowerCase().split(/\s+/).filter((w) => w.length > 0);
+  const words = text
+    .trim()
+    .toLowerCase()
+    .split(/\s+/)
+    .filter((w) => w.length > 0);
   if (words.length >= CAPTION_LENGTH) {
     try {
       parseCaption(text);

@@ -57,8 +57,34 @@ const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) 
 
 /** A tiny module returning a v128 constant: valid only where WebAssembly SIMD is. */
 const SIMD_PROBE = new Uint8Array([
-  0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 1, 5, 1, 0x60, 0, 1, 0x7b, 3, 2, 1, 0, 0x0a, 0x16, 1, 0x14, 0,
-  0xfd, 0x0c, ...new Array<number>(16).fill(0), 0x0b,
+  0,
+  0x61,
+  0x73,
+  0x6d,
+  1,
+  0,
+  0,
+  0,
+  1,
+  5,
+  1,
+  0x60,
+  0,
+  1,
+  0x7b,
+  3,
+  2,
+  1,
+  0,
+  0x0a,
+  0x16,
+  1,
+  0x14,
+  0,
+  0xfd,
+  0x0c,
+  ...new Array<number>(16).fill(0),
+  0x0b,
 ]);
 
 function hasWasmSimd(): boolean {
@@ -89,7 +115,9 @@ async function checkFile(bytes: Uint8Array, expected: SiteFile): Promise<void> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
   const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
   if (hex !== expected.sha256)
-    throw new Error(`${expected.file} has SHA-256 ${hex.slice(0, 12)}..., not ${expected.sha256.slice(0, 12)}...${stale}`);
+    throw new Error(
+      `${expected.file} has SHA-256 ${hex.slice(0, 12)}..., not ${expected.sha256.slice(0, 12)}...${stale}`,
+    );
 }
 
 /** The backend the page runs: wasm when asked for (or by default) and possible, else js. */
@@ -394,5 +422,6 @@ window.addEventListener('unhandledrejection', (e) => {
   error.hidden = false;
 });
 
-if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => void main());
+if (document.readyState === 'loading')
+  document.addEventListener('DOMContentLoaded', () => void main());
 else void main();

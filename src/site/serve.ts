@@ -18,7 +18,7 @@ const MIME_TYPES: Readonly<Record<string, string>> = {
 };
 
 /** The MIME type a file is served with. */
-export function mimeType(file: string): string {
+function mimeType(file: string): string {
   return MIME_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream';
 }
 
@@ -30,7 +30,10 @@ function resolveRequest(dir: string, url: string): string | null {
   } catch {
     return null;
   }
-  const file = path.resolve(dir, '.' + (pathname.endsWith('/') ? `${pathname}index.html` : pathname));
+  const file = path.resolve(
+    dir,
+    '.' + (pathname.endsWith('/') ? `${pathname}index.html` : pathname),
+  );
   if (file !== dir && !file.startsWith(dir + path.sep)) return null;
   return fs.existsSync(file) && fs.statSync(file).isFile() ? file : null;
 }
@@ -42,7 +45,8 @@ export function serveSite(
 ): Promise<{ server: http.Server; url: string; close(): Promise<void> }> {
   const root = path.resolve(dir);
   const server = http.createServer((req, res) => {
-    const file = req.method === 'GET' || req.method === 'HEAD' ? resolveRequest(root, req.url ?? '/') : null;
+    const file =
+      req.method === 'GET' || req.method === 'HEAD' ? resolveRequest(root, req.url ?? '/') : null;
     if (file === null) {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
       res.end('not found\n');

@@ -21,5 +21,8 @@ test('sha256Hex hashes a string as its UTF-8 bytes', () => {
   for (const text of ['', 'abc', 'dark green eight on bright cyan', 'grün – 八', '{"a":[1,2]}'])
     assert.equal(sha256Hex(text), nodeSha256(text), text);
   // FIPS 180-4's example.
-  assert.equal(sha256Hex('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
+  assert.equal(
+    sha256Hex('abc'),
+    'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+  );
 });
