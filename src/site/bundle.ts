@@ -4,9 +4,10 @@
 //
 // esbuild with platform 'browser' refuses a Node built-in (fs, path, crypto, ...): a compute
 // module that imports one fails the build, naming it. Two substitutions, both in one plugin:
-// - the engine's native backends (src/engine/backends/cpu.ts, cuda.ts) load a Node addon and are
-//   reachable only through the registry's lazy require; in the page they are a module whose
-//   loaders answer that no native addon runs in a browser;
+// - the engine's Node-only backend loaders (src/engine/backends/cpu.ts and cuda.ts load a Node
+//   addon, wasm_node.ts reads the .wasm from a file) are reachable only through the registry's
+//   lazy require; in the page each is a module whose loader answers that it does not run in a
+//   browser (the page compiles the .wasm it fetched itself);
 // - src/site/wasm.ts, the page's handle on the engine's wasm backend, is replaced by a
 //   re-export of src/engine/backends/wasm.ts when that file exists (else it stays: no wasm).
 // `process.env` reads as an empty object: a page has no environment, every MMGPT_* is unset.
@@ -16,10 +17,11 @@ import * as path from 'path';
 import * as esbuild from 'esbuild';
 import { projectRoot } from '../paths';
 
-/** The native backends' modules, by path under src/engine/backends/ without extension. */
-const NATIVE_BACKENDS: Readonly<Record<string, string>> = {
+/** The Node-only backend modules under src/engine/backends/ (no extension), and their loaders. */
+const NODE_ONLY_BACKENDS: Readonly<Record<string, string>> = {
   cpu: 'loadCpuBackend',
   cuda: 'loadCudaBackend',
+  wasm_node: 'loadWasmBackend',
 };
 
 /** The engine's wasm backend, when the engine has one. */
@@ -34,13 +36,14 @@ function browserPlugin(srcDir: string): esbuild.Plugin {
   return {
     name: 'mmgpt-browser',
     setup(build) {
-      build.onResolve({ filter: /^\.\/backends\/(cpu|cuda)$/ }, (args) => {
+      const names = Object.keys(NODE_ONLY_BACKENDS).join('|');
+      build.onResolve({ filter: new RegExp(`^\\./backends/(${names})$`) }, (args) => {
         if (path.dirname(args.importer) !== path.join(srcDir, 'engine')) return undefined;
         return { path: args.path.slice('./backends/'.length), namespace: 'mmgpt-native' };
       });
       build.onLoad({ filter: /.*/, namespace: 'mmgpt-native' }, (args) => {
-        const loader = NATIVE_BACKENDS[args.path]!;
-        const error = `the native ${args.path} backend is a Node addon: it does not run in a browser`;
+        const loader = NODE_ONLY_BACKENDS[args.path]!;
+        const error = `src/engine/backends/${args.path}.ts is Node code: it does not run in a browser`;
         return {
           contents: `export function ${loader}() { return { error: ${JSON.stringify(error)} }; }`,
           loader: 'js',
