@@ -68,6 +68,18 @@ function testImages(log: (line: string) => void): TestImage[] {
   }));
 }
 
+/** The preset a run was trained with, from the summary.json beside its checkpoint (if any). */
+function runPreset(checkpointPath: string): string | null {
+  try {
+    const summary = JSON.parse(
+      fs.readFileSync(path.join(path.dirname(checkpointPath), 'summary.json'), 'utf8'),
+    ) as { preset?: unknown };
+    return typeof summary.preset === 'string' ? summary.preset : null;
+  } catch {
+    return null; // no summary beside the checkpoint
+  }
+}
+
 /** The manifest's description of the run (provenance and what the page shows). */
 function runManifest(
   run: LoadedRun,
@@ -116,6 +128,7 @@ export async function writeSite(opts: SiteOptions): Promise<SiteResult> {
     checkpoint: {
       ...writeFile(dir, SITE_FILES.checkpoint, fs.readFileSync(checkpointPath)),
       source: relative.startsWith('..') ? checkpointPath : relative,
+      preset: runPreset(checkpointPath),
       step: run.meta.step,
       epoch: run.meta.epoch,
       complete: run.meta.complete,

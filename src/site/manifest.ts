@@ -36,6 +36,8 @@ export interface SiteManifest {
   checkpoint: SiteFile & {
     /** Where it was copied from, relative to the project when inside it. */
     source: string;
+    /** The training preset (from the run's summary.json), or null when none is recorded. */
+    preset: string | null;
     step: number;
     epoch: number;
     complete: boolean;

@@ -1,32 +1,20 @@
-// The page of `mmgpt site`: loads manifest.json, the weights and the tokenizer beside it, picks a
-// backend (the engine's wasm one where the browser has WebAssembly SIMD and the folder has the
-// .wasm, else the js reference backend, saying why), and wires the three modes to plain DOM
-// controls. `window.mmgpt` is the same model for scripts: ready, textToImage, imageToText,
-// unconditional, backend (README, "The model on a web page").
+// The page of `mmgpt site`: plain DOM controls for the three modes over the model, which runs in
+// a Web Worker started from this same bundle (worker.ts; the worker loads manifest.json, the
+// backend and the weights: load.ts). `window.mmgpt` is the same model for scripts: ready,
+// textToImage, imageToText, unconditional, backend (README, "The model on a web page").
 // `?backend=js` or `?backend=wasm` in the address asks for one backend (the benchmark compares
-// them in one browser). Sampling runs on the page's thread: each button yields a frame first, so
-// the page says what it is doing before it is busy.
+// them in one browser).
 
 /// <reference lib="dom" />
 // The DOM's types for this file: the rest of src/ is Node code and has no DOM of its own.
 
-import { getBackend, useBackend } from '../engine/registry';
-import { jsBackend } from '../engine/backends/js';
 import { IMAGE_VALUES } from '../data/images';
-import {
-  siteImageToText,
-  siteModelFromBytes,
-  siteTextToImage,
-  siteUnconditional,
-  type CaptionCandidate,
-  type LevelImage,
-  type SiteModel,
-  type SiteSampleOptions,
-} from './api';
+import type { CaptionCandidate, LevelImage, SiteSampleOptions } from './api';
 import { checkCaptionDraft } from './caption';
 import { DrawingPad, imageCanvas } from './canvas';
-import { SITE_FILES, type SiteFile, type SiteManifest, type TestImage } from './manifest';
-import { createWasmBackend } from './wasm';
+import { fetchBytes } from './load';
+import { SITE_FILES, type SiteManifest, type TestImage } from './manifest';
+import { ModelWorker, serveModel, type Answers } from './worker';
 
 /** What `window.mmgpt` offers (README). */
 interface PageApi {
@@ -55,151 +43,29 @@ declare global {
 
 const $ = <T extends HTMLElement>(id: string): T => document.getElementById(id) as T;
 
-/** A tiny module returning a v128 constant: valid only where WebAssembly SIMD is. */
-const SIMD_PROBE = new Uint8Array([
-  0,
-  0x61,
-  0x73,
-  0x6d,
-  1,
-  0,
-  0,
-  0,
-  1,
-  5,
-  1,
-  0x60,
-  0,
-  1,
-  0x7b,
-  3,
-  2,
-  1,
-  0,
-  0x0a,
-  0x16,
-  1,
-  0x14,
-  0,
-  0xfd,
-  0x0c,
-  ...new Array<number>(16).fill(0),
-  0x0b,
-]);
-
-function hasWasmSimd(): boolean {
-  try {
-    return typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
-  } catch {
-    return false;
-  }
-}
-
-async function fetchBytes(file: string): Promise<Uint8Array> {
-  let response: Response;
-  try {
-    response = await fetch(file);
-  } catch (e) {
-    throw new Error(`${file} could not be fetched (${(e as Error).message})`);
-  }
-  if (!response.ok) throw new Error(`${file}: the server answered ${response.status}`);
-  return new Uint8Array(await response.arrayBuffer());
-}
-
-/** Checks fetched bytes against the manifest (size, and SHA-256 where the browser can hash). */
-async function checkFile(bytes: Uint8Array, expected: SiteFile): Promise<void> {
-  const stale = `: the file is damaged, or is not the one manifest.json was written with`;
-  if (bytes.length !== expected.bytes)
-    throw new Error(`${expected.file} has ${bytes.length} bytes, not ${expected.bytes}${stale}`);
-  if (globalThis.crypto?.subtle === undefined) return; // not a secure context: sizes only
-  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
-  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
-  if (hex !== expected.sha256)
-    throw new Error(
-      `${expected.file} has SHA-256 ${hex.slice(0, 12)}..., not ${expected.sha256.slice(0, 12)}...${stale}`,
-    );
-}
-
-/** The backend the page runs: wasm when asked for (or by default) and possible, else js. */
-async function chooseBackend(manifest: SiteManifest, asked: string | null): Promise<string[]> {
-  const notes: string[] = [];
-  if (asked === 'js') {
-    useBackend(jsBackend);
-    return notes;
-  }
-  const why =
-    createWasmBackend === null || manifest.wasm === null
-      ? 'this build of the page has no wasm backend'
-      : !hasWasmSimd()
-        ? 'this browser lacks WebAssembly SIMD'
-        : null;
-  if (why === null) {
-    try {
-      const bytes = await fetchBytes(manifest.wasm!.file);
-      await checkFile(bytes, manifest.wasm!);
-      useBackend(await createWasmBackend!(bytes));
-      return notes;
-    } catch (e) {
-      notes.push(`the wasm backend did not start (${(e as Error).message})`);
-    }
-  } else notes.push(why);
-  useBackend(jsBackend);
-  notes.push('running on the slower js reference backend');
-  return notes;
-}
-
-/** Loads the manifest, the backend and the model; resolves to them or rejects saying why. */
-async function loadModel(): Promise<{ manifest: SiteManifest; model: SiteModel; notes: string[] }> {
-  const manifest = JSON.parse(
-    new TextDecoder().decode(await fetchBytes(SITE_FILES.manifest)),
-  ) as SiteManifest;
-  const asked = new URLSearchParams(location.search).get('backend');
-  const notes = await chooseBackend(manifest, asked);
-  const [checkpoint, tokenizer] = await Promise.all([
-    fetchBytes(manifest.checkpoint.file),
-    fetchBytes(manifest.tokenizer.file),
-  ]);
-  await checkFile(checkpoint, manifest.checkpoint);
-  await checkFile(tokenizer, manifest.tokenizer);
-  const model = siteModelFromBytes(
-    { name: manifest.checkpoint.file, bytes: checkpoint },
-    { name: manifest.tokenizer.file, bytes: tokenizer },
-  );
-  return { manifest, model, notes };
-}
-
-const timed = <T>(run: () => T): T & { ms: number } => {
-  const t0 = performance.now();
-  const result = run();
-  return { ...result, ms: performance.now() - t0 };
-};
-
-/** window.mmgpt over a model that is loading (each call waits for it). */
-function pageApi(loading: Promise<{ manifest: SiteManifest; model: SiteModel }>): PageApi {
+/** window.mmgpt over the worker's model (each call waits for it to load). */
+function pageApi(worker: ModelWorker, loading: Promise<Answers['load']>): PageApi {
   const api: PageApi = {
     ready: loading.then(() => undefined),
     backend: 'loading',
     manifest: null,
     async textToImage(caption, options = {}) {
-      const { model } = await loading;
-      const r = timed(() => siteTextToImage(model, caption, options.n ?? 9, options));
-      return { caption: r.caption, images: r.images, ms: r.ms };
+      await loading;
+      return worker.call({ call: 'textToImage', caption, options });
     },
     async imageToText(levels, options = {}) {
-      const { model } = await loading;
-      const r = timed(() => siteImageToText(model, levels, options));
-      return { caption: r.caption, candidates: r.candidates, ms: r.ms };
+      await loading;
+      return worker.call({ call: 'imageToText', levels, options });
     },
     async unconditional(n = 9, options = {}) {
-      const { model } = await loading;
-      const r = timed(() => siteUnconditional(model, n, options));
-      return { images: r.images, captions: r.captions, ms: r.ms };
+      await loading;
+      return worker.call({ call: 'unconditional', n, options });
     },
   };
   api.ready.catch(() => undefined); // the page shows the error; a script awaiting ready gets it
   loading.then(
-    ({ manifest }) => {
-      api.backend = getBackend().name;
+    ({ manifest, backend }) => {
+      api.backend = backend;
       api.manifest = manifest;
     },
     () => (api.backend = 'none'),
@@ -380,17 +246,19 @@ function wireUnconditional(api: PageApi): void {
 function showProvenance(manifest: SiteManifest): void {
   const c = manifest.checkpoint;
   $('provenance').textContent =
-    `Model: ${c.source} (step ${c.step}, ${c.gptConfig.nLayer} layers, d=${c.gptConfig.nEmbd}, ` +
+    `Model: ${c.source} (${c.preset !== null ? `preset ${c.preset}, ` : ''}step ${c.step}, ${c.gptConfig.nLayer} layers, d=${c.gptConfig.nEmbd}, ` +
     `sha256 ${c.sha256.slice(0, 12)}), tokenizer sha256 ${manifest.tokenizer.sha256.slice(0, 12)}; ` +
     `built ${manifest.date} from commit ${manifest.commit ?? 'unknown'}.`;
 }
 
-async function main(): Promise<void> {
-  const loading = loadModel();
-  const api = pageApi(loading);
+async function main(bundleUrl: string): Promise<void> {
+  const worker = new ModelWorker(new Worker(bundleUrl));
+  const backend = new URLSearchParams(location.search).get('backend');
+  const loading = worker.call({ call: 'load', backend });
+  const api = pageApi(worker, loading);
   window.mmgpt = api;
   const status = $('status');
-  let loaded: Awaited<ReturnType<typeof loadModel>>;
+  let loaded: Answers['load'];
   try {
     loaded = await loading;
   } catch (e) {
@@ -416,12 +284,18 @@ async function main(): Promise<void> {
   await wireImageToText(api, manifest);
 }
 
-window.addEventListener('unhandledrejection', (e) => {
-  const error = $('error');
-  error.textContent = `Unexpected error: ${(e.reason as Error)?.message ?? String(e.reason)}`;
-  error.hidden = false;
-});
-
-if (document.readyState === 'loading')
-  document.addEventListener('DOMContentLoaded', () => void main());
-else void main();
+// The page, or (without a document) the page's worker.
+if (typeof document === 'undefined') {
+  serveModel(self as unknown as Parameters<typeof serveModel>[0]);
+} else {
+  // The bundle's own address, for the worker: only known while this script first runs.
+  const bundleUrl = (document.currentScript as HTMLScriptElement | null)?.src ?? SITE_FILES.bundle;
+  window.addEventListener('unhandledrejection', (e) => {
+    const error = $('error');
+    error.textContent = `Unexpected error: ${(e.reason as Error)?.message ?? String(e.reason)}`;
+    error.hidden = false;
+  });
+  if (document.readyState === 'loading')
+    document.addEventListener('DOMContentLoaded', () => void main(bundleUrl));
+  else void main(bundleUrl);
+}

@@ -39,16 +39,6 @@ const nested = (flat: Uint8Array) =>
   );
 const flat = (images: number[][][][]) => Uint8Array.from(images.flat(3));
 
-/**
- * A real mouse click at the centre of an element. Page.mouse, not locator.click: the click starts
- * sampling, which keeps the page's thread busy, and locator.click would wait on the page after it.
- */
-async function clickOn(page: Page, selector: string): Promise<void> {
-  await page.locator(selector).scrollIntoViewIfNeeded();
-  const box = (await page.locator(selector).boundingBox())!;
-  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
-}
-
 async function ready(page: Page): Promise<void> {
   await page.evaluate(() => window.mmgpt.ready);
 }
@@ -165,7 +155,7 @@ describe(
       // The page's own button draws the 9 images of its caption box (quickly: no reranking), and the
       // screenshot shows them.
       await page.locator('#rerank').fill('1');
-      await clickOn(page, '#t2i-run');
+      await page.locator('#t2i-run').click();
       await page.waitForFunction(
         () => document.querySelectorAll('#t2i-grid canvas').length === 9,
         undefined,
@@ -229,7 +219,7 @@ describe(
         Array.from(drawn),
         'the canvas holds the image its pointer events drew',
       );
-      await clickOn(page, '#i2t-run');
+      await page.locator('#i2t-run').click();
       await page.waitForFunction(
         () => /read in/.test(document.getElementById('i2t-time')!.textContent ?? ''),
         undefined,
@@ -270,6 +260,25 @@ describe(
         ),
       );
       assert.match(rejected, /did you mean "eight"/);
+      await page.close();
+    });
+
+    test('without WebAssembly SIMD the page runs the js backend and says why', async () => {
+      const page = await s.browser.newPage();
+      page.on('pageerror', (e) => s.pageErrors.push(e.message));
+      // The page's worker probes SIMD with WebAssembly.validate: this browser says no.
+      await page.route('**/mmgpt.js', async (route) => {
+        const response = await route.fetch();
+        const patch = 'WebAssembly.validate = () => false;\n';
+        await route.fulfill({ response, body: patch + (await response.text()) });
+      });
+      await page.goto(s.url);
+      await ready(page);
+      assert.equal(await page.evaluate(() => window.mmgpt.backend), 'js');
+      const hasWasm = s.site.manifest.wasm !== null && s.site.manifest.bundle.wasmBackend;
+      const notice = (await page.locator('#notice').textContent())!;
+      assert.match(notice, hasWasm ? /lacks WebAssembly SIMD/ : /no wasm backend/);
+      assert.match(notice, /js reference backend/);
       await page.close();
     });
 
