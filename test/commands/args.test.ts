@@ -118,6 +118,7 @@ const MISSPELT: Record<string, [string[], RegExp]> = {
     /--backend applies only with --profile \(did you mean --backends\?\)/,
   ],
   demo: [['--step', '5'], /unknown flag --step \(did you mean --steps\?\)/],
+  site: [['--out', 'x', '--serv'], /unknown flag --serv \(did you mean --serve\?\)/],
 };
 
 test('every command refuses an unknown flag and a misspelt one, listing its flags', async () => {
@@ -163,6 +164,11 @@ test('values out of range and flags of another mode are refused by the commands'
     [['data', '--palette', '--export', 'x'], /--export does not apply with --palette/],
     [['bench', '--profile', '--no-torch'], /--no-torch does not apply with --profile/],
     [['bench', '--budget-s', '0'], /--budget-s must be a number in \(0, 86400\]/],
+    [['site', '--out', 'x', '--port', '80'], /--port is only for --serve/],
+    [
+      ['site', '--out', 'x', '--serve', '--port', '70000'],
+      /--port must be an integer from 0 to 65535/,
+    ],
     [
       ['sample', '--mode', 'unconditional', '--image', 'a.png', '--out', 'x'],
       /--image is only for --mode image2text/,
