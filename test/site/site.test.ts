@@ -235,6 +235,39 @@ describe(
       await page.close();
     });
 
+    test('the canvas draws with the keyboard, and a test image button puts its image on it', async () => {
+      const page = await s.open();
+      await ready(page);
+      const canvasLevels = () =>
+        page.evaluate(() => {
+          (document.activeElement as HTMLElement | null)?.blur(); // no keyboard cursor drawn
+          const canvas = document.getElementById('draw') as HTMLCanvasElement;
+          const data = canvas.getContext('2d')!.getImageData(0, 0, 28, 28).data;
+          return Array.from(
+            { length: 28 * 28 * 3 },
+            (_, i) => data[Math.floor(i / 3) * 4 + (i % 3)]! / 85,
+          );
+        });
+      await page.selectOption('#pen', '1');
+      await page.locator('#draw').focus();
+      // The cursor starts at (14, 14): two steps right, paint; one down, paint.
+      for (const key of ['ArrowRight', 'ArrowRight', 'Space', 'ArrowDown', 'Enter'])
+        await page.keyboard.press(key);
+      const levels = await canvasLevels();
+      const white = [3, 3, 3];
+      const at = (x: number, y: number) => levels.slice((y * 28 + x) * 3, (y * 28 + x) * 3 + 3);
+      assert.deepEqual(at(16, 14), white);
+      assert.deepEqual(at(16, 15), white);
+      assert.equal(
+        levels.filter((v) => v === 3).length,
+        6,
+        'two white pixels on black, nothing else',
+      );
+      await page.locator('#test-images button').nth(2).click();
+      assert.deepEqual(await canvasLevels(), Array.from(levelsOf(testImages[2]!)));
+      await page.close();
+    });
+
     test('a bad caption shows the message naming the accepted words and draws nothing', async () => {
       const page = await s.open();
       await ready(page);
