@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import { projectRoot } from '../../src/paths';
 import { buildBundle } from '../../src/site/bundle';
 
 const NODE_BUILT_INS = ['fs', 'path', 'os', 'crypto', 'zlib', 'child_process', 'http', 'util'];
@@ -46,6 +47,10 @@ test('the bundle builds for the browser with the compute modules and no Node bui
     assert.doesNotMatch(bundle.code, imports, `the bundle imports ${name}`);
   }
   assert.ok(bundle.code.length < 1_000_000, `bundle of ${bundle.code.length} bytes`);
+  // The engine's wasm backend is in the page wherever the engine has one.
+  const wasm = fs.existsSync(path.join(projectRoot(), 'src', 'engine', 'backends', 'wasm.ts'));
+  assert.equal(bundle.wasmBackend, wasm);
+  assert.equal(bundle.inputs.includes('src/engine/backends/wasm.ts'), wasm);
 });
 
 test('a page importing a Node built-in fails the build, naming it', async () => {
