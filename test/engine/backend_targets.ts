@@ -8,8 +8,8 @@
 // device, or with MMGPT_CUDA_ADDON=native/build/cuda-emu/mmgpt_cuda_emu.node on the CPU emulator
 // of its kernels (every CUDA thread a fiber: slow, so the largest cases shrink). wasm: the cpu
 // kernels compiled to WebAssembly SIMD128 (native/build/wasm/mmgpt_kernels.wasm), one thread. A
-// backend that does not load is skipped with its reason, except wasm where CI is set: it is
-// required there (its tests run and fail with the reason).
+// backend that does not load is skipped with its reason, except wasm in CI (CI set, or
+// MMGPT_REQUIRE_WASM=1): it is required there (its tests run and fail with the reason).
 //
 // Tolerances (relative to max(|expected|, floor), per element), cpu / cuda, where they differ:
 // - unary: exp and tanh 1e-6 / 1 ulp (the cpu's float32 polynomial exp, <= 2 ulp, where the
@@ -138,12 +138,14 @@ function skipReason(name: string, backend: Backend | { error: string }): string 
   return 'error' in backend ? `${name} backend unavailable: ${backend.error}` : false;
 }
 
-/** Like skipReason, but never skipped in CI (CI set): there the backend is required. */
+/**
+ * Like skipReason, but never skipped where the backend is required (CI set, or
+ * MMGPT_REQUIRE_WASM=1, as scripts/setup-wasm.sh decides): there its tests run and fail.
+ */
 function requiredSkipReason(name: string, backend: Backend | { error: string }): string | false {
-  const ci = process.env.CI;
-  return ci !== undefined && ci !== '' && ci !== '0' && ci !== 'false'
-    ? false
-    : skipReason(name, backend);
+  const ci = process.env.CI ?? '';
+  const required = !['', '0', 'false'].includes(ci) || process.env.MMGPT_REQUIRE_WASM === '1';
+  return required ? false : skipReason(name, backend);
 }
 
 const EXACT_UNARY = { relu: 0, neg: 0, sqrt: 0, square: 0 };

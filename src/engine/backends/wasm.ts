@@ -42,7 +42,9 @@ function kernelExports(exports: unknown): KernelExports {
   const x = exports as Partial<KernelExports>;
   for (const name of ['memory', 'malloc', 'calloc', 'free', 'mmgpt_matmul', 'mmgpt_adam_multi']) {
     if (!(name in x)) {
-      throw new Error(`not mmgpt's kernel module: it does not export '${name}' (rebuild it: node native/wasm/build-wasm.js)`);
+      throw new Error(
+        `not mmgpt's kernel module: it does not export '${name}' (rebuild it: node native/wasm/build-wasm.js)`,
+      );
     }
   }
   const full = x as KernelExports;

@@ -22,7 +22,9 @@ export function wasmModulePath(): string | { error: string } {
   if (override !== undefined && override !== '') return path.resolve(override);
   const root = findProjectRoot();
   if (root === null) {
-    return { error: `no mmgpt package.json found above ${__dirname}, so native/ cannot be located` };
+    return {
+      error: `no mmgpt package.json found above ${__dirname}, so native/ cannot be located`,
+    };
   }
   return path.join(root, MODULE_RELATIVE_PATH);
 }

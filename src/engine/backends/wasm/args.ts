@@ -129,9 +129,7 @@ export class Args {
       this.typeError(`${name} must hold ${dtype}, got ${v.dtype}`);
     }
     if (v.size < minLength) {
-      this.rangeError(
-        `${name} has ${v.size} elements but the kernel needs at least ${minLength}`,
-      );
+      this.rangeError(`${name} has ${v.size} elements but the kernel needs at least ${minLength}`);
     }
     return v;
   }

@@ -9,7 +9,10 @@ import { Args, elementsOf, opCode, spanOf } from './args';
 import type { WasmMemory } from './memory';
 
 /** The Backend methods that are kernels. */
-export type KernelMethods = Omit<Backend, 'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'>;
+export type KernelMethods = Omit<
+  Backend,
+  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
+>;
 
 const f32Bits = new Float32Array(1);
 const u32Bits = new Uint32Array(f32Bits.buffer);
@@ -61,8 +64,7 @@ function geometry(c: Args, g: unknown): number[] {
   const o = (g ?? {}) as Record<string, unknown>;
   return ['n', 'c', 'h', 'w', 'kh', 'kw', 'stride', 'pad', 'ho', 'wo'].map((k) => c.size(o[k], k));
 }
-const imageElements = (c: Args, g: number[]): number =>
-  c.mul(c.mul(g[0], g[1]), c.mul(g[2], g[3]));
+const imageElements = (c: Args, g: number[]): number => c.mul(c.mul(g[0], g[1]), c.mul(g[2], g[3]));
 const columnElements = (c: Args, g: number[]): number =>
   c.mul(c.mul(c.mul(g[0], g[1]), c.mul(g[4], g[5])), c.mul(g[8], g[9]));
 
@@ -98,9 +100,7 @@ function elementwise(mem: WasmMemory): Partial<KernelMethods> {
       ];
       const accumulate = c.flag(acc, 'accumulate');
       if (c.add(so, cnt) > sa || c.add(dof, cnt) > da) {
-        c.rangeError(
-          `range out of bounds (src ${so}+${cnt} of ${sa}, dst ${dof}+${cnt} of ${da})`,
-        );
+        c.rangeError(`range out of bounds (src ${so}+${cnt} of ${sa}, dst ${dof}+${cnt} of ${da})`);
       }
       const dtype = accumulate ? 'float32' : null;
       const s = c.buf(src, 'src', dtype, c.mul(c.mul(o, sa), inn));
@@ -179,8 +179,7 @@ function elementwise(mem: WasmMemory): Partial<KernelMethods> {
       const wantFloat = c.isFloatDtype(dtype);
       const seen = new Array<boolean>(sh.length).fill(false);
       const ok =
-        pm.length === sh.length &&
-        pm.every((p) => p < sh.length && !seen[p] && (seen[p] = true));
+        pm.length === sh.length && pm.every((p) => p < sh.length && !seen[p] && (seen[p] = true));
       if (!ok) {
         c.rangeError(`perm [${pm.join(',')}] is not a permutation of 0..${sh.length - 1}`);
       }
@@ -422,7 +421,10 @@ function adamMulti(
   const c = new Args(mem, 'adamMulti');
   const ps = c.list(t.params, 'params', undefined, 'params');
   const count = ps.length;
-  const lists = [ps, ...(['grads', 'm', 'v'] as const).map((k) => c.list(t[k], k, count, 'params'))];
+  const lists = [
+    ps,
+    ...(['grads', 'm', 'v'] as const).map((k) => c.list(t[k], k, count, 'params')),
+  ];
   const sizesList = c.list(t.sizes, 'sizes', count, 'params');
   const wdList = c.list(t.weightDecays, 'weightDecays', count, 'params');
   const names = ['params', 'grads', 'm', 'v'];
@@ -450,7 +452,17 @@ function adamMulti(
   const lists0 = base + count * 16;
   for (let l = 0; l < 4; l++) u32.set(ptrs[l], lists0 / 4 + l * count);
   const lp = [0, 1, 2, 3].map((l) => lists0 + l * count * 4);
-  const rc = mem.x.mmgpt_adam_multi(...lp, base, base + count * 8, count, ...nums, decoupled, step, clip, pn);
+  const rc = mem.x.mmgpt_adam_multi(
+    ...lp,
+    base,
+    base + count * 8,
+    count,
+    ...nums,
+    decoupled,
+    step,
+    clip,
+    pn,
+  );
   if (rc !== 0) throw new RangeError('adamMulti: out of wasm memory for the tensor sizes');
 }
 

@@ -121,7 +121,9 @@ export class WasmMemory {
   /** A new buffer of `size` elements, zero-filled or not; RangeError when it cannot exist. */
   newBuffer(size: number, dtype: DType, zero: boolean, fn: string): WasmBuffer {
     if (size > MAX_ELEMENTS) {
-      throw new RangeError(`${fn}: size ${size} is too large (wasm memory holds at most 2^30 elements)`);
+      throw new RangeError(
+        `${fn}: size ${size} is too large (wasm memory holds at most 2^30 elements)`,
+      );
     }
     const count = Math.max(size, 1); // a unique, non-null block even for 0 elements
     const ptr = (zero ? this.x.calloc(count, 4) : this.x.malloc(count * 4)) >>> 0;
