@@ -79,6 +79,11 @@ function main() {
   const args = [
     '-O3',
     '-msimd128',
+    // Post-MVP features every engine with SIMD128 has: memory.copy/fill for memcpy/memset,
+    // float-to-int conversions without trap checks, sign-extension instructions.
+    '-mbulk-memory',
+    '-mnontrapping-fptoint',
+    '-msign-ext',
     '-std=gnu++17',
     '-fno-math-errno',
     '-fno-exceptions',

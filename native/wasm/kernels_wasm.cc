@@ -26,6 +26,32 @@ namespace {
 #ifndef MMGPT_WASM_MR
 #define MMGPT_WASM_MR 4
 #endif
+/**
+ * memcpy as kernels.inl calls it (its unqualified calls find this one first): with bulk memory a
+ * memcpy of unknown size is a memory.copy, which the engine runs out of line, costly for the
+ * 4-32 bytes the GEMM's packing copies per depth step (a row of an A panel, of a B panel).
+ * Those are copied inline here; constant sizes (vload/vstore) and long copies go to the builtin.
+ */
+inline void* memcpy(void* __restrict dst, const void* __restrict src, size_t n) {
+  if (__builtin_constant_p(n) || n > 32) return __builtin_memcpy(dst, src, n);
+  unsigned char* d = (unsigned char*)dst;
+  const unsigned char* s = (const unsigned char*)src;
+  if (n >= 16) {
+    wasm_v128_store(d, wasm_v128_load(s));
+    wasm_v128_store(d + n - 16, wasm_v128_load(s + n - 16));  // overlaps the first when n < 32
+  } else if (n >= 4) {
+    uint32_t a, b;
+    __builtin_memcpy(&a, s, 4);
+    __builtin_memcpy(&b, s + n - 4, 4);
+    if (n > 8) wasm_v128_store64_lane(d, wasm_v128_load64_zero(s), 0);
+    __builtin_memcpy(d, &a, 4);
+    __builtin_memcpy(d + n - 4, &b, 4);
+  } else {
+    for (size_t i = 0; i < n; i++) d[i] = s[i];
+  }
+  return dst;
+}
+
 const int kMR = MMGPT_WASM_MR;
 const int kNR = 8;
 
@@ -68,6 +94,10 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
 }  // namespace
 
 #define MMGPT_PACK_A 1
+// One thread: kernels.inl's per-thread scratch buffers are plain globals (wasm-ld refuses
+// thread-local storage in a module without atomics once bulk memory is on).
+#pragma clang diagnostic ignored "-Wkeyword-macro"
+#define __thread
 #define MMGPT_VL 4
 #define MMGPT_ISA_NAME "wasm-simd128"
 #define MMGPT_TABLE_FN mmgpt_kernels_wasm
