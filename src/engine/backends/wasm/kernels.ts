@@ -4,7 +4,7 @@
 // offsets into the module's memory. Index and target checks (gather, scatterAdd, the
 // cross-entropies) read the int32 buffers in place before the kernel runs, as the cpu addon does.
 
-import type { Backend, Buf, DType } from '../../backend';
+import type { AdamParams, AdamTensors, Backend, Buf, DType } from '../../backend';
 import { Args, elementsOf, opCode, spanOf } from './args';
 import type { WasmMemory } from './memory';
 
@@ -13,6 +13,31 @@ export type KernelMethods = Omit<
   Backend,
   'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
 >;
+
+type ElementwiseKernel =
+  | 'fill'
+  | 'copyBlock'
+  | 'binary'
+  | 'unary'
+  | 'unaryBackward'
+  | 'affine'
+  | 'axpy'
+  | 'sumSquares'
+  | 'sumAxis'
+  | 'broadcastAxis'
+  | 'permute';
+type LinearAndNormKernel =
+  | 'matmul'
+  | 'gather'
+  | 'scatterAdd'
+  | 'layerNorm'
+  | 'layerNormBackward'
+  | 'softmax'
+  | 'softmaxBackward'
+  | 'crossEntropy'
+  | 'crossEntropyBackward';
+/** The rest: randomness, convolution, vector quantisation, the optimiser, the fused kernels. */
+type TrainingKernel = Exclude<keyof KernelMethods, ElementwiseKernel | LinearAndNormKernel>;
 
 const f32Bits = new Float32Array(1);
 const u32Bits = new Uint32Array(f32Bits.buffer);
@@ -69,7 +94,7 @@ const columnElements = (c: Args, g: number[]): number =>
   c.mul(c.mul(c.mul(g[0], g[1]), c.mul(g[4], g[5])), c.mul(g[8], g[9]));
 
 /** Elementwise kernels, reductions and layout. */
-function elementwise(mem: WasmMemory): Partial<KernelMethods> {
+function elementwise(mem: WasmMemory): Pick<KernelMethods, ElementwiseKernel> {
   const x = mem.x;
   const args = (fn: string): Args => new Args(mem, fn);
   return {
@@ -195,7 +220,7 @@ function elementwise(mem: WasmMemory): Partial<KernelMethods> {
 }
 
 /** Linear algebra, embeddings, normalisation, softmax and cross-entropy. */
-function linearAndNorm(mem: WasmMemory): Partial<KernelMethods> {
+function linearAndNorm(mem: WasmMemory): Pick<KernelMethods, LinearAndNormKernel> {
   const x = mem.x;
   const args = (fn: string): Args => new Args(mem, fn);
   return {
@@ -307,7 +332,7 @@ function linearAndNorm(mem: WasmMemory): Partial<KernelMethods> {
 }
 
 /** Randomness, convolution, vector quantisation, the optimiser and the fused step kernels. */
-function trainingKernels(mem: WasmMemory): Partial<KernelMethods> {
+function trainingKernels(mem: WasmMemory): Pick<KernelMethods, TrainingKernel> {
   const x = mem.x;
   const args = (fn: string): Args => new Args(mem, fn);
   return {
@@ -413,8 +438,8 @@ function trainingKernels(mem: WasmMemory): Partial<KernelMethods> {
 /** adamMulti: lists checked element by element, then written to wasm memory as arrays. */
 function adamMulti(
   mem: WasmMemory,
-  t: Parameters<KernelMethods['adamMulti']>[0],
-  a: Parameters<KernelMethods['adamMulti']>[1],
+  t: AdamTensors,
+  a: AdamParams,
   clipNorm: number,
   normOut: Buf,
 ): void {
@@ -468,9 +493,5 @@ function adamMulti(
 
 /** Every kernel method of the wasm backend over one module instance's memory. */
 export function wasmKernelMethods(mem: WasmMemory): KernelMethods {
-  return {
-    ...elementwise(mem),
-    ...linearAndNorm(mem),
-    ...trainingKernels(mem),
-  } as KernelMethods;
+  return { ...elementwise(mem), ...linearAndNorm(mem), ...trainingKernels(mem) };
 }
