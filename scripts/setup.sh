@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up on a fresh clone: npm packages, the native addon (C++/OpenMP, and CUDA where nvcc is
-# found), and the TypeScript build. Safe to re-run: each step is skipped when up to date.
-# MMGPT_SKIP_NATIVE=1 skips the addon (the engine then uses its reference backend).
+# found), the wasm kernels (emscripten, scripts/setup-wasm.sh) and the TypeScript build. Safe to
+# re-run: each step is skipped when up to date. MMGPT_SKIP_NATIVE=1 skips the addon (the engine
+# then uses its wasm backend, else its reference backend); MMGPT_SKIP_WASM=1 the wasm kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,13 +23,16 @@ if [ "${MMGPT_SKIP_NATIVE:-0}" != "1" ] && [ -f native/binding.gyp ]; then
     exit 1
   fi
   stamp=native/build/.sources.sha
-  sources=$(find native -path native/build -prune -o -path native/node_modules -prune -o -type f -print | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+  sources=$(find native -path native/build -prune -o -path native/node_modules -prune -o -path native/wasm -prune -o -type f -print | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
     echo "setup: building the native addon (native/)"
     npm run --silent build:native
     echo "$sources" > "$stamp"
   fi
 fi
+
+# The same CPU kernels compiled to WebAssembly (the wasm backend), where emscripten is found.
+bash scripts/setup-wasm.sh
 
 echo "setup: compiling TypeScript"
 npm run --silent build

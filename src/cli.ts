@@ -73,7 +73,7 @@ export const COMMANDS: Record<string, Command> = {
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `usage: mmgpt <command> [options]   (mmgpt <command> --help for its options)\n\ncommands:\n${lines.join('\n')}\n\nenvironment: MMGPT_BACKEND=js|cpu|cuda selects the kernel backend (default: fastest available)`;
+  return `usage: mmgpt <command> [options]   (mmgpt <command> --help for its options)\n\ncommands:\n${lines.join('\n')}\n\nenvironment: MMGPT_BACKEND=js|cpu|cuda|wasm selects the kernel backend (default: fastest available)`;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -88,6 +88,7 @@ inline vf vload(const float* p) {
 inline void vstore(float* p, vf v) { memcpy(p, &v, sizeof v); }
 inline vf vsplat(float s) {
   vf v;
+#pragma GCC unroll 16  // clang (the wasm build) leaves the loop, storing one lane at a time
   for (int i = 0; i < VL; i++) v[i] = s;
   return v;
 }
@@ -153,6 +154,7 @@ inline vf narrow(vd v) {
 }
 inline vd vsplatd(double s) {
   vdh h;
+#pragma GCC unroll 16
   for (int i = 0; i < VL / 2; i++) h[i] = s;
   return {h, h};
 }
@@ -956,6 +958,7 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
           acc += vloadPart(arow + kFull, g.k - kFull, 0.0f) * vloadPart(b + kFull, g.k - kFull, 0.0f);
         }
         float s = 0;
+#pragma GCC unroll 16
         for (int l = 0; l < VL; l++) s += acc[l];
         crow[j] = g.beta ? g.alpha * s + crow[j] : g.alpha * s;
       }

@@ -15,10 +15,10 @@ import type { BenchOptions } from '../perf/report';
 import { BACKEND_FLAG, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
 
-const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda]
+const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda,wasm]
              [--no-tfjs] [--no-torch] [--torch-device cpu|cuda] [--torch-threads N] [--compile]
              [--peer-batch 32] [--budget-s S] [--save [LABEL]]
-mmgpt bench --profile [--backend js|cpu|cuda] [--batch 32] [--steps 5] [--warmup N] [--json]
+mmgpt bench --profile [--backend js|cpu|cuda|wasm] [--batch 32] [--steps 5] [--warmup N] [--json]
 
   Times the original recipe's training step (4 layers, d_model 128, 4 heads, vocab 1058, 58-token
   sequences, Adam lr 1e-3: forward, backward, update) on random tokens: median ms/step after

@@ -21,7 +21,7 @@ import type { CommandSpec } from './args';
 export const EVAL_COMMAND: CommandSpec = {
   name: 'eval',
   help: `mmgpt eval [--n N] [--json] [--checkpoint PATH] [sampling flags] [--no-compare]
-           [--backend js|cpu|cuda] [--out DIR] [--classifier PATH] [--no-figures]
+           [--backend js|cpu|cuda|wasm] [--out DIR] [--classifier PATH] [--no-figures]
   Scores a trained checkpoint on N test items (1 to 10000, default ${EVAL_DEFAULTS.n}): text -> image
   accuracy (attribute classifier), image -> text exact match, unconditional grammar/agreement/
   coverage; each mode also without reranking and under the original rules (--no-compare skips

@@ -11,7 +11,7 @@ import { resolveCheckpoint } from '../pipeline/figures';
 
 export const EXPORT_COMMAND: CommandSpec = {
   name: 'export',
-  help: `mmgpt export --format gpt2|weights --out DIR [--checkpoint PATH] [--backend js|cpu|cuda]
+  help: `mmgpt export --format gpt2|weights --out DIR [--checkpoint PATH] [--backend js|cpu|cuda|wasm]
   gpt2 (default): writes DIR/config.json, model.safetensors (GPT-2 names and layouts),
     vqvae.safetensors, vocab.json, test_tokens.safetensors (order1, order2: int32 [10000, 58])
     and metrics.json (test_nll on exactly those tokens).

@@ -22,7 +22,7 @@ function evalItemsHelp(): string {
 
 export const PIPELINE_COMMAND: CommandSpec = {
   name: 'pipeline',
-  help: `mmgpt pipeline [--preset NAME] [--backend js|cpu|cuda] [--n N] [--out DIR] [--resume]
+  help: `mmgpt pipeline [--preset NAME] [--backend js|cpu|cuda|wasm] [--n N] [--out DIR] [--resume]
   train (tokenizer + GPT), then the sample grids and the evaluation report, written into the
   run's folder (runs/<preset>/, beside its checkpoint and training curve).
   --preset NAME   ${PRESET_NAMES.join(', ')} (default quick; mmgpt train --help says what each is)

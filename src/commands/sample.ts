@@ -48,7 +48,7 @@ export const SAMPLE_COMMAND: CommandSpec = {
   help: `mmgpt sample --mode text2image|image2text|unconditional
              [--prompt "dark green eight on bright cyan" | --image FILE.png]
              [--n N] [sampling flags] [--checkpoint PATH]
-             [--backend js|cpu|cuda] --out DIR
+             [--backend js|cpu|cuda|wasm] --out DIR
   text2image needs --prompt (a 6-word caption "<shade> <colour> <digit> on <shade> <colour>");
   image2text needs --image (a 28x28 PNG of coloured-MNIST levels 0, 85, 170, 255, or an exact
   upscale); unconditional needs neither. Writes DIR/sample_000.png ..., DIR/grid.png and
@@ -145,7 +145,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
 
 export const FIGURES_COMMAND: CommandSpec = {
   name: 'figures',
-  help: `mmgpt figures [--checkpoint PATH] [sampling flags] [--backend js|cpu|cuda] [--out DIR]
+  help: `mmgpt figures [--checkpoint PATH] [sampling flags] [--backend js|cpu|cuda|wasm] [--out DIR]
   Draws the nine-sample grids into DIR (default figures/): ${Object.values(FIGURE_FILES).join(', ')}.
 ${SAMPLING_HELP}`,
   flags: {

@@ -28,7 +28,7 @@ export function presetFlag(flags: Flags): string {
 
 export const TRAIN_COMMAND: CommandSpec = {
   name: 'train',
-  help: `mmgpt train [--preset NAME] [--backend js|cpu|cuda] [--resume] [--run-dir DIR]
+  help: `mmgpt train [--preset NAME] [--backend js|cpu|cuda|wasm] [--resume] [--run-dir DIR]
                    [--tokenizer-only]
   Trains the tokenizer (once per recipe) and the GPT; Ctrl-C saves a checkpoint, --resume
   continues. One writer per run directory: a second one is refused.

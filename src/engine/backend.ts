@@ -1,9 +1,10 @@
 // The Backend interface: every numeric kernel the engine needs, on opaque buffers.
 //
 // The engine (tensor.ts, ops.ts) owns shapes, autograd and buffer lifetimes; a backend only
-// moves numbers. Three backends implement this one interface: the plain-TypeScript reference
-// (backends/js.ts, the oracle in tests), the native CPU addon (backends/cpu.ts) and CUDA
-// (backends/cuda.ts). Model code never sees a backend.
+// moves numbers. Four backends implement this one interface: the plain-TypeScript reference
+// (backends/js.ts, the oracle in tests), the native CPU addon (backends/cpu.ts), CUDA
+// (backends/cuda.ts) and the CPU kernels compiled to WebAssembly (backends/wasm.ts). Model code
+// never sees a backend.
 //
 // Conventions (every backend must follow them exactly; tests compare backends kernel by kernel):
 // - All layouts are contiguous row-major. Sizes are element counts, not bytes.
@@ -15,7 +16,7 @@
 
 export type DType = 'float32' | 'int32';
 
-/** An opaque handle to backend memory. js/cpu: a Float32Array or Int32Array; cuda: a device pointer. */
+/** An opaque handle to backend memory. js/cpu: a Float32Array or Int32Array; cuda: a device pointer; wasm: a handle into its memory. */
 export type Buf = object;
 
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
@@ -82,7 +83,7 @@ export interface Conv2dGeometry {
 }
 
 export interface Backend {
-  readonly name: 'js' | 'cpu' | 'cuda';
+  readonly name: 'js' | 'cpu' | 'cuda' | 'wasm';
 
   // ---- memory --------------------------------------------------------------------------
   /** A new zero-filled buffer of `size` elements. */

@@ -4,5 +4,12 @@ export * from './backend';
 export { Tensor, tidy, keep, noGrad, isGradEnabled, memoryStats } from './tensor';
 export type { MemoryStats, Node } from './tensor';
 export * as F from './ops';
-export { setBackend, getBackend, availableBackends, loadBackend, BACKEND_NAMES } from './registry';
+export {
+  setBackend,
+  getBackend,
+  useBackend,
+  availableBackends,
+  loadBackend,
+  BACKEND_NAMES,
+} from './registry';
 export type { BackendName } from './registry';

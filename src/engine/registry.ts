@@ -1,37 +1,48 @@
-// Which backend runs the kernels: `MMGPT_BACKEND=js|cpu|cuda`, or `setBackend(name)`.
+// Which backend runs the kernels: `MMGPT_BACKEND=js|cpu|cuda|wasm`, `setBackend(name)`, or an
+// instance installed with `useBackend` (a web page, after compiling the wasm module itself).
 //
-// The default is the fastest one available (cuda, then cpu, then js). If the native addon is
-// missing the engine warns once and falls back to the reference backend; an explicit request for
-// a backend that cannot load is an error that says why.
+// The default is the fastest one available: cuda, then cpu, then wasm (the same CPU kernels
+// compiled to WebAssembly: one thread, no native addon needed), then js. Falling back from the
+// native addon to wasm says so in one line on stderr; falling back to the slow reference backend
+// warns once. An explicit request for a backend that cannot load is an error that says why.
+// Browser-safe: `process` is only touched behind typeof checks, and the backends that need Node
+// (cpu, cuda, wasm's file loader) are required lazily, when asked for.
 
 import type { Backend } from './backend';
 import { jsBackend } from './backends/js';
 
-export type BackendName = 'js' | 'cpu' | 'cuda';
-export const BACKEND_NAMES: readonly BackendName[] = ['js', 'cpu', 'cuda'];
+export type BackendName = 'js' | 'cpu' | 'cuda' | 'wasm';
+export const BACKEND_NAMES: readonly BackendName[] = ['js', 'cpu', 'cuda', 'wasm'];
 
 let current: Backend | null = null;
 let warned = false;
 
+type Loaded = Backend | { error: string };
+
 /** Tries to load a backend; returns it or the reason it is unavailable. */
-export function loadBackend(name: BackendName): Backend | { error: string } {
+export function loadBackend(name: BackendName): Loaded {
   if (name === 'js') return jsBackend;
   try {
+    // Required lazily so that a missing addon never breaks importing the engine.
     if (name === 'cpu') {
-      // Required lazily so that a missing addon never breaks importing the engine.
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const mod = require('./backends/cpu') as { loadCpuBackend(): Backend | { error: string } };
+      const mod = require('./backends/cpu') as { loadCpuBackend(): Loaded };
       return mod.loadCpuBackend();
     }
+    if (name === 'wasm') {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const mod = require('./backends/wasm_node') as { loadWasmBackend(): Loaded };
+      return mod.loadWasmBackend();
+    }
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require('./backends/cuda') as { loadCudaBackend(): Backend | { error: string } };
+    const mod = require('./backends/cuda') as { loadCudaBackend(): Loaded };
     return mod.loadCudaBackend();
   } catch (e) {
     return { error: (e as Error).message };
   }
 }
 
-export function isBackend(b: Backend | { error: string }): b is Backend {
+export function isBackend(b: Loaded): b is Backend {
   return (b as Backend).alloc !== undefined;
 }
 
@@ -46,10 +57,7 @@ export function setBackend(name: string): Backend {
   return b;
 }
 
-/**
- * Installs a backend instance for tensors created from now on: one built outside the registry,
- * such as a web page's, which has no native addon and no environment to choose from.
- */
+/** Installs a backend instance for tensors created from now on (e.g. one from createWasmBackend). */
 export function useBackend(b: Backend): void {
   current = b;
 }
@@ -59,21 +67,37 @@ export function availableBackends(): BackendName[] {
   return BACKEND_NAMES.filter((n) => isBackend(loadBackend(n)));
 }
 
+/** One line for the person running this: stderr in Node, the console elsewhere. */
+function notice(line: string): void {
+  if (typeof process !== 'undefined' && process.stderr !== undefined) {
+    process.stderr.write(`${line}\n`);
+  } else {
+    console.warn(line);
+  }
+}
+
 function chooseDefault(): Backend {
-  const requested = process.env.MMGPT_BACKEND;
+  const env = typeof process !== 'undefined' ? process.env : undefined;
+  const requested = env?.MMGPT_BACKEND;
   if (requested !== undefined && requested !== '') return setBackend(requested);
+  let cpuError = '';
   for (const name of ['cuda', 'cpu'] as const) {
     const b = loadBackend(name);
     if (isBackend(b)) return b;
-    if (name === 'cpu' && !warned) {
-      warned = true;
-      process.stderr.write(
-        `mmgpt: native cpu backend unavailable (${b.error}); using the slow reference backend. ` +
-          `Build it with: npm run build:native\n`,
-      );
-    }
+    if (name === 'cpu') cpuError = b.error;
   }
-  return jsBackend;
+  const wasm = loadBackend('wasm');
+  if (!warned) {
+    warned = true;
+    notice(
+      isBackend(wasm)
+        ? `mmgpt: native cpu backend unavailable (${cpuError}); using the wasm backend (the same ` +
+            'kernels in WebAssembly, one thread). Build the native one with: npm run build:native'
+        : `mmgpt: native cpu backend unavailable (${cpuError}) and wasm backend unavailable ` +
+            `(${wasm.error}); using the slow reference backend. Build it with: npm run build:native`,
+    );
+  }
+  return isBackend(wasm) ? wasm : jsBackend;
 }
 
 /** The current backend (chosen on first use). */

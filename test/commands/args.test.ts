@@ -157,7 +157,7 @@ test('values out of range and flags of another mode are refused by the commands'
       ['train', '--tokenizer-only', '--resume'],
       /--resume applies to the GPT, which --tokenizer-only does not train/,
     ],
-    [['train', '--backend', 'tpu'], /--backend must be one of js, cpu, cuda, got 'tpu'/],
+    [['train', '--backend', 'tpu'], /--backend must be one of js, cpu, cuda, wasm, got 'tpu'/],
     [['eval', '--top-p', '1.5'], /--top-p must be a number in \(0, 1\], got '1.5'/],
     [['figures', '--temperature', '-1'], /--temperature must be a number from 0 to 100/],
     [['export', '--format', 'onnx', '--out', 'x'], /--format must be one of gpt2, weights/],

@@ -1,12 +1,15 @@
-// The native backends the parametrised backend suite (backends.test.ts, backends_fused.test.ts)
-// runs on, in one table: how each loads, the configurations it runs every kernel in, the smaller
-// sizes of the CUDA emulator, and the per-backend tolerances against the reference backend.
+// The backends the parametrised backend suite (backends.test.ts, backends_fused.test.ts) runs on
+// besides the reference, in one table: how each loads, the configurations it runs every kernel
+// in, the smaller sizes of the CUDA emulator, and the per-backend tolerances against the
+// reference backend.
 //
 // cpu: every SIMD build this processor can run (avx512 / avx2 / baseline), and the default build
 // with 1 thread as well as the default count (the kernels split work differently). cuda: on a
 // device, or with MMGPT_CUDA_ADDON=native/build/cuda-emu/mmgpt_cuda_emu.node on the CPU emulator
-// of its kernels (every CUDA thread a fiber: slow, so the largest cases shrink). A backend that
-// does not load is skipped with its reason.
+// of its kernels (every CUDA thread a fiber: slow, so the largest cases shrink). wasm: the cpu
+// kernels compiled to WebAssembly SIMD128 (native/build/wasm/mmgpt_kernels.wasm), one thread. A
+// backend that does not load is skipped with its reason, except wasm in CI (CI set, or
+// MMGPT_REQUIRE_WASM=1): it is required there (its tests run and fail with the reason).
 //
 // Tolerances (relative to max(|expected|, floor), per element), cpu / cuda, where they differ:
 // - unary: exp and tanh 1e-6 / 1 ulp (the cpu's float32 polynomial exp, <= 2 ulp, where the
@@ -25,11 +28,18 @@
 //   float32 difference (as its crossEntropy), the device's float64 exp; its losses and mean loss
 //   1e-6 / 4 ulp (float64 sums in another order);
 // - biasGelu and its gx: 2e-6 / 1 ulp, absolute below 1 (as the unary gelu).
-// The tolerances both backends share are stated in the suites' headers.
+// wasm (the cpu kernels' baseline arithmetic: float32 polynomial exp without AVX-512's scalef,
+// plain multiply + add, musl's logf), as tight as its kernels pass: exp, tanh and log 1 ulp;
+// gelu 5e-7 and its gradient 2e-6 (absolute below 1; biasGelu likewise 2e-6); softmax and
+// cross-entropy probabilities 1e-6 (absolute below 1e-6), cross-entropy losses 2.5e-7 (floor
+// 1e-3); matmul f = 1e-7 (~1.7 ulp * sqrt(k)); crossEntropyMean gradient 1e-6, losses and mean
+// loss 2.5e-7.
+// The tolerances every backend shares are stated in the suites' headers.
 
 import type { Backend, Buf, UnaryOp } from '../../src/engine/backend';
 import { loadCpuBackend, loadNativeAddon } from '../../src/engine/backends/cpu';
 import { cudaBackendInfo, loadCudaBackend } from '../../src/engine/backends/cuda';
+import { loadWasmBackend } from '../../src/engine/backends/wasm_node';
 import { ULP } from './backend_helpers';
 
 /** A per-element bound: |actual - expected| <= rel * max(|expected|, floor). */
@@ -53,11 +63,11 @@ export interface Tolerances {
 }
 
 export interface BackendTarget {
-  name: 'cpu' | 'cuda';
+  name: 'cpu' | 'cuda' | 'wasm';
   backend: Backend | { error: string };
   /** Why the backend is skipped here, or false when it loads. */
   skip: string | false;
-  /** Runs fn once per configuration (cpu: each SIMD build, then 1 thread; cuda: once). */
+  /** Runs fn once per configuration (cpu: each SIMD build, then 1 thread; cuda, wasm: once). */
   forEachConfig: (fn: (cfg: string) => void) => void;
   /** Runs fn once per kernel build (cpu: each SIMD build at the default thread count). */
   forEachSimd: (fn: (cfg: string) => void) => void;
@@ -122,9 +132,20 @@ function forEachCpuSimd(fn: (cfg: string) => void): void {
 }
 
 const once = (fn: (cfg: string) => void): void => fn('device');
+const oneThread = (fn: (cfg: string) => void): void => fn('simd128/1t');
 
 function skipReason(name: string, backend: Backend | { error: string }): string | false {
   return 'error' in backend ? `${name} backend unavailable: ${backend.error}` : false;
+}
+
+/**
+ * Like skipReason, but never skipped where the backend is required (CI set, or
+ * MMGPT_REQUIRE_WASM=1, as scripts/setup-wasm.sh decides): there its tests run and fail.
+ */
+function requiredSkipReason(name: string, backend: Backend | { error: string }): string | false {
+  const ci = process.env.CI ?? '';
+  const required = !['', '0', 'false'].includes(ci) || process.env.MMGPT_REQUIRE_WASM === '1';
+  return required ? false : skipReason(name, backend);
 }
 
 const EXACT_UNARY = { relu: 0, neg: 0, sqrt: 0, square: 0 };
@@ -132,6 +153,7 @@ const EXACT_UNARY = { relu: 0, neg: 0, sqrt: 0, square: 0 };
 const cpuBackend = loadCpuBackend();
 const cudaBackend = loadCudaBackend();
 const cudaInfo = cudaBackendInfo();
+const wasmBackend = loadWasmBackend();
 
 export const TARGETS: BackendTarget[] = [
   {
@@ -176,6 +198,28 @@ export const TARGETS: BackendTarget[] = [
     },
     foreignBuffer: () => new Float32Array(4),
     foreignMessage: /x must be a cuda buffer, got a Float32Array/,
+    idxMessage: /idx must hold int32/,
+  },
+  {
+    name: 'wasm',
+    backend: wasmBackend,
+    skip: requiredSkipReason('wasm', wasmBackend),
+    forEachConfig: oneThread,
+    forEachSimd: oneThread,
+    emulated: false,
+    tol: {
+      unary: { exp: ULP, log: ULP, tanh: ULP, gelu: 5e-7, ...EXACT_UNARY },
+      unaryBackward: { exp: 0, log: 0, tanh: 0, gelu: 2e-6, ...EXACT_UNARY },
+      softmax: { rel: 1e-6, floor: 1e-6 },
+      crossEntropyProbs: { rel: 1e-6, floor: 1e-6 },
+      crossEntropyLosses: { rel: 2.5e-7, floor: 1e-3 },
+      matmul: 1e-7,
+      crossEntropyMeanGrad: 1e-6,
+      crossEntropyMeanLoss: 2.5e-7,
+      biasGelu: 2e-6,
+    },
+    foreignBuffer: () => new Float32Array(4),
+    foreignMessage: /x must be a wasm buffer, got a Float32Array/,
     idxMessage: /idx must hold int32/,
   },
 ];

@@ -12,6 +12,8 @@
 // above this file holding package.json), so it is found both from src/ (ts-node) and from the
 // compiled dist/src/engine/backends/. `loadCpuBackend` never throws: it returns the backend or
 // the reason it is unavailable (registry.ts decides whether that is a warning or an error).
+// MMGPT_NATIVE_ADDON=<path> loads the addon from another path (a missing one makes the native
+// backends unavailable: the registry's tests simulate a machine without a compiler so).
 // MMGPT_SIMD=avx512|avx2|baseline forces a kernel build (default: the best the CPU supports);
 // OMP_NUM_THREADS sets the thread count at load, setCpuThreads afterwards; GOMP_SPINCOUNT
 // defaults to 3000 (see loadNativeAddon) unless it or OMP_WAIT_POLICY is set.
@@ -137,17 +139,27 @@ const DEFAULT_SPIN_COUNT = 3000;
 
 let loaded: { addon: NativeAddon; addonPath: string } | { error: string } | null = null;
 
+/** $MMGPT_NATIVE_ADDON, else the addon's place under the project root. */
+function addonLocation(): string | { error: string } {
+  const override = process.env.MMGPT_NATIVE_ADDON;
+  if (override !== undefined && override !== '') return path.resolve(override);
+  const root = findProjectRoot();
+  if (root === null) {
+    return {
+      error: `no mmgpt package.json found above ${__dirname}, so native/ cannot be located`,
+    };
+  }
+  return path.join(root, ADDON_RELATIVE_PATH);
+}
+
 /** Loads mmgpt_native once; returns it with its path, or the reason it cannot be loaded. */
 export function loadNativeAddon(): { addon: NativeAddon; addonPath: string } | { error: string } {
   if (loaded !== null) return loaded;
-  const root = findProjectRoot();
-  if (root === null) {
-    loaded = {
-      error: `no mmgpt package.json found above ${__dirname}, so native/ cannot be located`,
-    };
+  const addonPath = addonLocation();
+  if (typeof addonPath !== 'string') {
+    loaded = addonPath;
     return loaded;
   }
-  const addonPath = path.join(root, ADDON_RELATIVE_PATH);
   if (!fs.existsSync(addonPath)) {
     loaded = { error: `the native addon is not built (${addonPath} is missing)` };
     return loaded;
