@@ -1,7 +1,8 @@
 // The page of `mmgpt site` in headless Chromium (test/site/browser.ts), built from the shipped
 // weights and served from 127.0.0.1, driven through window.mmgpt and its own controls:
 // - it loads to ready, says which backend runs and why, and fits a phone-sized screen;
-// - on the js backend, one seed gives the samples the Node library gives on the js backend;
+// - on the js backend (and the wasm one, where the page has it), one seed gives the samples the
+//   Node library gives on the same backend;
 // - text -> image with the default sampling: the attribute classifier reads most images right;
 // - a test image drawn through the canvas's pointer events is read back as its caption;
 // - a bad caption shows the message that names the accepted words and draws nothing;
@@ -73,52 +74,62 @@ describe(
       await page.close();
     });
 
-    test('one seed gives the samples of the Node library on the js backend', async () => {
-      const page = await s.open('?backend=js');
-      await ready(page);
-      assert.equal(await page.evaluate(() => window.mmgpt.backend), 'js');
-      const caption = testImages[0]!.caption;
-      const image = levelsOf(testImages[1]!);
-      const options = { n: 2, rerank: 1, seed: 5 };
-      const fromPage = await page.evaluate(
-        async ({ caption, image, options }) => ({
-          t2i: await window.mmgpt.textToImage(caption, options),
-          i2t: await window.mmgpt.imageToText(image, options),
-          uncond: await window.mmgpt.unconditional(2, options),
-        }),
-        { caption, image: nested(image), options },
-      );
-      const run = loadRun(path.join(weightsDir(), 'best', 'checkpoint.safetensors'));
-      const request = (
-        mode: SampleRequest['mode'],
-        extra: Partial<SampleRequest>,
-      ): SampleRequest => ({
-        mode,
-        n: 2,
-        prompt: null,
-        imagePath: null,
-        image: null,
-        samplingPreset: 'default',
-        overrides: { rerank: 1 },
-        seed: 5,
-        batchSize: 64,
-        ...extra,
+    for (const backend of ['js', 'wasm'] as const)
+      test(`one seed gives the samples of the Node library on the ${backend} backend`, async (t) => {
+        if (
+          backend === 'wasm' &&
+          !(s.site.manifest.wasm !== null && s.site.manifest.bundle.wasmBackend)
+        ) {
+          t.skip('this build of the page has no wasm backend');
+          return;
+        }
+        const page = await s.open(`?backend=${backend}`);
+        await ready(page);
+        assert.equal(await page.evaluate(() => window.mmgpt.backend), backend);
+        setBackend(backend); // the Node side on the page's backend
+        const caption = testImages[0]!.caption;
+        const image = levelsOf(testImages[1]!);
+        const options = { n: 2, rerank: 1, seed: 5 };
+        const fromPage = await page.evaluate(
+          async ({ caption, image, options }) => ({
+            t2i: await window.mmgpt.textToImage(caption, options),
+            i2t: await window.mmgpt.imageToText(image, options),
+            uncond: await window.mmgpt.unconditional(2, options),
+          }),
+          { caption, image: nested(image), options },
+        );
+        const run = loadRun(path.join(weightsDir(), 'best', 'checkpoint.safetensors'));
+        const request = (
+          mode: SampleRequest['mode'],
+          extra: Partial<SampleRequest>,
+        ): SampleRequest => ({
+          mode,
+          n: 2,
+          prompt: null,
+          imagePath: null,
+          image: null,
+          samplingPreset: 'default',
+          overrides: { rerank: 1 },
+          seed: 5,
+          batchSize: 64,
+          ...extra,
+        });
+        const t2i = drawSamples(run, request('text2image', { prompt: caption }));
+        const codes = Int32Array.from(t2i.flatMap((x) => Array.from(x.imageCodes)));
+        assert.deepEqual(
+          Array.from(flat(fromPage.t2i.images)),
+          Array.from(run.tokenizer.decode(codes, 2)),
+        );
+        const i2t = drawSamples(run, request('image2text', { n: 1, image }));
+        assert.equal(fromPage.i2t.caption, i2t[0]!.caption);
+        const uncond = drawSamples(run, request('unconditional', {}));
+        assert.deepEqual(
+          fromPage.uncond.captions,
+          uncond.map((x) => x.caption),
+        );
+        setBackend('js');
+        await page.close();
       });
-      const t2i = drawSamples(run, request('text2image', { prompt: caption }));
-      const codes = Int32Array.from(t2i.flatMap((x) => Array.from(x.imageCodes)));
-      assert.deepEqual(
-        Array.from(flat(fromPage.t2i.images)),
-        Array.from(run.tokenizer.decode(codes, 2)),
-      );
-      const i2t = drawSamples(run, request('image2text', { n: 1, image }));
-      assert.equal(fromPage.i2t.caption, i2t[0]!.caption);
-      const uncond = drawSamples(run, request('unconditional', {}));
-      assert.deepEqual(
-        fromPage.uncond.captions,
-        uncond.map((x) => x.caption),
-      );
-      await page.close();
-    });
 
     test('text -> image, default sampling: the classifier reads most images right', async (t) => {
       const page = await s.open();
