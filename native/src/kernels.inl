@@ -796,9 +796,7 @@ inline int64_t blockSize(int64_t total, int64_t maxBlock, int64_t unit) {
 /**
  * True when a team packs all of op(B)'s depth for a column block at once (one barrier per
  * column block, not one per depth block): a deep product (k > kKC) shared by several threads,
- * whose packed B fits kFullDepthFloats. The backward's weight gradients ([1824x128^T] @
- * [1824x512]: k = 1824, 8 depth blocks) otherwise meet 16 team barriers per call, and on a
- * busy machine each barrier waits for the slowest (descheduled) thread.
+ * whose packed B fits kFullDepthFloats (e.g. the attention output projection's k = 512).
  */
 const int64_t kFullDepthFloats = 1 << 20;  // 4 MiB of packed B
 inline bool fullDepth(const GemmItem& g, int nth) {
@@ -810,6 +808,67 @@ inline bool fullDepth(const GemmItem& g, int nth) {
 inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
   const int64_t kcBlock = blockSize(g.k, kKC, 1), ncBlock = blockSize(g.n, kNC, kNR);
   return fullDepth(g, nth) ? kcBlock * ceilDiv(g.k, kcBlock) * ncBlock : kcBlock * ncBlock;
+}
+
+/**
+ * A deep product with few rows of C (k > kKC, m < k: the weight gradients, op(A) = X^T with the
+ * batch's rows as depth), computed by a team that shares nothing but a task counter. C is cut
+ * into kOwnTasksPerThread blocks per thread, more column blocks than row blocks in proportion to
+ * n / m (a row block packs its op(B) columns once more, a column block reads its op(A) rows
+ * once more; packing is a read and a write, hence the 2); each thread packs the op(B) of the
+ * block it claims into its own buffer, depth block by depth block, and sweeps it with the
+ * block's rows of op(A), read in place. No barrier inside: the shared-B team meets two per depth
+ * block, each waiting for the slowest thread, or (fullDepth) shares a packed B of all depth
+ * blocks that no core's L2 holds. Few, wide blocks keep each op(A) panel reused across many B
+ * panels; more of them would balance a busy machine better at a cost of ~5% per doubling.
+ */
+const int64_t kOwnTasksPerThread = 2;
+inline bool ownTasks(const GemmItem& g, int nth) { return nth > 1 && g.k > kKC && g.m < g.k; }
+
+__thread Scratch tlsOwnB = {nullptr, 0};
+
+void gemmOwnTasks(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth,
+                  int64_t* next) {
+  const int64_t kcBlock = blockSize(g.k, kKC, 1);
+  const int64_t mPanels = ceilDiv(g.m, kMR), nPanels = ceilDiv(g.n, kNR);
+  const int64_t target = kOwnTasksPerThread * nth;
+  // cb column blocks and rb row blocks with cb * rb ~ target and cb * m ~ 2 * rb * n, each
+  // block's packed B within one depth block of kNC columns; cb * rb a multiple of nth.
+  int64_t cb = 1;
+  while (cb < min64(nPanels, target) && cb * cb * g.m < 2 * target * g.n) cb++;
+  cb = max64(cb, ceilDiv(nPanels, kNC / kNR));
+  const int64_t rb = max64(1, min64(mPanels, ceilDiv(target, cb)));
+  while ((cb * rb) % nth != 0 && cb < nPanels) cb++;
+  const int64_t tasks = cb * rb;
+  float* Bp = scratch(&tlsOwnB, kcBlock * ceilDiv(nPanels, cb) * kNR);
+  if (tid == 0) *next = 0;  // nobody claims before the barrier below
+#pragma omp barrier
+  for (int64_t t = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED); t < tasks;
+       t = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) {
+    // Balanced blocks: column panels [jp0, jp1), row panels [ip0, ip1).
+    const int64_t jp0 = nPanels * (t % cb) / cb, jp1 = nPanels * (t % cb + 1) / cb;
+    const int64_t ip0 = mPanels * (t / cb) / rb, ip1 = mPanels * (t / cb + 1) / rb;
+    for (int64_t pc = 0; pc < g.k; pc += kcBlock) {
+      const int64_t kc = min64(kcBlock, g.k - pc);
+      const int beta = pc == 0 ? g.beta : 1;
+      for (int64_t jp = jp0; jp < jp1; jp++) {
+        const int64_t j0 = jp * kNR;
+        packB(B, g, j0, (int)min64(kNR, g.n - j0), pc, kc, Bp + (jp - jp0) * kNR * kc);
+      }
+      for (int64_t ip = ip0; ip < ip1; ip++) {
+        const int64_t i0 = ip * kMR;
+        const int rows = (int)min64(kMR, g.m - i0);
+        const float* aPanel = g.transA ? A + pc * g.lda + i0 : A + i0 * g.lda + pc;
+        for (int64_t jp = jp0; jp < jp1; jp++) {
+          const int64_t j0 = jp * kNR;
+          ukernelRows<kMR>(rows, g.transA ? 2 : 1, kc, aPanel, g.lda,
+                           Bp + (jp - jp0) * kNR * kc, C + i0 * g.ldc + j0, g.ldc,
+                           (int)min64(kNR, g.n - j0), g.alpha, beta);
+        }
+      }
+    }
+  }
+#pragma omp barrier
 }
 
 /**
@@ -971,6 +1030,8 @@ inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g,
     if (nth > 1) {
 #pragma omp barrier
     }
+  } else if (ownTasks(g, nth)) {
+    gemmOwnTasks(A, B, C, g, tid, nth, next);
   } else {
     gemmItem(A, B, C, g, tid, nth, Bp, next);
   }
