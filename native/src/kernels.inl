@@ -1667,6 +1667,8 @@ void kAdamMulti(float* const* p, const float* const* g, float* const* m, float* 
   }
 }
 
+#include "attention.inl"
+
 const KernelTable kTable = {
     MMGPT_ISA_NAME,
     kMR,
@@ -1701,6 +1703,8 @@ const KernelTable kTable = {
     kBiasGeluBackward,
     kAddLayerNorm,
     kAdamMulti,
+    kAttention,
+    kAttentionBackward,
 };
 
 }  // namespace

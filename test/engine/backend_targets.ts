@@ -24,7 +24,9 @@
 // - crossEntropyMean gradient: 2e-6 (floor 1e-6 / count) / 4 ulp: the cpu's float32 exp of a
 //   float32 difference (as its crossEntropy), the device's float64 exp; its losses and mean loss
 //   1e-6 / 4 ulp (float64 sums in another order);
-// - biasGelu and its gx: 2e-6 / 1 ulp, absolute below 1 (as the unary gelu).
+// - biasGelu and its gx: 2e-6 / 1 ulp, absolute below 1 (as the unary gelu);
+// - attention and its backward: 2e-5 / 2e-5 (floor 0.1): float32 sums of up to 64 terms where the
+//   reference sums in float64, through a softmax (the cpu's float32 exp, the device's float64).
 // The tolerances both backends share are stated in the suites' headers.
 
 import type { Backend, Buf, UnaryOp } from '../../src/engine/backend';
@@ -50,6 +52,7 @@ export interface Tolerances {
   crossEntropyMeanGrad: number;
   crossEntropyMeanLoss: number;
   biasGelu: number;
+  attention: number;
 }
 
 export interface BackendTarget {
@@ -151,6 +154,7 @@ export const TARGETS: BackendTarget[] = [
       crossEntropyMeanGrad: 2e-6,
       crossEntropyMeanLoss: 1e-6,
       biasGelu: 2e-6,
+      attention: 2e-5,
     },
     foreignBuffer: () => new Float64Array(4),
     foreignMessage: /x must be a Float32Array, got a Float64Array/,
@@ -173,6 +177,7 @@ export const TARGETS: BackendTarget[] = [
       crossEntropyMeanGrad: 4 * ULP,
       crossEntropyMeanLoss: 4 * ULP,
       biasGelu: ULP,
+      attention: 2e-5,
     },
     foreignBuffer: () => new Float32Array(4),
     foreignMessage: /x must be a cuda buffer, got a Float32Array/,
