@@ -1381,38 +1381,45 @@ void kBiasGelu(const float* x, const float* bias, float* out, int64_t rows, int6
   }
 }
 
-// Two passes: gx row by row (every thread a block of rows, fully vectorised), then gBias as the
-// column sums of gx in float64 in row order (kSumAxis's order, so gBias equals the unfused sumAxis
-// of gx), in tasks of <= 64 columns. Interleaving the two in column tasks walked every array with
-// a row-sized stride and ran about 5x slower than the unfused pair at batch 256.
+// One pass: every thread a fixed block of rows, gx row by row (fully vectorised) and its column
+// sums added at once into the thread's float64 partial gBias (n doubles, in L1), so gx is never
+// read back from memory; the partials are combined in thread order. (Interleaving rows and
+// column tasks over the whole array walked it with a row-sized stride and ran ~5x slower; the
+// two-pass form read gx back from L3.)
 void kBiasGeluBackward(const float* x, const float* bias, const float* gy, float* gx, float* gBias,
                        int64_t rows, int64_t n, int nt) {
-#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * n;
-    const float* gyr = gy + r * n;
-    float* gxr = gx + r * n;
-    int64_t j = 0;
-    for (; j + VL <= n; j += VL)
-      vstore(gxr + j, vgeluGrad(vload(xr + j) + vload(bias + j), vload(gyr + j)));
-    if (j < n) {
-      const int64_t w = n - j;
-      const vf t = vloadPart(xr + j, w, 0.0f) + vloadPart(bias + j, w, 0.0f);
-      vstorePart(gxr + j, vgeluGrad(t, vloadPart(gyr + j, w, 0.0f)), w);
+  const int team = threadsFor(nt, rows * n, kParCompute);
+  const int64_t stride = ceilDiv(n, VL) * VL;  // a partial per thread, VL-aligned
+  double* partial = (double*)scratch(&tlsDouble, 2 * (int64_t)team * stride);
+#pragma omp parallel num_threads(team)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    double* acc = partial + (int64_t)tid * stride;
+    for (int64_t j = 0; j < n; j++) acc[j] = 0;
+    const int64_t lo = rows * tid / nth, hi = rows * (tid + 1) / nth;
+    for (int64_t r = lo; r < hi; r++) {
+      const float* xr = x + r * n;
+      const float* gyr = gy + r * n;
+      float* gxr = gx + r * n;
+      int64_t j = 0;
+      for (; j + VL <= n; j += VL) {
+        const vf g = vgeluGrad(vload(xr + j) + vload(bias + j), vload(gyr + j));
+        vstore(gxr + j, g);
+        vstored(acc + j, vloadd(acc + j) + widen(g));
+      }
+      if (j < n) {
+        const int64_t w = n - j;
+        const vf t = vloadPart(xr + j, w, 0.0f) + vloadPart(bias + j, w, 0.0f);
+        const vf g = vgeluGrad(t, vloadPart(gyr + j, w, 0.0f));
+        vstorePart(gxr + j, g, w);
+        for (int64_t l = 0; l < w; l++) acc[j + l] += g[l];
+      }
     }
   }
-  const int64_t chunk = 64, chunks = ceilDiv(n, chunk);
-#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParMemory)) schedule(static)
-  for (int64_t c = 0; c < chunks; c++) {
-    const int64_t j0 = c * chunk, len = min64(chunk, n - j0);
-    double acc[64];
-    for (int64_t j = 0; j < len; j++) acc[j] = 0;
-    for (int64_t r = 0; r < rows; r++) {
-      const float* gxr = gx + r * n + j0;
-#pragma omp simd
-      for (int64_t jj = 0; jj < len; jj++) acc[jj] += gxr[jj];
-    }
-    for (int64_t j = 0; j < len; j++) gBias[j0 + j] = (float)acc[j];
+  for (int64_t j = 0; j < n; j++) {
+    double s = 0;
+    for (int t = 0; t < team; t++) s += partial[(int64_t)t * stride + j];
+    gBias[j] = (float)s;
   }
 }
 

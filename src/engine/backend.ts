@@ -250,7 +250,8 @@ export interface Backend {
   biasGelu(x: Buf, bias: Buf, out: Buf, rows: number, n: number): void;
   /**
    * The backward of biasGelu: with t = float32(x + bias), gx = gelu'(t) * gy (as unaryBackward)
-   * and gBias[j] = sum_r gx[r, j] (float64 in row order, written, not accumulated).
+   * and gBias[j] = sum_r gx[r, j] (float64, written, not accumulated; in row order on js, in
+   * per-thread row blocks combined in thread order on cpu).
    */
   biasGeluBackward(x: Buf, bias: Buf, gy: Buf, gx: Buf, gBias: Buf, rows: number, n: number): void;
   /**
