@@ -10,7 +10,8 @@
 // OpenMP threads' spinning). --json prints one JSON line with every cell at the end.
 // --peer loads a second build of the addon (e.g. a copy of another commit's) and times every
 // cell on both, alternating short rounds so that both see the same machine load; it prints the
-// peer's median and the ratio ours / peer. --only keeps the shapes whose name contains a word.
+// peer's median, best and per-CPU-s rates and the ratios ours / peer (per-CPU-s counts the CPU
+// time the process used, spinning at barriers included: the least load-sensitive of the three). --only keeps the shapes whose name contains a word.
 
 import * as path from 'path';
 import { MatmulParams } from '../src/engine/backend';
@@ -169,6 +170,7 @@ function main(): void {
     cpuGflops: number;
     peerGflops?: number;
     peerBestGflops?: number;
+    peerCpuGflops?: number;
   }[] = [];
   const originalSimd = nat.simdPath();
   for (const simd of simdList) {
@@ -183,7 +185,7 @@ function main(): void {
       console.log(`\n${simd} (tile ${tile[0]}x${tile[1]}), ${threads} thread(s)`);
       console.log(
         '  shape                              GFLOP/s   best   ms/call  per-CPU-s' +
-          (peerNat ? '    peer  ratio  peer-best  ratio' : ''),
+          (peerNat ? '    peer  ratio  peer-best  ratio  peer-per-CPU-s  ratio' : ''),
       );
       for (const { name, p } of shapes) {
         const a = randomArray((p.batch - 1) * p.strideA + p.m * p.k, 1);
@@ -206,14 +208,18 @@ function main(): void {
             ? {
                 peerGflops: flops / median(peer.times) / 1e9,
                 peerBestGflops: flops / Math.min(...peer.times) / 1e9,
+                peerCpuGflops: (flops * peer.times.length) / peer.cpuSeconds / 1e9,
               }
             : {}),
         };
         results.push(row);
         const peerCols =
-          row.peerGflops !== undefined && row.peerBestGflops !== undefined
+          row.peerGflops !== undefined &&
+          row.peerBestGflops !== undefined &&
+          row.peerCpuGflops !== undefined
             ? ` ${row.peerGflops.toFixed(1).padStart(7)} ${(row.gflops / row.peerGflops).toFixed(2).padStart(6)}` +
-              ` ${row.peerBestGflops.toFixed(1).padStart(10)} ${(row.bestGflops / row.peerBestGflops).toFixed(2).padStart(6)}`
+              ` ${row.peerBestGflops.toFixed(1).padStart(10)} ${(row.bestGflops / row.peerBestGflops).toFixed(2).padStart(6)}` +
+              ` ${row.peerCpuGflops.toFixed(1).padStart(15)} ${(row.cpuGflops / row.peerCpuGflops).toFixed(2).padStart(6)}`
             : '';
         console.log(
           `  ${name.padEnd(34)} ${row.gflops.toFixed(1).padStart(7)} ${row.bestGflops.toFixed(1).padStart(6)} ${row.msPerCall.toFixed(3).padStart(9)} ${row.cpuGflops.toFixed(1).padStart(10)}${peerCols}`,

@@ -812,7 +812,9 @@ inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
 
 /**
  * A deep product with few rows of C (k > kKC, m < k: the weight gradients, op(A) = X^T with the
- * batch's rows as depth), computed by a team that shares nothing but a task counter. C is cut
+ * batch's rows as depth) and at least as many columns (n >= m; a narrow C, e.g. 512 x 128,
+ * measured faster on the shared-B path), computed by a team that shares nothing but a task
+ * counter. C is cut
  * into kOwnTasksPerThread blocks per thread, more column blocks than row blocks in proportion to
  * n / m (a row block packs its op(B) columns once more, a column block reads its op(A) rows
  * once more; packing is a read and a write, hence the 2); each thread packs the op(B) of the
@@ -823,7 +825,9 @@ inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
  * panels; more of them would balance a busy machine better at a cost of ~5% per doubling.
  */
 const int64_t kOwnTasksPerThread = 2;
-inline bool ownTasks(const GemmItem& g, int nth) { return nth > 1 && g.k > kKC && g.m < g.k; }
+inline bool ownTasks(const GemmItem& g, int nth) {
+  return nth > 1 && g.k > kKC && g.m < g.k && g.n >= g.m;
+}
 
 __thread Scratch tlsOwnB = {nullptr, 0};
 
