@@ -10,8 +10,8 @@
 // (so no permute, split or copy pass runs). The causal structure skips the zero blocks: score
 // panels right of a row block's last row, and the depth beyond it (p is 0 there) or before it
 // (the transposed products). For t <= kAttnMaxT a head's operands (~40 KiB at t = 58, headSize
-// 32) stay in L1/L2. Sums are the GEMM's float32 ones; the softmax is softmaxRow (float64
-// denominator), the softmax backward's row dot float64, as the unfused kernels.
+// 32) stay in L1/L2. Sums are the GEMM's float32 ones; the softmax's denominator is finished in
+// float64 (attnSoftmaxRow) and the softmax backward's row dot is float64, as the unfused kernels.
 
 const int64_t kAttnMaxT = 64;
 const int64_t kAttnLd = kAttnMaxT;  // row stride of the score-sized scratch matrices
@@ -61,6 +61,52 @@ inline void blockTimesPanels(int aKind, const float* A, int64_t lda, int64_t i0,
   }
 }
 
+/**
+ * softmaxRow for rows of n <= kAttnMaxT, the row in registers: p[0, n) = the softmax of
+ * s[0, visible) (a float32 lane sum finished in float64), exactly 0 beyond. The masked lanes
+ * never reach exp: exp(-inf) comes out of the 2^n scaling as a subnormal intermediate, which
+ * costs a microcode assist per vector on Intel cores (most of the time of a short causal row).
+ */
+inline void attnSoftmaxRow(const float* s, float* p, int64_t n, int64_t visible) {
+  const int kV = (int)(kAttnMaxT / VL);
+  vf e[kAttnMaxT / VL];
+  vf vmax = vsplat(-INFINITY);
+#pragma GCC unroll 16
+  for (int v = 0; v < kV; v++) {
+    const int64_t j = v * VL;
+    e[v] = j + VL <= visible ? vload(s + j)
+           : j < visible     ? vloadPart(s + j, visible - j, -INFINITY)
+                             : vsplat(-INFINITY);
+    vmax = e[v] > vmax ? e[v] : vmax;
+  }
+  const float mx = hmax(vmax);
+  const vf vm = vsplat(mx);
+  vf sum = {};
+#pragma GCC unroll 16
+  for (int v = 0; v < kV; v++) {
+    const int64_t j = v * VL;
+    if (j >= visible) break;
+    if (j + VL <= visible) {
+      e[v] = vexp(e[v] - vm);
+    } else {  // the lanes past the row: exp(0), then 0
+      e[v] = vkeepLanes(vexp(vloadPart(s + j, visible - j, mx) - vm), visible - j);
+    }
+    sum += e[v];
+  }
+  const vf inv = vsplat((float)(1.0 / hsumd(widen(sum))));
+#pragma GCC unroll 16
+  for (int v = 0; v < kV; v++) {
+    const int64_t j = v * VL;
+    if (j >= n) break;
+    const vf r = j < visible ? e[v] * inv : vsplat(0.0f);
+    if (j + VL <= n) {
+      vstore(p + j, r);
+    } else {
+      vstorePart(p + j, r, n - j);
+    }
+  }
+}
+
 void kAttention(const float* qkv, float* out, float* probs, int64_t batch, int64_t t,
                 int64_t heads, int64_t hs, double scale, int nt) {
   const int64_t c = heads * hs, tp = ceilDiv(t, kNR) * kNR, hp = ceilDiv(hs, kNR) * kNR;
@@ -84,7 +130,7 @@ void kAttention(const float* qkv, float* out, float* probs, int64_t batch, int64
       const int rows = (int)min64(kMR, t - i0);
       const int64_t iEnd = i0 + rows;  // keys [0, iEnd) are visible to some row of the block
       blockTimesPanels(1, qs, hs, i0, rows, 0, hs, kPanels, hs, iEnd, s, kAttnLd, 1.0f);
-      for (int64_t i = i0; i < iEnd; i++) softmaxRow(s + i * kAttnLd, p + i * t, t, i + 1);
+      for (int64_t i = i0; i < iEnd; i++) attnSoftmaxRow(s + i * kAttnLd, p + i * t, t, i + 1);
       blockTimesPanels(1, p, t, i0, rows, 0, iEnd, vPanels, t, hs, y, c, 1.0f);
     }
   }

@@ -122,6 +122,13 @@ inline void vstorePart(float* p, vf v, int64_t n) {
   for (int i = 0; i < n; i++) p[i] = tmp[i];
 }
 #endif
+/** v with the lanes at or above n set to 0 (n may be any count). */
+inline vf vkeepLanes(vf v, int64_t n) {
+  vi lane;
+  for (int l = 0; l < VL; l++) lane[l] = l;
+  const vi keep = lane < (int32_t)min64(n, VL);
+  return (vf)((vi)v & keep);
+}
 inline float hmax(vf v) {
   float t[MMGPT_VL];
   vstore(t, v);
@@ -1268,7 +1275,9 @@ inline double softmaxRow(const float* x, float* out, int64_t n, int64_t visible)
     sum0 += e;
   }
   if (j < visible) {
-    const vf e = vexp(vloadPart(x + j, visible - j, ninf) - vm);  // -inf lanes give 0
+    // The lanes past the row get exp(0), then 0: exp(-inf) would pass through a subnormal
+    // intermediate, a microcode assist per row on Intel cores.
+    const vf e = vkeepLanes(vexp(vloadPart(x + j, visible - j, mx) - vm), visible - j);
     vstorePart(out + j, e, visible - j);
     sum1 += e;
   }
