@@ -883,6 +883,47 @@ void gemmOwnTasks(const float* A, const float* B, float* C, const GemmItem& g, i
 }
 
 /**
+ * A deep weight gradient with a narrow C (transA, n < m, e.g. [1824x512]^T @ [1824x128]) as its
+ * transpose C^T = B^T A, a wide product that gemmOwnTasks runs without barriers, into the team's
+ * buffer T [n x m] (C^T there first when accumulating), then transposed into C. The products and
+ * their order over the depth are those of the direct product, so C is bit-for-bit the same.
+ */
+inline bool swappedOwnTasks(const GemmItem& g, int nth) {
+  return nth > 1 && g.transA && !g.transB && g.k > kKC && g.n < g.m && g.m < g.k;
+}
+
+/** dst[j * rows + i] = src[i * cols + j] for this thread's share of the rows i of src. */
+inline void transposeShare(const float* src, float* dst, int64_t rows, int64_t cols, int tid,
+                           int nth) {
+  const int64_t lo = rows * tid / nth, hi = rows * (tid + 1) / nth;
+  for (int64_t i0 = lo; i0 < hi; i0 += 16) {
+    const int64_t i1 = min64(hi, i0 + 16);
+    for (int64_t j = 0; j < cols; j++) {
+      for (int64_t i = i0; i < i1; i++) dst[j * rows + i] = src[i * cols + j];
+    }
+  }
+}
+
+void gemmSwapped(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth,
+                 float* T, int64_t* next) {
+  if (g.beta) {
+    transposeShare(C, T, g.m, g.n, tid, nth);
+#pragma omp barrier
+  }
+  GemmItem s = g;  // C^T [n x m] = op(B)^T [n x k] @ op(A)^T [k x m]
+  s.m = g.n;
+  s.n = g.m;
+  s.transA = 1;
+  s.transB = 0;
+  s.lda = g.ldb;
+  s.ldb = g.lda;
+  s.ldc = g.m;
+  gemmOwnTasks(B, A, T, s, tid, nth, next);  // ends with a barrier
+  transposeShare(T, C, g.n, g.m, tid, nth);
+#pragma omp barrier
+}
+
+/**
  * One product C = alpha op(A) op(B) (+ C), computed by the calling team of `nth` threads
  * (thread `tid`); nth = 1 runs it alone. Bp is the team's shared packed-B buffer and `next`
  * the team's shared task counter: threads claim micro-tile tasks dynamically, so a thread that
@@ -1043,6 +1084,8 @@ inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g,
     }
   } else if (ownTasks(g, nth)) {
     gemmOwnTasks(A, B, C, g, tid, nth, next);
+  } else if (swappedOwnTasks(g, nth)) {
+    gemmSwapped(A, B, C, g, tid, nth, Bp, next);
   } else {
     gemmItem(A, B, C, g, tid, nth, Bp, next);
   }
@@ -1085,7 +1128,8 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
     }
     return;
   }
-  float* Bp = scratch(&tlsPackB, packBFloatsFor(g, team));  // the calling thread's, shared by the team
+  // The calling thread's buffer, shared by the team: packed B, or C^T (gemmSwapped).
+  float* Bp = scratch(&tlsPackB, max64(packBFloatsFor(g, team), swappedOwnTasks(g, team) ? m * n : 0));
   if (team == 1) {
     for (int64_t b = 0; b < batch; b++) {
       gemmAny(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g, 0, 1, Bp, nullptr);

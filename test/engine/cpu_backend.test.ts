@@ -123,3 +123,57 @@ test(
     }
   },
 );
+
+test(
+  'deep weight gradients on 2 threads equal 1 thread bit for bit (own and swapped tasks)',
+  { skip },
+  () => {
+    const be = backendOf(target);
+    const threads = cpuBackendInfo();
+    const nt = 'error' in threads ? 1 : threads.threads;
+    let seed = 3;
+    const rand = (n: number): Float32Array =>
+      Float32Array.from({ length: n }, () => {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        return seed / 4294967296 - 0.5;
+      });
+    try {
+      for (const [m, n, k, alpha, accumulate] of [
+        [70, 300, 1000, 1, false], // wide C: own tasks
+        [300, 70, 1000, 1, false], // narrow C: the transposed product
+        [300, 70, 1000, 0.5, true],
+        [129, 33, 700, 1, false],
+      ] as const) {
+        const a = rand(k * m);
+        const b = rand(k * n);
+        const c0 = rand(m * n);
+        const p = {
+          batch: 1,
+          m,
+          n,
+          k,
+          transA: true,
+          transB: false,
+          strideA: 0,
+          strideB: 0,
+          strideC: 0,
+          alpha,
+          accumulate,
+        };
+        const run = (t: number): Float32Array => {
+          setCpuThreads(t);
+          const c = c0.slice();
+          be.matmul(a, b, c, p);
+          return c;
+        };
+        assert.deepEqual(
+          run(2),
+          run(1),
+          `[${k}x${m}]^T @ [${k}x${n}] alpha ${alpha} acc ${accumulate}`,
+        );
+      }
+    } finally {
+      setCpuThreads(nt);
+    }
+  },
+);
