@@ -1,8 +1,10 @@
 // What only the native cpu backend has: its host buffers (recycled zero-filled, a double free
 // handing a buffer out once) and its configuration (thread count and SIMD build, set and
-// reported). Its kernels are tested against the reference backend, in every SIMD build and with
-// 1 thread as well as the default count, by the suite parametrised by backend (backends.test.ts,
-// backends_fused.test.ts). If the addon is not built every test is skipped with the reason.
+// reported), a tiny GPT's training run against the reference backend (its attention fused), the
+// steady-state step's allocations and fills, and weight-gradient GEMMs that are the same bits
+// on 1 and 2 threads. Its kernels are tested against the reference backend, in every SIMD build
+// and with 1 thread as well as the default count, by the suite parametrised by backend
+// (backends.test.ts, backends_fused.test.ts). If the addon is not built every test is skipped with the reason.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
