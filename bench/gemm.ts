@@ -3,14 +3,20 @@
 // this processor can run (avx512 / avx2 / baseline) and thread count. Numbers, never pass/fail.
 //
 // Usage: node dist/bench/gemm.js [--threads 1,2] [--simd avx512,avx2,baseline] [--json]
-//        [--min-ms 300]
+//        [--min-ms 300] [--peer path/to/other/mmgpt_native.node] [--only dW]
 // Each cell is the median over repeated calls (after a warm-up) of 2*batch*m*n*k / time;
 // `best` is the fastest call; `per-CPU-s` divides by the process's CPU time instead (with 1
 // thread it is unaffected by other processes on a busy machine; with more it also counts the
 // OpenMP threads' spinning). --json prints one JSON line with every cell at the end.
+// --peer loads a second build of the addon (e.g. a copy of another commit's) and times every
+// cell on both, alternating short rounds so that both see the same machine load; it prints the
+// peer's median, best and per-CPU-s rates and the ratios ours / peer (per-CPU-s counts the CPU
+// time the process used, spinning at barriers included: the least load-sensitive of the three). --only keeps the shapes whose name contains a word.
 
+import * as path from 'path';
 import { MatmulParams } from '../src/engine/backend';
 import { loadNativeAddon, nativeKernelMethods } from '../src/engine/backends/cpu';
+import type { NativeAddon } from '../src/engine/backends/cpu';
 
 interface Shape {
   name: string;
@@ -50,9 +56,15 @@ const SHAPES: Shape[] = [
   shape('proj  [1856x512]@[512x128]', 1, 1856, 512, 128),
   shape('head  [1856x128]@[128x1058]', 1, 1856, 128, 1058),
   shape('dX    [1856x384]@[384x128]^T', 1, 1856, 384, 128, false, true),
-  shape('dW    [128x1856]^T@[1856x384]', 1, 128, 1856, 384, true, false),
+  shape('dW    [1856x128]^T@[1856x384]', 1, 128, 1856, 384, true, false),
+  shape('dW    [1856x128]^T@[1856x512]', 1, 128, 1856, 512, true, false),
+  shape('dW    [1856x512]^T@[1856x128]', 1, 512, 1856, 128, true, false),
+  shape('dW    [1856x128]^T@[1856x1058]', 1, 128, 1856, 1058, true, false),
+  shape('dX    [1856x512]@[128x512]^T', 1, 1856, 512, 128, false, true),
+  shape('dX    [1856x1058]@[128x1058]^T', 1, 1856, 1058, 128, false, true),
   shape('att   128x[58x32]@[32x58]^T', 128, 58, 32, 58, false, true),
   shape('att   128x[58x58]@[58x32]', 128, 58, 58, 32),
+  shape('datt  128x[58x58]^T@[58x32]', 128, 58, 58, 32, true, false),
   shape('dec   [1x128]@[128x1058]', 1, 1, 128, 1058),
 ];
 
@@ -73,6 +85,54 @@ function randomArray(n: number, seed: number): Float32Array {
   return out;
 }
 
+interface Timing {
+  times: number[];
+  cpuSeconds: number;
+}
+
+/** Times `run` in rounds of ~minMs/10, alternating with `peerRun` when given, after a warm-up. */
+function timeCalls(
+  run: () => void,
+  peerRun: (() => void) | null,
+  minMs: number,
+): { ours: Timing; peer: Timing | null } {
+  const ours: Timing = { times: [], cpuSeconds: 0 };
+  const peer: Timing | null = peerRun ? { times: [], cpuSeconds: 0 } : null;
+  for (let i = 0; i < 3; i++) {
+    run(); // warm-up: page faults, packing buffers, thread pool
+    if (peerRun) peerRun();
+  }
+  const round = (f: () => void, into: Timing, ms: number): void => {
+    const cpuStart = process.cpuUsage();
+    const start = process.hrtime.bigint();
+    let calls = 0;
+    while (calls < 3 || (Number(process.hrtime.bigint() - start) / 1e6 < ms && calls < 1000)) {
+      const t0 = process.hrtime.bigint();
+      f();
+      into.times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      calls++;
+    }
+    const cpu = process.cpuUsage(cpuStart);
+    into.cpuSeconds += (cpu.user + cpu.system) / 1e6;
+  };
+  const rounds = peerRun ? 10 : 1;
+  for (let r = 0; r < rounds; r++) {
+    round(run, ours, minMs / rounds);
+    if (peerRun && peer) round(peerRun, peer, minMs / rounds);
+  }
+  return { ours, peer };
+}
+
+function median(times: number[]): number {
+  const sorted = [...times].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function loadPeer(file: string): NativeAddon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(path.resolve(file)) as NativeAddon;
+}
+
 function main(): void {
   const args = process.argv.slice(2);
   const loaded = loadNativeAddon();
@@ -81,6 +141,10 @@ function main(): void {
     process.exit(1);
   }
   const nat = loaded.addon;
+  const peerArg = parseList(args, '--peer');
+  const peerNat = peerArg ? loadPeer(peerArg[0]) : null;
+  const only = parseList(args, '--only');
+  const shapes = only ? SHAPES.filter((s) => only.some((w) => s.name.includes(w))) : SHAPES;
   const defaultThreads = nat.getNumThreads();
   const threadList = (parseList(args, '--threads') ?? [...new Set(['1', String(defaultThreads)])])
     .map(Number)
@@ -93,7 +157,8 @@ function main(): void {
   const info = nat.info();
   console.log(
     `mmgpt_native: simd paths ${nat.availableSimdPaths().join(', ')}; default threads ${defaultThreads}; ` +
-      `processors ${info.maxThreads}; compiler ${info.compiler ?? '?'}`,
+      `processors ${info.maxThreads}; compiler ${info.compiler ?? '?'}` +
+      (peerArg ? `; peer ${peerArg[0]}` : ''),
   );
   const results: {
     shape: string;
@@ -103,50 +168,61 @@ function main(): void {
     bestGflops: number;
     msPerCall: number;
     cpuGflops: number;
+    peerGflops?: number;
+    peerBestGflops?: number;
+    peerCpuGflops?: number;
   }[] = [];
   const originalSimd = nat.simdPath();
   for (const simd of simdList) {
     nat.setSimdPath(simd);
+    peerNat?.setSimdPath(simd);
     for (const threads of threadList) {
       nat.setNumThreads(threads);
+      peerNat?.setNumThreads(threads);
       const { matmul } = nativeKernelMethods(nat);
+      const peerMatmul = peerNat ? nativeKernelMethods(peerNat).matmul : null;
       const tile = nat.info().gemmTile;
       console.log(`\n${simd} (tile ${tile[0]}x${tile[1]}), ${threads} thread(s)`);
-      console.log('  shape                              GFLOP/s   best   ms/call  per-CPU-s');
-      for (const { name, p } of SHAPES) {
+      console.log(
+        '  shape                              GFLOP/s   best   ms/call  per-CPU-s' +
+          (peerNat ? '    peer  ratio  peer-best  ratio  peer-per-CPU-s  ratio' : ''),
+      );
+      for (const { name, p } of shapes) {
         const a = randomArray((p.batch - 1) * p.strideA + p.m * p.k, 1);
         const b = randomArray((p.batch - 1) * p.strideB + p.k * p.n, 2);
         const c = new Float32Array((p.batch - 1) * p.strideC + p.m * p.n);
         const run = (): void => matmul(a, b, c, p);
-        for (let i = 0; i < 3; i++) run(); // warm-up: page faults, packing buffers, thread pool
-        const times: number[] = [];
-        const cpuStart = process.cpuUsage();
-        const start = process.hrtime.bigint();
-        while (
-          times.length < 5 ||
-          (Number(process.hrtime.bigint() - start) / 1e6 < minMs && times.length < 10000)
-        ) {
-          const t0 = process.hrtime.bigint();
-          run();
-          times.push(Number(process.hrtime.bigint() - t0) / 1e9);
-        }
-        const cpu = process.cpuUsage(cpuStart);
-        const cpuSecondsPerCall = (cpu.user + cpu.system) / 1e6 / times.length;
-        times.sort((x, y) => x - y);
-        const median = times[Math.floor(times.length / 2)];
+        const peerRun = peerMatmul ? (): void => peerMatmul(a, b, c, p) : null;
+        const { ours, peer } = timeCalls(run, peerRun, minMs);
         const flops = 2 * p.batch * p.m * p.n * p.k;
+        const med = median(ours.times);
         const row = {
           shape: name.replace(/\s+/g, ' '),
           simd,
           threads,
-          gflops: flops / median / 1e9,
-          bestGflops: flops / times[0] / 1e9,
-          msPerCall: median * 1e3,
-          cpuGflops: flops / cpuSecondsPerCall / 1e9,
+          gflops: flops / med / 1e9,
+          bestGflops: flops / Math.min(...ours.times) / 1e9,
+          msPerCall: med * 1e3,
+          cpuGflops: (flops * ours.times.length) / ours.cpuSeconds / 1e9,
+          ...(peer
+            ? {
+                peerGflops: flops / median(peer.times) / 1e9,
+                peerBestGflops: flops / Math.min(...peer.times) / 1e9,
+                peerCpuGflops: (flops * peer.times.length) / peer.cpuSeconds / 1e9,
+              }
+            : {}),
         };
         results.push(row);
+        const peerCols =
+          row.peerGflops !== undefined &&
+          row.peerBestGflops !== undefined &&
+          row.peerCpuGflops !== undefined
+            ? ` ${row.peerGflops.toFixed(1).padStart(7)} ${(row.gflops / row.peerGflops).toFixed(2).padStart(6)}` +
+              ` ${row.peerBestGflops.toFixed(1).padStart(10)} ${(row.bestGflops / row.peerBestGflops).toFixed(2).padStart(6)}` +
+              ` ${row.peerCpuGflops.toFixed(1).padStart(15)} ${(row.cpuGflops / row.peerCpuGflops).toFixed(2).padStart(6)}`
+            : '';
         console.log(
-          `  ${name.padEnd(34)} ${row.gflops.toFixed(1).padStart(7)} ${row.bestGflops.toFixed(1).padStart(6)} ${row.msPerCall.toFixed(3).padStart(9)} ${row.cpuGflops.toFixed(1).padStart(10)}`,
+          `  ${name.padEnd(34)} ${row.gflops.toFixed(1).padStart(7)} ${row.bestGflops.toFixed(1).padStart(6)} ${row.msPerCall.toFixed(3).padStart(9)} ${row.cpuGflops.toFixed(1).padStart(10)}${peerCols}`,
         );
       }
     }

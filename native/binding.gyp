@@ -99,11 +99,13 @@
                 'cuda/elementwise.cu',
                 'cuda/matmul.cu',
                 'cuda/nn.cu',
+                'cuda/attention.cu',
               ],
               'outputs': ['<(SHARED_INTERMEDIATE_DIR)/mmgpt_cuda/libmmgpt_cuda.a'],
               'action': [
                 'node', 'cuda/build-cuda.js', '--nvcc', '<(cuda_nvcc)', '--out', '<@(_outputs)',
                 'cuda/runtime.cu', 'cuda/elementwise.cu', 'cuda/matmul.cu', 'cuda/nn.cu',
+                'cuda/attention.cu',
               ],
               'message': 'nvcc: CUDA kernels',
             },

@@ -319,6 +319,8 @@ struct CudaBackend {
   MMGPT_CUDA_KERNEL(biasGeluBackward, mmgpt_cuda_bias_gelu_backward)
   MMGPT_CUDA_KERNEL(addLayerNorm, mmgpt_cuda_add_layer_norm)
   MMGPT_CUDA_KERNEL(adamMulti, mmgpt_cuda_adam_multi)
+  MMGPT_CUDA_KERNEL(attention, mmgpt_cuda_attention)
+  MMGPT_CUDA_KERNEL(attentionBackward, mmgpt_cuda_attention_backward)
 #undef MMGPT_CUDA_KERNEL
 
   static double sumSquares(const Args& c, const float* x, int64_t n) {

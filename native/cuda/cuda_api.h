@@ -129,6 +129,12 @@ int mmgpt_cuda_adam_multi(float* const* p, const float* const* g, float* const* 
                           float* const* v, const int64_t* sizes, const double* weightDecays,
                           int64_t count, const mmgpt::AdamArgs* a, double clipNorm,
                           float* normOut);
+// Fused causal self-attention, t <= 64 (backend.ts: attention, attentionBackward; attention.cu).
+int mmgpt_cuda_attention(const float* qkv, float* out, float* probs, int64_t batch, int64_t t,
+                         int64_t heads, int64_t headSize, double scale);
+int mmgpt_cuda_attention_backward(const float* qkv, const float* probs, const float* gy,
+                                  float* gQkv, int64_t batch, int64_t t, int64_t heads,
+                                  int64_t headSize, double scale);
 
 }  // extern "C"
 

@@ -117,5 +117,12 @@ int mmgpt_cuda_adam_multi(float* const*, const float* const*, float* const*, flo
                           float*) {
   return unavailable();
 }
+int mmgpt_cuda_attention(const float*, float*, float*, int64_t, int64_t, int64_t, int64_t, double) {
+  return unavailable();
+}
+int mmgpt_cuda_attention_backward(const float*, const float*, const float*, float*, int64_t,
+                                  int64_t, int64_t, int64_t, double) {
+  return unavailable();
+}
 
 }  // extern "C"

@@ -158,6 +158,8 @@ struct CpuBackend {
   MMGPT_CPU_KERNEL(biasGeluBackward)
   MMGPT_CPU_KERNEL(addLayerNorm)
   MMGPT_CPU_KERNEL(adamMulti)
+  MMGPT_CPU_KERNEL(attention)
+  MMGPT_CPU_KERNEL(attentionBackward)
 #undef MMGPT_CPU_KERNEL
 
   static double sumSquares(const Call&, const float* x, int64_t n) {

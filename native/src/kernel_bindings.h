@@ -555,6 +555,44 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
   return c.env().Undefined();
 }
 
+/** The sizes of attention / attentionBackward from argument `first` on: batch, t, heads, headSize. */
+inline void attentionSizes(const ArgsBase& c, int first, int64_t* batch, int64_t* t,
+                           int64_t* heads, int64_t* hs) {
+  *batch = c.size(first, "batch");
+  *t = c.size(first + 1, "t");
+  *heads = c.size(first + 2, "heads");
+  *hs = c.size(first + 3, "headSize");
+  if (*t > 64) c.rangeError("t must be <= 64, got " + std::to_string(*t));
+}
+
+template <class B>
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  typename B::Args c(info, "attention", 8);
+  int64_t batch, t, heads, hs;
+  attentionSizes(c, 3, &batch, &t, &heads, &hs);
+  const int64_t rows = c.mul(batch, t), width = c.mul(heads, hs);
+  const float* qkv = c.f32(0, "qkv", c.mul(c.mul(rows, 3), width));
+  float* out = c.f32(1, "out", c.mul(rows, width));
+  float* probs = c.f32(2, "probs", c.mul(c.mul(batch, heads), c.mul(t, t)));
+  B::attention(c, qkv, out, probs, batch, t, heads, hs, c.number(7, "scale"));
+  return c.env().Undefined();
+}
+
+template <class B>
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  typename B::Args c(info, "attentionBackward", 9);
+  int64_t batch, t, heads, hs;
+  attentionSizes(c, 4, &batch, &t, &heads, &hs);
+  const int64_t rows = c.mul(batch, t), width = c.mul(heads, hs);
+  const int64_t qkvSize = c.mul(c.mul(rows, 3), width);
+  const float* qkv = c.f32(0, "qkv", qkvSize);
+  const float* probs = c.f32(1, "probs", c.mul(c.mul(batch, heads), c.mul(t, t)));
+  const float* gy = c.f32(2, "gy", c.mul(rows, width));
+  float* gQkv = c.f32(3, "gQkv", qkvSize);
+  B::attentionBackward(c, qkv, probs, gy, gQkv, batch, t, heads, hs, c.number(8, "scale"));
+  return c.env().Undefined();
+}
+
 // ---- the list -----------------------------------------------------------------------------------
 
 /** Every kernel entry point: X(JS name, binding), in the order the addons export them. */
@@ -588,7 +626,9 @@ Napi::Value AdamMulti(const Napi::CallbackInfo& info) {
   X("biasGelu", BiasGelu)                        \
   X("biasGeluBackward", BiasGeluBackward)        \
   X("addLayerNorm", AddLayerNorm)                \
-  X("adamMulti", AdamMulti)
+  X("adamMulti", AdamMulti)                      \
+  X("attention", Attention)                      \
+  X("attentionBackward", AttentionBackward)
 
 /** Sets every kernel entry point of backend B on `target`. */
 template <class B>

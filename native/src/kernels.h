@@ -111,6 +111,12 @@ struct KernelTable {
   void (*adamMulti)(float* const* p, const float* const* g, float* const* m, float* const* v,
                     const int64_t* sizes, const double* weightDecays, int64_t count,
                     const AdamArgs* base, double clipNorm, float* normOut, int nt);
+  // Fused causal self-attention, t <= 64 (backend.ts: attention, attentionBackward).
+  void (*attention)(const float* qkv, float* out, float* probs, int64_t batch, int64_t t,
+                    int64_t heads, int64_t headSize, double scale, int nt);
+  void (*attentionBackward)(const float* qkv, const float* probs, const float* gy, float* gQkv,
+                            int64_t batch, int64_t t, int64_t heads, int64_t headSize,
+                            double scale, int nt);
 };
 
 }  // namespace mmgpt

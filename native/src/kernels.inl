@@ -123,6 +123,13 @@ inline void vstorePart(float* p, vf v, int64_t n) {
   for (int i = 0; i < n; i++) p[i] = tmp[i];
 }
 #endif
+/** v with the lanes at or above n set to 0 (n may be any count). */
+inline vf vkeepLanes(vf v, int64_t n) {
+  vi lane;
+  for (int l = 0; l < VL; l++) lane[l] = l;
+  const vi keep = lane < (int32_t)min64(n, VL);
+  return (vf)((vi)v & keep);
+}
 inline float hmax(vf v) {
   float t[MMGPT_VL];
   vstore(t, v);
@@ -798,9 +805,7 @@ inline int64_t blockSize(int64_t total, int64_t maxBlock, int64_t unit) {
 /**
  * True when a team packs all of op(B)'s depth for a column block at once (one barrier per
  * column block, not one per depth block): a deep product (k > kKC) shared by several threads,
- * whose packed B fits kFullDepthFloats. The backward's weight gradients ([1824x128^T] @
- * [1824x512]: k = 1824, 8 depth blocks) otherwise meet 16 team barriers per call, and on a
- * busy machine each barrier waits for the slowest (descheduled) thread.
+ * whose packed B fits kFullDepthFloats (e.g. the attention output projection's k = 512).
  */
 const int64_t kFullDepthFloats = 1 << 20;  // 4 MiB of packed B
 inline bool fullDepth(const GemmItem& g, int nth) {
@@ -812,6 +817,112 @@ inline bool fullDepth(const GemmItem& g, int nth) {
 inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
   const int64_t kcBlock = blockSize(g.k, kKC, 1), ncBlock = blockSize(g.n, kNC, kNR);
   return fullDepth(g, nth) ? kcBlock * ceilDiv(g.k, kcBlock) * ncBlock : kcBlock * ncBlock;
+}
+
+/**
+ * A deep product with few rows of C (k > kKC, m < k: the weight gradients, op(A) = X^T with the
+ * batch's rows as depth) and at least as many columns (n >= m; a narrow C, e.g. 512 x 128,
+ * measured faster on the shared-B path), computed by a team that shares nothing but a task
+ * counter. C is cut
+ * into kOwnTasksPerThread blocks per thread, more column blocks than row blocks in proportion to
+ * n / m (a row block packs its op(B) columns once more, a column block reads its op(A) rows
+ * once more; packing is a read and a write, hence the 2); each thread packs the op(B) of the
+ * block it claims into its own buffer, depth block by depth block, and sweeps it with the
+ * block's rows of op(A), read in place. No barrier inside: the shared-B team meets two per depth
+ * block, each waiting for the slowest thread, or (fullDepth) shares a packed B of all depth
+ * blocks that no core's L2 holds. Few, wide blocks keep each op(A) panel reused across many B
+ * panels; more of them would balance a busy machine better at a cost of ~5% per doubling.
+ */
+const int64_t kOwnTasksPerThread = 2;
+inline bool ownTasks(const GemmItem& g, int nth) {
+  return nth > 1 && g.k > kKC && g.m < g.k && g.n >= g.m;
+}
+
+__thread Scratch tlsOwnB = {nullptr, 0};
+
+void gemmOwnTasks(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth,
+                  int64_t* next) {
+  const int64_t kcBlock = blockSize(g.k, kKC, 1);
+  const int64_t mPanels = ceilDiv(g.m, kMR), nPanels = ceilDiv(g.n, kNR);
+  const int64_t target = kOwnTasksPerThread * nth;
+  // cb column blocks and rb row blocks with cb * rb ~ target and cb * m ~ 2 * rb * n, each
+  // block's packed B within one depth block of kNC columns; cb * rb a multiple of nth.
+  int64_t cb = 1;
+  while (cb < min64(nPanels, target) && cb * cb * g.m < 2 * target * g.n) cb++;
+  cb = max64(cb, ceilDiv(nPanels, kNC / kNR));
+  const int64_t rb = max64(1, min64(mPanels, ceilDiv(target, cb)));
+  while ((cb * rb) % nth != 0 && cb < nPanels) cb++;
+  const int64_t tasks = cb * rb;
+  float* Bp = scratch(&tlsOwnB, kcBlock * ceilDiv(nPanels, cb) * kNR);
+  if (tid == 0) *next = 0;  // nobody claims before the barrier below
+#pragma omp barrier
+  for (int64_t t = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED); t < tasks;
+       t = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) {
+    // Balanced blocks: column panels [jp0, jp1), row panels [ip0, ip1).
+    const int64_t jp0 = nPanels * (t % cb) / cb, jp1 = nPanels * (t % cb + 1) / cb;
+    const int64_t ip0 = mPanels * (t / cb) / rb, ip1 = mPanels * (t / cb + 1) / rb;
+    for (int64_t pc = 0; pc < g.k; pc += kcBlock) {
+      const int64_t kc = min64(kcBlock, g.k - pc);
+      const int beta = pc == 0 ? g.beta : 1;
+      for (int64_t jp = jp0; jp < jp1; jp++) {
+        const int64_t j0 = jp * kNR;
+        packB(B, g, j0, (int)min64(kNR, g.n - j0), pc, kc, Bp + (jp - jp0) * kNR * kc);
+      }
+      for (int64_t ip = ip0; ip < ip1; ip++) {
+        const int64_t i0 = ip * kMR;
+        const int rows = (int)min64(kMR, g.m - i0);
+        const float* aPanel = g.transA ? A + pc * g.lda + i0 : A + i0 * g.lda + pc;
+        for (int64_t jp = jp0; jp < jp1; jp++) {
+          const int64_t j0 = jp * kNR;
+          ukernelRows<kMR>(rows, g.transA ? 2 : 1, kc, aPanel, g.lda,
+                           Bp + (jp - jp0) * kNR * kc, C + i0 * g.ldc + j0, g.ldc,
+                           (int)min64(kNR, g.n - j0), g.alpha, beta);
+        }
+      }
+    }
+  }
+#pragma omp barrier
+}
+
+/**
+ * A deep weight gradient with a narrow C (transA, n < m, e.g. [1824x512]^T @ [1824x128]) as its
+ * transpose C^T = B^T A, a wide product that gemmOwnTasks runs without barriers, into the team's
+ * buffer T [n x m] (C^T there first when accumulating), then transposed into C. The products and
+ * their order over the depth are those of the direct product, so C is bit-for-bit the same.
+ */
+inline bool swappedOwnTasks(const GemmItem& g, int nth) {
+  return nth > 1 && g.transA && !g.transB && g.k > kKC && g.n < g.m && g.m < g.k;
+}
+
+/** dst[j * rows + i] = src[i * cols + j] for this thread's share of the rows i of src. */
+inline void transposeShare(const float* src, float* dst, int64_t rows, int64_t cols, int tid,
+                           int nth) {
+  const int64_t lo = rows * tid / nth, hi = rows * (tid + 1) / nth;
+  for (int64_t i0 = lo; i0 < hi; i0 += 16) {
+    const int64_t i1 = min64(hi, i0 + 16);
+    for (int64_t j = 0; j < cols; j++) {
+      for (int64_t i = i0; i < i1; i++) dst[j * rows + i] = src[i * cols + j];
+    }
+  }
+}
+
+void gemmSwapped(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth,
+                 float* T, int64_t* next) {
+  if (g.beta) {
+    transposeShare(C, T, g.m, g.n, tid, nth);
+#pragma omp barrier
+  }
+  GemmItem s = g;  // C^T [n x m] = op(B)^T [n x k] @ op(A)^T [k x m]
+  s.m = g.n;
+  s.n = g.m;
+  s.transA = 1;
+  s.transB = 0;
+  s.lda = g.ldb;
+  s.ldb = g.lda;
+  s.ldc = g.m;
+  gemmOwnTasks(B, A, T, s, tid, nth, next);  // ends with a barrier
+  transposeShare(T, C, g.n, g.m, tid, nth);
+#pragma omp barrier
 }
 
 /**
@@ -974,6 +1085,10 @@ inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g,
     if (nth > 1) {
 #pragma omp barrier
     }
+  } else if (ownTasks(g, nth)) {
+    gemmOwnTasks(A, B, C, g, tid, nth, next);
+  } else if (swappedOwnTasks(g, nth)) {
+    gemmSwapped(A, B, C, g, tid, nth, Bp, next);
   } else {
     gemmItem(A, B, C, g, tid, nth, Bp, next);
   }
@@ -1016,7 +1131,8 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
     }
     return;
   }
-  float* Bp = scratch(&tlsPackB, packBFloatsFor(g, team));  // the calling thread's, shared by the team
+  // The calling thread's buffer, shared by the team: packed B, or C^T (gemmSwapped).
+  float* Bp = scratch(&tlsPackB, max64(packBFloatsFor(g, team), swappedOwnTasks(g, team) ? m * n : 0));
   if (team == 1) {
     for (int64_t b = 0; b < batch; b++) {
       gemmAny(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g, 0, 1, Bp, nullptr);
@@ -1206,7 +1322,9 @@ inline double softmaxRow(const float* x, float* out, int64_t n, int64_t visible)
     sum0 += e;
   }
   if (j < visible) {
-    const vf e = vexp(vloadPart(x + j, visible - j, ninf) - vm);  // -inf lanes give 0
+    // The lanes past the row get exp(0), then 0: exp(-inf) would pass through a subnormal
+    // intermediate, a microcode assist per row on Intel cores.
+    const vf e = vkeepLanes(vexp(vloadPart(x + j, visible - j, mx) - vm), visible - j);
     vstorePart(out + j, e, visible - j);
     sum1 += e;
   }
@@ -1323,38 +1441,45 @@ void kBiasGelu(const float* x, const float* bias, float* out, int64_t rows, int6
   }
 }
 
-// Two passes: gx row by row (every thread a block of rows, fully vectorised), then gBias as the
-// column sums of gx in float64 in row order (kSumAxis's order, so gBias equals the unfused sumAxis
-// of gx), in tasks of <= 64 columns. Interleaving the two in column tasks walked every array with
-// a row-sized stride and ran about 5x slower than the unfused pair at batch 256.
+// One pass: every thread a fixed block of rows, gx row by row (fully vectorised) and its column
+// sums added at once into the thread's float64 partial gBias (n doubles, in L1), so gx is never
+// read back from memory; the partials are combined in thread order. (Interleaving rows and
+// column tasks over the whole array walked it with a row-sized stride and ran ~5x slower; the
+// two-pass form read gx back from L3.)
 void kBiasGeluBackward(const float* x, const float* bias, const float* gy, float* gx, float* gBias,
                        int64_t rows, int64_t n, int nt) {
-#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParCompute)) schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
-    const float* xr = x + r * n;
-    const float* gyr = gy + r * n;
-    float* gxr = gx + r * n;
-    int64_t j = 0;
-    for (; j + VL <= n; j += VL)
-      vstore(gxr + j, vgeluGrad(vload(xr + j) + vload(bias + j), vload(gyr + j)));
-    if (j < n) {
-      const int64_t w = n - j;
-      const vf t = vloadPart(xr + j, w, 0.0f) + vloadPart(bias + j, w, 0.0f);
-      vstorePart(gxr + j, vgeluGrad(t, vloadPart(gyr + j, w, 0.0f)), w);
+  const int team = threadsFor(nt, rows * n, kParCompute);
+  const int64_t stride = ceilDiv(n, VL) * VL;  // a partial per thread, VL-aligned
+  double* partial = (double*)scratch(&tlsDouble, 2 * (int64_t)team * stride);
+#pragma omp parallel num_threads(team)
+  {
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    double* acc = partial + (int64_t)tid * stride;
+    for (int64_t j = 0; j < n; j++) acc[j] = 0;
+    const int64_t lo = rows * tid / nth, hi = rows * (tid + 1) / nth;
+    for (int64_t r = lo; r < hi; r++) {
+      const float* xr = x + r * n;
+      const float* gyr = gy + r * n;
+      float* gxr = gx + r * n;
+      int64_t j = 0;
+      for (; j + VL <= n; j += VL) {
+        const vf g = vgeluGrad(vload(xr + j) + vload(bias + j), vload(gyr + j));
+        vstore(gxr + j, g);
+        vstored(acc + j, vloadd(acc + j) + widen(g));
+      }
+      if (j < n) {
+        const int64_t w = n - j;
+        const vf t = vloadPart(xr + j, w, 0.0f) + vloadPart(bias + j, w, 0.0f);
+        const vf g = vgeluGrad(t, vloadPart(gyr + j, w, 0.0f));
+        vstorePart(gxr + j, g, w);
+        for (int64_t l = 0; l < w; l++) acc[j + l] += g[l];
+      }
     }
   }
-  const int64_t chunk = 64, chunks = ceilDiv(n, chunk);
-#pragma omp parallel for num_threads(threadsFor(nt, rows * n, kParMemory)) schedule(static)
-  for (int64_t c = 0; c < chunks; c++) {
-    const int64_t j0 = c * chunk, len = min64(chunk, n - j0);
-    double acc[64];
-    for (int64_t j = 0; j < len; j++) acc[j] = 0;
-    for (int64_t r = 0; r < rows; r++) {
-      const float* gxr = gx + r * n + j0;
-#pragma omp simd
-      for (int64_t jj = 0; jj < len; jj++) acc[jj] += gxr[jj];
-    }
-    for (int64_t j = 0; j < len; j++) gBias[j0 + j] = (float)acc[j];
+  for (int64_t j = 0; j < n; j++) {
+    double s = 0;
+    for (int t = 0; t < team; t++) s += partial[(int64_t)t * stride + j];
+    gBias[j] = (float)s;
   }
 }
 
@@ -1609,6 +1734,8 @@ void kAdamMulti(float* const* p, const float* const* g, float* const* m, float* 
   }
 }
 
+#include "attention.inl"
+
 const KernelTable kTable = {
     MMGPT_ISA_NAME,
     kMR,
@@ -1643,6 +1770,8 @@ const KernelTable kTable = {
     kBiasGeluBackward,
     kAddLayerNorm,
     kAdamMulti,
+    kAttention,
+    kAttentionBackward,
 };
 
 }  // namespace

@@ -259,6 +259,18 @@ MMGPT_EXPORT void mmgpt_bias_gelu_backward(const float* x, const float* bias, co
   table()->biasGeluBackward(x, bias, gy, gx, gBias, i64(rows), i64(n), 1);
 }
 
+MMGPT_EXPORT void mmgpt_attention(const float* qkv, float* out, float* probs, double batch,
+                                 double t, double heads, double headSize, double scale) {
+  table()->attention(qkv, out, probs, i64(batch), i64(t), i64(heads), i64(headSize), scale, 1);
+}
+
+MMGPT_EXPORT void mmgpt_attention_backward(const float* qkv, const float* probs, const float* gy,
+                                          float* gQkv, double batch, double t, double heads,
+                                          double headSize, double scale) {
+  table()->attentionBackward(qkv, probs, gy, gQkv, i64(batch), i64(t), i64(heads), i64(headSize),
+                             scale, 1);
+}
+
 MMGPT_EXPORT void mmgpt_add_layer_norm(const float* x, const float* r, const float* w,
                                        const float* b, float* h, float* out, float* mean,
                                        float* rstd, double rows, double d, double eps) {

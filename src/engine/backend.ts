@@ -251,7 +251,8 @@ export interface Backend {
   biasGelu(x: Buf, bias: Buf, out: Buf, rows: number, n: number): void;
   /**
    * The backward of biasGelu: with t = float32(x + bias), gx = gelu'(t) * gy (as unaryBackward)
-   * and gBias[j] = sum_r gx[r, j] (float64 in row order, written, not accumulated).
+   * and gBias[j] = sum_r gx[r, j] (float64, written, not accumulated; in row order on js, in
+   * per-thread row blocks combined in thread order on cpu).
    */
   biasGeluBackward(x: Buf, bias: Buf, gy: Buf, gx: Buf, gBias: Buf, rows: number, n: number): void;
   /**
@@ -270,6 +271,44 @@ export interface Backend {
     rows: number,
     d: number,
     eps: number,
+  ): void;
+  /**
+   * Causal self-attention of every head from the fused q/k/v projection, for t <= 64 (one head's
+   * q, k, v and probabilities stay in L1). qkv is [batch, t, 3, heads, headSize]; for each batch
+   * item b and head h, with q_i = float32(qkv[b, i, 0, h, :] * scale), k_j = qkv[b, j, 1, h, :],
+   * v_j = qkv[b, j, 2, h, :]: s_ij = float32(q_i . k_j), probs[b, h, i, :] = the softmax of
+   * s_i over j <= i (exactly 0 for j > i; as `softmax` with causalTq = t) and
+   * out[b, i, h, :] = float32(sum_j probs[b, h, i, j] v_j) (out is [batch, t, heads, headSize]):
+   * `permute`, `affine`, `matmul`, `softmax`, `matmul` and `permute` in one kernel, up to the
+   * order of the matmul sums.
+   */
+  attention(
+    qkv: Buf,
+    out: Buf,
+    probs: Buf,
+    batch: number,
+    t: number,
+    heads: number,
+    headSize: number,
+    scale: number,
+  ): void;
+  /**
+   * The backward of attention, given its qkv and probs and the gradient gy of out: writes (not
+   * accumulates) gQkv [batch, t, 3, heads, headSize], with gP = float32(gy v^T),
+   * gS = float32(probs * (gP - rowsum(probs * gP))) (as `softmaxBackward`),
+   * gq = float32(scale * float32(gS k)), gk = float32(gS^T q) (q scaled as in attention) and
+   * gv = float32(probs^T gy).
+   */
+  attentionBackward(
+    qkv: Buf,
+    probs: Buf,
+    gy: Buf,
+    gQkv: Buf,
+    batch: number,
+    t: number,
+    heads: number,
+    headSize: number,
+    scale: number,
   ): void;
   /**
    * One Adam/AdamW step over many parameter tensors with global-norm clipping fused in, without

@@ -58,6 +58,8 @@ export {
   layerNorm,
   addLayerNorm,
   biasGelu,
+  causalAttention,
+  ATTENTION_MAX_T,
   softmax,
   crossEntropy,
   dropout,

@@ -265,9 +265,9 @@ export class Tensor {
       if (this.size !== 1)
         throw new Error(`backward(): tensor ${this.describe()} is not a scalar; pass a gradient`);
       const seed = new Tensor(
-        new Storage(allocBuffer(backend, 1, 'float32'), 1, 'float32', backend),
+        new Storage(allocBuffer(backend, 1, 'float32', false), 1, 'float32', backend),
         this.shape,
-      );
+      ); // written by the fill below: no zero-fill first
       backend.fill(seed.buf, 1, 1);
       unitSeeds.add(seed);
       grads.set(this, seed);

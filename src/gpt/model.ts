@@ -129,6 +129,11 @@ export class CausalSelfAttention extends Module {
     const [B, T, C] = x.shape;
     const nh = this.config.nHead;
     const hs = this.headSize;
+    if (!cache && !keyMask && !this.attnDropout.active && T <= F.ATTENTION_MAX_T) {
+      // Training and full-sequence scoring: every head in one kernel from c_attn's layout.
+      const merged = F.causalAttention(this.c_attn.forward(x), nh, 1 / Math.sqrt(hs)); // [B, T, C]
+      return this.residDropout.forward(this.c_proj.forward(merged));
+    }
     const qkv = F.reshape(this.c_attn.forward(x), [B, T, 3, nh, hs]); // [B, T, 3, nh, hs]
     const qkvHeads = F.permute(qkv, [2, 0, 3, 1, 4]); // [3, B, nh, T, hs]
     const [qAll, kAll, vAll] = F.split(qkvHeads, [1, 1, 1], 0);

@@ -217,8 +217,12 @@ export class Dropout extends Module {
     super();
     if (!(p >= 0 && p < 1)) throw new Error(`Dropout: p must be in [0, 1), got ${p}`);
   }
+  /** True when forward draws a mask (training with p > 0); else it returns x unchanged. */
+  get active(): boolean {
+    return this.training && this.p > 0;
+  }
   forward(x: Tensor): Tensor {
-    if (!this.training || this.p === 0) return x;
+    if (!this.active) return x;
     return F.dropout(x, this.p, this.rng.next());
   }
 }

@@ -27,13 +27,15 @@
 // - crossEntropyMean gradient: 2e-6 (floor 1e-6 / count) / 4 ulp: the cpu's float32 exp of a
 //   float32 difference (as its crossEntropy), the device's float64 exp; its losses and mean loss
 //   1e-6 / 4 ulp (float64 sums in another order);
-// - biasGelu and its gx: 2e-6 / 1 ulp, absolute below 1 (as the unary gelu).
+// - biasGelu and its gx: 2e-6 / 1 ulp, absolute below 1 (as the unary gelu);
+// - attention and its backward: 2e-5 / 2e-5 (floor 0.1): float32 sums of up to 64 terms where the
+//   reference sums in float64, through a softmax (the cpu's float32 exp, the device's float64).
 // wasm (the cpu kernels' baseline arithmetic: float32 polynomial exp without AVX-512's scalef,
 // plain multiply + add, musl's logf), as tight as its kernels pass: exp, tanh and log 1 ulp;
 // gelu 5e-7 and its gradient 2e-6 (absolute below 1; biasGelu likewise 2e-6); softmax and
 // cross-entropy probabilities 1e-6 (absolute below 1e-6), cross-entropy losses 2.5e-7 (floor
 // 1e-3); matmul f = 1e-7 (~1.7 ulp * sqrt(k)); crossEntropyMean gradient 1e-6, losses and mean
-// loss 2.5e-7.
+// loss 2.5e-7; attention as the cpu's, 2e-5 (the same kernel source).
 // The tolerances every backend shares are stated in the suites' headers.
 
 import type { Backend, Buf, UnaryOp } from '../../src/engine/backend';
@@ -60,6 +62,7 @@ export interface Tolerances {
   crossEntropyMeanGrad: number;
   crossEntropyMeanLoss: number;
   biasGelu: number;
+  attention: number;
 }
 
 export interface BackendTarget {
@@ -173,6 +176,7 @@ export const TARGETS: BackendTarget[] = [
       crossEntropyMeanGrad: 2e-6,
       crossEntropyMeanLoss: 1e-6,
       biasGelu: 2e-6,
+      attention: 2e-5,
     },
     foreignBuffer: () => new Float64Array(4),
     foreignMessage: /x must be a Float32Array, got a Float64Array/,
@@ -195,6 +199,7 @@ export const TARGETS: BackendTarget[] = [
       crossEntropyMeanGrad: 4 * ULP,
       crossEntropyMeanLoss: 4 * ULP,
       biasGelu: ULP,
+      attention: 2e-5,
     },
     foreignBuffer: () => new Float32Array(4),
     foreignMessage: /x must be a cuda buffer, got a Float32Array/,
@@ -217,6 +222,7 @@ export const TARGETS: BackendTarget[] = [
       crossEntropyMeanGrad: 1e-6,
       crossEntropyMeanLoss: 2.5e-7,
       biasGelu: 2e-6,
+      attention: 2e-5,
     },
     foreignBuffer: () => new Float32Array(4),
     foreignMessage: /x must be a wasm buffer, got a Float32Array/,

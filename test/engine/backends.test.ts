@@ -382,6 +382,10 @@ for (const target of TARGETS) {
         // across two column blocks and with a transposed A (the backward's weight gradients).
         matmulParams({ m: 75, n: 70, k: 700, transA: true, alpha: 0.5, accumulate: true }),
         matmulParams({ m: 40, n: 600, k: 300, transB: true }),
+        // Deep products with few rows of C on a team (weight gradients): every thread packs
+        // its own blocks of op(B); blocks of rows and columns, n over one nc block, ragged edges.
+        matmulParams({ m: 197, n: 45, k: 530, transA: true, alpha: 0.5, accumulate: true }),
+        matmulParams({ m: 41, n: 1058, k: 600, transA: true }),
         // Many small items (attention): one item per thread, strided with gaps.
         matmulParams({
           batch: 16,

@@ -1,7 +1,7 @@
 // Every native backend (cpu, cuda; backend_targets.ts) agrees with the reference backend
 // (backends/js.ts) on the kernels beyond the core ones of backends.test.ts: dropoutMask, im2col,
 // col2im, nearestCode, adam, and the fused training-step kernels (crossEntropyMean, biasGelu and
-// its backward, addLayerNorm, adamMulti), across their regimes (ignored and all-ignored targets;
+// its backward, attention and its backward, addLayerNorm, adamMulti), across their regimes (ignored and all-ignored targets;
 // > 24 tensors and tensors of several 4096-element blocks for the multi-tensor Adam, clipping on
 // and off). Outputs carry sentinel padding, so a kernel writing past its last element fails.
 //
@@ -11,6 +11,8 @@
 // - adam: 1 ulp (float64 like the reference; FMA contraction);
 // - biasGelu's gBias: the float64 column sums of its gx, 2e-6 relative to the column's sum of |gx|;
 // - addLayerNorm: h exact (one float32 add); out, mean, rstd 1 ulp (floor 1e-6), as layerNorm;
+// - attention (probs, out) and attentionBackward (gQkv): float32 sums against the reference's
+//   float64 ones, relative with a floor of 0.1 (inputs of order 1), tol.attention;
 // - adamMulti: p, m, v 4 ulp (floor 1e-30) against the reference's per-tensor adam with the
 //   clip's gradient scale; the norm 1e-12 relative.
 
@@ -301,6 +303,53 @@ for (const target of TARGETS) {
       }
       assert.equal(bwd.be[4][n], 7.5, `${what} gBias sentinel`);
     }
+  });
+
+  test(`${target.name}: attention and attentionBackward match the reference`, { skip }, () => {
+    const rng = makeRng(21);
+    for (const [batch, t, heads, hs] of [
+      [1, 1, 1, 1],
+      [2, 5, 3, 7],
+      [3, 17, 2, 16],
+      [2, 58, 4, 32],
+      [1, 64, 1, 33],
+    ]) {
+      const c = heads * hs;
+      const scale = 1 / Math.sqrt(hs);
+      const qkv = randArray(rng, batch * t * 3 * c, -2, 2);
+      const gy = randArray(rng, batch * t * c);
+      const what = `${target.name} attention b=${batch} t=${t} heads=${heads} hs=${hs}`;
+      target.forEachConfig((cfg) => {
+        const fwd = runBoth(
+          be(),
+          [qkv, padded(batch * t * c), padded(batch * heads * t * t)],
+          (b, [x, o, p]) => b.attention(x, o, p, batch, t, heads, hs, scale),
+        );
+        assertClose(fwd.be[2], fwd.js[2], tol.attention, `${what} ${cfg} probs`, 0.1);
+        assertClose(fwd.be[1], fwd.js[1], tol.attention, `${what} ${cfg} out`, 0.1);
+        const bwd = runBoth(
+          be(),
+          [qkv, fwd.js[2], gy, padded(batch * t * 3 * c)],
+          (b, [x, p, g, gx]) => b.attentionBackward(x, p, g, gx, batch, t, heads, hs, scale),
+        );
+        assertClose(bwd.be[3], bwd.js[3], tol.attention, `${what} ${cfg} gQkv`, 0.1);
+      });
+    }
+    const b = be();
+    assert.throws(
+      () =>
+        b.attention(
+          b.alloc(3 * 65, 'float32'),
+          b.alloc(65, 'float32'),
+          b.alloc(65 * 65, 'float32'),
+          1,
+          65,
+          1,
+          1,
+          1,
+        ),
+      /t must be <= 64|t <= 64/,
+    );
   });
 
   test(`${target.name}: addLayerNorm equals add followed by layerNorm`, { skip }, () => {

@@ -1,13 +1,18 @@
 // What only the native cpu backend has: its host buffers (recycled zero-filled, a double free
 // handing a buffer out once) and its configuration (thread count and SIMD build, set and
-// reported). Its kernels are tested against the reference backend, in every SIMD build and with
-// 1 thread as well as the default count, by the suite parametrised by backend (backends.test.ts,
-// backends_fused.test.ts). If the addon is not built every test is skipped with the reason.
+// reported), a tiny GPT's training run against the reference backend (its attention fused), the
+// steady-state step's allocations and fills, and weight-gradient GEMMs that are the same bits
+// on 1 and 2 threads. Its kernels are tested against the reference backend, in every SIMD build
+// and with 1 thread as well as the default count, by the suite parametrised by backend
+// (backends.test.ts, backends_fused.test.ts). If the addon is not built every test is skipped with the reason.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { cpuBackendInfo, loadNativeAddon, setCpuThreads } from '../../src/engine/backends/cpu';
+import { getBackend, setBackend } from '../../src/engine/registry';
+import type { GptConfig } from '../../src/gpt/model';
+import { makeTrainStep } from '../../src/perf/train_step';
 import { f32, i32 } from './backend_helpers';
 import { backendOf, targetOf } from './backend_targets';
 
@@ -64,3 +69,113 @@ test('thread count and SIMD path can be set and are reported', { skip }, () => {
     setCpuThreads(threads);
   }
 });
+
+/** A 2-layer GPT without dropout: its attention runs in the fused kernels. */
+const TINY_GPT: GptConfig = {
+  vocabSize: 96,
+  blockSize: 23,
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 32,
+  dropout: 0,
+};
+
+test('a short training run (fused attention) matches the reference backend', { skip }, () => {
+  const previous = getBackend().name;
+  const run = (name: string): number[] => {
+    setBackend(name);
+    const { step } = makeTrainStep(4, TINY_GPT, 4242);
+    return Array.from({ length: 8 }, () => step());
+  };
+  try {
+    const ref = run('js');
+    const got = run('cpu');
+    for (let s = 0; s < ref.length; s++) {
+      assert.ok(Math.abs(got[s] - ref[s]) <= 1e-4, `step ${s}: cpu loss ${got[s]} vs js ${ref[s]}`);
+    }
+    assert.ok(got[got.length - 1] < got[0], 'the loss falls');
+  } finally {
+    setBackend(previous);
+  }
+});
+
+test(
+  'the steady-state training step allocates nothing and fills only what it must',
+  { skip },
+  () => {
+    const previous = getBackend().name;
+    const be = setBackend('cpu');
+    const counts = { alloc: 0, fill: 0 };
+    const alloc = be.alloc.bind(be);
+    const fill = be.fill.bind(be);
+    try {
+      const { step } = makeTrainStep(4, { ...TINY_GPT, blockSize: 57 }, 7);
+      for (let s = 0; s < 3; s++) step();
+      be.alloc = (size, dtype) => (counts.alloc++, alloc(size, dtype));
+      be.fill = (out, n, value) => (counts.fill++, fill(out, n, value));
+      for (let s = 0; s < 3; s++) step();
+      assert.equal(counts.alloc, 0, 'fresh buffers in 3 steady-state steps');
+      // Per step: the embeddings' scatter-add targets (wte, wpe) are zeroed and the seed
+      // gradient set to 1; no other buffer is filled.
+      assert.equal(counts.fill, 3 * 3, 'fills in 3 steady-state steps');
+    } finally {
+      be.alloc = alloc;
+      be.fill = fill;
+      setBackend(previous);
+    }
+  },
+);
+
+test(
+  'deep weight gradients on 2 threads equal 1 thread bit for bit (own and swapped tasks)',
+  { skip },
+  () => {
+    const be = backendOf(target);
+    const threads = cpuBackendInfo();
+    const nt = 'error' in threads ? 1 : threads.threads;
+    let seed = 3;
+    const rand = (n: number): Float32Array =>
+      Float32Array.from({ length: n }, () => {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        return seed / 4294967296 - 0.5;
+      });
+    try {
+      for (const [m, n, k, alpha, accumulate] of [
+        [70, 300, 1000, 1, false], // wide C: own tasks
+        [300, 70, 1000, 1, false], // narrow C: the transposed product
+        [300, 70, 1000, 0.5, true],
+        [129, 33, 700, 1, false],
+      ] as const) {
+        const a = rand(k * m);
+        const b = rand(k * n);
+        const c0 = rand(m * n);
+        const p = {
+          batch: 1,
+          m,
+          n,
+          k,
+          transA: true,
+          transB: false,
+          strideA: 0,
+          strideB: 0,
+          strideC: 0,
+          alpha,
+          accumulate,
+        };
+        const run = (t: number): Float32Array => {
+          setCpuThreads(t);
+          const c = c0.slice();
+          be.matmul(a, b, c, p);
+          return c;
+        };
+        assert.deepEqual(
+          run(2),
+          run(1),
+          `[${k}x${m}]^T @ [${k}x${n}] alpha ${alpha} acc ${accumulate}`,
+        );
+      }
+    } finally {
+      setCpuThreads(nt);
+    }
+  },
+);

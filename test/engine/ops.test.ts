@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { setBackend } from '../../src/engine/registry';
 import * as F from '../../src/engine/ops';
 import { tidy, noGrad, memoryStats, releasePool, setPoolLimit } from '../../src/engine/tensor';
+import type { Tensor } from '../../src/engine/tensor';
 import { gradCheck, TestRng } from './gradcheck';
 
 setBackend('js');
@@ -326,4 +327,35 @@ test('a full buffer pool gives way to the sizes used most recently', () => {
     setPoolLimit(previous);
     releasePool();
   }
+});
+
+test('causalAttention equals the composed attention (permute, scale, matmul, softmax, matmul), values and gradients bit for bit', () => {
+  const [B, T, nh, hs] = [2, 7, 3, 4];
+  const rng = new TestRng(5);
+  const data = rng.array(B * T * 3 * nh * hs);
+  const gData = rng.array(B * T * nh * hs);
+  const run = (fused: boolean): [number[], number[]] =>
+    tidy(() => {
+      const qkv = F.tensor(data, [B, T, 3 * nh * hs]);
+      qkv.requiresGrad = true;
+      let y: Tensor;
+      if (fused) {
+        y = F.causalAttention(qkv, nh);
+      } else {
+        const heads = F.permute(F.reshape(qkv, [B, T, 3, nh, hs]), [2, 0, 3, 1, 4]);
+        const [q, k, v] = F.split(heads, [1, 1, 1], 0).map((t) => F.reshape(t, [B, nh, T, hs]));
+        const att = F.softmax(F.matmul(F.scale(q, 1 / Math.sqrt(hs)), k, { transB: true }), {
+          causal: true,
+        });
+        y = F.reshape(F.permute(F.matmul(att, v), [0, 2, 1, 3]), [B, T, nh * hs]);
+      }
+      F.sum(F.mul(y, F.tensor(gData, y.shape))).backward();
+      return [[...y.toArray()], [...qkv.grad!.toArray()]];
+    });
+  const [yFused, gFused] = run(true);
+  const [yComposed, gComposed] = run(false);
+  assert.deepEqual(yFused, yComposed);
+  assert.deepEqual(gFused, gComposed);
+  gradCheck('causalAttention', ([x]) => F.causalAttention(x, 2), [inp([1, 5, 12])]);
+  assert.throws(() => F.causalAttention(F.zeros([1, 65, 6]), 2), /T <= 64/);
 });

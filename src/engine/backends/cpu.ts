@@ -348,6 +348,10 @@ export function nativeKernelMethods(nat: NativeKernels): KernelMethods {
       nat.biasGeluBackward(x, bias, gy, gx, gBias, rows, n),
     addLayerNorm: (x, r, w, b, h, out, mean, rstd, rows, d, eps) =>
       nat.addLayerNorm(x, r, w, b, h, out, mean, rstd, rows, d, eps),
+    attention: (qkv, out, probs, batch, t, heads, headSize, scale) =>
+      nat.attention(qkv, out, probs, batch, t, heads, headSize, scale),
+    attentionBackward: (qkv, probs, gy, gQkv, batch, t, heads, headSize, scale) =>
+      nat.attentionBackward(qkv, probs, gy, gQkv, batch, t, heads, headSize, scale),
     adamMulti: (t: AdamTensors, a: AdamParams, clipNorm: number, normOut: Buf) =>
       nat.adamMulti(
         t.params,

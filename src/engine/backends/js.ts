@@ -23,6 +23,7 @@
 // losses, optimiser; js/checks.ts holds the buffer checks); this file assembles the backend.
 
 import type { Backend, Buf, DType } from '../backend';
+import { attentionKernels } from './js/attention';
 import { anyArray, checkDtype } from './js/checks';
 import { elementwiseKernels } from './js/elementwise';
 import { layoutKernels } from './js/layout';
@@ -63,6 +64,7 @@ export function createJsBackend(): Backend {
     ...elementwiseKernels,
     ...layoutKernels,
     ...normKernels,
+    ...attentionKernels,
     ...optimiserKernels,
   };
 }

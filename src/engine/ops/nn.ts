@@ -142,6 +142,38 @@ export function biasGelu(x: Tensor, bias: Tensor): Tensor {
   });
 }
 
+/** The longest sequence `causalAttention` takes (one head's data stays in a core's L1). */
+export const ATTENTION_MAX_T = 64;
+
+/**
+ * Causal self-attention of `heads` heads from the fused projection qkv [B, T, 3 * C] (columns:
+ * q, k, v, each heads x headSize): softmax(q k^T * scale) v per head, merged back to [B, T, C],
+ * in one kernel each way (backend.ts: attention). T <= ATTENTION_MAX_T; scale defaults to
+ * 1 / sqrt(headSize).
+ */
+export function causalAttention(qkv: Tensor, heads: number, scale?: number): Tensor {
+  requireFloat('causalAttention', qkv);
+  const [B, T, C3] = qkv.shape;
+  if (qkv.rank !== 3 || C3 % (3 * heads) !== 0 || T > ATTENTION_MAX_T) {
+    throw new Error(
+      `causalAttention: needs [B, T <= ${ATTENTION_MAX_T}, 3 * heads * headSize] with ${heads} heads, got ${fmt(qkv.shape)}`,
+    );
+  }
+  const hs = C3 / 3 / heads;
+  const s = scale ?? 1 / Math.sqrt(hs);
+  const be = qkv.backend;
+  const out = uninit([B, T, heads * hs], 'float32', be);
+  const probs = uninit([B, heads, T, T], 'float32', be);
+  be.attention(qkv.buf, out.buf, probs.buf, B, T, heads, hs, s);
+  record(out, 'causalAttention', [qkv], (g) => {
+    const gQkv = uninit(qkv.shape, 'float32', be);
+    be.attentionBackward(qkv.buf, probs.buf, g.buf, gQkv.buf, B, T, heads, hs, s);
+    return [gQkv];
+  });
+  if (!out.requiresGrad) probs.dispose(); // no backward will read it
+  return out;
+}
+
 /** Softmax over the last axis; `causal` masks key j > query q (+ offset for a KV cache). */
 export function softmax(x: Tensor, opts: { causal?: boolean } = {}): Tensor {
   requireFloat('softmax', x);

@@ -432,6 +432,48 @@ function trainingKernels(mem: WasmMemory): Pick<KernelMethods, TrainingKernel> {
     adamMulti(t, a, clipNorm, normOut): void {
       adamMulti(mem, t, a, clipNorm, normOut);
     },
+    attention(qkv, out, probs, batch, t, heads, headSize, scale): void {
+      const c = args('attention');
+      const s = attentionSizes(c, batch, t, heads, headSize);
+      const ptrs = [
+        c.f32(qkv, 'qkv', s.qkv),
+        c.f32(out, 'out', s.out),
+        c.f32(probs, 'probs', s.probs),
+      ];
+      x.mmgpt_attention(...ptrs, ...s.dims, c.number(scale, 'scale'));
+    },
+    attentionBackward(qkv, probs, gy, gQkv, batch, t, heads, headSize, scale): void {
+      const c = args('attentionBackward');
+      const s = attentionSizes(c, batch, t, heads, headSize);
+      const ptrs = [
+        c.f32(qkv, 'qkv', s.qkv),
+        c.f32(probs, 'probs', s.probs),
+        c.f32(gy, 'gy', s.out),
+        c.f32(gQkv, 'gQkv', s.qkv),
+      ];
+      x.mmgpt_attention_backward(...ptrs, ...s.dims, c.number(scale, 'scale'));
+    },
+  };
+}
+
+/** attention's sizes, checked as the cpu binding checks them (t <= 64), and its buffers' lengths. */
+function attentionSizes(
+  c: Args,
+  batch: number,
+  t: number,
+  heads: number,
+  headSize: number,
+): { dims: number[]; qkv: number; out: number; probs: number } {
+  const dims = [c.size(batch, 'batch'), c.size(t, 't'), c.size(heads, 'heads')];
+  dims.push(c.size(headSize, 'headSize'));
+  if (dims[1] > 64) c.rangeError(`t must be <= 64, got ${dims[1]}`);
+  const rows = c.mul(dims[0], dims[1]);
+  const width = c.mul(dims[2], dims[3]);
+  return {
+    dims,
+    qkv: c.mul(c.mul(rows, 3), width),
+    out: c.mul(rows, width),
+    probs: c.mul(c.mul(dims[0], dims[2]), c.mul(dims[1], dims[1])),
   };
 }
 

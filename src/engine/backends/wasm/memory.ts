@@ -58,6 +58,8 @@ export interface KernelExports {
   mmgpt_bias_gelu(x: number, bias: number, out: number, rows: number, n: number): void;
   mmgpt_bias_gelu_backward(...args: number[]): void;
   mmgpt_add_layer_norm(...args: number[]): void;
+  mmgpt_attention(...args: number[]): void;
+  mmgpt_attention_backward(...args: number[]): void;
   mmgpt_adam_multi(...args: number[]): number;
 }
 
