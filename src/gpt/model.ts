@@ -126,7 +126,7 @@ export class CausalSelfAttention extends Module {
     cache?: { keys: Tensor; values: Tensor; pos: number },
     keyMask?: Tensor,
   ): Tensor {
-    const [B, T, C] = x.shape;
+    const [B, T] = x.shape;
     const nh = this.config.nHead;
     const hs = this.headSize;
     const qkv = F.reshape(this.c_attn.forward(x), [B, T, 3, nh, hs]); // [B, T, 3, nh, hs]
@@ -135,6 +135,7 @@ export class CausalSelfAttention extends Module {
     const q = F.scale(F.reshape(qAll, [B, nh, T, hs]), 1 / Math.sqrt(hs)); // [B, nh, T, hs]
     let k = F.reshape(kAll, [B, nh, T, hs]); // [B, nh, T, hs]
     let v = F.reshape(vAll, [B, nh, T, hs]); // [B, nh, T, hs]
+    if (cache && T === 1) return this.decodeStep(q, k, v, cache, keyMask);
     if (cache) {
       F.writeInto(cache.keys, k, 2, cache.pos);
       F.writeInto(cache.values, v, 2, cache.pos);
@@ -145,8 +146,44 @@ export class CausalSelfAttention extends Module {
     if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, Tk]: -1e9 on padding slots
     const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, T, Tk]
     const y = F.matmul(att, v); // [B, nh, T, hs]
-    const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B, T, C]); // [B, T, C]
+    return this.project(y);
+  }
+
+  /** The heads' outputs y [B, nh, T, hs] merged and projected: [B, T, C]. */
+  private project(y: Tensor): Tensor {
+    const [B, nh, T, hs] = y.shape;
+    const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B!, T!, nh! * hs!]); // [B, T, C]
     return this.residDropout.forward(this.c_proj.forward(merged));
+  }
+
+  /**
+   * One new token per row (q, k, v [B, nh, 1, hs]) against the cache, which is read in place:
+   * the scores of every preallocated slot [B, nh, 1, blockSize] (one small dot product each),
+   * of which the filled ones are kept for the softmax, and the probabilities padded with zeros
+   * to blockSize slots for the product with the values. Copying the filled part of the keys and
+   * values out of the cache every step (the general path) cost more than the whole product.
+   * The same numbers as the general path: each score is the same dot product, the softmax runs
+   * over the same slots, and the padding adds exact zeros at the end of each sum.
+   */
+  private decodeStep(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cache: { keys: Tensor; values: Tensor; pos: number },
+    keyMask?: Tensor,
+  ): Tensor {
+    const [B, nh] = q.shape;
+    const slots = cache.keys.shape[2]!;
+    F.writeInto(cache.keys, k, 2, cache.pos);
+    F.writeInto(cache.values, v, 2, cache.pos);
+    const filled = cache.pos + 1;
+    const all = F.matmul(q, cache.keys, { transB: true }); // [B, nh, 1, slots]
+    let scores = filled === slots ? all : F.slice(all, 3, 0, filled); // [B, nh, 1, filled]
+    if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, filled]: -1e9 on padding slots
+    const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, 1, filled]
+    const padded =
+      filled === slots ? att : F.concat([att, F.zeros([B!, nh!, 1, slots - filled])], 3);
+    return this.project(F.matmul(padded, cache.values)); // [B, nh, 1, hs] -> [B, 1, C]
   }
 
   /** The attention probabilities [B, nh, T, T] for x (for visualisation). */
