@@ -33,11 +33,12 @@ interface Span {
 const MIN_POSITIONS = 5;
 
 /**
- * What copying a prefix's cache rows to one sequence costs, in token positions of model work
- * (an estimate: the rows of every layer's keys and values, copied once into the continuation's
- * cache and once more out of it by the attention of the continuation).
+ * What continuing from a prefix costs one sequence beyond its own positions, in token positions
+ * of model work: its copy of the prefix's cache rows, and the attention's copy of the filled
+ * cache in every layer of the continuation (docs/performance.md: sharing 6 of 56 positions with
+ * this overhead runs no faster than teacher forcing).
  */
-const PREFIX_ROW_COST = 4;
+const PREFIX_ROW_COST = 6;
 
 /** -1, 0 or 1: the order of a and b on their first `length` tokens. */
 function compareTokens(a: Int32Array, b: Int32Array, length: number): number {
