@@ -44,10 +44,23 @@ export function validateGptConfig(c: GptConfig): GptConfig {
   return c;
 }
 
-/** Preallocated keys and values for every layer: [B, nHead, blockSize, headSize] each. */
+/** One layer's view of a KVCache: its keys, values and decoding buffer, and the position. */
+export interface LayerCache {
+  keys: Tensor;
+  values: Tensor;
+  probs: Tensor;
+  pos: number;
+}
+
+/**
+ * Preallocated keys and values for every layer: [B, nHead, blockSize, headSize] each, and the
+ * buffer a one-token step writes its attention probabilities into, [B, nHead, 1, blockSize]
+ * (zeros beyond the filled slots).
+ */
 export class KVCache {
   readonly keys: Tensor[];
   readonly values: Tensor[];
+  readonly probs: Tensor[];
   /** Number of positions filled so far. */
   pos = 0;
   constructor(
@@ -59,7 +72,14 @@ export class KVCache {
     const shape = [batch, config.nHead, config.blockSize, hs];
     this.keys = filled?.keys ?? Array.from({ length: config.nLayer }, () => F.zeros(shape));
     this.values = filled?.values ?? Array.from({ length: config.nLayer }, () => F.zeros(shape));
+    const probsShape = [batch, config.nHead, 1, config.blockSize];
+    this.probs = Array.from({ length: config.nLayer }, () => F.zeros(probsShape));
     this.pos = filled?.pos ?? 0;
+  }
+
+  /** Layer i's keys, values and buffer at the current position. */
+  layer(i: number): LayerCache {
+    return { keys: this.keys[i]!, values: this.values[i]!, probs: this.probs[i]!, pos: this.pos };
   }
 
   /**
@@ -80,7 +100,7 @@ export class KVCache {
     });
   }
   dispose(): void {
-    [...this.keys, ...this.values].forEach((t) => t.dispose());
+    [...this.keys, ...this.values, ...this.probs].forEach((t) => t.dispose());
   }
 }
 
@@ -121,12 +141,9 @@ export class CausalSelfAttention extends Module {
   }
 
   /** x [B, T, C] -> [B, T, C]; with a cache, also stores this call's keys/values at cache.pos. */
-  forward(
-    x: Tensor,
-    cache?: { keys: Tensor; values: Tensor; pos: number },
-    keyMask?: Tensor,
-  ): Tensor {
-    const [B, T, C] = x.shape;
+  forward(x: Tensor, cache?: LayerCache, keyMask?: Tensor): Tensor {
+    const [B, T] = x.shape;
+    if (cache && T === 1) return this.decodeStep(x, cache, keyMask);
     const nh = this.config.nHead;
     const hs = this.headSize;
     if (!cache && !keyMask && !this.attnDropout.active && T <= F.ATTENTION_MAX_T) {
@@ -150,7 +167,39 @@ export class CausalSelfAttention extends Module {
     if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, Tk]: -1e9 on padding slots
     const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, T, Tk]
     const y = F.matmul(att, v); // [B, nh, T, hs]
-    const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B, T, C]); // [B, T, C]
+    const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B, T, nh * hs]); // [B, T, C]
+    return this.residDropout.forward(this.c_proj.forward(merged));
+  }
+
+  /**
+   * One new token per row, x [B, 1, C] -> [B, 1, C], against the cache read in place: the
+   * scores of every preallocated slot [B, nh, 1, blockSize] (one small dot product each), of
+   * which the filled ones are kept for the softmax, whose probabilities go into the cache's
+   * buffer (zeros beyond them) for the product with the values. Copying the filled part of the
+   * keys and values out of the cache every step (the general path) cost more than the whole
+   * product. With one position, [B, 1, nh, hs] and [B, nh, 1, hs] are the same layout, so the
+   * heads need no permute. The same numbers as the general path: each score is the same dot
+   * product, the softmax runs over the same slots, and the zeros add exact zeros at the end of
+   * each sum.
+   */
+  private decodeStep(x: Tensor, cache: LayerCache, keyMask?: Tensor): Tensor {
+    const [B] = x.shape;
+    const nh = this.config.nHead;
+    const hs = this.headSize;
+    const slots = cache.keys.shape[2]!;
+    const qkv = F.reshape(this.c_attn.forward(x), [B, 3, nh * hs]); // [B, 3, C]
+    const head = (i: number) => F.reshape(F.slice(qkv, 1, i, i + 1), [B, nh, 1, hs]);
+    const q = F.scale(head(0), 1 / Math.sqrt(hs)); // [B, nh, 1, hs]
+    F.writeInto(cache.keys, head(1), 2, cache.pos);
+    F.writeInto(cache.values, head(2), 2, cache.pos);
+    const filled = cache.pos + 1;
+    const all = F.matmul(q, cache.keys, { transB: true }); // [B, nh, 1, slots]
+    let scores = filled === slots ? all : F.slice(all, 3, 0, filled); // [B, nh, 1, filled]
+    if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, filled]: -1e9 on padding slots
+    const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, 1, filled]
+    F.writeInto(cache.probs, att, 3, 0); // [B, nh, 1, slots], zeros beyond `filled`
+    const y = F.matmul(cache.probs, cache.values); // [B, nh, 1, hs]
+    const merged = F.reshape(y, [B, 1, nh * hs]); // [B, 1, C]
     return this.residDropout.forward(this.c_proj.forward(merged));
   }
 
@@ -204,11 +253,7 @@ export class Block extends Module {
     this.ln_2 = this.child('ln_2', new LayerNorm(config.nEmbd));
     this.mlp = this.child('mlp', new MLP(config, rng));
   }
-  forward(
-    x: Tensor,
-    cache?: { keys: Tensor; values: Tensor; pos: number },
-    keyMask?: Tensor,
-  ): Tensor {
+  forward(x: Tensor, cache?: LayerCache, keyMask?: Tensor): Tensor {
     // The attention's residual add and ln_2 in one kernel: h = x + attn(...), normed = ln_2(h).
     const { sum: h, normed } = F.addLayerNorm(
       x,
@@ -297,11 +342,7 @@ export class GPT extends Module {
     let x = F.add(this.wte.forward(tokens), this.wpe.forward(positions)); // [B, T, C]
     x = this.drop.forward(x);
     this.h.items.forEach((block, i) => {
-      x = block.forward(
-        x,
-        cache ? { keys: cache.keys[i], values: cache.values[i], pos: start } : undefined,
-        keyMask,
-      );
+      x = block.forward(x, cache?.layer(i), keyMask);
     });
     if (cache) cache.pos += T;
     return x;

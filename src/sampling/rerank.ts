@@ -73,17 +73,26 @@ export function rerankContext(
   return { model, vocab, imageToTextScore, batchSize: opts.batchSize ?? 64 };
 }
 
-/** Each candidate's score, [K][N], for `mode` (see the file header). */
+/**
+ * Each candidate's score, [K][N], for `mode` (see the file header): the K candidate sets scored
+ * in one call, so that the candidates of one prompt share what they can (score.ts).
+ */
 export function rerankScores(
   ctx: RerankContext,
   mode: SamplingMode,
   candidates: readonly (readonly Sample[])[],
 ): Float64Array[] {
   const { model, vocab, batchSize } = ctx;
+  const pairs = candidates.flatMap((samples) => samples.map((s) => pairOf(vocab, s)));
+  const scores =
+    mode === 'imageToText'
+      ? imageToTextPairScores(ctx, pairs)
+      : captionGivenImage(model, vocab, pairs, batchSize);
+  let start = 0;
   return candidates.map((samples) => {
-    const pairs = samples.map((s) => pairOf(vocab, s));
-    if (mode !== 'imageToText') return captionGivenImage(model, vocab, pairs, batchSize);
-    return imageToTextPairScores(ctx, pairs);
+    const own = scores.slice(start, start + samples.length);
+    start += samples.length;
+    return own;
   });
 }
 

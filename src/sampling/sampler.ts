@@ -67,6 +67,10 @@ export function checkSamplingOptions(opts: SamplingOptions): CheckedSamplingOpti
   return { temperature, topK: topK === 0 ? Infinity : topK, topP };
 }
 
+/** Scratch rows of sampleToken, reused from call to call (it runs once per row and step). */
+let allowedScratch = new Int32Array(0);
+let weightScratch = new Float64Array(0);
+
 /**
  * One token from `logits` [V] among the tokens `mask` allows (null = all), as a pure function of
  * the logits, the options and `rng`. Temperature 0 is argmax (lowest id on ties) and draws
@@ -83,7 +87,11 @@ export function sampleToken(
   if (mask !== null && mask.length !== n) {
     throw new Error(`sampleToken: mask has ${mask.length} entries, logits ${n}`);
   }
-  const allowed = new Int32Array(n); // the allowed ids, in id order, in allowed[0 .. count)
+  if (allowedScratch.length < n) {
+    allowedScratch = new Int32Array(n);
+    weightScratch = new Float64Array(n);
+  }
+  const allowed = allowedScratch; // the allowed ids, in id order, in allowed[0 .. count)
   let count = 0;
   let best = -1;
   let bestValue = -Infinity;
@@ -112,7 +120,7 @@ export function sampleToken(
     });
     if (topK < kept.length) kept = kept.subarray(0, topK);
   }
-  const weights = new Float64Array(kept.length);
+  const weights = weightScratch.subarray(0, kept.length);
   let total = 0;
   for (let j = 0; j < kept.length; j++) {
     const w = Math.exp((logits[kept[j]!]! - bestValue) / temperature);
@@ -145,13 +153,18 @@ export function sampleToken(
   return kept[lastPositive]!; // u rounded up to the total
 }
 
-/** log softmax of one row of logits, in float64. */
-export function logSoftmax(logits: Float32Array): Float64Array {
+/** log sum exp of one row of logits, in float64: log softmax's normaliser. */
+function logSumExp(logits: Float32Array): number {
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i]! - max);
-  const lse = max + Math.log(sum);
+  return max + Math.log(sum);
+}
+
+/** log softmax of one row of logits, in float64. */
+export function logSoftmax(logits: Float32Array): Float64Array {
+  const lse = logSumExp(logits);
   const out = new Float64Array(logits.length);
   for (let i = 0; i < logits.length; i++) out[i] = logits[i]! - lse;
   return out;
@@ -173,10 +186,14 @@ export function guidedLogits(
     );
   }
   if (!Number.isFinite(scale)) throw new Error(`guidance scale must be finite, got ${scale}`);
-  const lc = logSoftmax(conditional);
-  const lu = logSoftmax(unconditional);
-  const out = new Float32Array(lc.length);
-  for (let i = 0; i < lc.length; i++) out[i] = lc[i]! + (scale - 1) * (lc[i]! - lu[i]!);
+  // The two log softmaxes, lc = x - lse(x), computed as they are used.
+  const lseC = logSumExp(conditional);
+  const lseU = logSumExp(unconditional);
+  const out = new Float32Array(conditional.length);
+  for (let i = 0; i < out.length; i++) {
+    const lc = conditional[i]! - lseC;
+    out[i] = lc + (scale - 1) * (lc - (unconditional[i]! - lseU));
+  }
   return out;
 }
 

@@ -7,11 +7,12 @@
 // - Teacher forcing: every token of a candidate is known, so one forward over [B, T] gives the
 //   next-token distribution at every position. Candidates are scored in batches of `batchSize`
 //   rows.
-// - Captions of one image share its prefix (`captionGivenImage`): the rerankers score many
-//   captions per image (K candidates, nine other digits, 78 other colours, five views), so the
-//   52-token prefix runs once per distinct image into a KV cache and each caption continues from
-//   a copy of it with its 5 input words: the same scores as teacher forcing each whole sequence
-//   (tested), in a fraction of the time (docs/performance.md).
+// - Shared prefixes run once (prefix.ts): the rerankers score many sequences that differ only
+//   after a common start (the captions of one image in the image-first order share its 52-token
+//   prefix; the searches' variants of one caption share the words before the changed one; the
+//   shifted views of one caption share the caption). Each distinct prefix runs into a KV cache
+//   and each sequence continues from a copy of it: the same scores as teacher forcing each whole
+//   sequence (tested), in a fraction of the time (docs/performance.md).
 // - The likelihood is the model's own: log-softmax over the whole vocabulary at temperature 1,
 //   with no sampling mask, guidance or top-k; so it equals the per-token NLL that training and
 //   `evaluateNll` measure (tested against a direct computation).
@@ -22,7 +23,8 @@
 
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
-import { KVCache, type GPT } from '../gpt/model';
+import type { GPT } from '../gpt/model';
+import { sharedPrefixSpanLogLikelihood } from './prefix';
 import type { Vocab } from '../data/vocab';
 import { CAPTION_LENGTH } from '../data/vocab';
 import {
@@ -136,10 +138,8 @@ export const IMAGE_GIVEN_CAPTION: Span = {
 
 /**
  * log p(caption | image) of each (caption tokens, image codes) pair; -Infinity if incomplete.
- * Pairs with the same image share its prefix: `<bos> <end of text> image <end of image>` runs once
- * per distinct image of a batch into a KV cache, and each caption continues from a copy of its
- * image's rows (the rerankers score many captions of one image). The scores equal the teacher-
- * forced ones (`scorePairs` with CAPTION_GIVEN_IMAGE) up to float32 rounding (tested).
+ * Pairs with the same image share its prefix `<bos> <end of text> image <end of image>`, which
+ * runs once (`sharedPrefixSpanLogLikelihood`): the rerankers score many captions per image.
  */
 export function captionGivenImage(
   model: GPT,
@@ -147,82 +147,7 @@ export function captionGivenImage(
   pairs: readonly { captionTokens: ArrayLike<number>; imageCodes: ArrayLike<number> }[],
   batchSize = 64,
 ): Float64Array {
-  if (!(Number.isInteger(batchSize) && batchSize >= 1))
-    throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
-  const out = new Float64Array(pairs.length).fill(-Infinity);
-  // Complete pairs, grouped by image so that a batch holds few distinct images.
-  const imageOf = new Map<string, number>();
-  const images: Int32Array[] = [];
-  const complete: { pair: number; image: number; caption: number[] }[] = [];
-  pairs.forEach((p, i) => {
-    const tokens = completePair(vocab, p);
-    if (tokens === null) return;
-    const { words, codes } = tokens;
-    const key = codes.join(',');
-    let image = imageOf.get(key);
-    if (image === undefined) {
-      image = images.length;
-      imageOf.set(key, image);
-      images.push(Int32Array.from(codes));
-    }
-    complete.push({ pair: i, image, caption: words });
-  });
-  complete.sort((a, b) => a.image - b.image || a.pair - b.pair);
-  const layout = SEQUENCE_LAYOUT[IMAGE_TO_TEXT];
-  const prefixLength = layout.textStart; // <bos> <end of text> image <end of image>
-  const wasTraining = model.training;
-  model.eval();
-  try {
-    for (let start = 0; start < complete.length; start += batchSize) {
-      const batch = complete.slice(start, start + batchSize);
-      const B = batch.length;
-      // The batch's distinct images, and each row's index among them.
-      const distinct: number[] = [];
-      const rowImage = new Int32Array(B);
-      batch.forEach((r, b) => {
-        if (distinct[distinct.length - 1] !== r.image) distinct.push(r.image);
-        rowImage[b] = distinct.length - 1;
-      });
-      const U = distinct.length;
-      const prefixes = new Int32Array(U * prefixLength); // [U, prefixLength]
-      distinct.forEach((image, u) => {
-        // Any caption will do: only the prefix before it is kept.
-        const seq = pairSequence(vocab, IMAGE_TO_TEXT, batch[0]!.caption, images[image]!);
-        prefixes.set(seq.subarray(0, prefixLength), u * prefixLength);
-      });
-      const inputs = new Int32Array(B * (CAPTION_LENGTH - 1)); // caption words 0..4 as inputs
-      const targets = new Int32Array(B * CAPTION_LENGTH); // words 0..5
-      batch.forEach((r, b) => {
-        inputs.set(r.caption.slice(0, CAPTION_LENGTH - 1), b * (CAPTION_LENGTH - 1));
-        targets.set(r.caption, b * CAPTION_LENGTH);
-      });
-      const losses = noGrad(() =>
-        tidy(() => {
-          const prefixCache = new KVCache(model.config, U);
-          const hidden = model.hidden(F.tensor(prefixes, [U, prefixLength], 'int32'), prefixCache);
-          const last = F.reshape(F.slice(hidden, 1, prefixLength - 1, prefixLength), [U, -1]);
-          const index = F.tensor(rowImage, [B], 'int32');
-          const first = F.reshape(F.embedding(last, index), [B, 1, -1]); // predicts word 0
-          const cache = prefixCache.gatherRows(rowImage);
-          const rest = model.hidden(F.tensor(inputs, [B, CAPTION_LENGTH - 1], 'int32'), cache);
-          const logits = model.head(F.concat([first, rest], 1)); // [B, 6, V]
-          return F.crossEntropy(
-            logits,
-            F.tensor(targets, [B, CAPTION_LENGTH], 'int32'),
-            'none',
-          ).toFloat32Array(); // [B, 6]
-        }),
-      );
-      batch.forEach((r, b) => {
-        let total = 0;
-        for (let t = 0; t < CAPTION_LENGTH; t++) total -= losses[b * CAPTION_LENGTH + t]!;
-        out[r.pair] = total;
-      });
-    }
-  } finally {
-    model.train(wasTraining);
-  }
-  return out;
+  return scorePairs(model, vocab, pairs, IMAGE_TO_TEXT, CAPTION_GIVEN_IMAGE, batchSize);
 }
 
 /** log p(image | caption) of each pair; -Infinity if incomplete. */
@@ -250,6 +175,7 @@ function completePair(
   return complete ? { words, codes } : null;
 }
 
+/** The span scores of each complete pair's sequence in `order`; -Infinity if incomplete. */
 function scorePairs(
   model: GPT,
   vocab: Vocab,
@@ -267,7 +193,7 @@ function scorePairs(
     complete.push(i);
     sequences.push(pairSequence(vocab, order, tokens.words, tokens.codes));
   });
-  const scores = spanLogLikelihood(model, sequences, span, batchSize);
+  const scores = sharedPrefixSpanLogLikelihood(model, sequences, span, batchSize);
   complete.forEach((i, k) => (out[i] = scores[k]!));
   return out;
 }

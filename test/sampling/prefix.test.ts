@@ -1,0 +1,126 @@
+// Shared-prefix span scores: sequences that share prefixes (the searches' caption variants in the
+// caption-first order, shifted views of one caption, captions of one image in the image-first
+// order, duplicates) score exactly as teacher forcing each whole sequence, in fewer token
+// positions; on the js backend and, where it is built, the cpu backend.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { availableBackends, setBackend } from '../../src/engine/registry';
+import type { Tensor } from '../../src/engine/tensor';
+import { Rng } from '../../src/nn/rng';
+import { GPT, type GptConfig, type KVCache } from '../../src/gpt/model';
+import { Vocab } from '../../src/data/vocab';
+import {
+  IMAGE_TOKENS,
+  SEQUENCE_LENGTH,
+  TEXT_TO_IMAGE,
+  IMAGE_TO_TEXT,
+} from '../../src/data/sequences';
+import {
+  CAPTION_GIVEN_IMAGE,
+  IMAGE_GIVEN_CAPTION,
+  pairSequence,
+  spanLogLikelihood,
+} from '../../src/sampling/score';
+import { sharedPrefixSpanLogLikelihood } from '../../src/sampling/prefix';
+
+setBackend('js');
+
+const vocab = new Vocab(16);
+const config: GptConfig = {
+  vocabSize: vocab.size,
+  blockSize: SEQUENCE_LENGTH,
+  nLayer: 2,
+  nHead: 2,
+  nEmbd: 16,
+  dropout: 0,
+};
+
+/** Pairs as the searches make them: variants of a few captions and images, and duplicates. */
+function searchLikePairs(rng: Rng): { caption: number[]; image: Int32Array }[] {
+  const word = () => vocab.wordOffset + rng.int(vocab.bos - vocab.wordOffset);
+  const image = () => Int32Array.from({ length: IMAGE_TOKENS }, () => rng.int(vocab.imageCodes));
+  const pairs: { caption: number[]; image: Int32Array }[] = [];
+  for (let item = 0; item < 3; item++) {
+    const caption = Array.from({ length: 6 }, word);
+    const views = [image(), image(), image()];
+    for (let v = 0; v < 4; v++) {
+      const changed = caption.slice();
+      changed[v % 2 === 0 ? 2 : 4] = word(); // a digit or a background word changed
+      for (const view of views) pairs.push({ caption: changed, image: view });
+    }
+    pairs.push({ caption, image: views[0]! }); // the same pair twice
+    pairs.push({ caption, image: views[0]! });
+  }
+  return pairs;
+}
+
+/** Token positions run through the model (prefixes and continuations) while `fn` runs. */
+function positionsRun(model: GPT, fn: () => void): number {
+  const hidden = model.hidden.bind(model);
+  let positions = 0;
+  model.hidden = (tokens: Tensor, cache?: KVCache) => {
+    positions += tokens.size;
+    return hidden(tokens, cache);
+  };
+  try {
+    fn();
+  } finally {
+    model.hidden = hidden;
+  }
+  return positions;
+}
+
+function checkSharedEqualsForced(model: GPT): void {
+  const pairs = searchLikePairs(new Rng(5));
+  for (const [order, span] of [
+    [TEXT_TO_IMAGE, IMAGE_GIVEN_CAPTION],
+    [IMAGE_TO_TEXT, CAPTION_GIVEN_IMAGE],
+  ] as const) {
+    const sequences = pairs.map((p) => pairSequence(vocab, order, p.caption, p.image));
+    const forced = spanLogLikelihood(model, sequences, span);
+    for (const batchSize of [1, 5, 64]) {
+      let shared = new Float64Array(0);
+      const sharedPositions = positionsRun(model, () => {
+        shared = sharedPrefixSpanLogLikelihood(model, sequences, span, batchSize);
+      });
+      assert.deepEqual(shared, forced, `order ${order}, batches of ${batchSize}`);
+      if (batchSize > 1)
+        assert.ok(
+          sharedPositions < sequences.length * (span.to - 1),
+          `order ${order}, batches of ${batchSize}: ${sharedPositions} positions, no prefix shared`,
+        );
+    }
+  }
+}
+
+test('shared-prefix span scores equal the teacher-forced ones exactly, in fewer positions', () => {
+  checkSharedEqualsForced(new GPT(config, new Rng(2)));
+});
+
+test('shared-prefix span scores on the cpu backend equal its teacher-forced ones exactly', (t) => {
+  if (!availableBackends().includes('cpu')) {
+    t.skip('cpu backend unavailable');
+    return;
+  }
+  setBackend('cpu');
+  try {
+    checkSharedEqualsForced(new GPT(config, new Rng(2)));
+  } finally {
+    setBackend('js');
+  }
+});
+
+test('shared-prefix scoring checks its span and sequence lengths', () => {
+  const model = new GPT(config, new Rng(2));
+  const seq = new Int32Array(SEQUENCE_LENGTH).fill(vocab.bos);
+  assert.deepEqual(
+    sharedPrefixSpanLogLikelihood(model, [], IMAGE_GIVEN_CAPTION),
+    new Float64Array(0),
+  );
+  assert.throws(() => sharedPrefixSpanLogLikelihood(model, [seq], { from: 0, to: 5 }), /span/);
+  assert.throws(
+    () => sharedPrefixSpanLogLikelihood(model, [seq, seq.subarray(1)], { from: 1, to: 5 }),
+    /sequence 1 has 57 tokens/,
+  );
+});
