@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up of the wasm backend: emscripten's em++ (from the OS packages, where we run as root with
-# apt-get: Debian/Ubuntu's emscripten), then native/build/wasm/mmgpt_kernels.wasm built from
+# apt-get: Debian/Ubuntu's emscripten), then native/build-wasm/mmgpt_kernels.wasm built from
 # native/wasm/ and native/src/kernels.inl by native/wasm/build-wasm.js, rebuilt when they change.
 #
 # Exit status 0 when em++ is missing or the build fails (the wasm backend is optional: the engine
@@ -40,9 +40,9 @@ if [ -z "${MMGPT_EMXX:-}" ] && ! command -v em++ >/dev/null; then
   fi
 fi
 
-out=native/build/wasm/mmgpt_kernels.wasm
-stamp=native/build/wasm/.sources.sha
-sources=$( (cat native/src/kernels.h native/src/kernels.inl && find native/wasm -type f -print | LC_ALL=C sort | xargs cat) | sha256sum | cut -d' ' -f1)
+out=native/build-wasm/mmgpt_kernels.wasm
+stamp=native/build-wasm/.sources.sha
+sources=$( (find native/src -name '*.h' -o -name '*.inl'; find native/wasm -type f) | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
 if [ ! -f "$out" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
   say "building the wasm kernels (native/wasm)"
   node native/wasm/build-wasm.js --require || give_up "building $out failed"

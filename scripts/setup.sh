@@ -23,7 +23,7 @@ if [ "${MMGPT_SKIP_NATIVE:-0}" != "1" ] && [ -f native/binding.gyp ]; then
     exit 1
   fi
   stamp=native/build/.sources.sha
-  sources=$(find native -path native/build -prune -o -path native/node_modules -prune -o -path native/wasm -prune -o -type f -print | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
+  sources=$(find native -path native/build -prune -o -path native/build-wasm -prune -o -path native/node_modules -prune -o -path native/wasm -prune -o -type f -print | LC_ALL=C sort | xargs cat | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sources" ]; then
     echo "setup: building the native addon (native/)"
     npm run --silent build:native

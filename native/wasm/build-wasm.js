@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the WebAssembly kernels of the wasm backend: native/build/wasm/mmgpt_kernels.wasm.
+// Builds the WebAssembly kernels of the wasm backend: native/build-wasm/mmgpt_kernels.wasm.
 //
 //   node native/wasm/build-wasm.js [--require]
 //
@@ -25,7 +25,7 @@ const { execFileSync } = require('child_process');
 const here = __dirname; // native/wasm
 const nativeDir = path.dirname(here);
 const srcDir = path.join(nativeDir, 'src');
-const outFile = path.join(nativeDir, 'build', 'wasm', 'mmgpt_kernels.wasm');
+const outFile = path.join(nativeDir, 'build-wasm', 'mmgpt_kernels.wasm');
 
 /** The sources the module is built from (setup.sh's stamp hashes the same list). */
 const SOURCES = ['kernels_wasm.cc', 'exports.cc'].map((f) => path.join(here, f));

@@ -13,7 +13,7 @@ export const SITE_COMMAND: CommandSpec = {
   help: `mmgpt site [--checkpoint PATH] --out DIR [--serve [--port N]]
   Writes a static web page that runs the model in the browser: DIR/index.html, mmgpt.js (one
   bundle of src/, built with esbuild), checkpoint.safetensors and vqvae.safetensors (the model
-  and its tokenizer), mmgpt_kernels.wasm when native/build/wasm/ has it, test-images.json and
+  and its tokenizer), mmgpt_kernels.wasm when native/build-wasm/ has it, test-images.json and
   manifest.json (the run's provenance). Any static web server can serve DIR.
   --checkpoint PATH   a run directory or checkpoint file (default weights/best)
   --serve             then serve DIR on 127.0.0.1 and print the address (Ctrl-C stops)

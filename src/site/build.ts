@@ -2,7 +2,7 @@
 // checkpoint file, or shipped weights; default: weights/best). The folder (manifest.ts lists it):
 // index.html (src/site/index.html), the bundle (bundle.ts), the checkpoint and its tokenizer
 // copied byte for byte, the kernels' .wasm when the engine's wasm build is there
-// (native/build/wasm/), 16 test images, and manifest.json with the run's provenance. Any static
+// (native/build-wasm/), 16 test images, and manifest.json with the run's provenance. Any static
 // web server serves it; the page needs no server code.
 // The run is loaded once here (loadRun), so a checkpoint whose tokenizer is not the one it was
 // trained with fails now, not in the reader's browser.
@@ -35,7 +35,7 @@ const TEST_IMAGE_COUNT = 16;
 
 /** Where the engine's wasm build puts the kernels. */
 function wasmBuildPath(root: string = projectRoot()): string {
-  return path.join(root, 'native', 'build', 'wasm', 'mmgpt_kernels.wasm');
+  return path.join(root, 'native', 'build-wasm', 'mmgpt_kernels.wasm');
 }
 
 export interface SiteOptions {

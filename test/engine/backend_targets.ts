@@ -7,7 +7,7 @@
 // with 1 thread as well as the default count (the kernels split work differently). cuda: on a
 // device, or with MMGPT_CUDA_ADDON=native/build/cuda-emu/mmgpt_cuda_emu.node on the CPU emulator
 // of its kernels (every CUDA thread a fiber: slow, so the largest cases shrink). wasm: the cpu
-// kernels compiled to WebAssembly SIMD128 (native/build/wasm/mmgpt_kernels.wasm), one thread. A
+// kernels compiled to WebAssembly SIMD128 (native/build-wasm/mmgpt_kernels.wasm), one thread. A
 // backend that does not load is skipped with its reason, except wasm in CI (CI set, or
 // MMGPT_REQUIRE_WASM=1): it is required there (its tests run and fail with the reason).
 //

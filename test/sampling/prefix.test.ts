@@ -71,7 +71,12 @@ function positionsRun(model: GPT, fn: () => void): number {
   return positions;
 }
 
-function checkSharedEqualsForced(model: GPT): void {
+/**
+ * Shared-prefix scores against teacher-forced ones: equal (rel = 0), or within rel of them. On
+ * the cpu backend a full sequence runs the fused attention kernel and a continuation from a
+ * cache the composed one, whose float32 sums run in another order.
+ */
+function checkSharedEqualsForced(model: GPT, rel = 0): void {
   const pairs = searchLikePairs(new Rng(5));
   for (const [order, span] of [
     [TEXT_TO_IMAGE, IMAGE_GIVEN_CAPTION],
@@ -84,7 +89,14 @@ function checkSharedEqualsForced(model: GPT): void {
       const sharedPositions = positionsRun(model, () => {
         shared = sharedPrefixSpanLogLikelihood(model, sequences, span, batchSize);
       });
-      assert.deepEqual(shared, forced, `order ${order}, batches of ${batchSize}`);
+      const what = `order ${order}, batches of ${batchSize}`;
+      if (rel === 0) assert.deepEqual(shared, forced, what);
+      else {
+        assert.equal(shared.length, forced.length, what);
+        forced.forEach((f, i) =>
+          assert.ok(Math.abs(shared[i] - f) <= rel * Math.abs(f), `${what}: ${shared[i]} vs ${f}`),
+        );
+      }
       if (batchSize > 1)
         assert.ok(
           sharedPositions < sequences.length * (span.to - 1),
@@ -98,14 +110,14 @@ test('shared-prefix span scores equal the teacher-forced ones exactly, in fewer 
   checkSharedEqualsForced(new GPT(config, new Rng(2)));
 });
 
-test('shared-prefix span scores on the cpu backend equal its teacher-forced ones exactly', (t) => {
+test('shared-prefix span scores on the cpu backend equal its teacher-forced ones to 1e-6', (t) => {
   if (!availableBackends().includes('cpu')) {
     t.skip('cpu backend unavailable');
     return;
   }
   setBackend('cpu');
   try {
-    checkSharedEqualsForced(new GPT(config, new Rng(2)));
+    checkSharedEqualsForced(new GPT(config, new Rng(2)), 1e-6);
   } finally {
     setBackend('js');
   }

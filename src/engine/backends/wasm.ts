@@ -1,6 +1,6 @@
 // The wasm backend: the Backend interface (../backend.ts) on the CPU kernels of native/src/
 // kernels.inl compiled to WebAssembly SIMD128 (native/wasm/, built by build-wasm.js into
-// native/build/wasm/mmgpt_kernels.wasm), one thread, in Node and in a browser.
+// native/build-wasm/mmgpt_kernels.wasm), one thread, in Node and in a browser.
 //
 // Buffers are handles into the module's linear memory (wasm/memory.ts: pointer, element count,
 // dtype), like the cuda backend's device handles: upload/download copy, free returns the block to

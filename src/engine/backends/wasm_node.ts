@@ -1,4 +1,4 @@
-// The wasm backend in Node: reads native/build/wasm/mmgpt_kernels.wasm (built by
+// The wasm backend in Node: reads native/build-wasm/mmgpt_kernels.wasm (built by
 // native/wasm/build-wasm.js) from the project root and compiles it once. The browser-safe
 // backend itself is wasm.ts; this file is its Node-only loader (fs, path), kept apart so a page's
 // bundle never includes it.
@@ -14,9 +14,9 @@ import type { Backend } from '../backend';
 import { findProjectRoot } from '../../paths';
 import { createWasmBackendSync } from './wasm';
 
-const MODULE_RELATIVE_PATH = path.join('native', 'build', 'wasm', 'mmgpt_kernels.wasm');
+const MODULE_RELATIVE_PATH = path.join('native', 'build-wasm', 'mmgpt_kernels.wasm');
 
-/** Where the module is read from: $MMGPT_WASM_MODULE, else <project>/native/build/wasm/. */
+/** Where the module is read from: $MMGPT_WASM_MODULE, else <project>/native/build-wasm/. */
 export function wasmModulePath(): string | { error: string } {
   const override = process.env.MMGPT_WASM_MODULE;
   if (override !== undefined && override !== '') return path.resolve(override);
