@@ -19,7 +19,10 @@ export interface EvalSettings extends SamplingChoice {
   n: number;
   /** Also score each mode without reranking and under the original rules (the comparison table). */
   compare: boolean;
-  /** Rows of the cached/uncached speed measurement. */
+  /**
+   * Rows of the cached/uncached speed measurement: by default one sampling batch, the rows the
+   * evaluation decodes at once (the speed-up grows with the rows: fixed per-step costs).
+   */
   speedRows: number;
 }
 
@@ -31,7 +34,7 @@ export const EVAL_DEFAULTS: EvalSettings = {
   overrides: {},
   compare: true,
   batchSize: SAMPLING_CHOICE_DEFAULTS.batchSize,
-  speedRows: 8,
+  speedRows: SAMPLING_CHOICE_DEFAULTS.batchSize,
 };
 
 /** Fills defaults and rejects impossible settings with a message saying what is accepted. */
