@@ -10,7 +10,8 @@
 //   fields (numbers, or names: optimizer=muon, schedule=linear).
 // - Every --every steps from --from (and at the recipe's last step) training pauses: the run's
 //   checkpoint is written (runs/speedrun/<recipe>-<fingerprint>/; --resume continues a stopped
-//   speedrun from it) and the default samples are scored on the first --n validation items per
+//   speedrun from it; --resume of a finished one scores its last checkpoint again, e.g. with a
+//   larger --n) and the default samples are scored on the first --n validation items per
 //   mode. The scoring time is printed but not on the training clock, which is the wall time of
 //   the optimiser steps (TrainLog.trainMs). The first point where every mode reaches --target
 //   ends the run.
@@ -57,6 +58,8 @@ const RECIPES: Record<string, Recipe> = {
 /** One scoring point: the step, the training clock there, the three scores and their cost. */
 interface ScorePoint {
   step: number;
+  /** Validation items per mode. */
+  n: number;
   trainMs: number;
   scores: Record<ModeName, number>;
   scoreMs: number;
@@ -103,9 +106,15 @@ function resolveRecipe(
   return { preset, changed: [recipe.changed, ...set].join('; ') };
 }
 
-/** The machine, as a row names it: CPU model, SIMD build and threads of the cpu kernels. */
+/**
+ * The machine, as a row names it: CPU model, SIMD build and threads of the cpu kernels, and the
+ * load average (a shared machine's ms/step is only as good as its load).
+ */
 function machine(): string {
-  return `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores; ${backendDescription()}`;
+  return (
+    `${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores; ${backendDescription()}; ` +
+    `load average ${os.loadavg()[0]!.toFixed(1)}`
+  );
 }
 
 function pct(x: number): string {
@@ -204,6 +213,7 @@ async function main(): Promise<void> {
       scores[mode] = headline(scoreMode(ctx, mode, modeOptionsFor(settings, mode)));
     return {
       step: result.log.trainNll.length,
+      n: count,
       trainMs: result.log.trainMs,
       scores,
       scoreMs: Date.now() - t0,
@@ -274,7 +284,7 @@ async function main(): Promise<void> {
       time,
       String(end.step),
       msPerStep.toFixed(1),
-      `${MODE_NAMES.map((m) => (100 * end.scores[m]).toFixed(1)).join(' / ')} (${count})`,
+      `${MODE_NAMES.map((m) => (100 * end.scores[m]).toFixed(1)).join(' / ')} (${end.n})`,
       machine(),
     ]);
     console.log(`speedrun: row appended to ${path.relative(process.cwd(), file)}`);
