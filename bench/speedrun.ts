@@ -25,10 +25,19 @@ import { parseArgs } from 'util';
 import { setBackend } from '../src/engine/registry';
 import { loadColouredMnist } from '../src/data/coloured';
 import { batchesPerEpoch, splitSequenceSource } from '../src/data/sequences';
-import { CHECKPOINT_FILE, GPT_PRESETS, gptRunDir, trainGpt } from '../src/gpt/train';
-import type { GptPreset, GptTrainConfig, TrainGptResult } from '../src/gpt/train';
+import {
+  CHECKPOINT_FILE,
+  GPT_PRESETS,
+  LOG_FILE,
+  gptRunDir,
+  loadGpt,
+  trainGpt,
+} from '../src/gpt/train';
+import type { GptPreset, GptTrainConfig, TrainLog } from '../src/gpt/train';
+import type { GPT } from '../src/gpt/model';
 import { vqVaeFingerprint } from '../src/vqvae/train';
 import { preparePipelineData } from '../src/pipeline/train';
+import type { PipelineData } from '../src/pipeline/train';
 import { tokenise } from '../src/pipeline/tokens';
 import { ensureJudge } from '../src/pipeline/evaluate';
 import { backendDescription } from '../src/pipeline/pipeline';
@@ -151,7 +160,20 @@ function appendRow(cells: string[]): string {
   return file;
 }
 
-async function main(): Promise<void> {
+interface SpeedrunFlags {
+  name: string;
+  preset: GptPreset;
+  what: string;
+  n: number;
+  every: number;
+  from: number;
+  target: number;
+  resume: boolean;
+  record: boolean;
+  stopAtTarget: boolean;
+}
+
+function parseFlags(): SpeedrunFlags {
   const { values } = parseArgs({
     options: {
       recipe: { type: 'string', default: 'quick' },
@@ -180,37 +202,34 @@ async function main(): Promise<void> {
   if (!Number.isInteger(from) || from < 0) throw new Error('--from must be an integer >= 0');
   if (!(target > 0 && target <= 1)) throw new Error('--target must be in (0, 1]');
   setBackend(values.backend);
-  const name = values.recipe;
-  const { preset, changed } = resolveRecipe(name, parseOverrides(values.set));
-  const what = values.note ?? changed;
-  const log = (l: string) => {
-    if (!l.startsWith('stopped at') && !l.startsWith('resumed')) console.error(l);
+  const { preset, changed } = resolveRecipe(values.recipe, parseOverrides(values.set));
+  return {
+    name: values.recipe,
+    preset,
+    what: values.note ?? changed,
+    n,
+    every,
+    from,
+    target,
+    resume: values.resume,
+    record: !values['no-record'],
+    stopAtTarget: !values['no-stop'],
   };
+}
 
-  // The data: the cached tokens of the training items and of the validation split.
-  const data = preparePipelineData('quick', log);
-  const validationCodes = tokenise(data.tokenizer, data.validationSplit, 0, log, 'validation');
-  const validation = splitSequenceSource(data.validationSplit, validationCodes, data.vocab);
+/** Scores a model's default samples on the first `count` validation items of every mode. */
+function makeScorer(
+  data: PipelineData,
+  validationCodes: Int32Array,
+  count: number,
+  log: (l: string) => void,
+): (model: GPT, trainLog: TrainLog) => ScorePoint {
   const judge = ensureJudge(loadColouredMnist({ log: () => undefined }), log);
   const items = data.validationSplit;
-  const count = Math.min(n, items.count);
   const settings = validateEvalSettings({ n: count, compare: false });
-  const runDir = gptRunDir(path.join(runsDir(), 'speedrun'), name, preset);
-  const pointsFile = path.join(runDir, 'speedrun.json');
-  const resume = values.resume && fs.existsSync(path.join(runDir, CHECKPOINT_FILE));
-  if (!resume) fs.rmSync(runDir, { recursive: true, force: true });
-  const points: ScorePoint[] = resume
-    ? (JSON.parse(fs.readFileSync(pointsFile, 'utf8')) as { points: ScorePoint[] }).points
-    : [];
-  console.log(`speedrun: recipe ${name} (${what}); ${machine()}`);
-  console.log(
-    `speedrun: run ${path.relative(process.cwd(), runDir)}, ${count} validation items per mode, target ${pct(target)}`,
-  );
-
-  const score = (result: TrainGptResult): ScorePoint => {
-    const model = result.model.eval();
+  return (model, trainLog) => {
     const ctx: ModeContext = {
-      model,
+      model: model.eval(),
       vocab: data.vocab,
       tokenizer: data.tokenizer,
       classifier: judge.model,
@@ -224,20 +243,76 @@ async function main(): Promise<void> {
     for (const mode of MODE_NAMES)
       scores[mode] = headline(scoreMode(ctx, mode, modeOptionsFor(settings, mode)));
     return {
-      step: result.log.trainNll.length,
+      step: trainLog.trainNll.length,
       n: count,
-      trainMs: result.log.trainMs,
+      trainMs: trainLog.trainMs,
       scores,
       scoreMs: Date.now() - t0,
     };
   };
+}
 
-  let reached: ScorePoint | null = null;
-  let last: TrainGptResult | null = null;
-  let step = points.length > 0 ? points[points.length - 1]!.step : 0;
+function pointLine(point: ScorePoint, met: boolean): string {
+  return (
+    `step ${point.step} | train ${(point.trainMs / 1000).toFixed(1)} s (${(point.trainMs / point.step).toFixed(1)} ms/step) | ` +
+    MODE_NAMES.map((m) => `${SHORT[m]} ${pct(point.scores[m])}`).join(' ') +
+    ` | scoring ${(point.scoreMs / 1000).toFixed(1)} s${met ? ' | target reached' : ''}`
+  );
+}
+
+/** Prints the outcome and (unless --no-record) appends its row to speedrun.md. */
+function report(flags: SpeedrunFlags, points: ScorePoint[], reached: ScorePoint | null): void {
+  const end = reached ?? points[points.length - 1]!;
+  const scoringSeconds = points.reduce((s, p) => s + p.scoreMs, 0) / 1000;
+  const trainSeconds = (end.trainMs / 1000).toFixed(1);
+  const msPerStep = end.trainMs / end.step;
+  console.log(
+    `speedrun: ${flags.name}: ${reached === null ? 'target not reached' : 'target reached'} at step ${end.step}, ` +
+      `training ${trainSeconds} s (${msPerStep.toFixed(1)} ms/step), ` +
+      `scores ${MODE_NAMES.map((m) => pct(end.scores[m])).join(' / ')}; scoring ${scoringSeconds.toFixed(0)} s off the clock`,
+  );
+  if (!flags.record) return;
+  const file = appendRow([
+    new Date().toISOString().slice(0, 10),
+    flags.name,
+    flags.what,
+    reached === null ? `not reached (${trainSeconds} s)` : `${trainSeconds} s`,
+    String(end.step),
+    msPerStep.toFixed(1),
+    `${MODE_NAMES.map((m) => (100 * end.scores[m]).toFixed(1)).join(' / ')} (${end.n})`,
+    machine(),
+  ]);
+  console.log(`speedrun: row appended to ${path.relative(process.cwd(), file)}`);
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags();
+  const { preset, every, from, target } = flags;
+  const log = (l: string) => {
+    if (!l.startsWith('stopped at') && !l.startsWith('resumed')) console.error(l);
+  };
+  // The data: the cached tokens of the training items and of the validation split.
+  const data = preparePipelineData('quick', log);
+  const validationCodes = tokenise(data.tokenizer, data.validationSplit, 0, log, 'validation');
+  const validation = splitSequenceSource(data.validationSplit, validationCodes, data.vocab);
+  const count = Math.min(flags.n, data.validationSplit.count);
+  const score = makeScorer(data, validationCodes, count, log);
+  const runDir = gptRunDir(path.join(runsDir(), 'speedrun'), flags.name, preset);
+  const pointsFile = path.join(runDir, 'speedrun.json');
+  const checkpoint = path.join(runDir, CHECKPOINT_FILE);
+  const resume = flags.resume && fs.existsSync(checkpoint);
+  if (!resume) fs.rmSync(runDir, { recursive: true, force: true });
+  const points: ScorePoint[] =
+    resume && fs.existsSync(pointsFile)
+      ? (JSON.parse(fs.readFileSync(pointsFile, 'utf8')) as { points: ScorePoint[] }).points
+      : [];
+  console.log(`speedrun: recipe ${flags.name} (${flags.what}); ${machine()}`);
+  console.log(
+    `speedrun: run ${path.relative(process.cwd(), runDir)}, ${count} validation items per mode, target ${pct(target)}`,
+  );
   const totalSteps =
     batchesPerEpoch(data.train.count, preset.train.batchSize) * preset.train.epochs;
-  let resumeRun = resume;
+  let step = resume ? loadGpt(checkpoint).meta.step : 0;
   const trainTo = (stepTo: number) =>
     trainGpt({
       runDir,
@@ -246,61 +321,42 @@ async function main(): Promise<void> {
       train: data.train,
       test: validation, // the run's "test" NLL is the validation split's
       tokenizerHash: vqVaeFingerprint(data.tokenizer),
-      resume: resumeRun,
+      resume: step > 0 || resume,
       log,
       stopAfterSteps: Math.max(1, stepTo - step),
     });
-  for (;;) {
+  let reached: ScorePoint | null = null;
+  /** Scores a model, saves the points, prints the line; true when the target is met. */
+  const addPoint = (model: GPT, trainLog: TrainLog): boolean => {
+    const point = score(model, trainLog);
+    points.push(point);
+    const json = JSON.stringify({ recipe: flags.name, preset, points }, null, 2);
+    fs.writeFileSync(pointsFile, json + '\n');
+    const met = MODE_NAMES.every((m) => point.scores[m] >= target);
+    console.log(pointLine(point, met));
+    if (met && reached === null) reached = point;
+    return met;
+  };
+  let done = false;
+  // A resumed speedrun stopped before scoring its checkpoint scores it first.
+  if (resume && (points[points.length - 1]?.step ?? -1) < step) {
+    const { model, meta } = loadGpt(checkpoint);
+    const trainLog = JSON.parse(fs.readFileSync(path.join(runDir, LOG_FILE), 'utf8')) as TrainLog;
+    done = (addPoint(model, trainLog) && flags.stopAtTarget) || meta.complete;
+  }
+  while (!done) {
     const nextPoint = Math.min(
       totalSteps,
       step < from ? from : (Math.floor(step / every) + 1) * every,
     );
     let result = await trainTo(nextPoint);
-    resumeRun = true;
     // Stopped on the last step: one more call ends the epoch (its NLL, the complete checkpoint).
     if (!result.complete && result.log.trainNll.length >= totalSteps)
       result = await trainTo(totalSteps + 1);
-    last = result;
     step = result.log.trainNll.length;
-    const point = score(result);
-    points.push(point);
-    fs.writeFileSync(pointsFile, JSON.stringify({ recipe: name, preset, points }, null, 2) + '\n');
-    const met = MODE_NAMES.every((m) => point.scores[m] >= target);
-    console.log(
-      `step ${point.step} | train ${(point.trainMs / 1000).toFixed(1)} s (${(point.trainMs / point.step).toFixed(1)} ms/step) | ` +
-        MODE_NAMES.map((m) => `${SHORT[m]} ${pct(point.scores[m])}`).join(' ') +
-        ` | scoring ${(point.scoreMs / 1000).toFixed(1)} s${met ? ' | target reached' : ''}`,
-    );
-    if (met && reached === null) reached = point;
-    if ((reached !== null && !values['no-stop']) || result.complete) break;
+    done = (addPoint(result.model, result.log) && flags.stopAtTarget) || result.complete;
   }
-
-  const end = reached ?? points[points.length - 1]!;
-  const scoringSeconds = points.reduce((s, p) => s + p.scoreMs, 0) / 1000;
-  const time =
-    reached === null
-      ? `not reached (${(end.trainMs / 1000).toFixed(1)} s)`
-      : `${(end.trainMs / 1000).toFixed(1)} s`;
-  const msPerStep = end.trainMs / end.step;
-  console.log(
-    `speedrun: ${name}: ${reached === null ? 'target not reached' : 'target reached'} at step ${end.step}, ` +
-      `training ${(end.trainMs / 1000).toFixed(1)} s (${msPerStep.toFixed(1)} ms/step), ` +
-      `scores ${MODE_NAMES.map((m) => pct(end.scores[m])).join(' / ')}; scoring ${scoringSeconds.toFixed(0)} s off the clock; ` +
-      `last checkpoint ${path.relative(process.cwd(), last!.checkpointPath)}`,
-  );
-  if (!values['no-record']) {
-    const file = appendRow([
-      new Date().toISOString().slice(0, 10),
-      name,
-      what,
-      time,
-      String(end.step),
-      msPerStep.toFixed(1),
-      `${MODE_NAMES.map((m) => (100 * end.scores[m]).toFixed(1)).join(' / ')} (${end.n})`,
-      machine(),
-    ]);
-    console.log(`speedrun: row appended to ${path.relative(process.cwd(), file)}`);
-  }
+  report(flags, points, reached);
 }
 
 main().catch((e: Error) => {
