@@ -3,10 +3,11 @@
 //
 // The recipe is stored in every checkpoint beside the model config; the named recipes are the
 // presets in train.ts. `schedule` is 'constant' (the original recipe) or a linear warm-up then a
-// cosine decay to minLr; the learning rate is a function of the step alone, so a resumed run
-// steps exactly as an uninterrupted one.
+// cosine ('cosine') or linear ('linear') decay to minLr; the learning rate is a function of the
+// step alone, so a resumed run steps exactly as an uninterrupted one. `optimizer` 'muon' updates
+// the 2-D weight matrices with Muon at muonLr and the rest with AdamW at lr (src/nn/muon.ts).
 
-import { constantLr, warmupCosineLr } from '../nn/optim';
+import { constantLr, warmupCosineLr, warmupLinearLr } from '../nn/optim';
 import type { Schedule } from '../nn/optim';
 import type { SequenceSource } from '../data/sequences';
 import { validateHoldout } from '../data/holdout';
@@ -15,10 +16,13 @@ import type { GptConfig } from './model';
 export interface GptTrainConfig {
   epochs: number;
   batchSize: number;
-  optimizer: 'adam' | 'adamw';
+  /** 'muon': Muon for the 2-D weight matrices (at muonLr), AdamW for the rest (at lr). */
+  optimizer: 'adam' | 'adamw' | 'muon';
   lr: number;
-  /** 'constant' (the original recipe) or linear warm-up then cosine decay to minLr. */
-  schedule: 'constant' | 'cosine';
+  /** The matrices' peak learning rate under Muon (required with optimizer 'muon'). */
+  muonLr?: number;
+  /** 'constant' (the original recipe), or linear warm-up then cosine or linear decay to minLr. */
+  schedule: 'constant' | 'cosine' | 'linear';
   warmupSteps: number;
   minLr: number;
   weightDecay: number;
@@ -55,10 +59,12 @@ export function validateTrainConfig(c: GptTrainConfig): GptTrainConfig {
       `train config: evalBatchSize must be even (both orders of each item), got ${c.evalBatchSize}`,
     );
   if (!(c.lr > 0)) throw new Error(`train config: lr must be > 0, got ${c.lr}`);
-  if (c.optimizer !== 'adam' && c.optimizer !== 'adamw')
-    throw new Error(`train config: optimizer must be adam or adamw, got ${c.optimizer}`);
-  if (c.schedule !== 'constant' && c.schedule !== 'cosine')
-    throw new Error(`train config: schedule must be constant or cosine, got ${c.schedule}`);
+  if (!['adam', 'adamw', 'muon'].includes(c.optimizer))
+    throw new Error(`train config: optimizer must be adam, adamw or muon, got ${c.optimizer}`);
+  if (c.optimizer === 'muon' && !(c.muonLr !== undefined && c.muonLr > 0))
+    throw new Error(`train config: optimizer muon needs muonLr > 0, got ${c.muonLr}`);
+  if (!['constant', 'cosine', 'linear'].includes(c.schedule))
+    throw new Error(`train config: schedule must be constant, cosine or linear, got ${c.schedule}`);
   try {
     validateHoldout({ validationItems: c.validationItems, heldOutPairs: c.heldOutPairs });
   } catch (e) {
@@ -79,7 +85,8 @@ export function limitSource(s: SequenceSource, n: number): SequenceSource {
 
 /** The learning rate at each 0-based step of a run of `totalSteps` steps. */
 export function scheduleFor(c: GptTrainConfig, totalSteps: number): Schedule {
-  return c.schedule === 'constant'
-    ? constantLr(c.lr)
-    : warmupCosineLr(c.lr, Math.min(c.warmupSteps, totalSteps), totalSteps, c.minLr);
+  const warmup = Math.min(c.warmupSteps, totalSteps);
+  if (c.schedule === 'constant') return constantLr(c.lr);
+  if (c.schedule === 'linear') return warmupLinearLr(c.lr, warmup, totalSteps, c.minLr);
+  return warmupCosineLr(c.lr, warmup, totalSteps, c.minLr);
 }

@@ -14,7 +14,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Rng, deriveSeed } from '../nn/rng';
 import { Adam, AdamW } from '../nn/optim';
-import type { Schedule } from '../nn/optim';
+import type { AdamOptions, Optimizer, Schedule } from '../nn/optim';
+import type { Tensor } from '../engine/tensor';
+import { Muon } from '../nn/muon';
 import { atomicWriteFile } from '../nn/safetensors';
 import type { Vocab } from '../data/vocab';
 import type { SequenceSource } from '../data/sequences';
@@ -87,7 +89,7 @@ export interface GptRun {
   /** Initialises the weights, then draws the dropout masks. */
   readonly modelRng: Rng;
   readonly model: GPT;
-  readonly optimizer: Adam;
+  readonly optimizer: Optimizer;
   readonly stepsPerEpoch: number;
   readonly totalSteps: number;
   readonly lrAt: Schedule;
@@ -129,8 +131,7 @@ function createRun(inputs: RunInputs): GptRun {
     clipNorm: trainCfg.clipNorm,
     noDecay,
   };
-  const optimizer =
-    trainCfg.optimizer === 'adamw' ? new AdamW(params, optOpts) : new Adam(params, optOpts);
+  const optimizer = makeOptimizer(trainCfg, params, optOpts);
   const stepsPerEpoch = batchesPerEpoch(train.count, trainCfg.batchSize);
   const totalSteps = stepsPerEpoch * trainCfg.epochs;
   return {
@@ -153,6 +154,21 @@ function createRun(inputs: RunInputs): GptRun {
     trainLog: { trainNll: [], testNll: [], trainMs: 0 },
     lastGood: null,
   };
+}
+
+/**
+ * The recipe's optimiser. Under Muon the matrices are the blocks' 2-D weights; the embeddings
+ * and the output head stay with AdamW, as in the speedrun records.
+ */
+function makeOptimizer(
+  trainCfg: GptTrainConfig,
+  params: [string, Tensor][],
+  optOpts: AdamOptions,
+): Optimizer {
+  if (trainCfg.optimizer === 'adamw') return new AdamW(params, optOpts);
+  if (trainCfg.optimizer === 'adam') return new Adam(params, optOpts);
+  const isMatrix = (n: string, p: Tensor) => p.rank === 2 && n.startsWith('h.');
+  return new Muon(params, { ...optOpts, muonLr: trainCfg.muonLr!, isMatrix });
 }
 
 /** Puts `run` where its checkpoint left off, after checking it is this run's. */

@@ -2,4 +2,5 @@
 
 export * from './module';
 export * from './optim';
+export * from './muon';
 export { Rng } from './rng';

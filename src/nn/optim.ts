@@ -25,13 +25,27 @@ export interface AdamOptions {
   noDecay?: (name: string) => boolean;
 }
 
+/** What a training loop needs of an optimiser (Adam, AdamW, Muon). */
+export interface Optimizer {
+  /** Optimiser steps taken. */
+  readonly step: number;
+  /** Global L2 norm of all gradients. */
+  gradNorm(): number;
+  /** One update of every parameter that has a gradient, at the schedule's `lr`. */
+  update(lr?: number): void;
+  zeroGrad(): void;
+  state(): OptimizerState;
+  loadState(state: OptimizerState, source?: string): void;
+  dispose(): void;
+}
+
 export interface OptimizerState {
   step: number;
   m: Record<string, Float32Array>;
   v: Record<string, Float32Array>;
 }
 
-export class Adam {
+export class Adam implements Optimizer {
   step = 0;
   lr: number;
   readonly beta1: number;
@@ -158,6 +172,21 @@ export type Schedule = (step: number) => number;
 
 export function constantLr(lr: number): Schedule {
   return () => lr;
+}
+
+/** Linear warm-up from 0 to `lr` over `warmupSteps`, then linear decay to `minLr` at `totalSteps`. */
+export function warmupLinearLr(
+  lr: number,
+  warmupSteps: number,
+  totalSteps: number,
+  minLr = 0,
+): Schedule {
+  const cosine = warmupCosineLr(lr, warmupSteps, totalSteps, minLr); // checks the arguments
+  return (step: number) => {
+    if (step < warmupSteps) return cosine(step);
+    const progress = Math.min(1, (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
+    return lr + (minLr - lr) * progress;
+  };
 }
 
 /** Linear warm-up from 0 to `lr` over `warmupSteps`, then cosine decay to `minLr` at `totalSteps`. */

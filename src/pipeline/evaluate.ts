@@ -147,6 +147,8 @@ export interface Evaluation {
   mdPath: string;
   /** The sample grids written. */
   figures: string[];
+  /** Wall time of the measurements, and of the grids and report files after them. */
+  seconds: { measurements: number; figuresAndReport: number };
 }
 
 /** The settings of `opts`, validated (every one not given takes its default). */
@@ -170,7 +172,9 @@ export async function evaluateCheckpoint(opts: EvaluateOptions = {}): Promise<Ev
   const data = loadColouredMnist({ log });
   const classifierPath = opts.classifier ?? defaultClassifierPath();
   const classifier = ensureJudge(data, log, classifierPath);
+  const t0 = Date.now();
   const report = evaluateRun({ run, data, classifier, classifierPath, settings, log });
+  const t1 = Date.now();
   const outDir = opts.outDir ?? figuresDir();
   const figures =
     opts.figures === false ? [] : writeEvaluationFigures(run, data.test, settings, outDir);
@@ -179,7 +183,8 @@ export async function evaluateCheckpoint(opts: EvaluateOptions = {}): Promise<Ev
     outDir,
     figures.map((f) => path.basename(f)),
   );
-  return { checkpoint, report, jsonPath, mdPath, figures };
+  const seconds = { measurements: (t1 - t0) / 1000, figuresAndReport: (Date.now() - t1) / 1000 };
+  return { checkpoint, report, jsonPath, mdPath, figures, seconds };
 }
 
 /** The report's targets and test NLL, a line each, as `mmgpt eval` and the pipeline print them. */

@@ -42,6 +42,7 @@ export interface PipelineResult {
 
 interface Stage {
   name: string;
+  /** Runs the stage and records its wall time (or its parts' wall times). */
   run: () => Promise<unknown>;
 }
 
@@ -57,21 +58,20 @@ export async function runPipeline(
   log(`pipeline: ${backendDescription()}`);
   const t0 = Date.now();
   const stages: StageTime[] = [];
-  const timed = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
-    const start = Date.now();
-    const out = await run();
-    stages.push({ stage: name, seconds: (Date.now() - start) / 1000 });
-    log(`pipeline: ${name} took ${((Date.now() - start) / 1000).toFixed(1)} s`);
-    return out;
+  const record = (stage: string, seconds: number) => {
+    stages.push({ stage, seconds });
+    log(`pipeline: ${stage} took ${seconds.toFixed(1)} s`);
   };
-  const train = await timed('data, tokenizer and GPT training', () =>
-    trainPipeline(presetName, { resume: options.resume }),
-  );
+  const trainStart = Date.now();
+  const train = await trainPipeline(presetName, { resume: options.resume });
+  // The data (data, tokenizer, token caches) and the GPT's training, a stage each.
+  record('data, tokenizer and tokens', train.dataSeconds);
+  record('GPT training', (Date.now() - trainStart) / 1000 - train.dataSeconds);
   if (!train.complete) return { train, stages, totalSeconds: (Date.now() - t0) / 1000 };
   const checkpoint = path.relative(process.cwd(), train.checkpointPath);
   const outDir = options.outDir ?? train.runDir;
-  for (const stage of reportStages({ checkpoint, outDir, preset, evalItems, log }))
-    await timed(stage.name, stage.run);
+  for (const stage of reportStages({ checkpoint, outDir, preset, evalItems, log, record }))
+    await stage.run();
   const totalSeconds = (Date.now() - t0) / 1000;
   addStageTimes(path.join(train.runDir, 'summary.json'), stages, totalSeconds, warn);
   log(
@@ -89,20 +89,24 @@ function reportStages(opts: {
   preset: PipelinePreset;
   evalItems: number;
   log: (line: string) => void;
+  record: (stage: string, seconds: number) => void;
 }): Stage[] {
-  const { checkpoint, outDir, log } = opts;
+  const { checkpoint, outDir, log, record } = opts;
   const sampling = { samplingPreset: opts.preset.sampling };
   return [
     {
       name: 'sample grids',
       run: async () => {
+        const start = Date.now();
         const { files } = await writeFigures({ checkpoint, outDir, sampling, log });
         for (const file of files) log(`figures: wrote ${path.relative(process.cwd(), file)}`);
+        record('sample grids', (Date.now() - start) / 1000);
       },
     },
     {
       name: 'evaluation',
       run: async () => {
+        const start = Date.now();
         const evaluation = await evaluateCheckpoint({
           checkpoint,
           outDir,
@@ -110,6 +114,9 @@ function reportStages(opts: {
           sampling,
           log,
         });
+        const { figuresAndReport } = evaluation.seconds;
+        record('evaluation', (Date.now() - start) / 1000 - figuresAndReport);
+        record('evaluation figures and report', figuresAndReport);
         for (const line of reportSummaryLines(evaluation.report)) log(line);
         log(wroteLine(evaluation));
       },

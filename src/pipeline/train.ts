@@ -91,6 +91,8 @@ export interface TrainPipelineResult extends TrainGptResult {
   data: PipelineData;
   runDir: string;
   curvePath: string;
+  /** Wall time of the data, the tokenizer and the token caches, before the GPT's training. */
+  dataSeconds: number;
 }
 
 /**
@@ -140,6 +142,7 @@ async function trainPipelineLocked(
   const t0 = Date.now();
   const startedFrom = runProvenance();
   const data = preparePipelineData(presetName, log);
+  const dataSeconds = (Date.now() - t0) / 1000;
   // Keep the tokenizer beside the GPT from the start, so a run directory is self-contained even
   // while training (sampling and evaluating a partly trained checkpoint).
   atomicWriteFile(path.join(runDir, 'vqvae.safetensors'), fs.readFileSync(data.tokenizerPath));
@@ -158,7 +161,7 @@ async function trainPipelineLocked(
   writeTrainingCurve(curvePath, result.log, `mmgpt ${presetName}: NLL per minibatch and per epoch`);
   writeRunSummary(runDir, presetName, preset, result, data, startedFrom, t0);
   logOutcome(presetName, result, data, curvePath, log);
-  return { ...result, data, runDir, curvePath };
+  return { ...result, data, runDir, curvePath, dataSeconds };
 }
 
 /** runDir/summary.json: the run's outcome, tokenizer, memory and provenance. */

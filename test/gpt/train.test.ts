@@ -145,15 +145,35 @@ test('losses read back in bursts (lossReadEvery) give the same log, events and w
   }
 });
 
-test('a resumed run ends bit-identical to an uninterrupted one', async () => {
+/** Muon for the matrices, AdamW for the rest, warm-up then linear decay (the speedrun's). */
+const muonPreset: GptPreset = {
+  ...preset,
+  train: { ...preset.train, optimizer: 'muon', muonLr: 0.02, schedule: 'linear' },
+};
+
+for (const [label, recipe] of [
+  ['AdamW, cosine', preset],
+  ['Muon, linear', muonPreset],
+] as const)
+  test(`a resumed run ends bit-identical to an uninterrupted one (${label})`, async () => {
+    await resumedEqualsUninterrupted({ preset: recipe });
+  });
+
+test('a Muon run lowers the test NLL', async () => {
+  const result = await trainOn(tmp(), { preset: muonPreset });
+  const nll = result.log.testNll;
+  assert.ok(nll[nll.length - 1]!.nll < nll[0]!.nll - 0.25, JSON.stringify(nll));
+});
+
+async function resumedEqualsUninterrupted(extra: Partial<TrainGptOptions>): Promise<void> {
   const a = tmp();
   const b = tmp();
-  await trainOn(a);
-  const stopped = await trainOn(b, { stopAfterSteps: 5 });
+  await trainOn(a, extra);
+  const stopped = await trainOn(b, { ...extra, stopAfterSteps: 5 });
   assert.equal(stopped.complete, false);
-  const mid = await trainOn(b, { resume: true, stopAfterSteps: 6 });
+  const mid = await trainOn(b, { ...extra, resume: true, stopAfterSteps: 6 });
   assert.equal(mid.complete, false);
-  const done = await trainOn(b, { resume: true });
+  const done = await trainOn(b, { ...extra, resume: true });
   assert.equal(done.complete, true);
   const wa = loadCheckpoint(path.join(a, 'checkpoint.safetensors'));
   const wb = loadCheckpoint(path.join(b, 'checkpoint.safetensors'));
@@ -171,7 +191,7 @@ test('a resumed run ends bit-identical to an uninterrupted one', async () => {
   // Every test NLL is the same; the process memory recorded beside it is the process's own.
   assert.deepEqual(testNllWithoutRss(lb), testNllWithoutRss(la));
   assert.ok(la.testNll.slice(1).every((e: { rssBytes?: number }) => e.rssBytes! > 1e6));
-});
+}
 
 test('resume refuses a different configuration or tokenizer, and a missing checkpoint', async () => {
   const dir = tmp();
