@@ -342,7 +342,10 @@ Napi::Value GraphAbort(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-/** The captured graph: { nodes, adamUpdates, seeds, indexChecks, uploadBytes } plus its handle. */
+/**
+ * The captured graph: { nodes, adamUpdates, seeds, indexChecks, uploadBytes, capturedSeeds (the
+ * dropout seeds of the captured step) } plus its handle.
+ */
 Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   void* graph = nullptr;
@@ -360,6 +363,12 @@ Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
     obj.DefineProperty(Napi::PropertyDescriptor::Value(f.first, Napi::Number::New(env, f.second),
                                                        napi_enumerable));
   }
+  std::vector<uint32_t> seeds((size_t)gi.seeds);
+  mmgpt_cuda_graph_seeds(graph, seeds.data(), (int64_t)seeds.size());
+  Napi::Array seedList = Napi::Array::New(env, seeds.size());
+  for (size_t i = 0; i < seeds.size(); i++) seedList.Set((uint32_t)i, (double)seeds[i]);
+  obj.DefineProperty(
+      Napi::PropertyDescriptor::Value("capturedSeeds", seedList, napi_enumerable));
   if (napi_type_tag_object(env, obj, &kGraphTag) != napi_ok ||
       napi_wrap(env, obj, h, finalizeGraph, nullptr, nullptr) != napi_ok) {
     mmgpt_cuda_graph_destroy(graph);

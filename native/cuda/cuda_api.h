@@ -86,6 +86,8 @@ int mmgpt_cuda_graph_info(const void* graph, MmgptCudaGraphInfo* info);
  */
 int mmgpt_cuda_graph_launch(void* graph, double lr, double step, const uint32_t* seeds,
                             int64_t seedCount);
+/** The dropout seeds the capture saw, in order (at most `capacity`); returns their count. */
+int64_t mmgpt_cuda_graph_seeds(const void* graph, uint32_t* out, int64_t capacity);
 /** Waits for the stream and frees the graph. */
 int mmgpt_cuda_graph_destroy(void* graph);
 

@@ -576,6 +576,13 @@ int mmgpt_cuda_graph_info(const void* graph, MmgptCudaGraphInfo* info) {
   return 0;
 }
 
+int64_t mmgpt_cuda_graph_seeds(const void* graph, uint32_t* out, int64_t capacity) {
+  const CapturedGraph* g = static_cast<const CapturedGraph*>(graph);
+  const int64_t n = (int64_t)g->seedSlots.size();
+  for (int64_t i = 0; i < n && i < capacity; i++) out[i] = (uint32_t)g->params[g->seedSlots[i]];
+  return n;
+}
+
 int mmgpt_cuda_graph_launch(void* graph, double lr, double step, const uint32_t* seeds,
                             int64_t seedCount) {
   CapturedGraph* g = static_cast<CapturedGraph*>(graph);

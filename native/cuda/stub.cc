@@ -48,6 +48,7 @@ int mmgpt_cuda_graph_info(const void*, MmgptCudaGraphInfo* info) {
 int mmgpt_cuda_graph_launch(void*, double, double, const uint32_t*, int64_t) {
   return unavailable();
 }
+int64_t mmgpt_cuda_graph_seeds(const void*, uint32_t*, int64_t) { return 0; }
 int mmgpt_cuda_graph_destroy(void*) { return 0; }
 
 int mmgpt_cuda_fill32(uint32_t*, int64_t, uint32_t) { return unavailable(); }
