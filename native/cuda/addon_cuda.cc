@@ -57,7 +57,7 @@ const char* dtypeName(int dtype) { return dtype == F32 ? "float32" : "int32"; }
 void releaseBuf(DevBuf* b) {
   if (!b->freed) {
     b->freed = true;
-    if (!gShuttingDown) mmgpt_cuda_free(b->ptr, (size_t)b->size * 4);
+    if (!gShuttingDown) mmgpt_cuda_release(b->ptr, (size_t)b->size * 4);
   }
 }
 
@@ -226,8 +226,8 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   DevBuf* b = Args::unwrap(info[0]);
   if (b == nullptr) c.typeError("buf must be a cuda buffer, got " + describe(info[0]));
   if (!b->freed) {
+    check(c.env(), mmgpt_cuda_free(b->ptr, (size_t)b->size * 4));  // refused inside a capture
     b->freed = true;
-    check(c.env(), mmgpt_cuda_free(b->ptr, (size_t)b->size * 4));
   }
   return c.env().Undefined();
 }

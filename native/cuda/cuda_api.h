@@ -66,6 +66,8 @@ int mmgpt_cuda_get_sync_checks(void);
 // ---- memory ---------------------------------------------------------------------------------
 int mmgpt_cuda_alloc(void** ptr, size_t bytes, int zeroFill);
 int mmgpt_cuda_free(void* ptr, size_t bytes);
+/** mmgpt_cuda_free for the garbage collector: during a capture, after it ends (not refused). */
+int mmgpt_cuda_release(void* ptr, size_t bytes);
 int mmgpt_cuda_upload(void* dst, const void* src, size_t bytes);
 int mmgpt_cuda_download(void* dst, const void* src, size_t bytes);
 int mmgpt_cuda_sync(void);

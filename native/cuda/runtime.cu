@@ -94,6 +94,7 @@ struct CapturedGraph {
 };
 
 CapturedGraph* gCapture = nullptr;  // the capture in progress
+std::vector<std::pair<void*, size_t>> gDeferredFrees;  // collected during a capture
 int gLiveGraphs = 0;
 std::vector<void*> gRetired;  // workspace areas replaced while graphs lived
 const CapturedGraph* gSlotOwner = nullptr;  // the graph whose checks are pending in slots 0..n-1
@@ -438,10 +439,17 @@ int mmgpt_cuda_alloc(void** ptr, size_t bytes, int zeroFill) {
 
 int mmgpt_cuda_free(void* ptr, size_t bytes) {
   if (gInitState != 1) return 0;
+  if (gCapture != nullptr) return refuseInCapture("freeing device memory");
   gStats.frees++;
   gStats.liveBuffers--;
   gStats.liveBytes -= (double)bytes;
   return devFree(ptr);
+}
+
+int mmgpt_cuda_release(void* ptr, size_t bytes) {
+  if (gCapture == nullptr) return mmgpt_cuda_free(ptr, bytes);
+  gDeferredFrees.push_back({ptr, bytes});
+  return 0;
 }
 
 int mmgpt_cuda_upload(void* dst, const void* src, size_t bytes) {
@@ -512,6 +520,8 @@ CapturedGraph* finishCapture(bool instantiate) {
   cudaGraph_t graph = nullptr;
   cudaError_t e = cudaStreamEndCapture(gStream, &graph);
   cudaGetLastError();
+  for (const auto& f : gDeferredFrees) mmgpt_cuda_free(f.first, f.second);
+  gDeferredFrees.clear();
   if (g->failure[0] != '\0' || e != cudaSuccess || !instantiate) {
     if (graph != nullptr) cudaGraphDestroy(graph);
     if (g->failure[0] != '\0') {

@@ -30,6 +30,7 @@ int mmgpt_cuda_alloc(void** ptr, size_t, int) {
   return unavailable();
 }
 int mmgpt_cuda_free(void*, size_t) { return 0; }
+int mmgpt_cuda_release(void*, size_t) { return 0; }
 int mmgpt_cuda_upload(void*, const void*, size_t) { return unavailable(); }
 int mmgpt_cuda_download(void*, const void*, size_t) { return unavailable(); }
 int mmgpt_cuda_sync(void) { return 0; }
