@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script that measures mmgpt on a GPU host (one H100/H200, no Node, no registry): the
-# device, the cuda kernel tests, the training step against PyTorch eager and torch.compile on the
-# same GPU, KV-cached against uncached decoding, `mmgpt eval --n 1000` of weights/best and the
+# device, the cuda kernel and graph tests, the training step against PyTorch eager and
+# torch.compile on the same GPU and replayed as a CUDA graph against eager, KV-cached against
+# uncached decoding, `mmgpt eval --n 1000` of weights/best and the
 # `original` pipeline end to end. Each step has its own time limit; a failed step does not stop
 # the later ones, its exit status goes into the summary. Takes about 8 minutes on an H100/H200.
 #
@@ -110,10 +111,12 @@ if [ "$DRY" = 1 ]; then
   BENCH_FLAGS=(--backends cpu --batch 32,256 --steps 2 --warmup 1 --torch-device cpu)
   $PY -c "import torch" 2> /dev/null || BENCH_FLAGS+=(--no-torch)
   PIPELINE_N=(--n 20)
+  GRAPH_FLAGS=(--batch 2 --steps 2 --reps 1)
 else
   BACKEND=cuda PRESET=original EVAL_N=1000 REPS=3
   BENCH_FLAGS=(--backends cuda --batch 32,256 --torch-device cuda --compile --budget-s 3)
   PIPELINE_N=()
+  GRAPH_FLAGS=(--batch 32,256 --steps 100 --reps 3)
 fi
 
 # step NAME SECONDS COMMAND...: runs COMMAND under a time limit, its output into $WORK/NAME.log
@@ -165,7 +168,8 @@ export -f device_info
 step device 60 bash -c device_info
 
 QUIET=1 step tests 240 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js \
-  dist/test/engine/backends.test.js dist/test/engine/backends_fused.test.js
+  dist/test/engine/cuda_graphs.test.js dist/test/engine/backends.test.js \
+  dist/test/engine/backends_fused.test.js
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/tests.log" || true
 
 # The GPT's training (bit-identical resume included), the modules and the VQ-VAE on the backend.
@@ -174,6 +178,9 @@ QUIET=1 step engine-tests 240 env MMGPT_TEST_BACKEND=$BACKEND node --test --test
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/engine-tests.log" || true
 
 step bench 300 node bin/mmgpt.js bench --json --no-tfjs "${BENCH_FLAGS[@]}"
+
+# The training step as a CUDA graph against eager (in one process; eager only on the dry run).
+step graph-step 90 env MMGPT_BACKEND=$BACKEND node dist/bench/graph_step.js "${GRAPH_FLAGS[@]}"
 
 step sampling 120 env MMGPT_BACKEND=$BACKEND node dist/bench/sampling.js --reps $REPS
 

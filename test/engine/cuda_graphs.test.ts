@@ -15,7 +15,12 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { cudaBackendInfo, cudaGraphApi, cudaStats } from '../../src/engine/backends/cuda';
+import {
+  cudaBackendInfo,
+  cudaGraphApi,
+  cudaStats,
+  setCudaSyncChecks,
+} from '../../src/engine/backends/cuda';
 import type { CudaStats } from '../../src/engine/backends/cuda';
 import { getBackend, setBackend } from '../../src/engine/registry';
 import { StepGraph, runPooled, writeBuffer } from '../../src/engine/graph';
@@ -226,6 +231,45 @@ test(
     });
   },
 );
+
+test('a bad index inside a replayed graph is reported like an eager one', { skip }, () => {
+  onCuda(() => {
+    const table = keep(
+      F.tensor(
+        Float32Array.from({ length: 12 }, (_, i) => i),
+        [4, 3],
+      ),
+    );
+    const idx = keep(F.zeros([2], 'int32'));
+    const out = keep(F.zeros([2, 3]));
+    const body = () => tidy(() => F.writeInto(out, F.embedding(table, idx), 0, 0));
+    writeBuffer(idx.buf, Int32Array.from([1, 2]));
+    runPooled(body);
+    const graph = StepGraph.capture(body);
+    writeBuffer(idx.buf, Int32Array.from([3, 0]));
+    graph.replay();
+    assert.deepEqual([...out.toFloat32Array()], [9, 10, 11, 0, 1, 2]);
+    // Sync checks on (the default): the replay itself throws, naming the row and the value.
+    writeBuffer(idx.buf, Int32Array.from([0, 4]));
+    assert.throws(
+      () => graph.replay(),
+      /index 4 at row 1 is out of range for a vocabulary of size 4/,
+    );
+    // Off: the next synchronisation reports it, once; replays in between keep the first record.
+    setCudaSyncChecks(false);
+    try {
+      graph.replay();
+      writeBuffer(idx.buf, Int32Array.from([1, 1]));
+      graph.replay();
+      assert.throws(() => getBackend().sync(), /index 4 at row 1 .*next synchronisation/);
+      getBackend().sync();
+    } finally {
+      setCudaSyncChecks(true);
+    }
+    graph.dispose();
+    for (const t of [table, idx, out]) t.dispose();
+  });
+});
 
 // ---- the GPT's training step -----------------------------------------------------------------------
 
