@@ -131,6 +131,7 @@ class GptTrainer {
     this.graphed = graphs
       ? new GraphedTrainSteps(run.model, run.optimizer, run.modelRng, log)
       : null;
+    if (graphs) log('cuda graphs: each batch size is captured at its second step, then replayed');
   }
 
   async train(): Promise<TrainGptResult> {

@@ -438,6 +438,10 @@ test(
     );
     for (const [name, w] of Object.entries(eager.weights))
       assert.deepEqual(graphs.weights[name].data, w.data, name);
-    assert.equal(graphs.log.filter((l) => l.startsWith('cuda graphs')).length, 0);
+    assert.deepEqual(
+      graphs.log.filter((l) => l.startsWith('cuda graphs')),
+      ['cuda graphs: each batch size is captured at its second step, then replayed'],
+    );
+    assert.equal(eager.log.filter((l) => l.startsWith('cuda graphs')).length, 0);
   },
 );
