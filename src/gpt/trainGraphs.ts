@@ -9,6 +9,8 @@
 // exactly those draws), so a replayed run equals an eager one bit for bit, RNG state included.
 // A capture that fails (a buffer not in the pool, a host read inside the step, ...) undoes its
 // host side effects, says so in one line, and that batch size trains eagerly from then on.
+// The step's JavaScript (the forward, any hook patched into it) runs only at the eager run and
+// the capture: a replay runs the recorded kernels alone.
 
 import * as F from '../engine/ops';
 import { keep, tidy } from '../engine/tensor';
