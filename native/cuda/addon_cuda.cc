@@ -14,6 +14,11 @@
 // arguments exactly like the cpu glue (types, integer sizes, buffer lengths and dtypes) and throws
 // TypeError / RangeError with the cpu backend's messages; CUDA failures throw an Error naming the
 // kernel. Index checks (gather, scatterAdd, crossEntropy) happen on the device.
+//
+// Graphs: graphBegin() starts capturing the stream, graphEnd() returns a graph handle (a wrapped
+// object like a buffer, destroyed by graphDestroy or when garbage collected), graphLaunch(graph,
+// lr, step, seeds) replays it, graphAbort() drops a capture an exception interrupted, and
+// write(buf, data) copies host data into an existing buffer (a captured step's uploads).
 
 #include <math.h>
 #include <napi.h>
@@ -52,7 +57,7 @@ const char* dtypeName(int dtype) { return dtype == F32 ? "float32" : "int32"; }
 void releaseBuf(DevBuf* b) {
   if (!b->freed) {
     b->freed = true;
-    if (!gShuttingDown) mmgpt_cuda_free(b->ptr, (size_t)b->size * 4);
+    if (!gShuttingDown) mmgpt_cuda_release(b->ptr, (size_t)b->size * 4);
   }
 }
 
@@ -198,6 +203,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("downloadBytes", s.downloadBytes);
   o.Set("launches", s.launches);
   o.Set("syncs", s.syncs);
+  o.Set("graphLaunches", s.graphLaunches);
   return o;
 }
 
@@ -220,8 +226,8 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   DevBuf* b = Args::unwrap(info[0]);
   if (b == nullptr) c.typeError("buf must be a cuda buffer, got " + describe(info[0]));
   if (!b->freed) {
+    check(c.env(), mmgpt_cuda_free(b->ptr, (size_t)b->size * 4));  // refused inside a capture
     b->freed = true;
-    check(c.env(), mmgpt_cuda_free(b->ptr, (size_t)b->size * 4));
   }
   return c.env().Undefined();
 }
@@ -277,6 +283,128 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   check(info.Env(), mmgpt_cuda_sync());
   return info.Env().Undefined();
+}
+
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Args c(info, "write", 2);
+  const Napi::Value v = info[1];
+  int dtype = -1;
+  if (v.IsTypedArray()) {
+    const napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
+    if (t == napi_float32_array) dtype = F32;
+    if (t == napi_int32_array) dtype = I32;
+  }
+  if (dtype < 0) c.typeError("data must be a Float32Array or Int32Array, got " + describe(v));
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* src = nullptr;
+  if (napi_get_typedarray_info(c.env(), v, &type, &length, &src, nullptr, nullptr) != napi_ok) {
+    c.typeError("data: reading the typed array failed");
+  }
+  DevBuf* b = c.buf(0, "buf", dtype, (int64_t)length);
+  check(c.env(), mmgpt_cuda_write(b->ptr, src, length * 4));
+  return c.env().Undefined();
+}
+
+// ---- graphs ------------------------------------------------------------------------------------
+
+struct GraphHandle {
+  void* graph;  // null once destroyed
+};
+
+const napi_type_tag kGraphTag = {0x6d6d677074637564ULL, 0x6772617068000001ULL};
+
+void finalizeGraph(napi_env, void* data, void*) {
+  GraphHandle* h = static_cast<GraphHandle*>(data);
+  if (h->graph != nullptr && !gShuttingDown) mmgpt_cuda_graph_destroy(h->graph);
+  delete h;
+}
+
+GraphHandle* graphArg(const Args& c, const Napi::Value& v) {
+  bool tagged = false;
+  void* data = nullptr;
+  if (!v.IsObject() || napi_check_object_type_tag(c.env(), v, &kGraphTag, &tagged) != napi_ok ||
+      !tagged || napi_unwrap(c.env(), v, &data) != napi_ok) {
+    c.typeError("graph must be a cuda graph from graphEnd, got " + describe(v));
+  }
+  GraphHandle* h = static_cast<GraphHandle*>(data);
+  if (h->graph == nullptr) c.typeError("graph was already destroyed");
+  return h;
+}
+
+Napi::Value GraphBegin(const Napi::CallbackInfo& info) {
+  check(info.Env(), mmgpt_cuda_graph_begin());
+  return info.Env().Undefined();
+}
+
+Napi::Value GraphAbort(const Napi::CallbackInfo& info) {
+  mmgpt_cuda_graph_abort();
+  return info.Env().Undefined();
+}
+
+/**
+ * The captured graph: { nodes, adamUpdates, seeds, indexChecks, uploadBytes, capturedSeeds (the
+ * dropout seeds of the captured step) } plus its handle.
+ */
+Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  void* graph = nullptr;
+  check(env, mmgpt_cuda_graph_end(&graph));
+  MmgptCudaGraphInfo gi;
+  mmgpt_cuda_graph_info(graph, &gi);
+  GraphHandle* h = new GraphHandle{graph};
+  Napi::Object obj = Napi::Object::New(env);
+  const std::pair<const char*, double> fields[] = {{"nodes", gi.nodes},
+                                                   {"adamUpdates", gi.adamUpdates},
+                                                   {"seeds", gi.seeds},
+                                                   {"indexChecks", gi.indexChecks},
+                                                   {"uploadBytes", gi.uploadBytes}};
+  for (const auto& f : fields) {
+    obj.DefineProperty(Napi::PropertyDescriptor::Value(f.first, Napi::Number::New(env, f.second),
+                                                       napi_enumerable));
+  }
+  std::vector<uint32_t> seeds((size_t)gi.seeds);
+  mmgpt_cuda_graph_seeds(graph, seeds.data(), (int64_t)seeds.size());
+  Napi::Array seedList = Napi::Array::New(env, seeds.size());
+  for (size_t i = 0; i < seeds.size(); i++) seedList.Set((uint32_t)i, (double)seeds[i]);
+  obj.DefineProperty(
+      Napi::PropertyDescriptor::Value("capturedSeeds", seedList, napi_enumerable));
+  if (napi_type_tag_object(env, obj, &kGraphTag) != napi_ok ||
+      napi_wrap(env, obj, h, finalizeGraph, nullptr, nullptr) != napi_ok) {
+    mmgpt_cuda_graph_destroy(graph);
+    delete h;
+    throw Napi::Error::New(env, "cuda: wrapping a graph failed");
+  }
+  return obj;
+}
+
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
+  Args c(info, "graphLaunch", 4);
+  GraphHandle* h = graphArg(c, info[0]);
+  const double lr = c.number(1, "lr");
+  const double step = c.number(2, "step");
+  int64_t count = -1;
+  const Napi::Array list = c.list(3, "seeds", &count, "");
+  std::vector<uint32_t> seeds((size_t)count);
+  for (uint32_t j = 0; j < (uint32_t)count; j++) {
+    const double d = c.numberAt(list, j, "seeds");
+    if (!(d >= 0 && d <= 4294967295.0 && d == floor(d))) {
+      c.rangeError("seeds[" + std::to_string(j) + "] must be an integer in [0, 2^32), got " +
+                   describe(list.Get(j)));
+    }
+    seeds[j] = (uint32_t)d;
+  }
+  check(c.env(), mmgpt_cuda_graph_launch(h->graph, lr, step, seeds.data(), count));
+  return c.env().Undefined();
+}
+
+Napi::Value GraphDestroy(const Napi::CallbackInfo& info) {
+  Args c(info, "graphDestroy", 1);
+  GraphHandle* h = graphArg(c, info[0]);
+  void* graph = h->graph;
+  h->graph = nullptr;
+  check(c.env(), mmgpt_cuda_graph_destroy(graph));
+  return c.env().Undefined();
 }
 
 // ---- kernels (the bindings themselves: kernel_bindings.h) ----------------------------------------
@@ -346,6 +474,12 @@ void registerEntryPoints(Napi::Env env, Napi::Object cuda) {
   MMGPT_EXPORT("upload", Upload);
   MMGPT_EXPORT("download", Download);
   MMGPT_EXPORT("sync", Sync);
+  MMGPT_EXPORT("write", Write);
+  MMGPT_EXPORT("graphBegin", GraphBegin);
+  MMGPT_EXPORT("graphEnd", GraphEnd);
+  MMGPT_EXPORT("graphAbort", GraphAbort);
+  MMGPT_EXPORT("graphLaunch", GraphLaunch);
+  MMGPT_EXPORT("graphDestroy", GraphDestroy);
   mmgpt::napi::exportKernels<CudaBackend>(env, cuda);
 #undef MMGPT_EXPORT
   // Buffers still alive when node tears the environment down are not handed back to a driver

@@ -50,6 +50,26 @@ unsigned long long* beginIndexCheck();
  */
 int endIndexCheck(unsigned long long* slot, IndexCheckKind kind, const char* fn, int64_t limit);
 
+// ---- CUDA graphs (runtime.cu) ----------------------------------------------------------------
+// While a graph is captured (mmgpt_cuda_graph_begin .. end) the kernels are recorded, not run,
+// with their argument values frozen. The per-step host values of a training step (Adam's rate
+// and bias corrections, dropout seeds) therefore come from the graph's parameter block instead:
+// the kernels take a device pointer that is null outside a capture, and the block is rewritten
+// before every replay.
+
+/** True while the stream is being captured into a graph. */
+bool capturing();
+/** 1 - beta^step: Adam's bias correction (one function for eager steps and graph replays). */
+double adamBiasCorrection(double beta, double step);
+/**
+ * During a capture: the device address of [lr, bias1, bias2] in the graph's parameter block
+ * (rewritten from the replay's rate and step); null outside a capture or when the block is full
+ * (then the capture fails at its end).
+ */
+const double* graphAdamParams(double lr, double beta1, double beta2);
+/** During a capture: the device address of a dropout seed in the parameter block; else null. */
+const double* graphSeedParam(uint32_t seed);
+
 // ---- launch helpers ----------------------------------------------------------------------------
 const int kThreads = 256;
 const int64_t kMaxBlocks = 1 << 20;

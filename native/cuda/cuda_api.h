@@ -35,6 +35,15 @@ struct MmgptCudaInfo {
 struct MmgptCudaStats {
   double allocs, frees, liveBuffers, liveBytes, peakBytes;
   double uploads, uploadBytes, downloads, downloadBytes, launches, syncs;
+  double graphLaunches;  // replays of captured graphs (their kernels are not in `launches`)
+};
+
+struct MmgptCudaGraphInfo {
+  double nodes;        // kernels, memsets and copies of the graph
+  double adamUpdates;  // Adam updates whose rate and bias corrections each launch sets
+  double seeds;        // dropout masks whose seeds each launch sets
+  double indexChecks;  // device index checks of its kernels
+  double uploadBytes;  // host data its captured uploads copy again at every launch
 };
 
 /** The message of the last failure (static storage; valid until the next failing call). */
@@ -57,9 +66,32 @@ int mmgpt_cuda_get_sync_checks(void);
 // ---- memory ---------------------------------------------------------------------------------
 int mmgpt_cuda_alloc(void** ptr, size_t bytes, int zeroFill);
 int mmgpt_cuda_free(void* ptr, size_t bytes);
+/** mmgpt_cuda_free for the garbage collector: during a capture, after it ends (not refused). */
+int mmgpt_cuda_release(void* ptr, size_t bytes);
 int mmgpt_cuda_upload(void* dst, const void* src, size_t bytes);
 int mmgpt_cuda_download(void* dst, const void* src, size_t bytes);
 int mmgpt_cuda_sync(void);
+/** Copies host data into an existing buffer (during a capture: from the graph's pinned arena). */
+int mmgpt_cuda_write(void* dst, const void* src, size_t bytes);
+
+// ---- CUDA graphs (runtime.cu) -----------------------------------------------------------------
+/** Starts capturing the stream (reads pending index checks first). */
+int mmgpt_cuda_graph_begin(void);
+/** Ends the capture: *graph is the instantiated graph, or null with the reason on failure. */
+int mmgpt_cuda_graph_end(void** graph);
+/** Ends a capture in progress, if any, discarding it (after an exception inside the capture). */
+int mmgpt_cuda_graph_abort(void);
+int mmgpt_cuda_graph_info(const void* graph, MmgptCudaGraphInfo* info);
+/**
+ * Queues one replay: the graph's Adam updates use rate `lr` at 1-based `step` (ignored if it
+ * has none), its dropout masks the `seedCount` seeds in capture order.
+ */
+int mmgpt_cuda_graph_launch(void* graph, double lr, double step, const uint32_t* seeds,
+                            int64_t seedCount);
+/** The dropout seeds the capture saw, in order (at most `capacity`); returns their count. */
+int64_t mmgpt_cuda_graph_seeds(const void* graph, uint32_t* out, int64_t capacity);
+/** Waits for the stream and frees the graph. */
+int mmgpt_cuda_graph_destroy(void* graph);
 
 // ---- elementwise ----------------------------------------------------------------------------
 int mmgpt_cuda_fill32(uint32_t* out, int64_t n, uint32_t bits);

@@ -294,8 +294,10 @@ __global__ void kPermute(const uint32_t* __restrict__ x, uint32_t* __restrict__ 
 
 // ---- dropout, adam ---------------------------------------------------------------------------------
 
+// seedParam: the seed in a graph's parameter block (null: `seed`).
 __global__ void kDropoutMask(float* __restrict__ out, int64_t n, uint32_t threshold, uint32_t seed,
-                             float keep) {
+                             const double* __restrict__ seedParam, float keep) {
+  if (seedParam != nullptr) seed = (uint32_t)seedParam[0];
   for (int64_t i = globalIndex<int64_t>(); i < n; i += globalStride<int64_t>()) {
     // dropoutUniform of backend.ts, all arithmetic mod 2^32.
     uint32_t h = ((uint32_t)i * 0x9e3779b1u) ^ seed;
@@ -310,8 +312,15 @@ struct AdamConsts {
   double lr, b1, b2, eps, scale, wdL2, wdDecoupled, bias1, bias2;
 };
 
+// hyper: [lr, bias1, bias2] in a graph's parameter block (null: those of c).
 __global__ void kAdam(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ m,
-                      float* __restrict__ v, int64_t n, AdamConsts c) {
+                      float* __restrict__ v, int64_t n, AdamConsts c,
+                      const double* __restrict__ hyper) {
+  if (hyper != nullptr) {
+    c.lr = hyper[0];
+    c.bias1 = hyper[1];
+    c.bias2 = hyper[2];
+  }
   for (int64_t i = globalIndex<int64_t>(); i < n; i += globalStride<int64_t>()) {
     const double param = p[i];
     const double grad = c.scale * (double)g[i] + c.wdL2 * param;
@@ -397,8 +406,15 @@ __global__ void kMultiNormFinish(const double* __restrict__ partial, int count, 
   }
 }
 
-// Adam on block b's range; the gradient scale comes from the device (null: 1).
-__global__ void kAdamMulti(MultiTensors t, AdamConsts c, const double* __restrict__ scale) {
+// Adam on block b's range; the gradient scale comes from the device (null: 1), and so do
+// [lr, bias1, bias2] in a captured graph (hyper; null: those of c).
+__global__ void kAdamMulti(MultiTensors t, AdamConsts c, const double* __restrict__ scale,
+                           const double* __restrict__ hyper) {
+  if (hyper != nullptr) {
+    c.lr = hyper[0];
+    c.bias1 = hyper[1];
+    c.bias2 = hyper[2];
+  }
   int64_t start;
   const int i = multiTensorOf(t, blockIdx.x, &start);
   const int64_t end = start + kMultiBlockElems < t.n[i] ? start + kMultiBlockElems : t.n[i];
@@ -478,8 +494,9 @@ int mmgpt_cuda_adam_multi(float* const* p, const float* const* g, float* const* 
   // Flags: which form of weight decay (the per-tensor values travel in MultiTensors.wd).
   c.wdL2 = a->decoupled ? 0.0 : 1.0;
   c.wdDecoupled = a->decoupled ? 1.0 : 0.0;
-  c.bias1 = 1.0 - pow(a->beta1, a->step);
-  c.bias2 = 1.0 - pow(a->beta2, a->step);
+  c.bias1 = adamBiasCorrection(a->beta1, a->step);
+  c.bias2 = adamBiasCorrection(a->beta2, a->step);
+  const double* hyper = graphAdamParams(a->lr, a->beta1, a->beta2);  // null outside a capture
   int64_t totalBlocks = 0;
   for (int64_t i = 0; i < count; i++) {
     totalBlocks += (sizes[i] + kMultiBlockElems - 1) / kMultiBlockElems;
@@ -510,7 +527,8 @@ int mmgpt_cuda_adam_multi(float* const* p, const float* const* g, float* const* 
     const int n = (int)(count - first < kMultiMax ? count - first : kMultiMax);
     const int blocks = packMulti(&t, p, g, m, v, sizes, weightDecays, first, n);
     if (blocks == 0) continue;
-    kAdamMulti<<<(unsigned)blocks, kThreads, 0, gStream>>>(t, c, clipNorm > 0 ? scale : nullptr);
+    kAdamMulti<<<(unsigned)blocks, kThreads, 0, gStream>>>(t, c, clipNorm > 0 ? scale : nullptr,
+                                                          hyper);
     MMGPT_CHECK_LAUNCH("adamMulti");
   }
   return 0;
@@ -778,7 +796,8 @@ int mmgpt_cuda_dropout_mask(float* out, int64_t n, double p, uint32_t seed) {
   } else if (p < 1.0) {
     threshold = (uint32_t)ceil(p * 16777216.0);
   }
-  kDropoutMask<<<blocksFor(n), kThreads, 0, gStream>>>(out, n, threshold, seed, keep);
+  const double* seedParam = graphSeedParam(seed);  // null outside a capture
+  kDropoutMask<<<blocksFor(n), kThreads, 0, gStream>>>(out, n, threshold, seed, seedParam, keep);
   MMGPT_CHECK_LAUNCH("dropoutMask");
   return 0;
 }
@@ -794,9 +813,10 @@ int mmgpt_cuda_adam(float* p, const float* g, float* m, float* v, int64_t n,
   c.scale = a->gradScale;
   c.wdL2 = a->decoupled ? 0.0 : a->weightDecay;
   c.wdDecoupled = a->decoupled ? a->weightDecay : 0.0;
-  c.bias1 = 1.0 - pow(a->beta1, a->step);
-  c.bias2 = 1.0 - pow(a->beta2, a->step);
-  kAdam<<<blocksFor(n), kThreads, 0, gStream>>>(p, g, m, v, n, c);
+  c.bias1 = adamBiasCorrection(a->beta1, a->step);
+  c.bias2 = adamBiasCorrection(a->beta2, a->step);
+  const double* hyper = graphAdamParams(a->lr, a->beta1, a->beta2);  // null outside a capture
+  kAdam<<<blocksFor(n), kThreads, 0, gStream>>>(p, g, m, v, n, c, hyper);
   MMGPT_CHECK_LAUNCH("adam");
   return 0;
 }

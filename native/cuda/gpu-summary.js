@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // The summary of one gpu-check.sh run: reads the steps' outputs in WORKDIR (steps.tsv, device.json,
-// tests.log, bench.log, sampling.log, eval/report.json, runs/<preset>/summary.json), writes one
+// tests.log, bench.log, graph-step.log, sampling.log, eval/report.json, runs/<preset>/summary.json), writes one
 // JSON file and prints its headline numbers as a table. Plain Node (no build), since it runs on
 // the GPU host beside the carried dist/; a step that failed or left no output gives nulls, never
 // a crash, so the summary always comes back.
@@ -113,6 +113,22 @@ function trainingStep(work) {
   };
 }
 
+/** dist/bench/graph_step.js: eager and graph-replayed ms/step per batch, and their ratio. */
+function graphStep(work) {
+  const report = lastJsonLine(path.join(work, 'graph-step.log'));
+  if (report === null || !report.graphStep) return null;
+  const g = report.graphStep;
+  const byBatch = {};
+  for (const r of g.rows || [])
+    byBatch[r.batch] = {
+      eagerMs: round(r.eagerMs, 3),
+      graphMs: round(r.graphMs, 3),
+      eagerOverGraph: round(r.eagerOverGraph, 2),
+      graphNodes: r.graphNodes,
+    };
+  return { backend: g.backend, unavailable: g.unavailable, byBatch };
+}
+
 /** The unconditional rows of dist/bench/sampling.js: cached vs uncached tokens/s per batch. */
 function decode(work) {
   const text = readText(path.join(work, 'sampling.log'));
@@ -183,6 +199,13 @@ function table(summary) {
       `${b.padStart(5)} ${f(r.oursMs).padStart(6)} ${f(r.torchEagerMs).padStart(7)} ` +
         `${f(r.torchCompileMs).padStart(8)}   ${f(r.eagerOverOurs).padStart(10)}  ${f(r.compileOverOurs).padStart(12)}`,
     );
+  const gs = summary.graphStep;
+  lines.push('', `training step as a CUDA graph (${gs ? gs.backend : '-'}${gs && gs.unavailable ? ', ' + gs.unavailable : ''}), ms/step:`);
+  lines.push('batch  eager  graph  eager/graph  nodes');
+  for (const [b, r] of Object.entries(gs ? gs.byBatch : {}))
+    lines.push(
+      `${b.padStart(5)} ${f(r.eagerMs).padStart(6)} ${f(r.graphMs).padStart(6)}  ${f(r.eagerOverGraph).padStart(11)}  ${String(r.graphNodes ?? '-').padStart(5)}`,
+    );
   lines.push('', 'decode, unconditional 57 tokens: tokens/s');
   lines.push('batch  cached  uncached  cached/uncached');
   for (const [b, r] of Object.entries(summary.decode ? summary.decode.byBatch : {}))
@@ -218,6 +241,7 @@ function main() {
     steps,
     tests: testCounts(work),
     trainingStep: trainingStep(work),
+    graphStep: graphStep(work),
     decode: decode(work),
     eval: evaluation(work, seconds('eval')),
     pipeline: pipeline(work, preset, seconds('pipeline')),

@@ -14,12 +14,24 @@
 // linked statically and loads libcuda.so.1 on demand). A failed init is remembered with its
 // reason. Errors are messages in a static buffer; asynchronous kernel faults surface at the next
 // synchronisation, naming the last kernel launched.
+//
+// CUDA graphs: mmgpt_cuda_graph_begin .. end captures the stream into a graph that
+// mmgpt_cuda_graph_launch replays. A capture must not allocate, free or wait (each is refused
+// with a message and fails the capture: a captured step takes its buffers from the engine's pool),
+// and host data it uploads is staged in the graph's own pinned arena (read again at every replay).
+// Workspace areas a live graph may use are never freed while it lives (retired instead). The
+// graph's index checks record into slots 0..n-1; after a replay they are pending like an eager
+// kernel's, and the slots keep the first bad row over replays until a synchronisation reads them.
 
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <math.h>
+
+#include <vector>
 
 #include "common.cuh"
 
@@ -59,10 +71,54 @@ int gSlotsUsed = 0;
 void* gWorkspace = nullptr;
 size_t gWorkspaceBytes = 0;
 
+// ---- graphs ----
+const int kGraphParams = 4096;             // doubles in a graph's parameter block
+const size_t kGraphArenaBytes = 1u << 20;  // pinned host bytes a graph's uploads may stage
+
+struct GraphAdam {
+  int slot;  // [lr, bias1, bias2] at params[slot..slot+2]
+  double beta1, beta2;
+};
+
+struct CapturedGraph {
+  cudaGraphExec_t exec = nullptr;
+  size_t nodes = 0;
+  double* paramsDev = nullptr;  // the parameter block the graph's kernels read
+  std::vector<double> params;   // its values, uploaded before every launch
+  std::vector<GraphAdam> adam;
+  std::vector<int> seedSlots;
+  char* arena = nullptr;  // pinned: host data of the captured uploads
+  size_t arenaUsed = 0;
+  std::vector<PendingCheck> checks;  // the index checks of its kernels, in slots 0..n-1
+  char failure[512] = "";            // the first refused operation of the capture
+};
+
+CapturedGraph* gCapture = nullptr;  // the capture in progress
+std::vector<std::pair<void*, size_t>> gDeferredFrees;  // collected during a capture
+int gLiveGraphs = 0;
+std::vector<void*> gRetired;  // workspace areas replaced while graphs lived
+const CapturedGraph* gSlotOwner = nullptr;  // the graph whose checks are pending in slots 0..n-1
+
+/** Marks the capture failed (the first reason wins) and returns setError(1, ...). */
+int refuseInCapture(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+int refuseInCapture(const char* fmt, ...) {
+  char what[400];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  if (gCapture != nullptr && gCapture->failure[0] == '\0') {
+    snprintf(gCapture->failure, sizeof gCapture->failure, "%s", what);
+  }
+  return setError(1, "cuda: %s during a graph capture (a captured step must not allocate, free "
+                  "or wait for the device)", what);
+}
+
 __global__ void kProbe(int* out) { *out = 0x6d6d6770; }
 
 int devFree(void* p) {
   if (p == nullptr) return 0;
+  if (gCapture != nullptr) return refuseInCapture("freeing device memory");
   if (gUsePools) return checkCall(cudaFreeAsync(p, gStream), "cudaFreeAsync");
   // cudaFree of memory a queued kernel may still use: wait for the stream first.
   if (int rc = checkCall(cudaStreamSynchronize(gStream), "cudaStreamSynchronize")) return rc;
@@ -72,6 +128,7 @@ int devFree(void* p) {
 int devMalloc(void** p, size_t bytes) {
   *p = nullptr;
   if (bytes == 0) return 0;
+  if (gCapture != nullptr) return refuseInCapture("allocating %zu bytes", bytes);
   const cudaError_t e = gUsePools ? cudaMallocAsync(p, bytes, gStream) : cudaMalloc(p, bytes);
   if (e != cudaSuccess) {
     cudaGetLastError();  // clear the (non-sticky) out-of-memory error
@@ -99,9 +156,14 @@ int flushChecks() {
   if (gSlotsUsed == 0) return 0;
   const int used = gSlotsUsed;
   gSlotsUsed = 0;
+  gSlotOwner = nullptr;
   cudaError_t e = cudaMemcpyAsync(gSlotsHost, gSlotsDev, used * sizeof(unsigned long long),
                                   cudaMemcpyDeviceToHost, gStream);
   if (e == cudaSuccess) e = cudaStreamSynchronize(gStream);
+  // Read slots go back to ~0 ("no bad index"), the state every free slot is kept in.
+  if (e == cudaSuccess) {
+    e = cudaMemsetAsync(gSlotsDev, 0xff, used * sizeof(unsigned long long), gStream);
+  }
   if (int rc = checkCall(e, "reading index checks")) return rc;
   for (int s = 0; s < used; s++) {
     const unsigned long long rec = gSlotsHost[s];
@@ -147,7 +209,7 @@ int checkCall(cudaError_t e, const char* what) {
 }
 
 int checkLaunch(const char* kernel) {
-  gStats.launches++;
+  if (gCapture == nullptr) gStats.launches++;
   gLastKernel = kernel;
   const cudaError_t e = cudaGetLastError();
   if (e == cudaSuccess) return 0;
@@ -156,6 +218,7 @@ int checkLaunch(const char* kernel) {
 }
 
 int syncStream(const char* what) {
+  if (gCapture != nullptr) return refuseInCapture("%s waits for the device", what);
   gStats.syncs++;
   const cudaError_t e = cudaStreamSynchronize(gStream);
   if (e != cudaSuccess) {
@@ -172,7 +235,15 @@ void* workspace(size_t bytes) {
   size_t grow = gWorkspaceBytes * 2;
   if (grow < bytes) grow = bytes;
   if (grow < (1u << 20)) grow = 1u << 20;
-  if (devFree(gWorkspace)) return nullptr;
+  if (gCapture != nullptr) {
+    refuseInCapture("growing the workspace to %zu bytes", grow);
+    return nullptr;
+  }
+  if (gLiveGraphs > 0) {
+    if (gWorkspace != nullptr) gRetired.push_back(gWorkspace);  // a live graph may use it
+  } else if (devFree(gWorkspace)) {
+    return nullptr;
+  }
   gWorkspace = nullptr;
   gWorkspaceBytes = 0;
   void* p = nullptr;
@@ -186,18 +257,50 @@ double* hostScalar() { return gScalarHost; }
 
 unsigned long long* beginIndexCheck() {
   if (gSlotsUsed == kSlots && syncStream("index checks")) return nullptr;
-  unsigned long long* slot = gSlotsDev + gSlotsUsed;
-  if (checkCall(cudaMemsetAsync(slot, 0xff, sizeof *slot, gStream), "cudaMemsetAsync")) {
-    return nullptr;
-  }
-  return slot;
+  return gSlotsDev + gSlotsUsed;  // free slots hold ~0 already
 }
 
 int endIndexCheck(unsigned long long* slot, IndexCheckKind kind, const char* fn, int64_t limit) {
   const int s = (int)(slot - gSlotsDev);
   gPending[s] = {kind, fn, limit};
   gSlotsUsed = s + 1;
-  return gSyncChecks ? syncStream(fn) : 0;
+  return gSyncChecks && gCapture == nullptr ? syncStream(fn) : 0;
+}
+
+bool capturing() { return gCapture != nullptr; }
+
+double adamBiasCorrection(double beta, double step) { return 1.0 - pow(beta, step); }
+
+namespace {
+/** `count` fresh doubles of the capture's parameter block set to `values`; -1 when full. */
+int graphSlots(const double* values, int count) {
+  CapturedGraph* g = gCapture;
+  if ((int)g->params.size() + count > kGraphParams) {
+    refuseInCapture("more than %d per-step values (Adam rates, dropout seeds)", kGraphParams);
+    return -1;
+  }
+  const int slot = (int)g->params.size();
+  g->params.insert(g->params.end(), values, values + count);
+  return slot;
+}
+}  // namespace
+
+const double* graphAdamParams(double lr, double beta1, double beta2) {
+  if (gCapture == nullptr) return nullptr;
+  const double v[3] = {lr, 0.0, 0.0};
+  const int slot = graphSlots(v, 3);
+  if (slot < 0) return nullptr;
+  gCapture->adam.push_back({slot, beta1, beta2});
+  return gCapture->paramsDev + slot;
+}
+
+const double* graphSeedParam(uint32_t seed) {
+  if (gCapture == nullptr) return nullptr;
+  const double v = (double)seed;
+  const int slot = graphSlots(&v, 1);
+  if (slot < 0) return nullptr;
+  gCapture->seedSlots.push_back(slot);
+  return gCapture->paramsDev + slot;
 }
 
 }  // namespace mmgpt_cuda
@@ -270,6 +373,10 @@ int mmgpt_cuda_init(void) {
     return failInit("allocating the error records failed: %s", cudaGetErrorString(e));
   }
   gScalarHost = reinterpret_cast<double*>(gSlotsHost + kSlots);
+  if ((e = cudaMemsetAsync(gSlotsDev, 0xff, kSlots * sizeof(unsigned long long), gStream)) !=
+      cudaSuccess) {
+    return failInit("clearing the error records failed: %s", cudaGetErrorString(e));
+  }
   // A kernel must run: catches a device the fat binary has no code for.
   int* probe = nullptr;
   int seen = 0;
@@ -332,10 +439,17 @@ int mmgpt_cuda_alloc(void** ptr, size_t bytes, int zeroFill) {
 
 int mmgpt_cuda_free(void* ptr, size_t bytes) {
   if (gInitState != 1) return 0;
+  if (gCapture != nullptr) return refuseInCapture("freeing device memory");
   gStats.frees++;
   gStats.liveBuffers--;
   gStats.liveBytes -= (double)bytes;
   return devFree(ptr);
+}
+
+int mmgpt_cuda_release(void* ptr, size_t bytes) {
+  if (gCapture == nullptr) return mmgpt_cuda_free(ptr, bytes);
+  gDeferredFrees.push_back({ptr, bytes});
+  return 0;
 }
 
 int mmgpt_cuda_upload(void* dst, const void* src, size_t bytes) {
@@ -347,7 +461,28 @@ int mmgpt_cuda_upload(void* dst, const void* src, size_t bytes) {
                    "cudaMemcpyAsync (upload)");
 }
 
+int mmgpt_cuda_write(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return 0;
+  gStats.uploads++;
+  gStats.uploadBytes += (double)bytes;
+  CapturedGraph* g = gCapture;
+  if (g == nullptr) {
+    return checkCall(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, gStream),
+                     "cudaMemcpyAsync (write)");
+  }
+  // Captured: the graph copies from its pinned arena at every replay.
+  const size_t at = (g->arenaUsed + 15) / 16 * 16;
+  if (at + bytes > kGraphArenaBytes) {
+    return refuseInCapture("uploading more than %zu bytes", kGraphArenaBytes);
+  }
+  memcpy(g->arena + at, src, bytes);
+  g->arenaUsed = at + bytes;
+  return checkCall(cudaMemcpyAsync(dst, g->arena + at, bytes, cudaMemcpyHostToDevice, gStream),
+                   "cudaMemcpyAsync (captured write)");
+}
+
 int mmgpt_cuda_download(void* dst, const void* src, size_t bytes) {
+  if (gCapture != nullptr) return refuseInCapture("a download");
   gStats.downloads++;
   gStats.downloadBytes += (double)bytes;
   if (bytes > 0) {
@@ -362,6 +497,155 @@ int mmgpt_cuda_download(void* dst, const void* src, size_t bytes) {
 int mmgpt_cuda_sync(void) {
   if (gInitState != 1) return 0;
   return syncStream("sync");
+}
+
+// ---- graphs -------------------------------------------------------------------------------------
+
+namespace {
+
+void releaseGraph(CapturedGraph* g) {
+  if (g->exec != nullptr) cudaGraphExecDestroy(g->exec);
+  if (g->paramsDev != nullptr) cudaFree(g->paramsDev);
+  if (g->arena != nullptr) cudaFreeHost(g->arena);
+  delete g;
+}
+
+/** Ends the capture in progress; returns its graph (null if the capture failed: message set). */
+CapturedGraph* finishCapture(bool instantiate) {
+  CapturedGraph* g = gCapture;
+  gCapture = nullptr;
+  // The capture registered the pending checks of kernels that did not run: the graph keeps them.
+  g->checks.assign(gPending, gPending + gSlotsUsed);
+  gSlotsUsed = 0;
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(gStream, &graph);
+  cudaGetLastError();
+  for (const auto& f : gDeferredFrees) mmgpt_cuda_free(f.first, f.second);
+  gDeferredFrees.clear();
+  if (g->failure[0] != '\0' || e != cudaSuccess || !instantiate) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (g->failure[0] != '\0') {
+      setError(1, "cuda: graph capture failed: %s", g->failure);
+    } else if (e != cudaSuccess) {
+      checkCall(e, "cudaStreamEndCapture");
+    }
+    releaseGraph(g);
+    return nullptr;
+  }
+  e = cudaGraphGetNodes(graph, nullptr, &g->nodes);
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&g->exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (checkCall(e, "cudaGraphInstantiate")) {
+    releaseGraph(g);
+    return nullptr;
+  }
+  gLiveGraphs++;
+  return g;
+}
+
+}  // namespace
+
+int mmgpt_cuda_graph_begin(void) {
+  if (int rc = mmgpt_cuda_init()) return rc;
+  if (gCapture != nullptr) return setError(1, "cuda: a graph capture is already in progress");
+  // Pending index checks are read first: the graph's checks take the slots from 0.
+  if (int rc = syncStream("graph capture")) return rc;
+  CapturedGraph* g = new CapturedGraph();
+  cudaError_t e = cudaMalloc(&g->paramsDev, kGraphParams * sizeof(double));
+  if (e == cudaSuccess) e = cudaMallocHost(&g->arena, kGraphArenaBytes);
+  if (e == cudaSuccess) e = cudaStreamBeginCapture(gStream, cudaStreamCaptureModeThreadLocal);
+  if (int rc = checkCall(e, "beginning a graph capture")) {
+    releaseGraph(g);
+    return rc;
+  }
+  gCapture = g;
+  return 0;
+}
+
+int mmgpt_cuda_graph_end(void** graph) {
+  *graph = nullptr;
+  if (gCapture == nullptr) return setError(1, "cuda: no graph capture is in progress");
+  CapturedGraph* g = finishCapture(true);
+  if (g == nullptr) return 1;
+  *graph = g;
+  return 0;
+}
+
+int mmgpt_cuda_graph_abort(void) {
+  if (gCapture != nullptr) finishCapture(false);
+  return 0;
+}
+
+int mmgpt_cuda_graph_info(const void* graph, MmgptCudaGraphInfo* info) {
+  const CapturedGraph* g = static_cast<const CapturedGraph*>(graph);
+  info->nodes = (double)g->nodes;
+  info->adamUpdates = (double)g->adam.size();
+  info->seeds = (double)g->seedSlots.size();
+  info->indexChecks = (double)g->checks.size();
+  info->uploadBytes = (double)g->arenaUsed;
+  return 0;
+}
+
+int64_t mmgpt_cuda_graph_seeds(const void* graph, uint32_t* out, int64_t capacity) {
+  const CapturedGraph* g = static_cast<const CapturedGraph*>(graph);
+  const int64_t n = (int64_t)g->seedSlots.size();
+  for (int64_t i = 0; i < n && i < capacity; i++) out[i] = (uint32_t)g->params[g->seedSlots[i]];
+  return n;
+}
+
+int mmgpt_cuda_graph_launch(void* graph, double lr, double step, const uint32_t* seeds,
+                            int64_t seedCount) {
+  CapturedGraph* g = static_cast<CapturedGraph*>(graph);
+  if (gCapture != nullptr) return refuseInCapture("launching a graph");
+  if (seedCount != (int64_t)g->seedSlots.size()) {
+    return setError(2, "graph launch: %lld dropout seeds given, the graph draws %zu",
+                    (long long)seedCount, g->seedSlots.size());
+  }
+  if (!g->adam.empty() && !(isfinite(lr) && isfinite(step))) {
+    return setError(2, "graph launch: the graph updates with Adam: give its rate and step");
+  }
+  for (const GraphAdam& a : g->adam) {
+    g->params[a.slot] = lr;
+    g->params[a.slot + 1] = adamBiasCorrection(a.beta1, step);
+    g->params[a.slot + 2] = adamBiasCorrection(a.beta2, step);
+  }
+  for (size_t i = 0; i < g->seedSlots.size(); i++) g->params[g->seedSlots[i]] = (double)seeds[i];
+  const int checks = (int)g->checks.size();
+  // Slots 0..checks-1 may hold another graph's or eager kernels' pending records: read them.
+  if (checks > 0 && gSlotOwner != g && gSlotsUsed > 0) {
+    if (int rc = syncStream("graph launch")) return rc;
+  }
+  if (!g->params.empty()) {
+    // From pageable memory: staged before the call returns, so the next launch may rewrite it.
+    if (int rc = checkCall(cudaMemcpyAsync(g->paramsDev, g->params.data(),
+                                           g->params.size() * sizeof(double),
+                                           cudaMemcpyHostToDevice, gStream),
+                           "cudaMemcpyAsync (graph parameters)")) {
+      return rc;
+    }
+  }
+  if (int rc = checkCall(cudaGraphLaunch(g->exec, gStream), "cudaGraphLaunch")) return rc;
+  gStats.graphLaunches++;
+  gLastKernel = "(a graph)";
+  if (checks > 0) {
+    for (int s = 0; s < checks; s++) gPending[s] = g->checks[s];
+    if (gSlotsUsed < checks) gSlotsUsed = checks;
+    gSlotOwner = g;
+  }
+  return gSyncChecks && checks > 0 ? syncStream("graph launch") : 0;
+}
+
+int mmgpt_cuda_graph_destroy(void* graph) {
+  CapturedGraph* g = static_cast<CapturedGraph*>(graph);
+  // The graph may still run, and its checks may be pending: wait and read them first.
+  const int rc = gInitState == 1 ? syncStream("graph destroy") : 0;
+  if (gSlotOwner == g) gSlotOwner = nullptr;
+  releaseGraph(g);
+  if (--gLiveGraphs == 0) {
+    for (void* p : gRetired) devFree(p);
+    gRetired.clear();
+  }
+  return rc;
 }
 
 }  // extern "C"

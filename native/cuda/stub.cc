@@ -30,9 +30,27 @@ int mmgpt_cuda_alloc(void** ptr, size_t, int) {
   return unavailable();
 }
 int mmgpt_cuda_free(void*, size_t) { return 0; }
+int mmgpt_cuda_release(void*, size_t) { return 0; }
 int mmgpt_cuda_upload(void*, const void*, size_t) { return unavailable(); }
 int mmgpt_cuda_download(void*, const void*, size_t) { return unavailable(); }
 int mmgpt_cuda_sync(void) { return 0; }
+int mmgpt_cuda_write(void*, const void*, size_t) { return unavailable(); }
+
+int mmgpt_cuda_graph_begin(void) { return unavailable(); }
+int mmgpt_cuda_graph_end(void** graph) {
+  *graph = nullptr;
+  return unavailable();
+}
+int mmgpt_cuda_graph_abort(void) { return 0; }
+int mmgpt_cuda_graph_info(const void*, MmgptCudaGraphInfo* info) {
+  memset(info, 0, sizeof *info);
+  return unavailable();
+}
+int mmgpt_cuda_graph_launch(void*, double, double, const uint32_t*, int64_t) {
+  return unavailable();
+}
+int64_t mmgpt_cuda_graph_seeds(const void*, uint32_t*, int64_t) { return 0; }
+int mmgpt_cuda_graph_destroy(void*) { return 0; }
 
 int mmgpt_cuda_fill32(uint32_t*, int64_t, uint32_t) { return unavailable(); }
 int mmgpt_cuda_copy_block(const uint32_t*, uint32_t*, int64_t, int64_t, int64_t, int64_t, int64_t,

@@ -109,12 +109,74 @@ function allocBuffer(backend: Backend, size: number, dtype: DType, zeroFill = tr
   const key = poolKey(backend, size, dtype);
   const entry = pool.get(key);
   const buf = entry?.bufs.pop();
+  if (buf === undefined && captureLog !== null)
+    throw new Error(
+      `no pooled ${dtype} buffer of ${size} for the captured step (its eager run had none)`,
+    );
   if (buf === undefined) return backend.alloc(size, dtype);
   pooledBytes -= size * 4;
   if (entry!.bufs.length === 0) pool.delete(key);
   else touch(key, entry!);
+  captureLog?.set(buf, { buf, size, dtype, backend });
   if (zeroFill) backend.fill(buf, size, 0);
   return buf;
+}
+
+// ---- graph capture ---------------------------------------------------------------------------
+// A captured step (graph.ts) replays on the buffers its capture used: they come from the pool (a
+// capture cannot allocate) and are the graph's afterwards, never handed out between replays.
+// While uploads are pooled (a captured step, its eager run before), fromData writes into one.
+
+/** A pool buffer a captured step used. */
+export interface CapturedBuffer {
+  readonly buf: Buf;
+  readonly size: number;
+  readonly dtype: DType;
+  readonly backend: Backend;
+}
+type Writer = (buf: Buf, data: Float32Array | Int32Array) => void;
+let captureLog: Map<Buf, CapturedBuffer> | null = null;
+let pooledUploads: { backend: Backend; write: Writer } | null = null;
+
+/** Runs fn with fromData on `backend` drawing from the pool and `write`-ing the data in. */
+export function withPooledUploads<T>(backend: Backend, write: Writer, fn: () => T): T {
+  const previous = pooledUploads;
+  pooledUploads = { backend, write };
+  try {
+    return fn();
+  } finally {
+    pooledUploads = previous;
+  }
+}
+
+/** Starts recording the pool buffers handed out; until the end a pool miss throws. */
+export const beginPoolCapture = (): void => void (captureLog = new Map());
+
+/**
+ * Ends the record. keep: takes the recorded buffers out of the pool and returns them (now the
+ * graph's); throws, taking none, if one is still live (a tensor of the step outlived it).
+ */
+export function endPoolCapture(keep: boolean): CapturedBuffer[] {
+  const log = [...(captureLog?.values() ?? [])];
+  captureLog = null;
+  if (!keep) return [];
+  const where = new Map<Buf, [string, PoolEntry]>();
+  for (const [key, entry] of pool) for (const b of entry.bufs) where.set(b, [key, entry]);
+  const live = log.find((c) => !where.has(c.buf));
+  if (live)
+    throw new Error(`a ${live.dtype} buffer of ${live.size} the captured step made outlived it`);
+  for (const c of log) {
+    const [key, entry] = where.get(c.buf)!;
+    entry.bufs.splice(entry.bufs.indexOf(c.buf), 1);
+    pooledBytes -= entry.bytesEach;
+    if (entry.bufs.length === 0) pool.delete(key);
+  }
+  return log;
+}
+
+/** Gives a disposed graph's buffers back to the pool. */
+export function releaseCapturedBuffers(bufs: readonly CapturedBuffer[]): void {
+  for (const c of bufs) recycle(c.backend, c.buf, c.size, c.dtype);
 }
 
 /** Frees every pooled buffer (e.g. before switching workloads). */
@@ -528,5 +590,10 @@ export function fromData(
     );
   }
   const dtype: DType = data instanceof Int32Array ? 'int32' : 'float32';
+  if (pooledUploads !== null && pooledUploads.backend === backend) {
+    const buf = allocBuffer(backend, size, dtype, false);
+    pooledUploads.write(buf, data);
+    return new Tensor(new Storage(buf, size, dtype, backend), shape);
+  }
   return new Tensor(new Storage(backend.upload(data), size, dtype, backend, false), shape);
 }

@@ -9,7 +9,10 @@
 // (seed, epoch), and the run (trainRun.ts) saves the dropout RNG and the optimiser moments.
 // Step losses stay on the backend until they are read back (every step on cpu and js, where a
 // non-finite loss or gradient norm is caught before the update; in bursts on cuda, where a
-// non-finite loss is caught at the next read, before anything is saved).
+// non-finite loss is caught at the next read, before anything is saved). Where losses are read
+// in bursts and the backend has graphs (cuda), the step is captured once per batch size and
+// replayed (trainGraphs.ts; MMGPT_CUDA_GRAPHS=0 or `graphs: false` keeps it eager), bit for bit
+// the eager step.
 
 import * as F from '../engine/ops';
 import { tidy, keep } from '../engine/tensor';
@@ -17,8 +20,10 @@ import type { Tensor } from '../engine/tensor';
 import { getBackend } from '../engine/registry';
 import { Rng, deriveSeed } from '../nn/rng';
 import { SEQUENCE_LENGTH, TARGETS_PER_SEQUENCE, epochBatches } from '../data/sequences';
+import { graphsUnavailable } from '../engine/graph';
 import type { GPT } from './model';
 import { evaluateNll } from './evaluate';
+import { GraphedTrainSteps } from './trainGraphs';
 import { divergedError, openRun, saveRun } from './trainRun';
 import type { GptRun, RunInputs, TrainLog } from './trainRun';
 
@@ -38,6 +43,11 @@ export interface TrainLoopOptions extends RunInputs {
    * Default: logEvery on the cuda backend (no host synchronisation inside a step), else 1.
    */
   lossReadEvery?: number;
+  /**
+   * Replay the step as a CUDA graph per batch size where losses are read in bursts and the
+   * backend has graphs (default true; MMGPT_CUDA_GRAPHS=0 turns them off too).
+   */
+  graphs?: boolean;
 }
 
 export type TrainProgressEvent =
@@ -97,6 +107,8 @@ class GptTrainer {
   private readonly pendingSteps: PendingStep[] = [];
   /** Reading every step's loss anyway, the cpu and js backends check it before each update. */
   private readonly checkEveryStep: boolean;
+  /** The step as graphs, or null: eager. */
+  private readonly graphed: GraphedTrainSteps | null;
   private readonly callStart = Date.now();
   private readonly trainMsAtStart: number;
   /** When the current logging interval started, and its steps so far. */
@@ -115,6 +127,11 @@ class GptTrainer {
     this.pendingLosses = keep(F.zeros([this.lossReadEvery]));
     this.checkEveryStep = this.lossReadEvery === 1;
     this.trainMsAtStart = run.trainLog.trainMs;
+    const graphs = !this.checkEveryStep && opts.graphs !== false && graphsUnavailable() === null;
+    this.graphed = graphs
+      ? new GraphedTrainSteps(run.model, run.optimizer, run.modelRng, log)
+      : null;
+    if (graphs) log('cuda graphs: each batch size is captured at its second step, then replayed');
   }
 
   async train(): Promise<TrainGptResult> {
@@ -135,6 +152,7 @@ class GptTrainer {
       }
     } finally {
       process.off('SIGINT', onSigint);
+      this.graphed?.dispose();
       this.pendingLosses.dispose();
     }
     return this.result(true);
@@ -202,6 +220,11 @@ class GptTrainer {
    */
   private step(batchTokens: Int32Array, size: number, lr: number): void {
     const { model, optimizer } = this.run;
+    if (this.graphed !== null) {
+      const loss = this.graphed.step(batchTokens, size, lr);
+      F.writeInto(this.pendingLosses, loss, 0, this.pendingSteps.length);
+      return;
+    }
     const fault = tidy(() => {
       const tokens = F.tensor(batchTokens, [size, SEQUENCE_LENGTH], 'int32');
       const l = model.loss(tokens);

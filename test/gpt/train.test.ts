@@ -271,8 +271,9 @@ test('a NaN loss leaves the last checkpoint intact, and --resume from it finishe
     return this.training && ++calls === 3 ? F.affine(l, 1, NaN) : l;
   };
   try {
+    // Eager on cuda too: the NaN comes from the patched JS forward, which a replayed graph skips.
     await assert.rejects(
-      trainOn(dir, { resume: true }),
+      trainOn(dir, { resume: true, graphs: false }),
       (e: Error) =>
         e instanceof TrainingDivergedError &&
         e.message.includes('training stopped at step 8 (epoch 1, batch 8 of 8): the loss is NaN') &&

@@ -19,6 +19,14 @@
 //   65535, 48 KiB static shared memory is not checked); a bad one is reported by
 //   cudaGetLastError like on a GPU.
 // - The runtime API calls are synchronous; streams, pools and pinned memory are no-ops.
+// - Stream capture (cudaStreamBeginCapture .. cudaStreamEndCapture) records instead of running:
+//   every kernel launch (its grid, block and a copy of its argument values) and every memset and
+//   memcpy becomes a node of the graph, and cudaGraphLaunch replays the nodes in order. Like a
+//   driver in global capture mode it refuses, during a capture, cudaMalloc / cudaFree (and the
+//   stream-ordered and pinned variants, which the mmgpt runtime never captures), a stream
+//   synchronisation, and a copy from or to host memory that cudaMallocHost did not allocate: the
+//   call returns cudaErrorStreamCaptureUnsupported and invalidates the capture, so
+//   cudaStreamEndCapture returns cudaErrorStreamCaptureInvalidated and no graph.
 // What it cannot find: real concurrency effects (memory-model races between blocks, atomics
 // contention), performance, and differences of the GPU's math library (the host libm is used).
 
@@ -67,9 +75,25 @@ enum cudaError_t {
   cudaErrorMemoryAllocation = 2,
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNoDevice = 100,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorIllegalState = 401,
 };
 typedef struct CUstream_st* cudaStream_t;
 typedef struct CUmemPool_st* cudaMemPool_t;
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+typedef struct CUgraphNode_st* cudaGraphNode_t;
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2
+};
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -115,6 +139,41 @@ struct Emulator {
   bool shuffle = true;
   const char* kernelName = "?";
 };
+
+/** One recorded operation of a captured stream: a kernel launch, a memset or a memcpy. */
+struct GraphNode {
+  enum Kind { KERNEL, MEMSET, MEMCPY } kind;
+  const char* name;
+  dim3 grid, block;
+  std::function<void()> body;  // the kernel with a copy of its argument values
+  void* dst;
+  const void* src;
+  size_t bytes;
+  int value;
+};
+
+/** The capture in progress (one at a time, like one stream in global mode). */
+struct CaptureState {
+  bool active = false;
+  bool invalidated = false;
+  std::vector<GraphNode> nodes;
+};
+
+inline CaptureState& capture() {
+  static CaptureState c;
+  return c;
+}
+
+/**
+ * During a capture: refuses an operation a capture cannot contain (invalidating the capture) and
+ * returns the error; outside one: cudaSuccess.
+ */
+inline cudaError_t refuseDuringCapture() {
+  CaptureState& c = capture();
+  if (!c.active) return cudaSuccess;
+  c.invalidated = true;
+  return cudaErrorStreamCaptureUnsupported;
+}
 
 inline Emulator& state() {
   static Emulator e;
@@ -211,14 +270,8 @@ inline void runBlock() {
   e.current = nullptr;
 }
 
-inline void launchImpl(const char* name, dim3 grid, dim3 block, std::function<void()> body) {
+inline void runKernel(const char* name, dim3 grid, dim3 block, std::function<void()> body) {
   Emulator& e = state();
-  const uint64_t threads = (uint64_t)block.x * block.y * block.z;
-  if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
-      grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
-    e.lastError = cudaErrorInvalidConfiguration;
-    return;
-  }
   e.kernelName = name;
   e.blockDim = block;
   e.gridDim = grid;
@@ -231,6 +284,23 @@ inline void launchImpl(const char* name, dim3 grid, dim3 block, std::function<vo
       }
     }
   }
+}
+
+inline void launchImpl(const char* name, dim3 grid, dim3 block, std::function<void()> body) {
+  Emulator& e = state();
+  const uint64_t threads = (uint64_t)block.x * block.y * block.z;
+  if (threads == 0 || threads > 1024 || block.z > 64 || grid.x == 0 || grid.y == 0 ||
+      grid.z == 0 || grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) {
+    e.lastError = cudaErrorInvalidConfiguration;
+    return;
+  }
+  CaptureState& c = capture();
+  if (c.active) {
+    GraphNode n{GraphNode::KERNEL, name, grid, block, std::move(body), nullptr, nullptr, 0, 0};
+    c.nodes.push_back(std::move(n));
+    return;
+  }
+  runKernel(name, grid, block, std::move(body));
 }
 
 template <typename K>
@@ -311,6 +381,30 @@ inline void* deviceAlloc(size_t bytes) {
   return p;
 }
 
+/** Host blocks from cudaMallocHost (the only host memory a captured copy may use). */
+inline std::vector<std::pair<const char*, size_t>>& pinnedBlocks() {
+  static std::vector<std::pair<const char*, size_t>> b;
+  return b;
+}
+
+inline bool isPinned(const void* p, size_t bytes) {
+  const char* q = static_cast<const char*>(p);
+  for (const auto& b : pinnedBlocks()) {
+    if (q >= b.first && q + bytes <= b.first + b.second) return true;
+  }
+  return false;
+}
+
+inline bool isDevice(const void* p, size_t bytes) {
+  const char* q = static_cast<const char*>(p);
+  for (const auto& a : allocations()) {
+    const char* base = static_cast<const char*>(a.first);
+    const char* end = static_cast<const char*>(a.second.base) + a.second.length;
+    if (q >= base && q + bytes <= end) return true;
+  }
+  return false;
+}
+
 inline bool deviceFree(void* p) {
   auto& a = allocations();
   for (size_t i = 0; i < a.size(); i++) {
@@ -383,7 +477,7 @@ inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   *s = nullptr;
   return cudaSuccess;
 }
-inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return ::emu::refuseDuringCapture(); }
 inline cudaError_t cudaGetLastError() {
   const cudaError_t e = ::emu::state().lastError;
   ::emu::state().lastError = cudaSuccess;
@@ -396,6 +490,11 @@ inline const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorStreamCaptureUnsupported:
+      return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated:
+      return "operation failed due to a previous error during capture";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
   }
   return "unknown error";
 }
@@ -406,11 +505,15 @@ inline const char* cudaGetErrorName(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
   }
   return "cudaErrorUnknown";
 }
 template <typename T>
 inline cudaError_t cudaMalloc(T** p, size_t bytes) {
+  if (cudaError_t e = ::emu::refuseDuringCapture()) return e;
   *p = (T*)::emu::deviceAlloc(bytes);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
@@ -420,23 +523,126 @@ inline cudaError_t cudaMallocAsync(T** p, size_t bytes, cudaStream_t) {
 }
 template <typename T>
 inline cudaError_t cudaMallocHost(T** p, size_t bytes) {
+  if (cudaError_t e = ::emu::refuseDuringCapture()) return e;
   *p = (T*)malloc(bytes);
-  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+  if (*p == nullptr) return cudaErrorMemoryAllocation;
+  ::emu::pinnedBlocks().push_back({(const char*)*p, bytes});
+  return cudaSuccess;
+}
+inline cudaError_t cudaFreeHost(void* p) {
+  if (cudaError_t e = ::emu::refuseDuringCapture()) return e;
+  auto& b = ::emu::pinnedBlocks();
+  for (size_t i = 0; i < b.size(); i++) {
+    if (b[i].first == p) {
+      b[i] = b.back();
+      b.pop_back();
+      free(p);
+      return cudaSuccess;
+    }
+  }
+  return p == nullptr ? cudaSuccess : cudaErrorInvalidValue;
 }
 inline cudaError_t cudaFree(void* p) {
+  if (cudaError_t e = ::emu::refuseDuringCapture()) return e;
   if (p == nullptr) return cudaSuccess;
   return ::emu::deviceFree(p) ? cudaSuccess : cudaErrorInvalidValue;
 }
 inline cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return cudaFree(p); }
 inline cudaError_t cudaMemsetAsync(void* p, int v, size_t bytes, cudaStream_t) {
+  ::emu::CaptureState& c = ::emu::capture();
+  if (c.active) {
+    c.nodes.push_back({::emu::GraphNode::MEMSET, "memset", {}, {}, {}, p, nullptr, bytes, v});
+    return cudaSuccess;
+  }
   memset(p, v, bytes);
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
                                    cudaStream_t) {
+  ::emu::CaptureState& c = ::emu::capture();
+  if (c.active) {
+    // A captured copy reads its source when the graph runs: host memory must be pinned.
+    const bool dstOk = ::emu::isDevice(dst, bytes) || ::emu::isPinned(dst, bytes);
+    const bool srcOk = ::emu::isDevice(src, bytes) || ::emu::isPinned(src, bytes);
+    if (!dstOk || !srcOk) return ::emu::refuseDuringCapture();
+    c.nodes.push_back({::emu::GraphNode::MEMCPY, "memcpy", {}, {}, {}, dst, src, bytes, 0});
+    return cudaSuccess;
+  }
   memcpy(dst, src, bytes);
   return cudaSuccess;
 }
+
+// ---- stream capture and graphs ---------------------------------------------------------------
+
+struct CUgraph_st {
+  std::vector<::emu::GraphNode> nodes;
+};
+struct CUgraphExec_st {
+  std::vector<::emu::GraphNode> nodes;
+};
+
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t, cudaStreamCaptureMode) {
+  ::emu::CaptureState& c = ::emu::capture();
+  if (c.active) return cudaErrorIllegalState;
+  c.active = true;
+  c.invalidated = false;
+  c.nodes.clear();
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t, cudaStreamCaptureStatus* status) {
+  const ::emu::CaptureState& c = ::emu::capture();
+  *status = !c.active ? cudaStreamCaptureStatusNone
+                      : c.invalidated ? cudaStreamCaptureStatusInvalidated
+                                      : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamEndCapture(cudaStream_t, cudaGraph_t* graph) {
+  ::emu::CaptureState& c = ::emu::capture();
+  *graph = nullptr;
+  if (!c.active) return cudaErrorIllegalState;
+  c.active = false;
+  if (c.invalidated) {
+    c.nodes.clear();
+    return cudaErrorStreamCaptureInvalidated;
+  }
+  *graph = new CUgraph_st{std::move(c.nodes)};
+  c.nodes.clear();
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphGetNodes(cudaGraph_t graph, cudaGraphNode_t* nodes, size_t* count) {
+  if (graph == nullptr || nodes != nullptr) return cudaErrorInvalidValue;
+  *count = graph->nodes.size();
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph,
+                                        unsigned long long = 0) {
+  if (graph == nullptr) return cudaErrorInvalidValue;
+  if (cudaError_t e = ::emu::refuseDuringCapture()) return e;
+  *exec = new CUgraphExec_st{graph->nodes};
+  return cudaSuccess;
+}
+/** Runs the recorded nodes in order, as the stream would have run them. */
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t) {
+  if (exec == nullptr) return cudaErrorInvalidValue;
+  if (cudaError_t e = ::emu::refuseDuringCapture()) return e;
+  for (const ::emu::GraphNode& n : exec->nodes) {
+    switch (n.kind) {
+      case ::emu::GraphNode::KERNEL: ::emu::runKernel(n.name, n.grid, n.block, n.body); break;
+      case ::emu::GraphNode::MEMSET: memset(n.dst, n.value, n.bytes); break;
+      case ::emu::GraphNode::MEMCPY: memcpy(n.dst, n.src, n.bytes); break;
+    }
+  }
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
+}
+
 inline cudaError_t cudaRuntimeGetVersion(int* v) {
   *v = 13000;
   return cudaSuccess;

@@ -21,6 +21,8 @@
 // - MMGPT_CUDA_ADDON=<path> takes the `cuda` entry points from another addon: the CPU emulator
 //   build of the same kernels (native/cuda/emu/build-emu.js), which lets the CUDA tests run on
 //   machines without a GPU.
+// - CUDA graphs (`cudaGraphApi`, used by ../graph.ts): the stream captured into a graph and
+//   replayed; a capture refuses allocation, frees and host waits (see native/cuda/runtime.cu).
 
 import type { Backend, Buf, DType } from '../backend';
 import * as path from 'path';
@@ -44,6 +46,44 @@ interface NativeCuda extends NativeKernels {
   upload(data: Float32Array | Int32Array): Buf;
   download(buf: Buf, size: number, dtype: DType): Float32Array | Int32Array;
   sync(): void;
+  // Graphs (absent from addons built before them).
+  write?(buf: Buf, data: Float32Array | Int32Array): void;
+  graphBegin?(): void;
+  graphEnd?(): CudaGraph;
+  graphAbort?(): void;
+  graphLaunch?(graph: CudaGraph, lr: number, step: number, seeds: number[]): void;
+  graphDestroy?(graph: CudaGraph): void;
+}
+
+/** A captured, instantiated graph (a handle of the addon, freed by `destroy` or the GC). */
+export interface CudaGraph {
+  /** Kernels, memsets and copies. */
+  readonly nodes: number;
+  /** Adam updates whose rate and bias corrections each launch sets. */
+  readonly adamUpdates: number;
+  /** Dropout masks whose seeds each launch sets. */
+  readonly seeds: number;
+  readonly indexChecks: number;
+  /** Host data of captured uploads, copied again at every launch. */
+  readonly uploadBytes: number;
+  /** The dropout seeds the captured step drew, in order. */
+  readonly capturedSeeds: readonly number[];
+}
+
+/** Stream capture and replay on the cuda backend. */
+export interface CudaGraphApi {
+  /** Copies host data into an existing buffer (inside a capture: replayed at every launch). */
+  write(buf: Buf, data: Float32Array | Int32Array): void;
+  /** Starts capturing: until `end`, kernels are recorded, not run. */
+  begin(): void;
+  /** The captured graph; throws with the reason when the capture failed. */
+  end(): CudaGraph;
+  /** Drops a capture in progress (after an exception inside it). */
+  abort(): void;
+  /** Queues a replay: Adam at rate lr and 1-based step (NaN: none), dropout seeds in order. */
+  launch(graph: CudaGraph, lr: number, step: number, seeds: readonly number[]): void;
+  /** Waits for the device and frees the graph. */
+  destroy(graph: CudaGraph): void;
 }
 
 interface NativeCudaInfo {
@@ -72,6 +112,8 @@ export interface CudaStats {
   downloadBytes: number;
   launches: number;
   syncs: number;
+  /** Replays of captured graphs (their kernels are not counted in `launches`). */
+  graphLaunches: number;
 }
 
 export interface CudaBackendInfo extends NativeCudaInfo {
@@ -175,4 +217,22 @@ export function setCudaSyncChecks(on: boolean): void {
   const l = load();
   if ('error' in l) throw new Error(`cuda backend unavailable: ${l.error}`);
   l.cuda.setSyncChecks(on);
+}
+
+/** The graph entry points of the cuda backend, or why there are none. */
+export function cudaGraphApi(): CudaGraphApi | { error: string } {
+  const l = load();
+  if ('error' in l) return l;
+  const c = l.cuda;
+  const { write, graphBegin, graphEnd, graphAbort, graphLaunch, graphDestroy } = c;
+  if (!write || !graphBegin || !graphEnd || !graphAbort || !graphLaunch || !graphDestroy)
+    return { error: 'the cuda addon has no graph entry points (built before them)' };
+  return {
+    write: (buf, data) => write.call(c, buf, data),
+    begin: () => graphBegin.call(c),
+    end: () => graphEnd.call(c),
+    abort: () => graphAbort.call(c),
+    launch: (graph, lr, step, seeds) => graphLaunch.call(c, graph, lr, step, [...seeds]),
+    destroy: (graph) => graphDestroy.call(c, graph),
+  };
 }
