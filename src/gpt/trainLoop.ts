@@ -19,6 +19,7 @@ import { tidy, keep } from '../engine/tensor';
 import type { Tensor } from '../engine/tensor';
 import { getBackend } from '../engine/registry';
 import { Rng, deriveSeed } from '../nn/rng';
+import { Adam } from '../nn/optim';
 import { SEQUENCE_LENGTH, TARGETS_PER_SEQUENCE, epochBatches } from '../data/sequences';
 import { graphsUnavailable } from '../engine/graph';
 import type { GPT } from './model';
@@ -128,10 +129,15 @@ class GptTrainer {
     this.checkEveryStep = this.lossReadEvery === 1;
     this.trainMsAtStart = run.trainLog.trainMs;
     const graphs = !this.checkEveryStep && opts.graphs !== false && graphsUnavailable() === null;
-    this.graphed = graphs
-      ? new GraphedTrainSteps(run.model, run.optimizer, run.modelRng, log)
-      : null;
-    if (graphs) log('cuda graphs: each batch size is captured at its second step, then replayed');
+    // The captured update is Adam's (its rate and bias corrections read from the device); other
+    // optimisers (Muon) step eagerly.
+    const adam = run.optimizer instanceof Adam ? run.optimizer : null;
+    this.graphed =
+      graphs && adam ? new GraphedTrainSteps(run.model, adam, run.modelRng, log) : null;
+    if (this.graphed)
+      log('cuda graphs: each batch size is captured at its second step, then replayed');
+    else if (graphs)
+      log('cuda graphs: off (only the Adam update is captured); the step runs eagerly');
   }
 
   async train(): Promise<TrainGptResult> {
