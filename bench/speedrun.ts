@@ -24,13 +24,14 @@ import * as path from 'path';
 import { parseArgs } from 'util';
 import { setBackend } from '../src/engine/registry';
 import { loadColouredMnist } from '../src/data/coloured';
-import { batchesPerEpoch, splitSequenceSource } from '../src/data/sequences';
+import { splitSequenceSource } from '../src/data/sequences';
 import {
   CHECKPOINT_FILE,
   GPT_PRESETS,
   LOG_FILE,
   gptRunDir,
   loadGpt,
+  totalTrainSteps,
   trainGpt,
 } from '../src/gpt/train';
 import type { GptPreset, GptTrainConfig, TrainLog } from '../src/gpt/train';
@@ -310,8 +311,7 @@ async function main(): Promise<void> {
   console.log(
     `speedrun: run ${path.relative(process.cwd(), runDir)}, ${count} validation items per mode, target ${pct(target)}`,
   );
-  const totalSteps =
-    batchesPerEpoch(data.train.count, preset.train.batchSize) * preset.train.epochs;
+  const totalSteps = totalTrainSteps(preset.train, data.train.count);
   let step = resume ? loadGpt(checkpoint).meta.step : 0;
   const trainTo = (stepTo: number) =>
     trainGpt({

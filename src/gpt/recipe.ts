@@ -9,12 +9,19 @@
 
 import { constantLr, warmupCosineLr, warmupLinearLr } from '../nn/optim';
 import type { Schedule } from '../nn/optim';
+import { batchesPerEpoch } from '../data/sequences';
 import type { SequenceSource } from '../data/sequences';
 import { validateHoldout } from '../data/holdout';
 import type { GptConfig } from './model';
 
 export interface GptTrainConfig {
   epochs: number;
+  /**
+   * Stop after this many optimiser steps, part-way through an epoch (absent: after `epochs`
+   * whole epochs); the schedule then ends at this step. The last epoch ends where it stops: its
+   * test NLL and the complete checkpoint.
+   */
+  maxSteps?: number;
   batchSize: number;
   /** 'muon': Muon for the 2-D weight matrices (at muonLr), AdamW for the rest (at lr). */
   optimizer: 'adam' | 'adamw' | 'muon';
@@ -58,6 +65,8 @@ export function validateTrainConfig(c: GptTrainConfig): GptTrainConfig {
     throw new Error(
       `train config: evalBatchSize must be even (both orders of each item), got ${c.evalBatchSize}`,
     );
+  if (c.maxSteps !== undefined && !(Number.isInteger(c.maxSteps) && c.maxSteps > 0))
+    throw new Error(`train config: maxSteps must be a positive integer, got ${c.maxSteps}`);
   if (!(c.lr > 0)) throw new Error(`train config: lr must be > 0, got ${c.lr}`);
   if (!['adam', 'adamw', 'muon'].includes(c.optimizer))
     throw new Error(`train config: optimizer must be adam, adamw or muon, got ${c.optimizer}`);
@@ -81,6 +90,12 @@ export function limitSource(s: SequenceSource, n: number): SequenceSource {
     captionTokens: s.captionTokens.slice(0, n * 6),
     imageTokens: s.imageTokens.slice(0, n * 49),
   };
+}
+
+/** The steps of a run on `trainCount` items: its epochs' batches, or maxSteps if fewer. */
+export function totalTrainSteps(c: GptTrainConfig, trainCount: number): number {
+  const steps = batchesPerEpoch(trainCount, c.batchSize) * c.epochs;
+  return c.maxSteps === undefined ? steps : Math.min(steps, c.maxSteps);
 }
 
 /** The learning rate at each 0-based step of a run of `totalSteps` steps. */

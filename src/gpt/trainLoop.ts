@@ -71,7 +71,7 @@ export async function runTraining(
 ): Promise<TrainGptResult> {
   const run = openRun(opts, log);
   log(
-    `gpt: ${run.model.numParameters().toLocaleString('en-US')} parameters, backend ${getBackend().name}, ${run.train.count} train / ${run.test.count} test items, ${run.stepsPerEpoch} steps/epoch x ${run.trainCfg.epochs} epochs`,
+    `gpt: ${run.model.numParameters().toLocaleString('en-US')} parameters, backend ${getBackend().name}, ${run.train.count} train / ${run.test.count} test items, ${run.stepsPerEpoch} steps/epoch x ${run.trainCfg.epochs} epochs${run.trainCfg.maxSteps === undefined ? '' : `, stopping at step ${run.totalSteps}`}`,
   );
   if (run.trainLog.testNll.length === 0) {
     const nll = evaluateNll(run.model, run.test, run.vocab, run.trainCfg.evalBatchSize);
@@ -152,7 +152,7 @@ class GptTrainer {
     process.on('SIGINT', onSigint);
     try {
       run.model.train();
-      while (run.epoch < run.trainCfg.epochs) {
+      while (run.epoch < run.trainCfg.epochs && run.optimizer.step < run.totalSteps) {
         if (await this.trainEpoch()) return this.result(false);
         this.endEpoch();
       }
@@ -200,6 +200,8 @@ class GptTrainer {
       this.stepsThisCall++;
       this.interval.steps++;
       if (run.optimizer.step % cfg.logEvery === 0) this.logInterval(lr);
+      // maxSteps: the run ends part-way through this epoch (endEpoch saves it complete).
+      if (run.optimizer.step >= run.totalSteps) break;
       // Let signal handlers run (a synchronous loop would never see Ctrl-C).
       await new Promise((r) => setImmediate(r));
       if (
@@ -328,6 +330,6 @@ class GptTrainer {
     this.log(
       `epoch ${run.epoch} | train NLL ${trainMean.toFixed(4)} | test NLL ${nll.toFixed(4)} nats/dim | RSS ${(rssBytes / 2 ** 20).toFixed(0)} MiB | ${formatDuration(Date.now() - this.callStart)} elapsed`,
     );
-    saveRun(run, run.epoch >= run.trainCfg.epochs);
+    saveRun(run, run.epoch >= run.trainCfg.epochs || run.optimizer.step >= run.totalSteps);
   }
 }

@@ -33,7 +33,7 @@ import {
   saveCheckpoint,
 } from './checkpoint';
 import type { Checkpoint } from './checkpoint';
-import { limitSource, scheduleFor, validateTrainConfig } from './recipe';
+import { limitSource, scheduleFor, totalTrainSteps, validateTrainConfig } from './recipe';
 import type { GptPreset, GptTrainConfig } from './recipe';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -133,7 +133,7 @@ function createRun(inputs: RunInputs): GptRun {
   };
   const optimizer = makeOptimizer(trainCfg, params, optOpts);
   const stepsPerEpoch = batchesPerEpoch(train.count, trainCfg.batchSize);
-  const totalSteps = stepsPerEpoch * trainCfg.epochs;
+  const totalSteps = totalTrainSteps(trainCfg, train.count);
   return {
     trainCfg,
     gptConfig,

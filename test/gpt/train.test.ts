@@ -23,6 +23,7 @@ import {
   presetFingerprint,
   trainGpt,
   loadGpt,
+  validateTrainConfig,
 } from '../../src/gpt/train';
 import type {
   GptPreset,
@@ -163,6 +164,58 @@ test('a Muon run lowers the test NLL', async () => {
   const result = await trainOn(tmp(), { preset: muonPreset });
   const nll = result.log.testNll;
   assert.ok(nll[nll.length - 1]!.nll < nll[0]!.nll - 0.25, JSON.stringify(nll));
+});
+
+/** The same recipe stopped by maxSteps part-way through its second epoch (8 steps an epoch). */
+const maxStepsPreset: GptPreset = { ...preset, train: { ...preset.train, maxSteps: 11 } };
+
+test('maxSteps ends a run part-way through an epoch: its NLL, a complete checkpoint', async () => {
+  const events: TrainProgressEvent[] = [];
+  const r = await trainOn(tmp(), { preset: maxStepsPreset, onProgress: (e) => events.push(e) });
+  assert.equal(r.complete, true);
+  assert.equal(r.log.trainNll.length, 11);
+  assert.deepEqual(
+    r.log.testNll.map((e) => [e.epoch, e.step]),
+    [
+      [0, 0],
+      [1, 8],
+      [2, 11],
+    ],
+  );
+  assert.equal(loadGpt(r.checkpointPath).meta.complete, true);
+  // The schedule ends at step 11: the last step's rate is the cosine's floor, not the 16-step
+  // schedule's value at step 11.
+  const stepLrs = (es: TrainProgressEvent[]) =>
+    es.flatMap((e) => (e.kind === 'step' ? [e.lr] : []));
+  const fullEvents: TrainProgressEvent[] = [];
+  const full = await trainOn(tmp(), { onProgress: (e) => fullEvents.push(e) });
+  assert.equal(full.log.trainNll.length, 16);
+  const [lrs, fullLrs] = [stepLrs(events), stepLrs(fullEvents)];
+  assert.deepEqual(lrs.slice(0, 3), fullLrs.slice(0, 3)); // the same warm-up
+  assert.ok(lrs[10] < fullLrs[10], `${lrs[10]} vs ${fullLrs[10]}`);
+  // A complete run resumed trains nothing more.
+  const again = await trainOn(path.dirname(r.checkpointPath), {
+    preset: maxStepsPreset,
+    resume: true,
+  });
+  assert.equal(again.log.trainNll.length, 11);
+  assert.throws(
+    () => validateTrainConfig({ ...preset.train, maxSteps: 0 }),
+    /maxSteps must be a positive integer/,
+  );
+});
+
+test('a run stopped by maxSteps resumes bit-identical to an uninterrupted one', async () => {
+  const [a, b] = [tmp(), tmp()];
+  await trainOn(a, { preset: maxStepsPreset });
+  assert.equal((await trainOn(b, { preset: maxStepsPreset, stopAfterSteps: 9 })).complete, false);
+  const done = await trainOn(b, { preset: maxStepsPreset, resume: true });
+  assert.equal(done.complete, true);
+  assert.equal(done.log.trainNll.length, 11);
+  const wa = loadCheckpoint(path.join(a, 'checkpoint.safetensors')).weights;
+  const wb = loadCheckpoint(path.join(b, 'checkpoint.safetensors')).weights;
+  for (const [name, t] of Object.entries(wa))
+    assert.deepEqual(Buffer.from(wb[name].data.buffer), Buffer.from(t.data.buffer), name);
 });
 
 async function resumedEqualsUninterrupted(extra: Partial<TrainGptOptions>): Promise<void> {
