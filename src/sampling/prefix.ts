@@ -134,6 +134,21 @@ function batchLosses(
 }
 
 /**
+ * Checks the arguments of a span score (spanLogLikelihood and its shared-prefix form) on
+ * sequences of L tokens, throwing what is wrong; returns L.
+ */
+export function checkSpanArguments(model: GPT, L: number, span: Span, batchSize: number): number {
+  const { from, to } = span;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 1 && to > from && to <= L))
+    throw new Error(`spanLogLikelihood: span [${from}, ${to}) must lie in [1, ${L}]`);
+  if (to - 1 > model.config.blockSize)
+    throw new Error(`spanLogLikelihood: ${to - 1} input tokens exceed the block size`);
+  if (!(Number.isInteger(batchSize) && batchSize >= 1))
+    throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  return L;
+}
+
+/**
  * For each sequence (all of one length L >= to), the sum over t in [from, to) of
  * log p(sequence[t] | sequence[0..t)) under the model, in eval mode, shared prefixes run once
  * (see the file header). The same scores as `spanLogLikelihood`; `batchSize` sequences per batch.
@@ -147,13 +162,7 @@ export function sharedPrefixSpanLogLikelihood(
   const { from, to } = span;
   const out = new Float64Array(sequences.length);
   if (sequences.length === 0) return out;
-  const L = sequences[0]!.length;
-  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 1 && to > from && to <= L))
-    throw new Error(`spanLogLikelihood: span [${from}, ${to}) must lie in [1, ${L}]`);
-  if (to - 1 > model.config.blockSize)
-    throw new Error(`spanLogLikelihood: ${to - 1} input tokens exceed the block size`);
-  if (!(Number.isInteger(batchSize) && batchSize >= 1))
-    throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  const L = checkSpanArguments(model, sequences[0]!.length, span, batchSize);
   sequences.forEach((s, i) => {
     if (s.length !== L)
       throw new Error(

@@ -24,7 +24,7 @@
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import type { GPT } from '../gpt/model';
-import { sharedPrefixSpanLogLikelihood } from './prefix';
+import { checkSpanArguments, sharedPrefixSpanLogLikelihood } from './prefix';
 import type { Vocab } from '../data/vocab';
 import { CAPTION_LENGTH } from '../data/vocab';
 import {
@@ -55,13 +55,7 @@ export function spanLogLikelihood(
   const { from, to } = span;
   const out = new Float64Array(sequences.length);
   if (sequences.length === 0) return out;
-  const L = sequences[0]!.length;
-  if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 1 && to > from && to <= L))
-    throw new Error(`spanLogLikelihood: span [${from}, ${to}) must lie in [1, ${L}]`);
-  if (to - 1 > model.config.blockSize)
-    throw new Error(`spanLogLikelihood: ${to - 1} input tokens exceed the block size`);
-  if (!(Number.isInteger(batchSize) && batchSize >= 1))
-    throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
+  const L = checkSpanArguments(model, sequences[0]!.length, span, batchSize);
   const T = to - 1; // input tokens 0 .. to-2 predict tokens 1 .. to-1
   const S = to - from; // scored tokens per sequence
   const wasTraining = model.training;
