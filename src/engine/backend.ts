@@ -349,6 +349,13 @@ export interface Backend {
   adam(p: Buf, g: Buf, m: Buf, v: Buf, n: number, params: AdamParams): void;
 }
 
+/** The Backend methods that are kernels (every one but memory and sync): what each backend's
+ * kernel table provides. */
+export type KernelMethods = Omit<
+  Backend,
+  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
+>;
+
 /**
  * The counter-based uniform used by dropout on every backend: a 32-bit integer hash of
  * (seed, i) mapped to [0, 1) with 24 bits. seed and i are treated as uint32.

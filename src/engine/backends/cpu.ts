@@ -29,14 +29,9 @@ import type {
   Buf,
   Conv2dGeometry,
   DType,
+  KernelMethods,
   MatmulParams,
 } from '../backend';
-
-/** The Backend methods that are kernels: the same for both native addons (cpu and cuda). */
-export type KernelMethods = Omit<
-  Backend,
-  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
->;
 
 /** The kernels whose Backend form takes a parameter object; the addons take its fields in order. */
 type ParameterObjectKernel = 'matmul' | 'im2col' | 'col2im' | 'adam' | 'adamMulti';

@@ -4,15 +4,9 @@
 // offsets into the module's memory. Index and target checks (gather, scatterAdd, the
 // cross-entropies) read the int32 buffers in place before the kernel runs, as the cpu addon does.
 
-import type { AdamParams, AdamTensors, Backend, Buf, DType } from '../../backend';
+import type { AdamParams, AdamTensors, Buf, DType, KernelMethods } from '../../backend';
 import { Args, elementsOf, opCode, spanOf } from './args';
 import type { WasmMemory } from './memory';
-
-/** The Backend methods that are kernels. */
-export type KernelMethods = Omit<
-  Backend,
-  'name' | 'alloc' | 'free' | 'upload' | 'download' | 'sync'
->;
 
 type ElementwiseKernel =
   | 'fill'
