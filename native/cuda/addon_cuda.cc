@@ -232,9 +232,14 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   return c.env().Undefined();
 }
 
-Napi::Value Upload(const Napi::CallbackInfo& info) {
-  Args c(info, "upload", 1);
-  const Napi::Value v = info[0];
+/** Host data of upload and write: a Float32Array or Int32Array, its dtype and element count. */
+struct HostData {
+  void* src;
+  size_t length;
+  int dtype;
+};
+
+HostData hostData(const Args& c, const Napi::Value& v) {
   int dtype = -1;
   if (v.IsTypedArray()) {
     const napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
@@ -248,9 +253,15 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
   if (napi_get_typedarray_info(c.env(), v, &type, &length, &src, nullptr, nullptr) != napi_ok) {
     c.typeError("data: reading the typed array failed");
   }
-  const int64_t size = (int64_t)length;
-  Napi::Object obj = newBuf(c.env(), size, dtype, false);
-  check(c.env(), mmgpt_cuda_upload(Args::unwrap(obj)->ptr, src, (size_t)size * 4));
+  return {src, length, dtype};
+}
+
+Napi::Value Upload(const Napi::CallbackInfo& info) {
+  Args c(info, "upload", 1);
+  const HostData d = hostData(c, info[0]);
+  const int64_t size = (int64_t)d.length;
+  Napi::Object obj = newBuf(c.env(), size, d.dtype, false);
+  check(c.env(), mmgpt_cuda_upload(Args::unwrap(obj)->ptr, d.src, (size_t)size * 4));
   return obj;
 }
 
@@ -287,22 +298,9 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
 
 Napi::Value Write(const Napi::CallbackInfo& info) {
   Args c(info, "write", 2);
-  const Napi::Value v = info[1];
-  int dtype = -1;
-  if (v.IsTypedArray()) {
-    const napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
-    if (t == napi_float32_array) dtype = F32;
-    if (t == napi_int32_array) dtype = I32;
-  }
-  if (dtype < 0) c.typeError("data must be a Float32Array or Int32Array, got " + describe(v));
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* src = nullptr;
-  if (napi_get_typedarray_info(c.env(), v, &type, &length, &src, nullptr, nullptr) != napi_ok) {
-    c.typeError("data: reading the typed array failed");
-  }
-  DevBuf* b = c.buf(0, "buf", dtype, (int64_t)length);
-  check(c.env(), mmgpt_cuda_write(b->ptr, src, length * 4));
+  const HostData d = hostData(c, info[1]);
+  DevBuf* b = c.buf(0, "buf", d.dtype, (int64_t)d.length);
+  check(c.env(), mmgpt_cuda_write(b->ptr, d.src, d.length * 4));
   return c.env().Undefined();
 }
 
