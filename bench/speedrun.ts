@@ -46,6 +46,7 @@ import { MODE_NAMES, headline, scoreMode } from '../src/eval/modes';
 import type { ModeContext, ModeName } from '../src/eval/modes';
 import { modeOptionsFor, validateEvalSettings } from '../src/eval/settings';
 import { projectRoot, runsDir } from '../src/paths';
+import { atomicWriteFile } from '../src/nn/safetensors';
 
 /** A candidate recipe: a GPT preset with some fields changed, and what the change is. */
 interface Recipe {
@@ -331,7 +332,7 @@ async function main(): Promise<void> {
     const point = score(model, trainLog);
     points.push(point);
     const json = JSON.stringify({ recipe: flags.name, preset, points }, null, 2);
-    fs.writeFileSync(pointsFile, json + '\n');
+    atomicWriteFile(pointsFile, json + '\n'); // the resume state: never half-written
     const met = MODE_NAMES.every((m) => point.scores[m] >= target);
     console.log(pointLine(point, met));
     if (met && reached === null) reached = point;
