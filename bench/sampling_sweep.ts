@@ -102,6 +102,24 @@ const SWEEP: Record<ModeName, [string, ModeOptions][]> = {
       'rerank 8 (both), digit and colour search, shift views',
       { rerank: 8, digitSearch: true, colourSearch: true, shiftViews: true },
     ],
+    ...[
+      [8, false, 0, 1, 3],
+      [8, true, 0, 1, 3],
+      [4, true, 0, 1, 3],
+      [8, true, 0, 1, 2],
+      [4, true, 0, 1, 2],
+    ].map(([k, legible, fg, bg, v]): [string, ModeOptions] => [
+      `rerank ${k} (both), colour search (${legible ? 'legible, ' : ''}foreground top ${fg}, background top ${bg}), shift views (top ${v})`,
+      {
+        rerank: k as number,
+        colourSearch: true,
+        legibleSearch: legible as boolean,
+        foregroundShortlist: fg as number,
+        backgroundShortlist: bg as number,
+        shiftViews: true,
+        viewShortlist: v as number,
+      },
+    ]),
   ],
   unconditional: [
     ['original rules (T 1)', {}],

@@ -20,8 +20,16 @@ export interface Sample {
   /** Digit and palette colours when the caption is grammatical with palette colours, else null. */
   meaning: Caption | null;
   complete: boolean;
-  /** With reranking: the score this sample won with, and how many candidates it beat. */
-  rerank?: { score: number; candidates: number };
+  /**
+   * With reranking: the score this sample won with, and how many candidates it beat; after the
+   * shift views, the digit captions that search scored over every view and their scores, best
+   * first.
+   */
+  rerank?: {
+    score: number;
+    candidates: number;
+    alternatives?: { caption: string; score: number }[];
+  };
 }
 
 /** Splits a sampled sequence into a Sample. */

@@ -47,7 +47,11 @@ export interface ModeSampling {
   imageToTextScore: ImageToTextScore;
   digitSearch: boolean;
   colourSearch: boolean;
+  foregroundShortlist: number;
+  backgroundShortlist: number;
+  legibleSearch: boolean;
   shiftViews: boolean;
+  viewShortlist: number;
   captionFirst: boolean;
 }
 
@@ -107,8 +111,9 @@ export type Setting<T> = [T] extends [boolean]
       : never;
 
 /** A search that acts only with reranking is described only then. */
-const withReranking = (words: string) => (on: boolean, s: ModeSampling) =>
-  on && s.rerank !== 1 ? words : null;
+const withReranking =
+  (words: string | ((s: ModeSampling) => string)) => (on: boolean, s: ModeSampling) =>
+    on && s.rerank !== 1 ? (typeof words === 'string' ? words : words(s)) : null;
 
 /** The table (see the file header). */
 export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<ModeSampling[K]> } = {
@@ -183,7 +188,7 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
     range: { min: 1, max: 1024, integer: true },
     note: '1 = off',
     flag: { name: 'rerank', value: 'K' },
-    presets: { default: { textToImage: 4, imageToText: 8, unconditional: 4 }, original: 1 },
+    presets: { default: 4, original: 1 },
     describe: (k, s) =>
       k !== 1
         ? `rerank ${k}` + (s.imageToTextScore !== 'both' ? ` (${s.imageToTextScore})` : '')
@@ -201,10 +206,9 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
     help:
       'with reranking: image -> text also scores the best caption with each other digit; ' +
       "text -> image and unconditional add the log posterior of the caption's digit",
-    presets: {
-      default: { textToImage: false, imageToText: true, unconditional: false },
-      original: false,
-    },
+    // Image -> text: the shift views choose the digit among all ten (the digit search before
+    // the colour search changed no validation score).
+    presets: { default: false, original: false },
     describe: withReranking('digit search'),
   },
   colourSearch: {
@@ -214,7 +218,47 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
       default: { textToImage: false, imageToText: true, unconditional: false },
       original: false,
     },
-    describe: withReranking('colour search'),
+    describe: withReranking((s) => {
+      const tops = [
+        s.legibleSearch ? 'legible' : '',
+        s.foregroundShortlist !== 0 ? `foreground top ${s.foregroundShortlist}` : '',
+        s.backgroundShortlist !== 0 ? `background top ${s.backgroundShortlist}` : '',
+      ].filter((t) => t !== '');
+      return tops.length === 0 ? 'colour search' : `colour search (${tops.join(', ')})`;
+    }),
+  },
+  foregroundShortlist: {
+    kind: 'number',
+    help:
+      'with the colour search: every foreground colour is scored by log p(caption | image) ' +
+      'first (cheap: the image is a shared prefix), and only the best N of each caption get the ' +
+      'whole score',
+    range: { min: 0, max: 1024, integer: true },
+    note: '0 = every colour',
+    presets: { default: 0, original: 0 },
+    describe: () => null, // with the colour search
+    only: { when: (mode) => mode === 'imageToText', otherwise: 0 },
+  },
+  backgroundShortlist: {
+    kind: 'number',
+    help: 'with the colour search: the same for the background colour',
+    range: { min: 0, max: 1024, integer: true },
+    note: '0 = every colour',
+    presets: { default: { textToImage: 0, imageToText: 1, unconditional: 0 }, original: 0 },
+    describe: () => null, // with the colour search
+    only: { when: (mode) => mode === 'imageToText', otherwise: 0 },
+  },
+  legibleSearch: {
+    kind: 'switch',
+    help:
+      "with the colour search: only colours legible on the caption's other colour are tried, " +
+      'as in every image of the data (LEGIBILITY_RULE)',
+    presets: {
+      default: { textToImage: false, imageToText: true, unconditional: false },
+      original: false,
+    },
+    describe: () => null, // with the colour search
+    only: { when: (mode) => mode === 'imageToText', otherwise: false },
   },
   shiftViews: {
     kind: 'switch',
@@ -225,7 +269,20 @@ export const SAMPLING_SETTINGS: { readonly [K in keyof ModeSampling]: Setting<Mo
       default: { textToImage: false, imageToText: true, unconditional: false },
       original: false,
     },
-    describe: withReranking('shift views'),
+    describe: withReranking((s) =>
+      s.viewShortlist !== 0 ? `shift views (top ${s.viewShortlist})` : 'shift views',
+    ),
+  },
+  viewShortlist: {
+    kind: 'number',
+    help:
+      'with the shift views: every digit is scored against the image itself first, and only ' +
+      'the best N are also scored against its shifts',
+    range: { min: 0, max: 10, integer: true },
+    note: '0 = every digit',
+    presets: { default: { textToImage: 0, imageToText: 3, unconditional: 0 }, original: 0 },
+    describe: () => null, // with the shift views
+    only: { when: (mode) => mode === 'imageToText', otherwise: 0 },
   },
   captionFirst: {
     kind: 'switch',

@@ -8,9 +8,10 @@
 // batch size, n copies of the prompt. The same seed and settings on the same backend therefore
 // give the same samples as `mmgpt sample`.
 // Image -> text also lists the best captions that differ from the chosen one in the digit only:
-// each of the ten digits with the chosen colours, scored as reranking scores image -> text
-// candidates (log p(image | caption) + log p(caption | image) by default), summed over the image
-// and its one-pixel shifts when the shift-views search is on, as that search sums them.
+// with the shift-views search, the digit captions it scored over the image and its one-pixel
+// shifts (the sample's rerank alternatives); without it, each of the ten digits with the chosen
+// colours, scored as reranking scores image -> text candidates (log p(image | caption) +
+// log p(caption | image) by default).
 
 import { CAPTION_LENGTH, DIGIT_WORDS, Vocab, captionText, parseCaption } from '../data/vocab';
 import { IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_VALUES, LEVELS } from '../data/images';
@@ -156,7 +157,7 @@ export interface CaptionCandidate {
   caption: string;
   /** The image -> text score (see the file header), in nats. */
   score: number;
-  /** Its share among the ten digit captions: exp(score) normalised over them. */
+  /** Its share among the digit captions scored: exp(score) normalised over them. */
   probability: number;
 }
 
@@ -173,7 +174,10 @@ export function siteImageToText(
   const withViews = withImageViews(opts, m.tokenizer, levels, 1);
   const [sample] = imageToText(m.model, m.vocab, [codes], withViews);
   const views = withViews.imageViews?.[0] ?? [];
-  const candidates = digitCandidates(m, sample!, [codes, ...views], opts).slice(0, top);
+  const scored = sample!.rerank?.alternatives;
+  const candidates = (
+    scored !== undefined ? withShares(scored) : digitCandidates(m, sample!, [codes, ...views], opts)
+  ).slice(0, top);
   return { caption: sample!.caption, candidates, sample: sample! };
 }
 
@@ -203,14 +207,15 @@ function digitCandidates(
     for (let v = 0; v < views.length; v++) sum += scores[d * views.length + v]!;
     return sum;
   });
-  const max = Math.max(...sums);
-  const total = sums.reduce((t, s) => t + Math.exp(s - max), 0);
-  return captions
-    .map((words, d) => ({
-      caption: words.join(' '),
-      score: sums[d]!,
-      probability: Math.exp(sums[d]! - max) / total,
-    }))
+  return withShares(captions.map((words, d) => ({ caption: words.join(' '), score: sums[d]! })));
+}
+
+/** Captions and scores with each one's share exp(score) normalised over them, best first. */
+function withShares(scored: readonly { caption: string; score: number }[]): CaptionCandidate[] {
+  const max = Math.max(...scored.map((c) => c.score));
+  const total = scored.reduce((t, c) => t + Math.exp(c.score - max), 0);
+  return scored
+    .map((c) => ({ ...c, probability: Math.exp(c.score - max) / total }))
     .sort((a, b) => b.score - a.score);
 }
 

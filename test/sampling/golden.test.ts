@@ -90,6 +90,18 @@ const CASES: [string, Mode, ModeOptions][] = [
     { seed: 4, grammar: 'words', rerank: 2, imageToTextScore: 'image', shiftViews: true },
   ],
   [
+    'i2t the previous default: rerank 8, digit, colour search and shift views, no shortlist',
+    'imageToText',
+    {
+      ...preset('default', 'imageToText'),
+      rerank: 8,
+      digitSearch: true,
+      legibleSearch: false,
+      backgroundShortlist: 0,
+      viewShortlist: 0,
+    },
+  ],
+  [
     'i2t digit search alone',
     'imageToText',
     { seed: 9, grammar: 'palette', rerank: 3, digitSearch: true },

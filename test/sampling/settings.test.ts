@@ -17,7 +17,11 @@ const ORIGINAL_RULES = {
   imageToTextScore: 'both',
   digitSearch: false,
   colourSearch: false,
+  foregroundShortlist: 0,
+  backgroundShortlist: 0,
+  legibleSearch: false,
   shiftViews: false,
+  viewShortlist: 0,
   captionFirst: false,
 };
 
@@ -26,10 +30,12 @@ const PINNED = {
     textToImage: { ...ORIGINAL_RULES, temperature: 0.5, guidance: 1.5, rerank: 4 },
     imageToText: {
       ...ORIGINAL_RULES,
-      rerank: 8,
-      digitSearch: true,
+      rerank: 4,
       colourSearch: true,
+      backgroundShortlist: 1,
+      legibleSearch: true,
       shiftViews: true,
+      viewShortlist: 3,
     },
     unconditional: {
       ...ORIGINAL_RULES,
@@ -50,7 +56,7 @@ const PINNED = {
 const DESCRIBED = {
   default: {
     textToImage: 'T 0.5 (words 1), guidance 1.5, rerank 4',
-    imageToText: 'T 1, rerank 8, digit search, colour search, shift views',
+    imageToText: 'T 1, rerank 4, colour search (legible, background top 1), shift views (top 3)',
     unconditional: 'caption first, T 0.5 (words 1), guidance 1.5, grammar legible, rerank 4',
   },
   original: { textToImage: 'T 1', imageToText: 'T 1', unconditional: 'T 1' },
