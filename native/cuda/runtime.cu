@@ -188,7 +188,9 @@ int flushChecks() {
                         "0..%lld, or negative to ignore)%s",
                         c.fn, value, row, limit, limit - 1, late);
       case CHECK_OFFSET:
-        return setError(2, "%s: the offset %d read from the device is out of range (accepted: 0..%lld)%s",
+        return setError(2,
+                        "%s: the offset %d read from the device is out of range (accepted: "
+                        "0..%lld)%s",
                         c.fn, value, limit, late);
     }
   }

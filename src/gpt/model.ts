@@ -7,8 +7,9 @@
 // nn.Linear in GPT-2 and is transposed on export).
 // The optional KV cache (gpt-fast's KVCache) is preallocated per layer; `forward` with a cache
 // writes the new keys/values at `cache.pos` and attends over everything cached so far.
-// `decodeAt` is the same one-token step with its position read from device memory (DevicePosition),
-// so that the step captured once as a CUDA graph replays at every position (sampling/decodeGraph.ts).
+// `decodeAt` is the same one-token step with its position read from device memory
+// (DevicePosition), so that the step captured once as a CUDA graph replays at every position
+// (../sampling/decodeGraph.ts).
 
 import type { Tensor } from '../engine/tensor';
 import * as F from '../engine/ops';

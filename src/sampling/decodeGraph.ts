@@ -27,7 +27,7 @@ import type { Tensor } from '../engine/tensor';
 import { KVCache } from '../gpt/model';
 import type { GPT } from '../gpt/model';
 
-/** What the key bias puts on a slot a row does not attend to (its probability is then exactly 0). */
+/** The key bias on a slot a row does not attend to (its probability is then exactly 0). */
 const MASKED = -1e9;
 
 /** One shape's cache, fixed buffers and graph. */
@@ -141,7 +141,7 @@ export class GraphedDecode {
     this.input = new Int32Array(1 + 2 * shape.rows);
   }
 
-  /** A graphed decode of `rows` rows (padding: per row, default none), or null where unavailable. */
+  /** A graphed decode of `rows` rows (padding per row, default none); null where unavailable. */
   static open(model: GPT, rows: number, padding = new Int32Array(rows)): GraphedDecode | null {
     if (decodeGraphsUnavailableFor(model) !== null) return null;
     if (padding.length !== rows)
@@ -165,7 +165,7 @@ export class GraphedDecode {
     return this.shape.cache;
   }
 
-  /** Feeds tokens [rows] with position ids [rows] at cache.pos and advances it; logits [rows * V]. */
+  /** Feeds tokens [rows] with position ids [rows] at cache.pos, advances it; logits [rows * V]. */
   step(tokens: Int32Array, positions: Int32Array): Float32Array {
     const s = this.shape;
     const { rows, cache } = s;
@@ -208,8 +208,8 @@ export class GraphedDecode {
         const slot = F.slice(block, 0, 0, 1); // [1]
         const tokens = F.reshape(F.slice(block, 0, 1, 1 + rows), [rows, 1]);
         const positions = F.reshape(F.slice(block, 0, 1 + rows, 1 + 2 * rows), [rows, 1]);
-        const next = this.model.decodeAt(tokens, cache, { positions, slot, keyBias }); // [rows, 1, V]
-        F.writeInto(logits, next, 0, 0);
+        const at = { positions, slot, keyBias };
+        F.writeInto(logits, this.model.decodeAt(tokens, cache, at), 0, 0); // [rows, 1, V]
       }),
     );
   }
