@@ -18,7 +18,9 @@
 // Graphs: graphBegin() starts capturing the stream, graphEnd() returns a graph handle (a wrapped
 // object like a buffer, destroyed by graphDestroy or when garbage collected), graphLaunch(graph,
 // lr, step, seeds) replays it, graphAbort() drops a capture an exception interrupted, and
-// write(buf, data) copies host data into an existing buffer (a captured step's uploads).
+// write(buf, data) copies host data into an existing buffer (a captured step's uploads);
+// copyBlockAt is copyBlock at a destination offset read from the device (a captured decode step's
+// KV-cache write).
 
 #include <math.h>
 #include <napi.h>
@@ -304,6 +306,31 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
   return c.env().Undefined();
 }
 
+/**
+ * copyBlockAt(src, dst, outer, srcAxis, srcOffset, dstAxis, dstOffset, count, inner): copyBlock
+ * (no accumulate) with the destination offset the first element of the int32 buffer dstOffset,
+ * read by the kernel (checked on the device like an index: see cuda_api.h).
+ */
+Napi::Value CopyBlockAt(const Napi::CallbackInfo& info) {
+  Args c(info, "copyBlockAt", 9);
+  const int64_t outer = c.size(2, "outer"), srcAxis = c.size(3, "srcAxis"),
+                srcOffset = c.size(4, "srcOffset"), dstAxis = c.size(5, "dstAxis"),
+                count = c.size(7, "count"), inner = c.size(8, "inner");
+  if (c.add(srcOffset, count) > srcAxis || count > dstAxis) {
+    c.rangeError("range out of bounds (src " + std::to_string(srcOffset) + "+" +
+                 std::to_string(count) + " of " + std::to_string(srcAxis) + ", dst " +
+                 std::to_string(count) + " of " + std::to_string(dstAxis) + ")");
+  }
+  const Words src = c.any32(0, "src", c.mul(c.mul(outer, srcAxis), inner));
+  const Words dst = c.any32(1, "dst", c.mul(c.mul(outer, dstAxis), inner));
+  if (src.isFloat != dst.isFloat) c.typeError("src and dst must have the same dtype");
+  const int32_t* at = c.i32(6, "dstOffset", 1);
+  if (c.mul(outer, c.mul(count, inner)) == 0) return c.env().Undefined();
+  check(c.env(), mmgpt_cuda_copy_block_at(src.data, dst.data, outer, srcAxis, srcOffset, dstAxis,
+                                          at, count, inner));
+  return c.env().Undefined();
+}
+
 // ---- graphs ------------------------------------------------------------------------------------
 
 struct GraphHandle {
@@ -478,6 +505,7 @@ void registerEntryPoints(Napi::Env env, Napi::Object cuda) {
   MMGPT_EXPORT("graphAbort", GraphAbort);
   MMGPT_EXPORT("graphLaunch", GraphLaunch);
   MMGPT_EXPORT("graphDestroy", GraphDestroy);
+  MMGPT_EXPORT("copyBlockAt", CopyBlockAt);
   mmgpt::napi::exportKernels<CudaBackend>(env, cuda);
 #undef MMGPT_EXPORT
   // Buffers still alive when node tears the environment down are not handed back to a driver

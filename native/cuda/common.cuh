@@ -39,9 +39,10 @@ void* workspace(size_t bytes);
 /** A pinned host double the device can write (cudaMemcpyAsync target for scalar results). */
 double* hostScalar();
 
-// Index checks (gather, scatterAdd, crossEntropy): the kernel atomicMin's (row << 32 | value) of
-// the first bad row into a 64-bit slot that starts at ~0; endIndexCheck reads it back.
-enum IndexCheckKind { CHECK_GATHER = 0, CHECK_SCATTER = 1, CHECK_TARGET = 2 };
+// Index checks (gather, scatterAdd, crossEntropy, copyBlockAt's device offset): the kernel
+// atomicMin's (row << 32 | value) of the first bad row into a 64-bit slot that starts at ~0;
+// endIndexCheck reads it back (limit: the vocabulary, table rows, classes, or the largest offset).
+enum IndexCheckKind { CHECK_GATHER = 0, CHECK_SCATTER = 1, CHECK_TARGET = 2, CHECK_OFFSET = 3 };
 /** A zeroed-to-~0 device slot for one kernel's bad-index record (null with an error on failure). */
 unsigned long long* beginIndexCheck();
 /**

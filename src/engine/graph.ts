@@ -10,16 +10,30 @@
 // - what changes from step to step comes from device memory written before the launch: inputs
 //   go into buffers the caller owns (`writeBuffer`), and the Adam update's rate and bias
 //   corrections and the dropout seeds into the graph's parameter block (`replay`'s arguments).
+// - a position that changes from replay to replay (a decode step's) is read from device memory
+//   too: `writeIntoAt` writes at an offset held in a device buffer (the KV cache's append).
 // Only the cuda backend has graphs (MMGPT_CUDA_GRAPHS=0 turns them off); `graphsUnavailable`
 // says why a step runs eagerly instead.
 
 import type { Buf } from './backend';
-import { cudaGraphApi } from './backends/cuda';
+import { around, fmt, normAxis } from './ops/common';
 import type { CudaGraph, CudaGraphApi } from './backends/cuda';
 import { getBackend } from './registry';
 import { beginPoolCapture, endPoolCapture, releaseCapturedBuffers } from './tensor';
 import { withPooledUploads } from './tensor';
-import type { CapturedBuffer } from './tensor';
+import type { CapturedBuffer, Tensor } from './tensor';
+
+/**
+ * The cuda backend's graph entry points, required when first asked for (as the registry requires
+ * the backend itself): a web page's bundle has no cuda module, only a loader that says so.
+ */
+function cudaGraphApi(): CudaGraphApi | { error: string } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const cuda = require('./backends/cuda') as {
+    cudaGraphApi?: () => CudaGraphApi | { error: string };
+  };
+  return cuda.cudaGraphApi ? cuda.cudaGraphApi() : { error: 'no cuda backend in this build' };
+}
 
 /** Why steps cannot be captured on the current backend, or null when they can. */
 export function graphsUnavailable(): string | null {
@@ -28,6 +42,13 @@ export function graphsUnavailable(): string | null {
   if (name !== 'cuda') return `the ${name} backend has no graphs`;
   const api = cudaGraphApi();
   return 'error' in api ? api.error : null;
+}
+
+/** Why a decode step (`writeIntoAt` inside) cannot be captured, or null when it can. */
+export function decodeGraphsUnavailable(): string | null {
+  const reason = graphsUnavailable();
+  if (reason !== null) return reason;
+  return api().copyBlockAt === null ? 'the cuda addon has no copyBlockAt (built before it)' : null;
 }
 
 function api(): CudaGraphApi {
@@ -48,6 +69,33 @@ export function writeBuffer(buf: Buf, data: Float32Array | Int32Array): void {
 export function runPooled<T>(fn: () => T): T {
   const a = api();
   return withPooledUploads(getBackend(), a.write, fn);
+}
+
+/**
+ * F.writeInto at an offset held on the device: src goes into dst[..., o:o+n, ...] along `axis`,
+ * o = offset[0] (int32), in place and without autodiff. A captured step so writes where the
+ * value in `offset` says at each replay. cuda only; an offset out of range writes nothing and is
+ * reported like a bad index (at once with sync checks on, else at the next synchronisation).
+ */
+export function writeIntoAt(dst: Tensor, src: Tensor, axis: number, offset: Tensor): void {
+  const copyAt = api().copyBlockAt;
+  if (copyAt === null) throw new Error('writeIntoAt: the cuda addon has no copyBlockAt');
+  const ax = normAxis('writeIntoAt', axis, dst.rank);
+  const n = src.shape[ax]!;
+  if (
+    src.rank !== dst.rank ||
+    src.shape.some((s, i) => i !== ax && s !== dst.shape[i]) ||
+    n > dst.shape[ax]! ||
+    src.dtype !== dst.dtype
+  ) {
+    throw new Error(
+      `writeIntoAt: cannot write ${fmt(src.shape)} into ${fmt(dst.shape)} on axis ${ax}`,
+    );
+  }
+  if (offset.dtype !== 'int32' || offset.size < 1)
+    throw new Error(`writeIntoAt: the offset must be an int32 tensor, got ${offset.describe()}`);
+  const [outer, , inner] = around(dst.shape, ax);
+  copyAt(src.buf, dst.buf, outer, n, 0, dst.shape[ax]!, offset.buf, n, inner);
 }
 
 /** What a replay sets: the Adam update's rate and 1-based step, the dropout seeds in order. */

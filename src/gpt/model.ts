@@ -7,9 +7,13 @@
 // nn.Linear in GPT-2 and is transposed on export).
 // The optional KV cache (gpt-fast's KVCache) is preallocated per layer; `forward` with a cache
 // writes the new keys/values at `cache.pos` and attends over everything cached so far.
+// `decodeAt` is the same one-token step with its position read from device memory
+// (DevicePosition), so that the step captured once as a CUDA graph replays at every position
+// (../sampling/decodeGraph.ts).
 
 import type { Tensor } from '../engine/tensor';
 import * as F from '../engine/ops';
+import { writeIntoAt } from '../engine/graph';
 import { Module, ModuleList, Linear, Embedding, LayerNorm, Dropout } from '../nn/module';
 import { Rng } from '../nn/rng';
 
@@ -50,6 +54,24 @@ export interface LayerCache {
   values: Tensor;
   probs: Tensor;
   pos: number;
+  /** A decode step's position on the device (`GPT.decodeAt`): then `pos` is not read. */
+  at?: DevicePosition;
+}
+
+/**
+ * Where a one-token decode step (`GPT.decodeAt`) reads its position: device tensors, rewritten
+ * before each replay of the captured step (cuda only: the cache write is `writeIntoAt`).
+ */
+export interface DevicePosition {
+  /** int32 [B, 1]: each row's position id (the plain cache position, or less a row's padding). */
+  positions: Tensor;
+  /** int32 [1]: the cache slot the step writes (the cache position). */
+  slot: Tensor;
+  /**
+   * [B, 1, 1, blockSize]: added to the scores of every slot: 0 where the row attends, -1e9 on
+   * its padding (RowLayout) and beyond `slot` (so their probabilities are exactly 0).
+   */
+  keyBias: Tensor;
 }
 
 /**
@@ -186,21 +208,43 @@ export class CausalSelfAttention extends Module {
     const [B] = x.shape;
     const nh = this.config.nHead;
     const hs = this.headSize;
-    const slots = cache.keys.shape[2]!;
     const qkv = F.reshape(this.c_attn.forward(x), [B, 3, nh * hs]); // [B, 3, C]
     const head = (i: number) => F.reshape(F.slice(qkv, 1, i, i + 1), [B, nh, 1, hs]);
     const q = F.scale(head(0), 1 / Math.sqrt(hs)); // [B, nh, 1, hs]
-    F.writeInto(cache.keys, head(1), 2, cache.pos);
-    F.writeInto(cache.values, head(2), 2, cache.pos);
+    const probs = cache.at
+      ? this.probsAt(q, head(1), head(2), cache, cache.at)
+      : this.probsOfFilled(q, head(1), head(2), cache, keyMask);
+    const y = F.matmul(probs, cache.values); // [B, nh, 1, hs]
+    const merged = F.reshape(y, [B, 1, nh * hs]); // [B, 1, C]
+    return this.residDropout.forward(this.c_proj.forward(merged));
+  }
+
+  /** Writes k, v at cache.pos; the probabilities over the filled slots, in cache.probs. */
+  private probsOfFilled(q: Tensor, k: Tensor, v: Tensor, cache: LayerCache, keyMask?: Tensor) {
+    const slots = cache.keys.shape[2]!;
+    F.writeInto(cache.keys, k, 2, cache.pos);
+    F.writeInto(cache.values, v, 2, cache.pos);
     const filled = cache.pos + 1;
     const all = F.matmul(q, cache.keys, { transB: true }); // [B, nh, 1, slots]
     let scores = filled === slots ? all : F.slice(all, 3, 0, filled); // [B, nh, 1, filled]
     if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, filled]: -1e9 on padding slots
     const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, 1, filled]
     F.writeInto(cache.probs, att, 3, 0); // [B, nh, 1, slots], zeros beyond `filled`
-    const y = F.matmul(cache.probs, cache.values); // [B, nh, 1, hs]
-    const merged = F.reshape(y, [B, 1, nh * hs]); // [B, 1, C]
-    return this.residDropout.forward(this.c_proj.forward(merged));
+    return cache.probs;
+  }
+
+  /**
+   * The same with the position on the device: k, v written at at.slot, and the softmax over every
+   * slot with at.keyBias added, which puts exactly 0 on the slots the other form leaves out. The
+   * same numbers: the cuda softmax's lanes add exact zeros to their partial sums and never take
+   * the biased slots' max, and the product with the values is the one of cache.probs above.
+   */
+  private probsAt(q: Tensor, k: Tensor, v: Tensor, cache: LayerCache, at: DevicePosition) {
+    writeIntoAt(cache.keys, k, 2, at.slot);
+    writeIntoAt(cache.values, v, 2, at.slot);
+    const all = F.matmul(q, cache.keys, { transB: true }); // [B, nh, 1, slots]
+    const scores = F.add(all, at.keyBias); // + [B, 1, 1, slots]
+    return this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, 1, slots]
   }
 
   /** The attention probabilities [B, nh, T, T] for x (for visualisation). */
@@ -346,6 +390,26 @@ export class GPT extends Module {
     });
     if (cache) cache.pos += T;
     return x;
+  }
+
+  /**
+   * One decode step, tokens int32 [B, 1] -> logits [B, 1, vocab], with its position on the device
+   * (DevicePosition): the keys and values go into the cache at `at.slot`. Neither reads nor
+   * advances cache.pos (a replay of the captured step runs no JavaScript): the caller keeps it.
+   * The same logits as `forward(tokens, cache, rows)` at that position on the cuda backend.
+   */
+  decodeAt(tokens: Tensor, cache: KVCache, at: DevicePosition): Tensor {
+    const [B, T] = tokens.shape;
+    if (tokens.rank !== 2 || T !== 1)
+      throw new Error(`GPT.decodeAt: tokens must be [B, 1], got [${tokens.shape.join(', ')}]`);
+    if (cache.batch !== B)
+      throw new Error(`GPT.decodeAt: cache batch ${cache.batch} != tokens batch ${B}`);
+    let x = F.add(this.wte.forward(tokens), this.wpe.forward(at.positions)); // [B, 1, C]
+    x = this.drop.forward(x);
+    this.h.items.forEach((block, i) => {
+      x = block.forward(x, { ...cache.layer(i), at });
+    });
+    return this.head(x); // [B, 1, vocab]
   }
 
   /** Mean next-token NLL (nats per predicted token) of tokens [B, T]: predicts tokens[:, 1:]. */

@@ -26,6 +26,9 @@
 // - Rows that complete before the others are fed a dummy token and ignored (in our modes every
 //   row completes at 58 tokens, so this only happens with custom prompts).
 // - Generation runs in eval mode (no dropout) and restores the model's mode afterwards.
+// - On the cuda backend each cached decode step is one replay of a CUDA graph (decodeGraph.ts;
+//   `graphs: false` or MMGPT_CUDA_GRAPHS=0: step by step), with the same samples; the logits of
+//   each step cross to the host, where the token is chosen.
 
 import type { GPT } from '../gpt/model';
 import { Rng, deriveSeed } from '../nn/rng';
@@ -214,6 +217,11 @@ export interface GenerateOptions extends SamplingOptions {
   seed?: number;
   /** Global index of the first row, for the per-row RNG streams when batching (default 0). */
   firstRow?: number;
+  /**
+   * false: decode step by step even where the backend has CUDA graphs (default true: each cached
+   * decode step is one replay of the captured step, decodeGraph.ts; the same samples).
+   */
+  graphs?: boolean;
 }
 
 /** Each row's RNG: a named sub-stream of the seed, independent of batching. */
@@ -377,9 +385,10 @@ function runGeneration(
 
   const wasTraining = model.training;
   model.eval();
+  const graphs = opts.graphs !== false;
   const [condStream, uncondStream] = plan.uncond
-    ? openGuidedStreams(open, model, plan.cond.tokens, plan.uncond.tokens, B)
-    : [open(model, plan.cond.tokens, B), null];
+    ? openGuidedStreams(open, model, plan.cond.tokens, plan.uncond.tokens, B, graphs)
+    : [open(model, plan.cond.tokens, B, graphs), null];
   try {
     const generated = decodeRows(plan, vocab, model.config.blockSize, condStream, uncondStream);
     return prompts.map((p, b) => Int32Array.from([...p, ...generated[b]!]));

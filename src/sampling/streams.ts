@@ -7,11 +7,15 @@
 // forward over [cond rows; uncond rows], each branch left-padded to the longer prefix with
 // per-row positions and a key-padding mask (MMGPT_CFG_TWO_FORWARDS=1, or the uncached path: two
 // streams, two forwards per step).
+// Where the backend has CUDA graphs (and `graphs` is not false, nor MMGPT_CUDA_GRAPHS=0), the
+// cached streams' decode steps are replays of one captured step (decodeGraph.ts); the prefill and
+// everything on other backends run as before.
 // Generation runs in eval mode (no dropout); the caller sets it.
 
 import { noGrad, tidy } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { GPT, KVCache } from '../gpt/model';
+import { GraphedDecode } from './decodeGraph';
 
 /** Logits of the last position of tokens [B, T] (forward with `cache`, or uncached): [B * V]. */
 function lastLogits(model: GPT, tokens: Int32Array, batch: number, cache?: KVCache): Float32Array {
@@ -57,10 +61,26 @@ export interface LogitsStream {
   dispose(): void;
 }
 
-export type OpenStream = (model: GPT, prompts: Int32Array, batch: number) => LogitsStream;
+/** Opens a stream of `batch` prompts [B, P]; graphs false: never through a decode graph. */
+export type OpenStream = (
+  model: GPT,
+  prompts: Int32Array,
+  batch: number,
+  graphs?: boolean,
+) => LogitsStream;
 
-/** prefill + decodeOne over a preallocated KVCache. */
-export const openCachedStream: OpenStream = (model, prompts, batch) => {
+/** prefill + decodeOne over a preallocated KVCache (with graphs: each step one replay). */
+export const openCachedStream: OpenStream = (model, prompts, batch, graphs = true) => {
+  const graphed = graphs ? GraphedDecode.open(model, batch) : null;
+  if (graphed !== null) {
+    const cache = graphed.cache;
+    return {
+      batch,
+      start: () => prefill(model, prompts, batch, cache),
+      next: (tokens) => graphed.step(tokens, new Int32Array(batch).fill(cache.pos)),
+      dispose: () => graphed.close(),
+    };
+  }
   const cache = new KVCache(model.config, batch);
   return {
     batch,
@@ -101,17 +121,18 @@ export function openGuidedStreams(
   conditional: Int32Array,
   unconditional: Int32Array,
   batch: number,
+  graphs = true,
 ): [LogitsStream, LogitsStream] {
   if (process.env.MMGPT_CFG_TWO_FORWARDS === '1' || open !== openCachedStream) {
-    const cond = open(model, conditional, batch);
+    const cond = open(model, conditional, batch, graphs);
     try {
-      return [cond, open(model, unconditional, batch)];
+      return [cond, open(model, unconditional, batch, graphs)];
     } catch (e) {
       cond.dispose();
       throw e;
     }
   }
-  return openPaddedGuidedStreams(model, conditional, unconditional, batch);
+  return openPaddedGuidedStreams(model, conditional, unconditional, batch, graphs);
 }
 
 /** The prompts [cond rows; uncond rows], each branch left-padded to the longer prefix. */
@@ -147,10 +168,12 @@ function openPaddedGuidedStreams(
   conditional: Int32Array,
   unconditional: Int32Array,
   batch: number,
+  graphs: boolean,
 ): [LogitsStream, LogitsStream] {
   const rows = 2 * batch;
   const { tokens, padding, length: P } = padBranches(model, conditional, unconditional, batch);
-  const cache = new KVCache(model.config, rows);
+  const graphed = graphs ? GraphedDecode.open(model, rows, padding) : null;
+  const cache = graphed?.cache ?? new KVCache(model.config, rows);
   const positionsFor = (T: number): Int32Array => {
     const pos = new Int32Array(rows * T);
     for (let b = 0; b < rows; b++)
@@ -179,9 +202,9 @@ function openPaddedGuidedStreams(
       const both = new Int32Array(rows);
       both.set(step, 0);
       both.set(step, batch);
-      return split(run(both, 1));
+      return split(graphed ? graphed.step(both, positionsFor(1)) : run(both, 1));
     },
-    dispose: () => cache.dispose(),
+    dispose: () => (graphed ? graphed.close() : cache.dispose()),
   };
   const uncond: LogitsStream = {
     batch,

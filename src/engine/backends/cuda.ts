@@ -23,6 +23,8 @@
 //   machines without a GPU.
 // - CUDA graphs (`cudaGraphApi`, used by ../graph.ts): the stream captured into a graph and
 //   replayed; a capture refuses allocation, frees and host waits (see native/cuda/runtime.cu).
+//   Beside them the one kernel outside the Backend interface, copyBlockAt: a copy at an offset
+//   read from the device, so that a captured decode step writes where its replay's position says.
 
 import type { Backend, Buf, DType } from '../backend';
 import * as path from 'path';
@@ -53,6 +55,17 @@ interface NativeCuda extends NativeKernels {
   graphAbort?(): void;
   graphLaunch?(graph: CudaGraph, lr: number, step: number, seeds: number[]): void;
   graphDestroy?(graph: CudaGraph): void;
+  copyBlockAt?(
+    src: Buf,
+    dst: Buf,
+    outer: number,
+    srcAxis: number,
+    srcOffset: number,
+    dstAxis: number,
+    dstOffset: Buf,
+    count: number,
+    inner: number,
+  ): void;
 }
 
 /** A captured, instantiated graph (a handle of the addon, freed by `destroy` or the GC). */
@@ -84,6 +97,25 @@ export interface CudaGraphApi {
   launch(graph: CudaGraph, lr: number, step: number, seeds: readonly number[]): void;
   /** Waits for the device and frees the graph. */
   destroy(graph: CudaGraph): void;
+  /**
+   * Backend.copyBlock (no accumulate) with the destination offset read from the device: the first
+   * element of the int32 buffer `dstOffset` (a captured decode step's KV-cache write). An offset
+   * outside 0..dstAxis-count writes nothing and is reported like a bad index. Null in addons built
+   * before it.
+   */
+  copyBlockAt:
+    | ((
+        src: Buf,
+        dst: Buf,
+        outer: number,
+        srcAxis: number,
+        srcOffset: number,
+        dstAxis: number,
+        dstOffset: Buf,
+        count: number,
+        inner: number,
+      ) => void)
+    | null;
 }
 
 interface NativeCudaInfo {
@@ -234,5 +266,6 @@ export function cudaGraphApi(): CudaGraphApi | { error: string } {
     abort: () => graphAbort.call(c),
     launch: (graph, lr, step, seeds) => graphLaunch.call(c, graph, lr, step, [...seeds]),
     destroy: (graph) => graphDestroy.call(c, graph),
+    copyBlockAt: c.copyBlockAt ? c.copyBlockAt.bind(c) : null,
   };
 }
