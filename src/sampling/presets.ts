@@ -108,7 +108,9 @@ export const SAMPLING_CHOICE_DEFAULTS: Readonly<SamplingChoice> = {
   samplingPreset: 'default',
   overrides: {},
   seed: 0,
-  batchSize: 64,
+  // 128 rows: the same samples as 64 (bit for bit), for about a fifth less CPU time in the
+  // KV-cached decode of the conditional modes (docs/sampling.md).
+  batchSize: 128,
 };
 
 /** The sampler's options for `mode` under a choice: its settings, the seed and batch size. */

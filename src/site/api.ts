@@ -23,7 +23,7 @@ import type { CheckpointMeta } from '../gpt/checkpointContents';
 import type { VqVae } from '../vqvae/model';
 import { vqVaeFromContents } from '../vqvae/checkpointContents';
 import { imageToText, textToImage, unconditional } from '../sampling/modes';
-import { modeOptions, type SamplingOverrides } from '../sampling/presets';
+import { SAMPLING_CHOICE_DEFAULTS, modeOptions, type SamplingOverrides } from '../sampling/presets';
 import { imageToTextPairScores, rerankContext } from '../sampling/rerank';
 import type { Sample } from '../sampling/sample';
 import type { SamplingMode } from '../sampling/settings';
@@ -71,7 +71,7 @@ export interface SiteSampleOptions {
   topP?: number;
   guidance?: number;
   rerank?: number;
-  /** Rows per batched generation (samples do not depend on it; default 64). */
+  /** Rows per batched generation (samples do not depend on it; default 128). */
   batchSize?: number;
 }
 
@@ -87,7 +87,12 @@ function samplerOptions(options: SiteSampleOptions, mode: SamplingMode) {
   const seed = options.seed ?? 0;
   if (!Number.isSafeInteger(seed)) throw new Error(`seed must be an integer, got ${seed}`);
   return modeOptions(
-    { samplingPreset: 'default', overrides, seed, batchSize: options.batchSize ?? 64 },
+    {
+      samplingPreset: 'default',
+      overrides,
+      seed,
+      batchSize: options.batchSize ?? SAMPLING_CHOICE_DEFAULTS.batchSize,
+    },
     mode,
   );
 }

@@ -198,7 +198,7 @@ test('sampling flags: the knobs of the settings table, each over every mode; the
     seed: 0,
     samplingPreset: 'default',
     overrides: {},
-    batchSize: 64,
+    batchSize: 128,
   });
   // One temperature for image codes and words; the others set their own setting.
   assert.deepEqual(
@@ -207,7 +207,7 @@ test('sampling flags: the knobs of the settings table, each over every mode; the
       seed: 0,
       samplingPreset: 'default',
       overrides: { temperature: 0.7, textTemperature: 0.7, topK: 5, topP: 0.9, guidance: -1.5 },
-      batchSize: 64,
+      batchSize: 128,
     },
   );
   assert.deepEqual(
