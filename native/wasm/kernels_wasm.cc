@@ -127,7 +127,10 @@ namespace {
 
 const int64_t kWasmKC = 256;  // depth of a block: a B micro-panel, kWasmKC * kNR floats, in L1
 const int64_t kWasmMC = 128;  // rows of a packed A block (kWasmMC * kWasmKC floats: 128 KiB, L2)
-const int64_t kWasmNC = 512;  // columns of a packed B block (swept once per A block)
+// Columns of a packed B block, swept once per A block from L2 or L3: wide, so that packing a plain
+// B (a weight gradient's dY) reads whole rows of it, one long stream for the hardware prefetcher
+// where narrower blocks restart it at every row segment.
+const int64_t kWasmNC = 2048;
 
 Scratch wasmPackA = {nullptr, 0};
 Scratch wasmPackB = {nullptr, 0};
