@@ -115,7 +115,7 @@ test(
 );
 
 test(
-  'the GEMM across its own blocks: B blocks of 2048 columns, A blocks of 128 rows, depth blocks of 256',
+  'the GEMM across its own blocks: B blocks of 2048 columns, A blocks of 128 rows, depth blocks of 256 (1152 for a plain A)',
   { skip },
   () => {
     const be = backendOf(target);
@@ -131,12 +131,13 @@ test(
       }
     };
     // One block boundary at a time, every transpose: columns one past a B block (a ragged
-    // panel), rows over three A blocks (a ragged panel), depth over two blocks.
+    // panel), rows over three A blocks (a ragged panel), depth over two blocks of a plain A
+    // (five of a transposed one).
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         check(6, 9, 2049, transA, transB);
         check(261, 7, 19, transA, transB);
-        check(13, 513, 21, transA, transB);
+        check(13, 1157, 21, transA, transB);
       }
     }
     // Every boundary at once.
