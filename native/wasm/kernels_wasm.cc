@@ -128,10 +128,13 @@ namespace {
 const int64_t kWasmKC = 256;  // depth of a block: a B micro-panel, kWasmKC * kNR floats, in L1
 // ... and of a block of a plain A (op(A) = A, packed by the transposes along its rows): deeper,
 // so that its rows are read whole (the input gradient of the vocabulary head, [1824x1058] @
-// [1058x128]: one depth block), where 256-float segments of 4 rows at a time restart the
+// [128x1058]^T: one depth block), where 256-float segments of 4 rows at a time restart the
 // hardware prefetcher at every row; its B micro-panel then fills most of a 48 KiB L1.
 const int64_t kWasmKCPlainA = 1152;
 const int64_t kWasmMC = 128;  // rows of a packed A block (kWasmMC * kWasmKC floats: 128 KiB, L2)
+// ... and of a transposed A (op(A) = A^T, packed along A's rows): up to 512 rows of op(A), so
+// that the depth rows of A (a weight gradient's X, [1824x512]) are read whole.
+const int64_t kWasmMCTransA = 512;
 // Columns of a packed B block, swept once per A block from L2 or L3: wide, so that packing a plain
 // B (a weight gradient's dY) reads whole rows of it, one long stream for the hardware prefetcher
 // where narrower blocks restart it at every row segment.
@@ -252,7 +255,7 @@ void packBWasm(const float* B, const GemmItem& g, int64_t j0, int64_t nc, int64_
 /** C = alpha op(A) op(B) (+ C) for one product, on this thread (BLIS loop order, see top). */
 void gemmWasm(const float* A, const float* B, float* C, const GemmItem& g) {
   const int64_t kcBlock = blockSize(g.k, g.transA ? kWasmKC : kWasmKCPlainA, 1);
-  const int64_t mcBlock = blockSize(g.m, kWasmMC, kMR);
+  const int64_t mcBlock = blockSize(g.m, g.transA ? kWasmMCTransA : kWasmMC, kMR);
   const int64_t ncBlock = blockSize(g.n, kWasmNC, kNR);
   float* Ap = scratch(&wasmPackA, mcBlock / kMR * panelFloats(kMR, kcBlock));
   float* Bp = scratch(&wasmPackB, ncBlock / kNR * panelFloats(kNR, kcBlock));

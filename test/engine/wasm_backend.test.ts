@@ -115,7 +115,7 @@ test(
 );
 
 test(
-  'the GEMM across its own blocks: B blocks of 2048 columns, A blocks of 128 rows, depth blocks of 256 (1152 for a plain A)',
+  'the GEMM across its own blocks: B blocks of 2048 columns, A blocks of 128 rows (512 transposed), depth blocks of 256 (1152 plain)',
   { skip },
   () => {
     const be = backendOf(target);
@@ -131,18 +131,20 @@ test(
       }
     };
     // One block boundary at a time, every transpose: columns one past a B block (a ragged
-    // panel), rows over three A blocks (a ragged panel), depth over two blocks of a plain A
-    // (five of a transposed one).
+    // panel), rows over A blocks (five plain, two transposed; a ragged panel), depth over
+    // blocks (two of a plain A, five of a transposed one).
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         check(6, 9, 2049, transA, transB);
-        check(261, 7, 19, transA, transB);
+        check(517, 7, 19, transA, transB);
         check(13, 1157, 21, transA, transB);
       }
     }
-    // Every boundary at once.
-    check(133, 259, 2063, false, false);
-    check(133, 259, 2063, true, true);
+    // Several boundaries at once.
+    check(517, 259, 23, true, true);
+    check(133, 1157, 23, false, false);
+    check(7, 1157, 2051, false, true);
+    check(7, 300, 2051, true, false);
   },
 );
 
