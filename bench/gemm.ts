@@ -17,6 +17,7 @@ import * as path from 'path';
 import { MatmulParams } from '../src/engine/backend';
 import { loadNativeAddon, nativeKernelMethods } from '../src/engine/backends/cpu';
 import type { NativeAddon } from '../src/engine/backends/cpu';
+import { randomArray, rates, timeAlternating } from './gemm_timing';
 
 interface Shape {
   name: string;
@@ -73,59 +74,6 @@ function parseList(args: string[], flag: string): string[] | null {
   if (i < 0) return null;
   if (i + 1 >= args.length) throw new Error(`${flag} needs a comma-separated value`);
   return args[i + 1].split(',').filter((s) => s !== '');
-}
-
-function randomArray(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let state = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    out[i] = state / 4294967296 - 0.5;
-  }
-  return out;
-}
-
-interface Timing {
-  times: number[];
-  cpuSeconds: number;
-}
-
-/** Times `run` in rounds of ~minMs/10, alternating with `peerRun` when given, after a warm-up. */
-function timeCalls(
-  run: () => void,
-  peerRun: (() => void) | null,
-  minMs: number,
-): { ours: Timing; peer: Timing | null } {
-  const ours: Timing = { times: [], cpuSeconds: 0 };
-  const peer: Timing | null = peerRun ? { times: [], cpuSeconds: 0 } : null;
-  for (let i = 0; i < 3; i++) {
-    run(); // warm-up: page faults, packing buffers, thread pool
-    if (peerRun) peerRun();
-  }
-  const round = (f: () => void, into: Timing, ms: number): void => {
-    const cpuStart = process.cpuUsage();
-    const start = process.hrtime.bigint();
-    let calls = 0;
-    while (calls < 3 || (Number(process.hrtime.bigint() - start) / 1e6 < ms && calls < 1000)) {
-      const t0 = process.hrtime.bigint();
-      f();
-      into.times.push(Number(process.hrtime.bigint() - t0) / 1e9);
-      calls++;
-    }
-    const cpu = process.cpuUsage(cpuStart);
-    into.cpuSeconds += (cpu.user + cpu.system) / 1e6;
-  };
-  const rounds = peerRun ? 10 : 1;
-  for (let r = 0; r < rounds; r++) {
-    round(run, ours, minMs / rounds);
-    if (peerRun && peer) round(peerRun, peer, minMs / rounds);
-  }
-  return { ours, peer };
-}
-
-function median(times: number[]): number {
-  const sorted = [...times].sort((x, y) => x - y);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function loadPeer(file: string): NativeAddon {
@@ -193,22 +141,21 @@ function main(): void {
         const c = new Float32Array((p.batch - 1) * p.strideC + p.m * p.n);
         const run = (): void => matmul(a, b, c, p);
         const peerRun = peerMatmul ? (): void => peerMatmul(a, b, c, p) : null;
-        const { ours, peer } = timeCalls(run, peerRun, minMs);
+        const [ours, peer] = timeAlternating(peerRun ? [run, peerRun] : [run], minMs);
         const flops = 2 * p.batch * p.m * p.n * p.k;
-        const med = median(ours.times);
+        const own = rates(flops, ours);
+        const other = peer ? rates(flops, peer) : null;
         const row = {
           shape: name.replace(/\s+/g, ' '),
           simd,
           threads,
-          gflops: flops / med / 1e9,
-          bestGflops: flops / Math.min(...ours.times) / 1e9,
-          msPerCall: med * 1e3,
-          cpuGflops: (flops * ours.times.length) / ours.cpuSeconds / 1e9,
-          ...(peer
+          ...own,
+          msPerCall: (flops / own.gflops) * 1e-6,
+          ...(other
             ? {
-                peerGflops: flops / median(peer.times) / 1e9,
-                peerBestGflops: flops / Math.min(...peer.times) / 1e9,
-                peerCpuGflops: (flops * peer.times.length) / peer.cpuSeconds / 1e9,
+                peerGflops: other.gflops,
+                peerBestGflops: other.bestGflops,
+                peerCpuGflops: other.cpuGflops,
               }
             : {}),
         };

@@ -1,19 +1,26 @@
 // GEMM rate of the wasm backend (the cpu kernels compiled to WebAssembly SIMD128, one thread) on
 // the original recipe's large matmul shapes (batch 32 x 57 input positions = 1824 rows, d_model
-// 128, MLP 512, vocab 1058; forward, input-gradient and weight-gradient forms), next to the
-// native cpu backend's rate on one thread in the same process. Numbers, never pass/fail.
+// 128, MLP 512, vocab 1058; forward, input-gradient and weight-gradient forms), next to another
+// build of the module (--peer) and the native cpu backend on one thread, all in the same process
+// in alternating rounds (gemm_timing.ts). Numbers, never pass/fail.
 //
-// Usage: node dist/bench/wasm_gemm.js [--min-ms 300] [--json]
-// Each cell is the median over repeated calls (after a warm-up) of 2*m*n*k / time, the two
-// backends measured in turns, shape by shape; `per-CPU-s` divides by the process's CPU time
-// instead (one thread: unaffected by other processes on a busy machine). --json prints one JSON
-// line with every cell at the end.
+// Usage: node dist/bench/wasm_gemm.js [--min-ms 300] [--peer other/mmgpt_kernels.wasm] [--no-cpu]
+//        [--only dW,head] [--json]
+// Columns: wasm GFLOP/s (median call) and per CPU second of the process (one thread: unaffected
+// by other processes on a busy machine, the column to compare); with --peer, the peer module's
+// per-CPU-s rate and ours / peer; then the cpu backend's per-CPU-s rate and wasm / cpu. --only
+// keeps the shapes whose name contains one of the words. --json prints one JSON line with every
+// cell at the end.
 
+import * as fs from 'fs';
+import * as path from 'path';
 import type { Backend, MatmulParams } from '../src/engine/backend';
 import { cpuBackendInfo, loadCpuBackend, setCpuThreads } from '../src/engine/backends/cpu';
-import { wasmGemmTile } from '../src/engine/backends/wasm';
+import { createWasmBackendSync, wasmGemmTile } from '../src/engine/backends/wasm';
 import { loadWasmBackend } from '../src/engine/backends/wasm_node';
-import { numberFlag } from './run_backend';
+import { randomArray, rates, timeAlternating } from './gemm_timing';
+import type { Rates } from './gemm_timing';
+import { flagValue, numberFlag } from './run_backend';
 
 interface Shape {
   name: string;
@@ -42,84 +49,106 @@ const SHAPES: Shape[] = [
   shape('dW fc  [1824x128]^T@[1824x512]', 128, 1824, 512, true, false),
   shape('dW proj [1824x512]^T@[1824x128]', 512, 1824, 128, true, false),
   shape('dW head [1824x128]^T@[1824x1058]', 128, 1824, 1058, true, false),
+  shape('dW qkv [1824x128]^T@[1824x384]', 128, 1824, 384, true, false),
 ];
 
-function randomArray(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let state = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    out[i] = state / 4294967296 - 0.5;
-  }
-  return out;
+/** A backend under test and its label in the table. */
+interface Variant {
+  label: string;
+  backend: Backend;
 }
 
-interface Rate {
-  gflops: number;
-  cpuGflops: number;
+/** Times one product on every variant, alternating; frees the operands. */
+function measure(variants: readonly Variant[], p: MatmulParams, minMs: number): Rates[] {
+  const a = randomArray(p.m * p.k, 1);
+  const b = randomArray(p.k * p.n, 2);
+  const calls = variants.map(({ backend }) => {
+    const bufs = [backend.upload(a), backend.upload(b), backend.alloc(p.m * p.n, 'float32')];
+    return { backend, bufs, run: (): void => backend.matmul(bufs[0], bufs[1], bufs[2], p) };
+  });
+  const timings = timeAlternating(
+    calls.map((c) => c.run),
+    minMs,
+  );
+  for (const { backend, bufs } of calls) for (const buf of bufs) backend.free(buf);
+  return timings.map((t) => rates(2 * p.m * p.n * p.k, t));
 }
 
-/** Median and per-CPU-second rate of one product on one backend. */
-function rate(be: Backend, p: MatmulParams, minMs: number): Rate {
-  const a = be.upload(randomArray(p.m * p.k, 1));
-  const b = be.upload(randomArray(p.k * p.n, 2));
-  const c = be.alloc(p.m * p.n, 'float32');
-  const run = (): void => be.matmul(a, b, c, p);
-  for (let i = 0; i < 3; i++) run(); // warm-up: page faults, packing buffers, JIT tiers
-  const times: number[] = [];
-  const cpuStart = process.cpuUsage();
-  const start = performance.now();
-  while (times.length < 5 || (performance.now() - start < minMs && times.length < 10000)) {
-    const t0 = performance.now();
-    run();
-    times.push((performance.now() - t0) / 1e3);
+function loadPeer(file: string): Backend {
+  const resolved = path.resolve(file);
+  try {
+    return createWasmBackendSync(fs.readFileSync(resolved));
+  } catch (e) {
+    console.error(`bench/wasm_gemm: peer module ${resolved}: ${(e as Error).message}`);
+    process.exit(1);
   }
-  const cpu = process.cpuUsage(cpuStart);
-  for (const buf of [a, b, c]) be.free(buf);
-  times.sort((x, y) => x - y);
-  const flops = 2 * p.m * p.n * p.k;
-  const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  return {
-    gflops: flops / times[Math.floor(times.length / 2)] / 1e9,
-    cpuGflops: (flops * times.length) / cpuSeconds / 1e9,
-  };
 }
 
 function main(): void {
   const args = process.argv.slice(2);
   const minMs = numberFlag(args, '--min-ms') ?? 300;
+  const peerFile = flagValue(args, '--peer');
+  const only = flagValue(args, '--only')
+    ?.split(',')
+    .filter((w) => w !== '');
   const wasm = loadWasmBackend();
   if ('error' in wasm) {
     console.error(`bench/wasm_gemm: wasm backend unavailable: ${wasm.error}`);
     process.exit(1);
   }
-  const cpu = loadCpuBackend();
+  const variants: Variant[] = [{ label: 'wasm', backend: wasm }];
+  if (peerFile !== undefined) variants.push({ label: 'peer', backend: loadPeer(peerFile) });
   const info = cpuBackendInfo();
-  const cpuLabel = 'error' in info ? null : `cpu ${info.simd} 1t`;
-  if ('error' in cpu || 'error' in info)
-    console.log(`cpu backend unavailable: ${'error' in cpu ? cpu.error : ''}`);
-  else setCpuThreads(1);
+  let cpuLabel: string | null = null;
+  if (!args.includes('--no-cpu')) {
+    const cpu = loadCpuBackend();
+    if ('error' in cpu || 'error' in info) {
+      console.log(`cpu backend unavailable: ${'error' in cpu ? cpu.error : ''}`);
+    } else {
+      setCpuThreads(1);
+      cpuLabel = `cpu ${info.simd} 1t`;
+      variants.push({ label: cpuLabel, backend: cpu });
+    }
+  }
   const tile = wasmGemmTile(wasm) ?? [0, 0];
   console.log(
-    `wasm (simd128, tile ${tile[0]}x${tile[1]}, 1 thread)` + (cpuLabel ? ` vs ${cpuLabel}` : ''),
+    `wasm (simd128, tile ${tile[0]}x${tile[1]}, 1 thread)` +
+      (peerFile !== undefined ? ` vs peer ${peerFile}` : '') +
+      (cpuLabel ? ` vs ${cpuLabel}` : ''),
   );
+  // One column pair per other variant: its per-CPU-s rate and wasm / it.
+  const columns = variants.slice(1).map((v) => {
+    const head = `${v.label} per-CPU-s`;
+    return { head, width: head.length + 2, ratio: `wasm/${v.label.split(' ')[0]}` };
+  });
   console.log(
-    '  shape                               wasm GFLOP/s  per-CPU-s' +
-      (cpuLabel ? `  ${cpuLabel.padStart(14)}  per-CPU-s  wasm/cpu` : ''),
+    `  ${'shape'.padEnd(34)} ${'wasm GFLOP/s'.padStart(13)} ${'per-CPU-s'.padStart(10)}` +
+      columns.map((c) => `${c.head.padStart(c.width)} ${c.ratio.padStart(10)}`).join(''),
   );
   const results: { shape: string; backend: string; gflops: number; cpuGflops: number }[] = [];
-  for (const { name, p } of SHAPES) {
-    const w = rate(wasm, p, minMs);
-    results.push({ shape: name.replace(/\s+/g, ' '), backend: 'wasm', ...w });
-    let line = `  ${name.padEnd(34)} ${w.gflops.toFixed(1).padStart(13)} ${w.cpuGflops.toFixed(1).padStart(10)}`;
-    if (cpuLabel && !('error' in cpu)) {
-      const c = rate(cpu, p, minMs);
-      results.push({ shape: name.replace(/\s+/g, ' '), backend: cpuLabel, ...c });
-      line += ` ${c.gflops.toFixed(1).padStart(15)} ${c.cpuGflops.toFixed(1).padStart(10)} ${(w.cpuGflops / c.cpuGflops).toFixed(2).padStart(9)}`;
-    }
-    console.log(line);
+  const shapes = only ? SHAPES.filter((s) => only.some((w) => s.name.includes(w))) : SHAPES;
+  for (const { name, p } of shapes) {
+    const measured = measure(variants, p, minMs);
+    const [w] = measured;
+    variants.forEach((v, i) =>
+      results.push({
+        shape: name.replace(/\s+/g, ' '),
+        backend: v.label,
+        gflops: measured[i].gflops,
+        cpuGflops: measured[i].cpuGflops,
+      }),
+    );
+    console.log(
+      `  ${name.padEnd(34)} ${w.gflops.toFixed(1).padStart(13)} ${w.cpuGflops.toFixed(1).padStart(10)}` +
+        columns
+          .map((c, i) => {
+            const r = measured[i + 1];
+            return `${r.cpuGflops.toFixed(1).padStart(c.width)} ${(w.cpuGflops / r.cpuGflops).toFixed(2).padStart(10)}`;
+          })
+          .join(''),
+    );
   }
-  if (!('error' in info)) setCpuThreads(info.threads);
+  if (cpuLabel && !('error' in info)) setCpuThreads(info.threads);
   if (args.includes('--json')) console.log(JSON.stringify({ gemm: results }));
 }
 

@@ -7,7 +7,8 @@
 //   kMR, kNR and `template <int R, int kAKind> void ukernel(...)`: the GEMM register tile and
 //                     micro-kernel, C[R x kNR] (+)= alpha * op(A)[R x kc] @ Bpanel[kc x kNR]
 //                     (kAKind: where op(A) is read from, see ukernelRows);
-//   MMGPT_HOOKS_AVX512 / MMGPT_HOOKS_AVX2 (optional): use that ISA's masked loads (and scalef).
+//   MMGPT_HOOKS_AVX512 / MMGPT_HOOKS_AVX2 (optional): use that ISA's masked loads (and scalef);
+//   MMGPT_HOOKS_WASM (optional): SIMD128 intrinsics where clang's own choice is slow in V8.
 // The reference semantics are the js backend's (src/engine/backends/js.ts): reductions that the
 // reference does in float64 are float64 here too where that costs little (sums, layerNorm
 // statistics, softmax/cross-entropy denominators, Adam), elementwise maths with exact float32
@@ -267,8 +268,15 @@ inline float* scratch(Scratch* s, int64_t floats) {
  */
 inline vf vexp(vf x) {
   const vf hi = vsplat(89.0f), lo = vsplat(-104.0f);
+#if defined(MMGPT_HOOKS_WASM)
+  // pmin/pmax, one instruction each: clang turns the comparisons below into f32x4.min/max,
+  // which V8 expands to 7 x86 instructions each (NaN and signed-zero rules these constants
+  // never need). pmin(x, hi) = hi < x ? hi : x: NaN passes through here too.
+  x = (vf)wasm_f32x4_pmax(wasm_f32x4_pmin((v128_t)x, (v128_t)hi), (v128_t)lo);
+#else
   x = x > hi ? hi : x;  // comparisons with NaN are false: NaN passes through
   x = x < lo ? lo : x;
+#endif
   const vf magic = vsplat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   const vf t = x * 1.44269504088896341f + magic;
   const vf nf = t - magic;

@@ -3,8 +3,9 @@
 // views of that memory follow its growth, freed and foreign handles are refused with a
 // TypeError, and the asynchronous compile (a page's) gives the same backend as the synchronous
 // one (Node's). Its kernels are tested against the reference backend by the suite parametrised
-// by backend (backends.test.ts, backends_fused.test.ts). Skipped with the reason when the module
-// is not built, except in CI (backend_targets.ts).
+// by backend (backends.test.ts, backends_fused.test.ts); its GEMM, which has its own blocking
+// (native/wasm/kernels_wasm.cc), is also tested here across every block boundary. Skipped with
+// the reason when the module is not built, except in CI (backend_targets.ts).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import type { Backend } from '../../src/engine/backend';
 import { createWasmBackend, createWasmBackendSync } from '../../src/engine/backends/wasm';
 import { wasmModulePath } from '../../src/engine/backends/wasm_node';
 import { backendOf, targetOf } from './backend_targets';
-import { makeRng, randArray } from './backend_helpers';
+import { checkMatmul, makeRng, matmulParams, randArray } from './backend_helpers';
 
 const target = targetOf('wasm');
 const { skip } = target;
@@ -110,6 +111,40 @@ test(
       results.push(be.download(c, 37 * 41, 'float32'));
     }
     assert.deepEqual(results[0], results[1]);
+  },
+);
+
+test(
+  'the GEMM across its own blocks: B blocks of 2048 columns, A blocks of 128 rows (512 transposed), depth blocks of 256 (1152 plain)',
+  { skip },
+  () => {
+    const be = backendOf(target);
+    const rng = makeRng(11);
+    const check = (m: number, k: number, n: number, transA: boolean, transB: boolean) => {
+      for (const [alpha, accumulate] of [
+        [1, false],
+        [-0.75, true],
+      ] as const) {
+        const p = matmulParams({ m, n, k, transA, transB, alpha, accumulate });
+        const what = `wasm matmul [${m}x${k}]@[${k}x${n}] tA=${transA} tB=${transB} acc=${accumulate}`;
+        checkMatmul(be, rng, p, target.tol.matmul, what);
+      }
+    };
+    // One block boundary at a time, every transpose: columns one past a B block (a ragged
+    // panel), rows over A blocks (five plain, two transposed; a ragged panel), depth over
+    // blocks (two of a plain A, five of a transposed one).
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        check(6, 9, 2049, transA, transB);
+        check(517, 7, 19, transA, transB);
+        check(13, 1157, 21, transA, transB);
+      }
+    }
+    // Several boundaries at once.
+    check(517, 259, 23, true, true);
+    check(133, 1157, 23, false, false);
+    check(7, 1157, 2051, false, true);
+    check(7, 300, 2051, true, false);
   },
 );
 
