@@ -740,6 +740,9 @@ struct GemmItem {
   int64_t lda, ldb, ldc;
   float alpha;
   int beta;  // 1: C += alpha AB; 0: C = alpha AB
+  // 1: op(B) = op(A)^T (one operand read both ways, C = alpha op(A) op(A)^T symmetric, beta 0):
+  // only the tiles that reach the upper triangle are computed, then mirrorLower fills the rest.
+  int upper;
 };
 
 /** Packs rows [i0, i0+rows) x depth [p0, p0+kc) of op(A) as Ap[p * kMR + i]. */
@@ -986,7 +989,9 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
             packedDepth = pb;
           }
           const float* bBlock = Bp + (pb - pb0) * kcBlock * nPanels * kNR;
-          for (int64_t jp = grp * perGroup; jp < jpEnd; jp++) {
+          // upper: the tiles wholly left of the diagonal (j0 + kNR <= i0) are mirrored, not computed.
+          const int64_t jpFirst = g.upper && i0 > jc ? (i0 - jc) / kNR : 0;
+          for (int64_t jp = max64(grp * perGroup, jpFirst); jp < jpEnd; jp++) {
             const int64_t j0 = jc + jp * kNR;
             ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, bBlock + jp * kNR * kc,
                              C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha,
@@ -1077,10 +1082,40 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
   }
 }
 
+/**
+ * C[i, j] = C[j, i] for j < i: the lower triangle of a symmetric product (GemmItem::upper) from
+ * its upper one, this thread's share of the rows, in blocks of 16 x 16 (both sides in cache).
+ * Element (j, i) of op(A) op(A)^T sums the same products in the same order as element (i, j),
+ * so the mirrored C is bit for bit the one the full product would write.
+ */
+void mirrorLower(float* C, int64_t m, int64_t ldc, int tid, int nth) {
+  const int64_t blocks = ceilDiv(m, 16);
+  // Row block r has r + 1 blocks to fill: split the triangle's blocks evenly over the threads.
+  const int64_t total = blocks * (blocks + 1) / 2;
+  const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
+  int64_t r = 0, before = 0;  // row block of block index lo, and the blocks above it
+  while (before + r + 1 <= lo) before += ++r;
+  for (int64_t u = lo; u < hi; u++) {
+    if (u - before > r) before += ++r;
+    const int64_t c = u - before;  // column block <= r
+    const int64_t i1 = min64(m, (r + 1) * 16), j1 = min64(m, (c + 1) * 16);
+    for (int64_t i = r * 16; i < i1; i++) {
+      const int64_t jEnd = c == r ? i : j1;
+      for (int64_t j = c * 16; j < jEnd; j++) C[i * ldc + j] = C[j * ldc + i];
+    }
+  }
+}
+
 /** Dispatches one product to the packed or the small-m path. */
 inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth,
                     float* Bp, int64_t* next) {
-  if (g.m <= kSmallM) {
+  if (g.upper) {  // the shared-B path (the only one that skips tiles), then the mirror
+    gemmItem(A, B, C, g, tid, nth, Bp, next);  // ends with a barrier when nth > 1
+    mirrorLower(C, g.m, g.ldc, tid, nth);
+    if (nth > 1) {
+#pragma omp barrier
+    }
+  } else if (g.m <= kSmallM) {
     gemmSmallM(A, B, C, g, tid, nth);
     if (nth > 1) {
 #pragma omp barrier
@@ -1116,6 +1151,10 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
   g.ldc = n;
   g.alpha = (float)p->alpha;
   g.beta = p->accumulate ? 1 : 0;
+  // One operand read both ways: C = alpha op(A) op(A)^T is symmetric (its upper triangle is
+  // computed, then mirrored). Not when accumulating: the C it adds to may not be symmetric.
+  g.upper = A == B && p->strideA == p->strideB && p->transA != p->transB && m == n &&
+            m > kSmallM && !p->accumulate;
   const double itemFlops = 2.0 * (double)m * (double)n * (double)k;
   const int team = (nt > 1 && itemFlops * (double)batch >= 4e5) ? nt : 1;
   // Items may run concurrently only when their C blocks are disjoint.
@@ -1639,6 +1678,7 @@ void kNearestCode(const float* z, const float* codebook, int32_t* idx, float* di
     g.ldc = k;
     g.alpha = 1.0f;
     g.beta = 0;
+    g.upper = 0;
     float* dots = scratch(&tlsNearest, m * k);
     float* Bp = scratch(&tlsPackB, packBFloatsFor(g, 1));
     gemmAny(z + r0 * d, codebook, dots, g, 0, 1, Bp, nullptr);

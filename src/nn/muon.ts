@@ -6,22 +6,24 @@
 // g + beta m made (nearly) orthogonal: a quintic Newton-Schulz iteration pushes every singular
 // value of X = u / ||u||_F towards 1 (coefficients 3.4445, -4.7750, 2.0315, five steps), which is
 // cheap matmuls rather than an SVD. The step is lr * sqrt(max(1, fanOut / fanIn)), so a matrix's
-// update has about the same RMS whatever its shape. Matrices of the same (oriented) shape are
-// orthogonalised together as one batch of matmuls, wide side last: the [in, out] weights of one
-// layer and the transposed ones of another share a batch.
+// update has about the same RMS whatever its shape. Matrices of the same shape are orthogonalised
+// together as one batch of matmuls, in their own layout: a tall matrix's Gram matrix is X^T X.
 //
 // The state keeps the checkpoint's layout (OptimizerState: m and v per parameter): a matrix's m
-// is its momentum and its v stays zero. Composed from engine ops, so it runs on every backend.
+// is its momentum and its v stays zero. Composed from backend kernels on buffers kept across
+// steps, so it runs on every backend and allocates nothing per step: the polynomial's scalars
+// ride on the matmuls' alpha and on axpy, the Gram matrices (symmetric) are products of one
+// operand with itself, and the last product carries -lr, so that the update is added straight
+// into the weights.
 
 import type { Tensor } from '../engine/tensor';
-import { keep, tidy } from '../engine/tensor';
+import { keep } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { AdamW } from './optim';
 import type { AdamOptions, Optimizer, OptimizerState } from './optim';
+import { NS_STEPS, NewtonSchulz } from './newton_schulz';
 
-/** The quintic Newton-Schulz coefficients and step count of the speedrun records. */
-const NS_COEFFICIENTS = [3.4445, -4.775, 2.0315] as const;
-const NS_STEPS = 5;
+export { newtonSchulz } from './newton_schulz';
 
 export interface MuonOptions extends AdamOptions {
   /** The matrices' learning rate at the schedule's peak (`lr` is AdamW's). */
@@ -32,28 +34,13 @@ export interface MuonOptions extends AdamOptions {
   isMatrix?: (name: string, p: Tensor) => boolean;
 }
 
-/**
- * X ([k, r, c] with r <= c, or [r, c]) pushed towards the nearest semi-orthogonal matrix
- * (U V^T of its SVD): the quintic Newton-Schulz iteration on X / ||X||_F, slice by slice.
- * The caller normalises each slice; here only the iteration.
- */
-export function newtonSchulz(x: Tensor, steps: number = NS_STEPS): Tensor {
-  const [a, b, c] = NS_COEFFICIENTS;
-  let out = x;
-  for (let i = 0; i < steps; i++) {
-    const gram = F.matmul(out, out, { transB: true }); // [k, r, r]
-    const poly = F.add(F.scale(gram, b), F.scale(F.matmul(gram, gram), c)); // [k, r, r]
-    out = F.add(F.scale(out, a), F.matmul(poly, out)); // [k, r, c]
-  }
-  return out;
-}
-
-/** The matrices of one oriented shape [rows <= cols], orthogonalised as one batch. */
+/** The matrices of one shape [fanIn, fanOut], orthogonalised as one batch. */
 interface MatrixGroup {
-  rows: number;
-  cols: number;
-  /** Indices into the matrix list; transposed: stored [cols, rows]. */
-  members: { index: number; transposed: boolean }[];
+  fanIn: number;
+  fanOut: number;
+  /** Indices into the matrix list. */
+  members: number[];
+  ns: NewtonSchulz;
 }
 
 export class Muon implements Optimizer {
@@ -84,19 +71,22 @@ export class Muon implements Optimizer {
     this.weightDecay = opts.weightDecay ?? 0;
     this.momenta = this.matrices.map(([, p]) => keep(F.zeros(p.shape)));
     this.decay = this.matrices.map(([n]) => !(opts.noDecay?.(n) ?? false));
-    this.groups = [];
+    const shapes = new Map<string, { fanIn: number; fanOut: number; members: number[] }>();
     this.matrices.forEach(([, p], index) => {
       const [fanIn, fanOut] = p.shape as [number, number];
-      const transposed = fanIn > fanOut;
-      const rows = Math.min(fanIn, fanOut);
-      const cols = Math.max(fanIn, fanOut);
-      let group = this.groups.find((g) => g.rows === rows && g.cols === cols);
-      if (group === undefined) {
-        group = { rows, cols, members: [] };
-        this.groups.push(group);
-      }
-      group.members.push({ index, transposed });
+      const key = `${fanIn}x${fanOut}`;
+      if (!shapes.has(key)) shapes.set(key, { fanIn, fanOut, members: [] });
+      shapes.get(key)!.members.push(index);
     });
+    this.groups = [...shapes.values()].map((g) => ({
+      ...g,
+      ns: new NewtonSchulz(
+        g.members.length,
+        g.fanIn,
+        g.fanOut,
+        this.matrices[g.members[0]!]![1].backend,
+      ),
+    }));
   }
 
   /** Optimiser steps taken. */
@@ -127,29 +117,31 @@ export class Muon implements Optimizer {
   }
 
   private updateGroup(group: MatrixGroup, lr: number): void {
-    const live = group.members.filter(({ index }) => this.matrices[index]![1].grad !== null);
+    const live = group.members.filter((index) => this.matrices[index]![1].grad !== null);
     if (live.length === 0) return;
-    tidy(() => {
-      const directions = live.map(({ index, transposed }) => {
-        const grad = this.matrices[index]![1].grad!;
-        const m = this.momenta[index]!;
-        m.backend.affine(m.buf, m.buf, m.size, this.momentum, 0); // m <- beta m
-        m.backend.axpy(grad.buf, m.buf, m.size, 1); // m <- beta m + g
-        const nesterov = F.add(grad, F.scale(m, this.momentum)); // [in, out]
-        const oriented = transposed ? F.transpose(nesterov, 0, 1) : nesterov; // [rows, cols]
-        const norm = Math.sqrt(F.sumOfSquares(oriented)) + 1e-7;
-        return F.reshape(F.scale(oriented, 1 / norm), [1, group.rows, group.cols]);
-      });
-      const orthogonal = newtonSchulz(F.concat(directions, 0)); // [k, rows, cols]
-      live.forEach(({ index, transposed }, k) => {
-        const p = this.matrices[index]![1];
-        const [fanIn, fanOut] = p.shape as [number, number];
-        const slice = F.reshape(F.slice(orthogonal, 0, k, k + 1), [group.rows, group.cols]);
-        const update = transposed ? F.transpose(slice, 0, 1) : slice; // [in, out]
-        if (this.decay[index] && this.weightDecay > 0)
-          p.backend.affine(p.buf, p.buf, p.size, 1 - lr * this.weightDecay, 0);
-        p.backend.axpy(update.buf, p.buf, p.size, -lr * Math.sqrt(Math.max(1, fanOut / fanIn)));
-      });
+    const { ns } = group;
+    const be = ns.backend;
+    const size = group.fanIn * group.fanOut;
+    const directions = ns.input.buf; // [slices, fanIn, fanOut]
+    live.forEach((index, k) => {
+      const m = this.momenta[index]!.buf;
+      be.affine(m, m, size, this.momentum, 0); // m <- beta m
+      be.axpy(this.matrices[index]![1].grad!.buf, m, size, 1); // m <- beta m + g
+      be.copyBlock(m, directions, 1, 1, 0, ns.slices, k, 1, size, false);
+    });
+    be.affine(directions, directions, live.length * size, this.momentum, 0);
+    live.forEach((index, k) => {
+      const grad = this.matrices[index]![1].grad!.buf;
+      be.copyBlock(grad, directions, 1, 1, 0, ns.slices, k, 1, size, true); // g + beta m
+    });
+    // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [k, fanIn, fanOut]
+    const step = -lr * Math.sqrt(Math.max(1, group.fanOut / group.fanIn));
+    const update = ns.run(live.length, NS_STEPS, step, true).buf;
+    live.forEach((index, k) => {
+      const p = this.matrices[index]![1];
+      if (this.decay[index] && this.weightDecay > 0)
+        be.affine(p.buf, p.buf, size, 1 - lr * this.weightDecay, 0);
+      be.copyBlock(update, p.buf, 1, ns.slices, k, 1, 0, 1, size, true); // p += slice k
     });
   }
 
@@ -188,5 +180,6 @@ export class Muon implements Optimizer {
   dispose(): void {
     this.adam.dispose();
     this.momenta.forEach((t) => t.dispose());
+    this.groups.forEach((g) => g.ns.dispose());
   }
 }
