@@ -21,7 +21,7 @@ import { keep } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { AdamW } from './optim';
 import type { AdamOptions, Optimizer, OptimizerState } from './optim';
-import { NS_STEPS, NewtonSchulz } from './newton_schulz';
+import { NewtonSchulz } from './newton_schulz';
 
 export { newtonSchulz } from './newton_schulz';
 
@@ -136,7 +136,7 @@ export class Muon implements Optimizer {
     });
     // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [k, fanIn, fanOut]
     const step = -lr * Math.sqrt(Math.max(1, group.fanOut / group.fanIn));
-    const update = ns.run(live.length, NS_STEPS, step, true).buf;
+    const update = ns.run(live.length, step, true).buf;
     live.forEach((index, k) => {
       const p = this.matrices[index]![1];
       if (this.decay[index] && this.weightDecay > 0)

@@ -29,7 +29,7 @@ import * as F from '../engine/ops';
 
 /** The quintic Newton-Schulz coefficients and step count of the speedrun records. */
 const NS_COEFFICIENTS = [3.4445, -4.775, 2.0315] as const;
-export const NS_STEPS = 5;
+const NS_STEPS = 5;
 
 /** A kept float32 tensor of `shape` on `backend` (zero-filled). */
 const kept = (shape: number[], backend: Backend): Tensor => keep(empty(shape, 'float32', backend));
@@ -62,8 +62,10 @@ export class NewtonSchulz {
     readonly rows: number,
     readonly cols: number,
     readonly backend: Backend,
-    steps: number = NS_STEPS,
+    private readonly steps: number = NS_STEPS,
   ) {
+    if (!(Number.isInteger(steps) && steps >= 1))
+      throw new Error(`newtonSchulz: steps must be an integer >= 1, got ${steps}`);
     const n = Math.min(rows, cols);
     const long = Math.max(rows, cols);
     this.n = n;
@@ -81,71 +83,75 @@ export class NewtonSchulz {
   }
 
   /**
-   * `steps` (>= 1, as at construction) iterations on the first k slices of `input`, each slice
-   * first divided by its Frobenius norm (+ 1e-7) when `normalise`; returns the buffer holding
-   * the result times alpha.
+   * The iteration on the first k slices of `input`, each slice first divided by its Frobenius
+   * norm (+ 1e-7) when `normalise`; returns the buffer holding the result times alpha.
    */
-  run(k: number, steps: number, alpha: number, normalise: boolean): Tensor {
-    if (!(steps >= 1)) throw new Error(`newtonSchulz: steps must be >= 1, got ${steps}`);
-    let [g, gNext, p, spare, q] = this.squares as [Tensor, Tensor, Tensor, Tensor, Tensor];
+  run(k: number, alpha: number, normalise: boolean): Tensor {
+    const [g, gNext] = this.squares as [Tensor, Tensor];
     this.gram(this.input, g, k);
-    let scale: Tensor | null = null; // [k]: 1 / ||X_i||_F, applied to what multiplies X
-    if (normalise) {
-      const [inverse, inverseSquare] = this.inverseNorms(g, k);
-      this.scaleSlices(g, inverseSquare, gNext, k); // the Gram matrix of X / ||X||_F
-      [g, gNext] = [gNext, g];
-      scale = inverse;
-    }
+    if (!normalise) return this.iterate(k, alpha, g, gNext, null);
+    const [inverse, inverseSquare] = this.inverseNorms(g, k);
     try {
-      if (!this.inGramSpace) return this.runInXSpace(k, steps, alpha, g, scale);
-      const square = this.square();
-      for (let i = 0; i < steps; i++) {
-        this.polynomial(g, p, k); // P_i
-        if (i < steps - 1) {
-          // G <- P G P = G P^T P (P commutes with G and is symmetric), kept symmetric
-          this.product(p, p, spare, k, { ...square, transA: true });
-          this.product(g, spare, gNext, k, square, 0.5);
-          this.symmetrise(gNext, g, k);
-        }
-        if (i === 0) {
-          [q, p] = [p, q]; // Q = P_0
-        } else {
-          this.product(p, q, spare, k, square); // Q <- P_i Q
-          [q, spare] = [spare, q];
-        }
-      }
-      if (scale !== null) {
-        this.scaleSlices(q, scale, spare, k);
-        q = spare;
-      }
-      // X Q for a wide X; a tall one's steps multiply on the right: X P_first ... P_last = X Q^T
-      this.applyTo(q, this.input, this.output, k, alpha, !this.wide);
-      return this.output;
+      this.scaleSlices(g, inverseSquare, gNext, k); // the Gram matrix of X / ||X||_F
+      return this.iterate(k, alpha, gNext, g, inverse);
     } finally {
-      scale?.dispose();
+      inverse.dispose();
+      inverseSquare.dispose();
     }
   }
 
-  private runInXSpace(
+  /**
+   * From X's Gram matrix `gram` (`free`: a spare [slices, n, n] buffer), the iteration; `scale`
+   * ([k] or null) divides X's slices first, applied to what multiplies X.
+   */
+  private iterate(
     k: number,
-    steps: number,
     alpha: number,
     gram: Tensor,
+    free: Tensor,
     scale: Tensor | null,
   ): Tensor {
-    const [, , p, spare] = this.squares as [Tensor, Tensor, Tensor, Tensor];
-    let g = gram;
+    if (!this.inGramSpace) return this.iterateInXSpace(k, alpha, gram, scale);
+    const square = this.square();
+    let [g, gNext] = [gram, free];
+    let [p, spare, q] = this.squares.slice(2) as [Tensor, Tensor, Tensor];
+    for (let i = 0; i < this.steps; i++) {
+      this.polynomial(g, p, k); // P_i
+      if (i < this.steps - 1) {
+        // G <- P G P = G P^T P (P commutes with G and is symmetric), kept symmetric
+        this.product(p, p, spare, k, { ...square, transA: true });
+        this.product(g, spare, gNext, k, square, 0.5);
+        this.symmetrise(gNext, g, k);
+      }
+      if (i === 0) {
+        [q, p] = [p, q]; // Q = P_0
+      } else {
+        this.product(p, q, spare, k, square); // Q <- P_i Q
+        [q, spare] = [spare, q];
+      }
+    }
+    if (scale !== null) {
+      this.scaleSlices(q, scale, spare, k);
+      q = spare;
+    }
+    // Q X for a wide X; a tall one's steps multiply on the right: X P_first ... P_last = X Q^T
+    this.applyTo(q, this.input, this.output, k, alpha, !this.wide);
+    return this.output;
+  }
+
+  private iterateInXSpace(k: number, alpha: number, gram: Tensor, scale: Tensor | null): Tensor {
+    const [p, spare] = this.squares.slice(2) as [Tensor, Tensor];
     let x = this.input;
     let next = this.output;
-    for (let i = 0; i < steps; i++) {
-      if (i > 0) this.gram(x, g, k);
-      this.polynomial(g, p, k);
+    for (let i = 0; i < this.steps; i++) {
+      if (i > 0) this.gram(x, gram, k);
+      this.polynomial(gram, p, k);
       let applied = p;
       if (i === 0 && scale !== null) {
         this.scaleSlices(p, scale, spare, k); // P_0 (X / ||X||) = (P_0 / ||X||) X
         applied = spare;
       }
-      this.applyTo(applied, x, next, k, i === steps - 1 ? alpha : 1, false); // P X or X P
+      this.applyTo(applied, x, next, k, i === this.steps - 1 ? alpha : 1, false); // P X or X P
       [x, next] = [next, x];
     }
     return x;
@@ -287,7 +293,7 @@ export function newtonSchulz(x: Tensor, steps: number = NS_STEPS, normalise = fa
   const ns = new NewtonSchulz(k!, rows!, cols!, x.backend, steps);
   try {
     x.backend.copyBlock(x.buf, ns.input.buf, 1, 1, 0, 1, 0, 1, x.size, false);
-    return F.reshape(F.clone(ns.run(k!, steps, 1, normalise)), x.shape);
+    return F.reshape(F.clone(ns.run(k!, 1, normalise)), x.shape);
   } finally {
     ns.dispose();
   }
