@@ -11,13 +11,13 @@
 //
 // The state keeps the checkpoint's layout (OptimizerState: m and v per parameter): a matrix's m
 // is its momentum and its v stays zero. Composed from backend kernels on buffers kept across
-// steps, so it runs on every backend and allocates nothing per step: the polynomial's scalars
-// ride on the matmuls' alpha and on axpy, the Gram matrices (symmetric) are products of one
-// operand with itself, and the last product carries -lr, so that the update is added straight
-// into the weights.
+// steps (newton_schulz.ts), so it runs on every backend: a group's momenta are one buffer (one
+// pass decays them all), its directions are written straight into the iteration's input, and the
+// iteration's last product carries -lr, so that the update is added straight into the weights.
 
+import type { Buf } from '../engine/backend';
 import type { Tensor } from '../engine/tensor';
-import { keep } from '../engine/tensor';
+import { empty, keep } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { AdamW } from './optim';
 import type { AdamOptions, Optimizer, OptimizerState } from './optim';
@@ -38,15 +38,16 @@ export interface MuonOptions extends AdamOptions {
 interface MatrixGroup {
   fanIn: number;
   fanOut: number;
-  /** Indices into the matrix list. */
+  /** Indices into the matrix list; member k is slice k of the group's buffers. */
   members: number[];
+  /** The members' momenta, [members, fanIn, fanOut]: one buffer, so that decaying them is one pass. */
+  momentum: Tensor;
   ns: NewtonSchulz;
 }
 
 export class Muon implements Optimizer {
   private readonly adam: AdamW;
   private readonly matrices: [string, Tensor][];
-  private readonly momenta: Tensor[];
   private readonly groups: MatrixGroup[];
   private readonly decay: boolean[];
   readonly muonLr: number;
@@ -69,7 +70,6 @@ export class Muon implements Optimizer {
     this.baseLr = opts.lr;
     this.momentum = opts.momentum ?? 0.95;
     this.weightDecay = opts.weightDecay ?? 0;
-    this.momenta = this.matrices.map(([, p]) => keep(F.zeros(p.shape)));
     this.decay = this.matrices.map(([n]) => !(opts.noDecay?.(n) ?? false));
     const shapes = new Map<string, { fanIn: number; fanOut: number; members: number[] }>();
     this.matrices.forEach(([, p], index) => {
@@ -78,15 +78,15 @@ export class Muon implements Optimizer {
       if (!shapes.has(key)) shapes.set(key, { fanIn, fanOut, members: [] });
       shapes.get(key)!.members.push(index);
     });
-    this.groups = [...shapes.values()].map((g) => ({
-      ...g,
-      ns: new NewtonSchulz(
-        g.members.length,
-        g.fanIn,
-        g.fanOut,
-        this.matrices[g.members[0]!]![1].backend,
-      ),
-    }));
+    this.groups = [...shapes.values()].map((g) => {
+      const backend = this.matrices[g.members[0]!]![1].backend;
+      const k = g.members.length;
+      return {
+        ...g,
+        momentum: keep(empty([k, g.fanIn, g.fanOut], 'float32', backend)),
+        ns: new NewtonSchulz(k, g.fanIn, g.fanOut, backend),
+      };
+    });
   }
 
   /** Optimiser steps taken. */
@@ -117,31 +117,38 @@ export class Muon implements Optimizer {
   }
 
   private updateGroup(group: MatrixGroup, lr: number): void {
-    const live = group.members.filter((index) => this.matrices[index]![1].grad !== null);
-    if (live.length === 0) return;
+    const grads = group.members.map((index) => this.matrices[index]![1].grad);
+    if (grads.every((g) => g === null)) return;
     const { ns } = group;
     const be = ns.backend;
+    const slices = group.members.length;
     const size = group.fanIn * group.fanOut;
+    const momenta = group.momentum.buf;
     const directions = ns.input.buf; // [slices, fanIn, fanOut]
-    live.forEach((index, k) => {
-      const m = this.momenta[index]!.buf;
-      be.affine(m, m, size, this.momentum, 0); // m <- beta m
-      be.axpy(this.matrices[index]![1].grad!.buf, m, size, 1); // m <- beta m + g
-      be.copyBlock(m, directions, 1, 1, 0, ns.slices, k, 1, size, false);
-    });
-    be.affine(directions, directions, live.length * size, this.momentum, 0);
-    live.forEach((index, k) => {
-      const grad = this.matrices[index]![1].grad!.buf;
-      be.copyBlock(grad, directions, 1, 1, 0, ns.slices, k, 1, size, true); // g + beta m
-    });
-    // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [k, fanIn, fanOut]
+    // m <- beta m + g; a matrix without a gradient keeps its momentum (parked meanwhile in the
+    // directions' buffer, which is written next)
+    const idle = grads.flatMap((g, k) => (g === null ? [k] : []));
+    const park = (from: Buf, to: Buf) =>
+      idle.forEach((k) => be.copyBlock(from, to, 1, slices, k, slices, k, 1, size, false));
+    park(momenta, directions);
+    be.affine(momenta, momenta, slices * size, this.momentum, 0);
+    park(directions, momenta);
+    const addGrads = (dst: Buf) =>
+      grads.forEach((g, k) => {
+        if (g !== null) be.copyBlock(g.buf, dst, 1, 1, 0, slices, k, 1, size, true);
+      });
+    addGrads(momenta);
+    be.affine(momenta, directions, slices * size, this.momentum, 0);
+    addGrads(directions); // the Nesterov directions g + beta m
+    // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [slices, fanIn, fanOut]
     const step = -lr * Math.sqrt(Math.max(1, group.fanOut / group.fanIn));
-    const update = ns.run(live.length, step, true).buf;
-    live.forEach((index, k) => {
+    const update = ns.run(slices, step, true).buf;
+    group.members.forEach((index, k) => {
+      if (grads[k] === null) return;
       const p = this.matrices[index]![1];
       if (this.decay[index] && this.weightDecay > 0)
         be.affine(p.buf, p.buf, size, 1 - lr * this.weightDecay, 0);
-      be.copyBlock(update, p.buf, 1, ns.slices, k, 1, 0, 1, size, true); // p += slice k
+      be.copyBlock(update, p.buf, 1, slices, k, 1, 0, 1, size, true); // p += slice k
     });
   }
 
@@ -157,29 +164,40 @@ export class Muon implements Optimizer {
   /** AdamW's moments, and each matrix's momentum as its m (its v zero). */
   state(): OptimizerState {
     const s = this.adam.state();
-    this.matrices.forEach(([n, p], i) => {
-      s.m[n] = this.momenta[i]!.toFloat32Array();
-      s.v[n] = new Float32Array(p.size);
-    });
+    for (const group of this.groups) {
+      const all = group.momentum.toFloat32Array();
+      const size = group.fanIn * group.fanOut;
+      group.members.forEach((index, k) => {
+        const name = this.matrices[index]![0];
+        s.m[name] = all.slice(k * size, (k + 1) * size);
+        s.v[name] = new Float32Array(size);
+      });
+    }
     return s;
   }
 
   loadState(state: OptimizerState, source = 'optimiser state'): void {
     this.adam.loadState(state, source);
-    this.matrices.forEach(([n, p], i) => {
-      const src = state.m[n];
-      if (!src || src.length !== p.size)
-        throw new Error(`${source}: momentum for '${n}' is missing or has the wrong size`);
-      const dst = this.momenta[i]!;
-      const tmp = dst.backend.upload(src);
-      dst.backend.copyBlock(tmp, dst.buf, 1, 1, 0, 1, 0, 1, p.size, false);
-      dst.backend.free(tmp);
-    });
+    for (const group of this.groups) {
+      const size = group.fanIn * group.fanOut;
+      const { backend: be, buf } = group.momentum;
+      group.members.forEach((index, k) => {
+        const name = this.matrices[index]![0];
+        const src = state.m[name];
+        if (!src || src.length !== size)
+          throw new Error(`${source}: momentum for '${name}' is missing or has the wrong size`);
+        const tmp = be.upload(src);
+        be.copyBlock(tmp, buf, 1, 1, 0, group.members.length, k, 1, size, false);
+        be.free(tmp);
+      });
+    }
   }
 
   dispose(): void {
     this.adam.dispose();
-    this.momenta.forEach((t) => t.dispose());
-    this.groups.forEach((g) => g.ns.dispose());
+    this.groups.forEach((g) => {
+      g.momentum.dispose();
+      g.ns.dispose();
+    });
   }
 }

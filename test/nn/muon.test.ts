@@ -166,3 +166,38 @@ test('a Muon restored from its state steps exactly as the uninterrupted one', ()
     ),
   );
 });
+
+test('a matrix without a gradient keeps its weights and momentum; its batch-mates step as alone', () => {
+  const rng = new Rng(13);
+  const w1 = randomMatrix(rng, 5, 9);
+  const w2 = randomMatrix(rng, 5, 9); // the same shape: one batch with w1
+  const g1 = [randomMatrix(rng, 5, 9), randomMatrix(rng, 5, 9)];
+  const g2 = randomMatrix(rng, 5, 9);
+  const options = { lr: 0.01, muonLr: 0.05, weightDecay: 0.1 };
+  const pair: [string, Tensor][] = [
+    ['h.0.a.weight', toTensor(w1)],
+    ['h.0.b.weight', toTensor(w2)],
+  ];
+  const alone: [string, Tensor][] = [['h.0.a.weight', toTensor(w1)]];
+  const both = new Muon(pair, options);
+  const one = new Muon(alone, options);
+  const stepBoth = (withB: boolean, g: Matrix) => {
+    pair[0]![1].grad = toTensor(g);
+    if (withB) pair[1]![1].grad = toTensor(g2);
+    alone[0]![1].grad = toTensor(g);
+    for (const opt of [both, one]) {
+      opt.update();
+      opt.zeroGrad();
+    }
+  };
+  stepBoth(true, g1[0]!);
+  const bWeights = pair[1]![1].toFloat32Array();
+  const bMomentum = both.state().m['h.0.b.weight']!;
+  stepBoth(false, g1[1]!); // b has no gradient at the second step
+  assert.deepEqual(pair[0]![1].toFloat32Array(), alone[0]![1].toFloat32Array());
+  assert.deepEqual(both.state().m['h.0.a.weight'], one.state().m['h.0.a.weight']);
+  assert.deepEqual(pair[1]![1].toFloat32Array(), bWeights);
+  assert.deepEqual(both.state().m['h.0.b.weight'], bMomentum);
+  // b's momentum after its one step: 0.95 * 0 + g
+  assert.deepEqual(bMomentum, Float32Array.from(g2.flat()));
+});
