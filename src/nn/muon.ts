@@ -15,13 +15,13 @@
 // pass decays them all), its directions are written straight into the iteration's input, and the
 // iteration's last product carries -lr, so that the update is added straight into the weights.
 
-import type { Buf } from '../engine/backend';
+import type { Backend, Buf } from '../engine/backend';
 import type { Tensor } from '../engine/tensor';
 import { empty, keep } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { AdamW } from './optim';
 import type { AdamOptions, Optimizer, OptimizerState } from './optim';
-import { NewtonSchulz } from './newton_schulz';
+import { NewtonSchulz, prefersGramSpace } from './newton_schulz';
 
 export { newtonSchulz } from './newton_schulz';
 
@@ -34,7 +34,7 @@ export interface MuonOptions extends AdamOptions {
   isMatrix?: (name: string, p: Tensor) => boolean;
 }
 
-/** The matrices of one shape [fanIn, fanOut], orthogonalised as one batch. */
+/** The matrices of one shape [fanIn, fanOut]. */
 interface MatrixGroup {
   fanIn: number;
   fanOut: number;
@@ -42,13 +42,22 @@ interface MatrixGroup {
   members: number[];
   /** The members' momenta, [members, fanIn, fanOut]: one buffer, so that decaying them is one pass. */
   momentum: Tensor;
+}
+
+/**
+ * Groups orthogonalised as one Newton-Schulz batch: one group, or (in G's space) every group
+ * whose short side is the same n, so that their [n, n] work is one product at a time.
+ */
+interface Batch {
+  groups: MatrixGroup[];
+  /** Its shapes are the groups', in order. */
   ns: NewtonSchulz;
 }
 
 export class Muon implements Optimizer {
   private readonly adam: AdamW;
   private readonly matrices: [string, Tensor][];
-  private readonly groups: MatrixGroup[];
+  private readonly batches: Batch[];
   private readonly decay: boolean[];
   readonly muonLr: number;
   readonly baseLr: number;
@@ -78,15 +87,28 @@ export class Muon implements Optimizer {
       if (!shapes.has(key)) shapes.set(key, { fanIn, fanOut, members: [] });
       shapes.get(key)!.members.push(index);
     });
-    this.groups = [...shapes.values()].map((g) => {
-      const backend = this.matrices[g.members[0]!]![1].backend;
-      const k = g.members.length;
-      return {
-        ...g,
-        momentum: keep(empty([k, g.fanIn, g.fanOut], 'float32', backend)),
-        ns: new NewtonSchulz(k, g.fanIn, g.fanOut, backend),
-      };
-    });
+    const groups = [...shapes.values()].map((g) => ({
+      ...g,
+      momentum: keep(empty([g.members.length, g.fanIn, g.fanOut], 'float32', this.backendOf(g))),
+    }));
+    const joint = new Map<number, MatrixGroup[]>(); // short side -> the groups in G's space
+    const alone: MatrixGroup[][] = [];
+    for (const g of groups) {
+      const n = Math.min(g.fanIn, g.fanOut);
+      if (!prefersGramSpace(g.fanIn, g.fanOut)) alone.push([g]);
+      else joint.set(n, [...(joint.get(n) ?? []), g]);
+    }
+    this.batches = [...joint.values(), ...alone].map((members) => ({
+      groups: members,
+      ns: new NewtonSchulz(
+        members.map((g) => ({ slices: g.members.length, rows: g.fanIn, cols: g.fanOut })),
+        this.backendOf(members[0]!),
+      ),
+    }));
+  }
+
+  private backendOf(group: { members: number[] }): Backend {
+    return this.matrices[group.members[0]!]![1].backend;
   }
 
   /** Optimiser steps taken. */
@@ -113,43 +135,55 @@ export class Muon implements Optimizer {
   update(lr = this.baseLr): void {
     this.adam.update(lr);
     const matrixLr = (this.muonLr * lr) / this.baseLr;
-    for (const group of this.groups) this.updateGroup(group, matrixLr);
+    for (const batch of this.batches) this.updateBatch(batch, matrixLr);
   }
 
-  private updateGroup(group: MatrixGroup, lr: number): void {
-    const grads = group.members.map((index) => this.matrices[index]![1].grad);
-    if (grads.every((g) => g === null)) return;
-    const { ns } = group;
-    const be = ns.backend;
+  private updateBatch(batch: Batch, lr: number): void {
+    const grads = batch.groups.map((group) =>
+      group.members.map((index) => this.matrices[index]![1].grad),
+    );
+    if (grads.flat().every((g) => g === null)) return;
+    batch.groups.forEach((group, j) => this.writeDirections(group, grads[j]!, batch.ns.inputs[j]!));
+    // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [slices, fanIn, fanOut]
+    const steps = batch.groups.map((g) => -lr * Math.sqrt(Math.max(1, g.fanOut / g.fanIn)));
+    const updates = batch.ns.run(steps, true);
+    batch.groups.forEach((group, j) => {
+      const be = group.momentum.backend;
+      const size = group.fanIn * group.fanOut;
+      group.members.forEach((index, k) => {
+        if (grads[j]![k] === null) return;
+        const p = this.matrices[index]![1];
+        if (this.decay[index] && this.weightDecay > 0)
+          be.affine(p.buf, p.buf, size, 1 - lr * this.weightDecay, 0);
+        const slices = group.members.length;
+        be.copyBlock(updates[j]!.buf, p.buf, 1, slices, k, 1, 0, 1, size, true); // p += slice k
+      });
+    });
+  }
+
+  /**
+   * m <- beta m + g for a group's members, then their Nesterov directions g + beta m into
+   * `directions` ([members, fanIn, fanOut]). A matrix without a gradient keeps its momentum
+   * (parked meanwhile in `directions`, which is written next); its direction is beta m.
+   */
+  private writeDirections(group: MatrixGroup, grads: (Tensor | null)[], directions: Tensor): void {
+    const be = group.momentum.backend;
     const slices = group.members.length;
     const size = group.fanIn * group.fanOut;
     const momenta = group.momentum.buf;
-    const directions = ns.input.buf; // [slices, fanIn, fanOut]
-    // m <- beta m + g; a matrix without a gradient keeps its momentum (parked meanwhile in the
-    // directions' buffer, which is written next)
     const idle = grads.flatMap((g, k) => (g === null ? [k] : []));
     const park = (from: Buf, to: Buf) =>
       idle.forEach((k) => be.copyBlock(from, to, 1, slices, k, slices, k, 1, size, false));
-    park(momenta, directions);
+    park(momenta, directions.buf);
     be.affine(momenta, momenta, slices * size, this.momentum, 0);
-    park(directions, momenta);
+    park(directions.buf, momenta);
     const addGrads = (dst: Buf) =>
       grads.forEach((g, k) => {
         if (g !== null) be.copyBlock(g.buf, dst, 1, 1, 0, slices, k, 1, size, true);
       });
     addGrads(momenta);
-    be.affine(momenta, directions, slices * size, this.momentum, 0);
-    addGrads(directions); // the Nesterov directions g + beta m
-    // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [slices, fanIn, fanOut]
-    const step = -lr * Math.sqrt(Math.max(1, group.fanOut / group.fanIn));
-    const update = ns.run(slices, step, true).buf;
-    group.members.forEach((index, k) => {
-      if (grads[k] === null) return;
-      const p = this.matrices[index]![1];
-      if (this.decay[index] && this.weightDecay > 0)
-        be.affine(p.buf, p.buf, size, 1 - lr * this.weightDecay, 0);
-      be.copyBlock(update, p.buf, 1, slices, k, 1, 0, 1, size, true); // p += slice k
-    });
+    be.affine(momenta, directions.buf, slices * size, this.momentum, 0);
+    addGrads(directions.buf);
   }
 
   zeroGrad(): void {
@@ -164,7 +198,7 @@ export class Muon implements Optimizer {
   /** AdamW's moments, and each matrix's momentum as its m (its v zero). */
   state(): OptimizerState {
     const s = this.adam.state();
-    for (const group of this.groups) {
+    for (const group of this.batches.flatMap((b) => b.groups)) {
       const all = group.momentum.toFloat32Array();
       const size = group.fanIn * group.fanOut;
       group.members.forEach((index, k) => {
@@ -178,7 +212,7 @@ export class Muon implements Optimizer {
 
   loadState(state: OptimizerState, source = 'optimiser state'): void {
     this.adam.loadState(state, source);
-    for (const group of this.groups) {
+    for (const group of this.batches.flatMap((b) => b.groups)) {
       const size = group.fanIn * group.fanOut;
       const { backend: be, buf } = group.momentum;
       group.members.forEach((index, k) => {
@@ -195,9 +229,9 @@ export class Muon implements Optimizer {
 
   dispose(): void {
     this.adam.dispose();
-    this.groups.forEach((g) => {
-      g.momentum.dispose();
-      g.ns.dispose();
-    });
+    for (const batch of this.batches) {
+      batch.groups.forEach((g) => g.momentum.dispose());
+      batch.ns.dispose();
+    }
   }
 }
