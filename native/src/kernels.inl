@@ -93,6 +93,56 @@ inline vf vsplat(float s) {
   for (int i = 0; i < VL; i++) v[i] = s;
   return v;
 }
+
+// A VL x VL block transposed in registers (packing a transposed B, mirroring a symmetric C):
+// stage S exchanges the off-diagonal S x S sub-blocks of every 2S x 2S block, between rows q and
+// q + S (two-input shuffles); the stages S = VL/2, ..., 1 together transpose. Row q of the
+// block is read from src + q * lds and row q of its transpose written to dst + q * ldd.
+#if MMGPT_VL == 16
+#define MMGPT_TR8_LO 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define MMGPT_TR8_HI 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
+#define MMGPT_TR4_LO 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define MMGPT_TR4_HI 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define MMGPT_TR2_LO 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define MMGPT_TR2_HI 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define MMGPT_TR1_LO 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define MMGPT_TR1_HI 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#elif MMGPT_VL == 8
+#define MMGPT_TR4_LO 0, 1, 2, 3, 8, 9, 10, 11
+#define MMGPT_TR4_HI 4, 5, 6, 7, 12, 13, 14, 15
+#define MMGPT_TR2_LO 0, 1, 8, 9, 4, 5, 12, 13
+#define MMGPT_TR2_HI 2, 3, 10, 11, 6, 7, 14, 15
+#define MMGPT_TR1_LO 0, 8, 2, 10, 4, 12, 6, 14
+#define MMGPT_TR1_HI 1, 9, 3, 11, 5, 13, 7, 15
+#else
+#define MMGPT_TR2_LO 0, 1, 4, 5
+#define MMGPT_TR2_HI 2, 3, 6, 7
+#define MMGPT_TR1_LO 0, 4, 2, 6
+#define MMGPT_TR1_HI 1, 5, 3, 7
+#endif
+#define MMGPT_TRANSPOSE_STAGE(S)                                         \
+  _Pragma("GCC unroll 16") for (int q = 0; q < VL; q++) {                \
+    if (q & S) continue;                                                 \
+    const vf a = r[q], b = r[q + S];                                     \
+    r[q] = __builtin_shufflevector(a, b, MMGPT_TR##S##_LO);              \
+    r[q + S] = __builtin_shufflevector(a, b, MMGPT_TR##S##_HI);          \
+  }
+inline void transposeBlock(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  vf r[MMGPT_VL];
+#pragma GCC unroll 16
+  for (int q = 0; q < VL; q++) r[q] = vload(src + q * lds);
+#if MMGPT_VL == 16
+  MMGPT_TRANSPOSE_STAGE(8)
+#endif
+#if MMGPT_VL >= 8
+  MMGPT_TRANSPOSE_STAGE(4)
+#endif
+  MMGPT_TRANSPOSE_STAGE(2)
+  MMGPT_TRANSPOSE_STAGE(1)
+#pragma GCC unroll 16
+  for (int q = 0; q < VL; q++) vstore(dst + q * ldd, r[q]);
+}
+
 // Partial vectors (row tails, n < VL): vloadPart loads p[0..n) with the other lanes set to
 // `fill`, vstorePart stores lanes [0, n). Masked loads/stores where the ISA has them (no memory
 // is touched past p[n-1]), else a bounce through a stack buffer.
@@ -748,6 +798,9 @@ struct GemmItem {
   int64_t lda, ldb, ldc;
   float alpha;
   int beta;  // 1: C += alpha AB; 0: C = alpha AB
+  // 1: op(B) = op(A)^T (one operand read both ways, C = alpha op(A) op(A)^T symmetric, beta 0):
+  // only the tiles that reach the upper triangle are computed, then mirrorLower fills the rest.
+  int upper;
 };
 
 /** Packs rows [i0, i0+rows) x depth [p0, p0+kc) of op(A) as Ap[p * kMR + i]. */
@@ -772,8 +825,17 @@ inline void packB(const float* B, const GemmItem& g, int64_t j0, int cols, int64
       memcpy(dst, B + (p0 + p) * g.ldb + j0, (size_t)cols * 4);
       for (int j = cols; j < kNR; j++) dst[j] = 0.0f;
     }
-  } else {  // op(B)[p, j] = B[j * ldb + p]
-    for (int j = 0; j < cols; j++) {
+  } else {  // op(B)[p, j] = B[j * ldb + p]: VL x VL blocks transposed in registers, then the rest
+    const int colBlocks = cols / VL * VL;
+    const int64_t depthBlocks = kc / VL * VL;
+    for (int j = 0; j < colBlocks; j += VL) {
+      const float* src = B + (j0 + j) * g.ldb + p0;
+      for (int64_t p = 0; p < depthBlocks; p += VL) transposeBlock(src + p, g.ldb, Bp + p * kNR + j, kNR);
+      for (int q = 0; q < VL; q++) {
+        for (int64_t p = depthBlocks; p < kc; p++) Bp[p * kNR + j + q] = src[q * g.ldb + p];
+      }
+    }
+    for (int j = colBlocks; j < cols; j++) {
       const float* src = B + (j0 + j) * g.ldb + p0;
       for (int64_t p = 0; p < kc; p++) Bp[p * kNR + j] = src[p];
     }
@@ -994,7 +1056,9 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
             packedDepth = pb;
           }
           const float* bBlock = Bp + (pb - pb0) * kcBlock * nPanels * kNR;
-          for (int64_t jp = grp * perGroup; jp < jpEnd; jp++) {
+          // upper: the tiles wholly left of the diagonal (j0 + kNR <= i0) are mirrored, not computed.
+          const int64_t jpFirst = g.upper && i0 > jc ? (i0 - jc) / kNR : 0;
+          for (int64_t jp = max64(grp * perGroup, jpFirst); jp < jpEnd; jp++) {
             const int64_t j0 = jc + jp * kNR;
             ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, bBlock + jp * kNR * kc,
                              C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha,
@@ -1085,10 +1149,49 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
   }
 }
 
+/**
+ * C[i, j] = C[j, i] for j < i: the lower triangle of a symmetric product (GemmItem::upper) from
+ * its upper one, this thread's share of the rows, in blocks of 16 x 16 (both sides in cache).
+ * Element (j, i) of op(A) op(A)^T sums the same products in the same order as element (i, j),
+ * so the mirrored C is bit for bit the one the full product would write.
+ */
+void mirrorLower(float* C, int64_t m, int64_t ldc, int tid, int nth) {
+  const int64_t blocks = ceilDiv(m, 16);
+  // Row block r has r + 1 blocks to fill: split the triangle's blocks evenly over the threads.
+  const int64_t total = blocks * (blocks + 1) / 2;
+  const int64_t lo = total * tid / nth, hi = total * (tid + 1) / nth;
+  int64_t r = 0, before = 0;  // row block of block index lo, and the blocks above it
+  while (before + r + 1 <= lo) before += ++r;
+  for (int64_t u = lo; u < hi; u++) {
+    if (u - before > r) before += ++r;
+    const int64_t c = u - before;  // column block <= r
+    const int64_t i1 = min64(m, (r + 1) * 16), j1 = min64(m, (c + 1) * 16);
+    if (c < r && i1 - r * 16 == 16 && j1 - c * 16 == 16) {  // whole blocks: VL x VL transposes
+      for (int64_t bi = 0; bi < 16; bi += VL) {
+        for (int64_t bj = 0; bj < 16; bj += VL) {
+          const int64_t i = r * 16 + bi, j = c * 16 + bj;
+          transposeBlock(C + j * ldc + i, ldc, C + i * ldc + j, ldc);
+        }
+      }
+      continue;
+    }
+    for (int64_t i = r * 16; i < i1; i++) {
+      const int64_t jEnd = c == r ? i : j1;
+      for (int64_t j = c * 16; j < jEnd; j++) C[i * ldc + j] = C[j * ldc + i];
+    }
+  }
+}
+
 /** Dispatches one product to the packed or the small-m path. */
 inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth,
                     float* Bp, int64_t* next) {
-  if (g.m <= kSmallM) {
+  if (g.upper) {  // the shared-B path (the only one that skips tiles), then the mirror
+    gemmItem(A, B, C, g, tid, nth, Bp, next);  // ends with a barrier when nth > 1
+    mirrorLower(C, g.m, g.ldc, tid, nth);
+    if (nth > 1) {
+#pragma omp barrier
+    }
+  } else if (g.m <= kSmallM) {
     gemmSmallM(A, B, C, g, tid, nth);
     if (nth > 1) {
 #pragma omp barrier
@@ -1124,6 +1227,10 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
   g.ldc = n;
   g.alpha = (float)p->alpha;
   g.beta = p->accumulate ? 1 : 0;
+  // One operand read both ways: C = alpha op(A) op(A)^T is symmetric (its upper triangle is
+  // computed, then mirrored). Not when accumulating: the C it adds to may not be symmetric.
+  g.upper = A == B && p->strideA == p->strideB && p->transA != p->transB && m == n &&
+            m > kSmallM && !p->accumulate;
   const double itemFlops = 2.0 * (double)m * (double)n * (double)k;
   const int team = (nt > 1 && itemFlops * (double)batch >= 4e5) ? nt : 1;
   // Items may run concurrently only when their C blocks are disjoint.
@@ -1647,6 +1754,7 @@ void kNearestCode(const float* z, const float* codebook, int32_t* idx, float* di
     g.ldc = k;
     g.alpha = 1.0f;
     g.beta = 0;
+    g.upper = 0;
     float* dots = scratch(&tlsNearest, m * k);
     float* Bp = scratch(&tlsPackB, packBFloatsFor(g, 1));
     gemmAny(z + r0 * d, codebook, dots, g, 0, 1, Bp, nullptr);

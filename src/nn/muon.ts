@@ -6,22 +6,24 @@
 // g + beta m made (nearly) orthogonal: a quintic Newton-Schulz iteration pushes every singular
 // value of X = u / ||u||_F towards 1 (coefficients 3.4445, -4.7750, 2.0315, five steps), which is
 // cheap matmuls rather than an SVD. The step is lr * sqrt(max(1, fanOut / fanIn)), so a matrix's
-// update has about the same RMS whatever its shape. Matrices of the same (oriented) shape are
-// orthogonalised together as one batch of matmuls, wide side last: the [in, out] weights of one
-// layer and the transposed ones of another share a batch.
+// update has about the same RMS whatever its shape. Matrices of the same shape are orthogonalised
+// together as one batch of matmuls, in their own layout: a tall matrix's Gram matrix is X^T X.
 //
 // The state keeps the checkpoint's layout (OptimizerState: m and v per parameter): a matrix's m
-// is its momentum and its v stays zero. Composed from engine ops, so it runs on every backend.
+// is its momentum and its v stays zero. Composed from backend kernels on buffers kept across
+// steps (newton_schulz.ts), so it runs on every backend: a group's momenta are one buffer (one
+// pass decays them all), its directions are written straight into the iteration's input, and the
+// iteration's last product carries -lr, so that the update is added straight into the weights.
 
+import type { Backend, Buf } from '../engine/backend';
 import type { Tensor } from '../engine/tensor';
-import { keep, tidy } from '../engine/tensor';
+import { empty, keep } from '../engine/tensor';
 import * as F from '../engine/ops';
 import { AdamW } from './optim';
 import type { AdamOptions, Optimizer, OptimizerState } from './optim';
+import { NewtonSchulz, prefersGramSpace } from './newton_schulz';
 
-/** The quintic Newton-Schulz coefficients and step count of the speedrun records. */
-const NS_COEFFICIENTS = [3.4445, -4.775, 2.0315] as const;
-const NS_STEPS = 5;
+export { newtonSchulz } from './newton_schulz';
 
 export interface MuonOptions extends AdamOptions {
   /** The matrices' learning rate at the schedule's peak (`lr` is AdamW's). */
@@ -32,35 +34,30 @@ export interface MuonOptions extends AdamOptions {
   isMatrix?: (name: string, p: Tensor) => boolean;
 }
 
-/**
- * X ([k, r, c] with r <= c, or [r, c]) pushed towards the nearest semi-orthogonal matrix
- * (U V^T of its SVD): the quintic Newton-Schulz iteration on X / ||X||_F, slice by slice.
- * The caller normalises each slice; here only the iteration.
- */
-export function newtonSchulz(x: Tensor, steps: number = NS_STEPS): Tensor {
-  const [a, b, c] = NS_COEFFICIENTS;
-  let out = x;
-  for (let i = 0; i < steps; i++) {
-    const gram = F.matmul(out, out, { transB: true }); // [k, r, r]
-    const poly = F.add(F.scale(gram, b), F.scale(F.matmul(gram, gram), c)); // [k, r, r]
-    out = F.add(F.scale(out, a), F.matmul(poly, out)); // [k, r, c]
-  }
-  return out;
+/** The matrices of one shape [fanIn, fanOut]. */
+interface MatrixGroup {
+  fanIn: number;
+  fanOut: number;
+  /** Indices into the matrix list; member k is slice k of the group's buffers. */
+  members: number[];
+  /** The members' momenta, [members, fanIn, fanOut]: one buffer, so that decaying them is one pass. */
+  momentum: Tensor;
 }
 
-/** The matrices of one oriented shape [rows <= cols], orthogonalised as one batch. */
-interface MatrixGroup {
-  rows: number;
-  cols: number;
-  /** Indices into the matrix list; transposed: stored [cols, rows]. */
-  members: { index: number; transposed: boolean }[];
+/**
+ * Groups orthogonalised as one Newton-Schulz batch: one group, or (in G's space) every group
+ * whose short side is the same n, so that their [n, n] work is one product at a time.
+ */
+interface Batch {
+  groups: MatrixGroup[];
+  /** Its shapes are the groups', in order. */
+  ns: NewtonSchulz;
 }
 
 export class Muon implements Optimizer {
   private readonly adam: AdamW;
   private readonly matrices: [string, Tensor][];
-  private readonly momenta: Tensor[];
-  private readonly groups: MatrixGroup[];
+  private readonly batches: Batch[];
   private readonly decay: boolean[];
   readonly muonLr: number;
   readonly baseLr: number;
@@ -82,21 +79,36 @@ export class Muon implements Optimizer {
     this.baseLr = opts.lr;
     this.momentum = opts.momentum ?? 0.95;
     this.weightDecay = opts.weightDecay ?? 0;
-    this.momenta = this.matrices.map(([, p]) => keep(F.zeros(p.shape)));
     this.decay = this.matrices.map(([n]) => !(opts.noDecay?.(n) ?? false));
-    this.groups = [];
+    const shapes = new Map<string, { fanIn: number; fanOut: number; members: number[] }>();
     this.matrices.forEach(([, p], index) => {
       const [fanIn, fanOut] = p.shape as [number, number];
-      const transposed = fanIn > fanOut;
-      const rows = Math.min(fanIn, fanOut);
-      const cols = Math.max(fanIn, fanOut);
-      let group = this.groups.find((g) => g.rows === rows && g.cols === cols);
-      if (group === undefined) {
-        group = { rows, cols, members: [] };
-        this.groups.push(group);
-      }
-      group.members.push({ index, transposed });
+      const key = `${fanIn}x${fanOut}`;
+      if (!shapes.has(key)) shapes.set(key, { fanIn, fanOut, members: [] });
+      shapes.get(key)!.members.push(index);
     });
+    const groups = [...shapes.values()].map((g) => ({
+      ...g,
+      momentum: keep(empty([g.members.length, g.fanIn, g.fanOut], 'float32', this.backendOf(g))),
+    }));
+    const joint = new Map<number, MatrixGroup[]>(); // short side -> the groups in G's space
+    const alone: MatrixGroup[][] = [];
+    for (const g of groups) {
+      const n = Math.min(g.fanIn, g.fanOut);
+      if (!prefersGramSpace(g.fanIn, g.fanOut)) alone.push([g]);
+      else joint.set(n, [...(joint.get(n) ?? []), g]);
+    }
+    this.batches = [...joint.values(), ...alone].map((members) => ({
+      groups: members,
+      ns: new NewtonSchulz(
+        members.map((g) => ({ slices: g.members.length, rows: g.fanIn, cols: g.fanOut })),
+        this.backendOf(members[0]!),
+      ),
+    }));
+  }
+
+  private backendOf(group: { members: number[] }): Backend {
+    return this.matrices[group.members[0]!]![1].backend;
   }
 
   /** Optimiser steps taken. */
@@ -123,34 +135,55 @@ export class Muon implements Optimizer {
   update(lr = this.baseLr): void {
     this.adam.update(lr);
     const matrixLr = (this.muonLr * lr) / this.baseLr;
-    for (const group of this.groups) this.updateGroup(group, matrixLr);
+    for (const batch of this.batches) this.updateBatch(batch, matrixLr);
   }
 
-  private updateGroup(group: MatrixGroup, lr: number): void {
-    const live = group.members.filter(({ index }) => this.matrices[index]![1].grad !== null);
-    if (live.length === 0) return;
-    tidy(() => {
-      const directions = live.map(({ index, transposed }) => {
-        const grad = this.matrices[index]![1].grad!;
-        const m = this.momenta[index]!;
-        m.backend.affine(m.buf, m.buf, m.size, this.momentum, 0); // m <- beta m
-        m.backend.axpy(grad.buf, m.buf, m.size, 1); // m <- beta m + g
-        const nesterov = F.add(grad, F.scale(m, this.momentum)); // [in, out]
-        const oriented = transposed ? F.transpose(nesterov, 0, 1) : nesterov; // [rows, cols]
-        const norm = Math.sqrt(F.sumOfSquares(oriented)) + 1e-7;
-        return F.reshape(F.scale(oriented, 1 / norm), [1, group.rows, group.cols]);
-      });
-      const orthogonal = newtonSchulz(F.concat(directions, 0)); // [k, rows, cols]
-      live.forEach(({ index, transposed }, k) => {
+  private updateBatch(batch: Batch, lr: number): void {
+    const grads = batch.groups.map((group) =>
+      group.members.map((index) => this.matrices[index]![1].grad),
+    );
+    if (grads.flat().every((g) => g === null)) return;
+    batch.groups.forEach((group, j) => this.writeDirections(group, grads[j]!, batch.ns.inputs[j]!));
+    // The orthogonalised directions times -lr sqrt(max(1, fanOut / fanIn)): [slices, fanIn, fanOut]
+    const steps = batch.groups.map((g) => -lr * Math.sqrt(Math.max(1, g.fanOut / g.fanIn)));
+    const updates = batch.ns.run(steps, true);
+    batch.groups.forEach((group, j) => {
+      const be = group.momentum.backend;
+      const size = group.fanIn * group.fanOut;
+      group.members.forEach((index, k) => {
+        if (grads[j]![k] === null) return;
         const p = this.matrices[index]![1];
-        const [fanIn, fanOut] = p.shape as [number, number];
-        const slice = F.reshape(F.slice(orthogonal, 0, k, k + 1), [group.rows, group.cols]);
-        const update = transposed ? F.transpose(slice, 0, 1) : slice; // [in, out]
         if (this.decay[index] && this.weightDecay > 0)
-          p.backend.affine(p.buf, p.buf, p.size, 1 - lr * this.weightDecay, 0);
-        p.backend.axpy(update.buf, p.buf, p.size, -lr * Math.sqrt(Math.max(1, fanOut / fanIn)));
+          be.affine(p.buf, p.buf, size, 1 - lr * this.weightDecay, 0);
+        const slices = group.members.length;
+        be.copyBlock(updates[j]!.buf, p.buf, 1, slices, k, 1, 0, 1, size, true); // p += slice k
       });
     });
+  }
+
+  /**
+   * m <- beta m + g for a group's members, then their Nesterov directions g + beta m into
+   * `directions` ([members, fanIn, fanOut]). A matrix without a gradient keeps its momentum
+   * (parked meanwhile in `directions`, which is written next); its direction is beta m.
+   */
+  private writeDirections(group: MatrixGroup, grads: (Tensor | null)[], directions: Tensor): void {
+    const be = group.momentum.backend;
+    const slices = group.members.length;
+    const size = group.fanIn * group.fanOut;
+    const momenta = group.momentum.buf;
+    const idle = grads.flatMap((g, k) => (g === null ? [k] : []));
+    const park = (from: Buf, to: Buf) =>
+      idle.forEach((k) => be.copyBlock(from, to, 1, slices, k, slices, k, 1, size, false));
+    park(momenta, directions.buf);
+    be.affine(momenta, momenta, slices * size, this.momentum, 0);
+    park(directions.buf, momenta);
+    const addGrads = (dst: Buf) =>
+      grads.forEach((g, k) => {
+        if (g !== null) be.copyBlock(g.buf, dst, 1, 1, 0, slices, k, 1, size, true);
+      });
+    addGrads(momenta);
+    be.affine(momenta, directions.buf, slices * size, this.momentum, 0);
+    addGrads(directions.buf);
   }
 
   zeroGrad(): void {
@@ -165,28 +198,40 @@ export class Muon implements Optimizer {
   /** AdamW's moments, and each matrix's momentum as its m (its v zero). */
   state(): OptimizerState {
     const s = this.adam.state();
-    this.matrices.forEach(([n, p], i) => {
-      s.m[n] = this.momenta[i]!.toFloat32Array();
-      s.v[n] = new Float32Array(p.size);
-    });
+    for (const group of this.batches.flatMap((b) => b.groups)) {
+      const all = group.momentum.toFloat32Array();
+      const size = group.fanIn * group.fanOut;
+      group.members.forEach((index, k) => {
+        const name = this.matrices[index]![0];
+        s.m[name] = all.slice(k * size, (k + 1) * size);
+        s.v[name] = new Float32Array(size);
+      });
+    }
     return s;
   }
 
   loadState(state: OptimizerState, source = 'optimiser state'): void {
     this.adam.loadState(state, source);
-    this.matrices.forEach(([n, p], i) => {
-      const src = state.m[n];
-      if (!src || src.length !== p.size)
-        throw new Error(`${source}: momentum for '${n}' is missing or has the wrong size`);
-      const dst = this.momenta[i]!;
-      const tmp = dst.backend.upload(src);
-      dst.backend.copyBlock(tmp, dst.buf, 1, 1, 0, 1, 0, 1, p.size, false);
-      dst.backend.free(tmp);
-    });
+    for (const group of this.batches.flatMap((b) => b.groups)) {
+      const size = group.fanIn * group.fanOut;
+      const { backend: be, buf } = group.momentum;
+      group.members.forEach((index, k) => {
+        const name = this.matrices[index]![0];
+        const src = state.m[name];
+        if (!src || src.length !== size)
+          throw new Error(`${source}: momentum for '${name}' is missing or has the wrong size`);
+        const tmp = be.upload(src);
+        be.copyBlock(tmp, buf, 1, 1, 0, group.members.length, k, 1, size, false);
+        be.free(tmp);
+      });
+    }
   }
 
   dispose(): void {
     this.adam.dispose();
-    this.momenta.forEach((t) => t.dispose());
+    for (const batch of this.batches) {
+      batch.groups.forEach((g) => g.momentum.dispose());
+      batch.ns.dispose();
+    }
   }
 }

@@ -133,6 +133,8 @@ function matmulScale(
 /**
  * Runs one matmul on random operands with `be` and the reference; every element of C within
  * tolFactor * sqrt(k + 1) * its magnitude scale (matmulScale), the 19 sentinels after C untouched.
+ * With `oneOperand`, A and B are one buffer (p's B layout must read the same elements).
+ * Returns C as `be` computed it.
  */
 export function checkMatmul(
   be: Backend,
@@ -140,14 +142,24 @@ export function checkMatmul(
   p: MatmulParams,
   tolFactor: number,
   what: string,
-): void {
+  oneOperand = false,
+): Float32Array {
   const aLen = (p.batch - 1) * p.strideA + p.m * p.k;
   const bLen = (p.batch - 1) * p.strideB + p.k * p.n;
   const cLen = (p.batch - 1) * p.strideC + p.m * p.n;
+  assert.ok(!oneOperand || aLen === bLen, `${what}: one operand needs A and B of one length`);
   const a = randArray(rng, aLen);
-  const b = randArray(rng, bLen);
+  const b = oneOperand ? a : randArray(rng, bLen);
   const c0 = randArray(rng, cLen + 19); // 19 sentinels past the end must stay untouched
-  const r = runBoth(be, [a, b, c0], (bk, [x, y, c]) => bk.matmul(x, y, c, p));
+  let got: Float32Array;
+  let want: Float32Array;
+  if (oneOperand) {
+    const r = runBoth(be, [a, c0], (bk, [x, c]) => bk.matmul(x, x, c, p));
+    [got, want] = [r.be[1], r.js[1]];
+  } else {
+    const r = runBoth(be, [a, b, c0], (bk, [x, y, c]) => bk.matmul(x, y, c, p));
+    [got, want] = [r.be[2], r.js[2]];
+  }
   let scale: Float32Array;
   if (p.strideC === 0 && p.batch > 1) {
     // Sequential semantics over the batch: bound each element by the sum of every item's scale.
@@ -165,8 +177,6 @@ export function checkMatmul(
     scale = matmulScale(a, b, c0, p);
   }
   const bound = tolFactor * Math.sqrt(p.k + 1);
-  const got = r.be[2];
-  const want = r.js[2];
   for (let i = 0; i < cLen; i++) {
     const tol = bound * scale[i] + 1e-30;
     if (!(Math.abs(got[i] - want[i]) <= tol)) {
@@ -176,6 +186,7 @@ export function checkMatmul(
   for (let i = cLen; i < c0.length; i++) {
     if (got[i] !== c0[i]) assert.fail(`${what}: wrote past the end of C (element ${i})`);
   }
+  return got;
 }
 
 /** MatmulParams from the fields that matter; the others: batch 1, no transposes, strides 0, alpha 1, overwrite. */

@@ -454,6 +454,67 @@ for (const target of TARGETS) {
     },
   );
 
+  test(
+    `${name}: matmul of one operand with its own transpose (A and B one buffer: a symmetric C, as Newton-Schulz's Gram matrices)`,
+    { skip },
+    () => {
+      const rng = makeRng(8);
+      // [batch, m, k]: m around the 4 rows that skip packing and the 12 x 32 / 8 x 16 tiles,
+      // k across a depth block; batches of one (a team) and of several (one item per thread).
+      const shapes: [number, number, number][] = [
+        [1, 5, 3],
+        [3, 13, 31],
+        [1, 37, 300],
+        [4, 64, 17],
+        [2, 65, 64],
+        [1, 130, 129],
+        [4, 128, 128],
+      ];
+      target.forEachConfig((cfg) => {
+        for (const [batch, m, k] of shapes) {
+          for (const transA of [false, true]) {
+            for (const [alpha, accumulate] of [
+              [1, false],
+              [-0.7, false],
+              [0.5, true],
+            ] as const) {
+              // C = alpha op(X) op(X)^T: X stored [m, k] (A as is, B transposed) or [k, m].
+              const p = matmulParams({
+                batch,
+                m,
+                n: m,
+                k,
+                transA,
+                transB: !transA,
+                strideA: m * k,
+                strideB: m * k,
+                strideC: m * m,
+                alpha,
+                accumulate,
+              });
+              const what = `one-operand matmul ${cfg} ${batch}x[${m}x${k}] tA=${transA} alpha=${alpha} acc=${accumulate}`;
+              const c = checkMatmul(be(), rng, p, tol.matmul, what, true);
+              // The cpu kernels (wasm's too) compute one triangle and mirror it: C is exactly
+              // symmetric (the other backends need only agree with the reference).
+              if (accumulate || !['cpu', 'wasm'].includes(name)) continue;
+              for (let b = 0; b < batch; b++) {
+                for (let i = 0; i < m; i++) {
+                  for (let j = 0; j < i; j++) {
+                    const [ij, ji] = [c[b * m * m + i * m + j], c[b * m * m + j * m + i]];
+                    if (ij !== ji)
+                      assert.fail(
+                        `${what}: C[${b}, ${i}, ${j}] = ${ij} but C[${b}, ${j}, ${i}] = ${ji}`,
+                      );
+                  }
+                }
+              }
+            }
+          }
+        }
+      });
+    },
+  );
+
   // ---- embeddings ---------------------------------------------------------------------------
 
   test(

@@ -1,8 +1,8 @@
 // What only the native cpu backend has: its host buffers (recycled zero-filled, a double free
 // handing a buffer out once) and its configuration (thread count and SIMD build, set and
 // reported), a tiny GPT's training run against the reference backend (its attention fused), the
-// steady-state step's allocations and fills, and weight-gradient GEMMs that are the same bits
-// on 1 and 2 threads. Its kernels are tested against the reference backend, in every SIMD build
+// steady-state step's allocations and fills, and weight-gradient GEMMs and Newton-Schulz's
+// batched (symmetric) products that are the same bits on 1 and 2 threads. Its kernels are tested against the reference backend, in every SIMD build
 // and with 1 thread as well as the default count, by the suite parametrised by backend
 // (backends.test.ts, backends_fused.test.ts). If the addon is not built every test is skipped with the reason.
 
@@ -13,6 +13,9 @@ import { cpuBackendInfo, loadNativeAddon, setCpuThreads } from '../../src/engine
 import { getBackend, setBackend } from '../../src/engine/registry';
 import type { GptConfig } from '../../src/gpt/model';
 import { makeTrainStep } from '../../src/perf/train_step';
+import * as F from '../../src/engine/ops';
+import { tidy } from '../../src/engine/tensor';
+import { newtonSchulz } from '../../src/nn/muon';
 import { f32, i32 } from './backend_helpers';
 import { backendOf, targetOf } from './backend_targets';
 
@@ -176,6 +179,45 @@ test(
       }
     } finally {
       setCpuThreads(nt);
+    }
+  },
+);
+
+test(
+  'Newton-Schulz on 2 threads equals 1 thread bit for bit (symmetric products per item and on a team)',
+  { skip },
+  () => {
+    const previous = getBackend().name;
+    setBackend('cpu');
+    const threads = cpuBackendInfo();
+    const nt = 'error' in threads ? 1 : threads.threads;
+    let seed = 5;
+    const rand = (n: number): number[] =>
+      Array.from({ length: n }, () => {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        return seed / 4294967296 - 0.5;
+      });
+    try {
+      // [slices, rows, cols]: several items (one per thread) in G's space, tall and wide; one
+      // item whose products the team shares (the mirror split over the threads); X's space.
+      for (const shape of [
+        [4, 48, 160],
+        [2, 150, 40],
+        [1, 70, 300],
+        [3, 40, 40],
+      ]) {
+        const data = rand(shape[0]! * shape[1]! * shape[2]!);
+        const run = (t: number): Float32Array => {
+          setCpuThreads(t);
+          return tidy(() => newtonSchulz(F.tensor(data, shape), 5, true).toFloat32Array());
+        };
+        const one = run(1);
+        assert.ok(one.every(Number.isFinite));
+        assert.deepEqual(run(2), one, `[${shape}]`);
+      }
+    } finally {
+      setCpuThreads(nt);
+      setBackend(previous);
     }
   },
 );

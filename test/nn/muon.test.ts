@@ -1,6 +1,7 @@
-// Muon: the Newton-Schulz iteration against a float64 reference and its orthogonalising effect,
-// one update against a by-hand reference (matrices of both orientations, AdamW for the rest),
-// and a resumed optimiser stepping exactly as an uninterrupted one.
+// Muon: the Newton-Schulz iteration against a float64 reference (in both of its ways, wide and
+// tall, batched) and its orthogonalising effect, one update against a by-hand reference
+// (matrices of both orientations, AdamW for the rest), and a resumed optimiser stepping exactly
+// as an uninterrupted one.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -50,6 +51,24 @@ function assertClose(actual: ArrayLike<number>, expected: number[], tol: number,
     );
 }
 
+test('newtonSchulz matches the float64 reference in X space and in Gram space, wide and tall, batched', () => {
+  const rng = new Rng(4);
+  // [slices, rows, cols]: a square slice runs in X's space (fewer multiply-adds), the others
+  // in the Gram matrix's; normalised by the iteration itself.
+  for (const [slices, rows, cols] of [
+    [1, 7, 7],
+    [3, 5, 12],
+    [2, 16, 4],
+    [1, 24, 96],
+  ] as const) {
+    const gs = Array.from({ length: slices }, () => randomMatrix(rng, rows, cols));
+    const x = F.tensor(gs.flat(2), [slices, rows, cols]);
+    const out = newtonSchulz(x, 5, true).toFloat32Array();
+    const expected = gs.flatMap((g) => referenceOrthogonal(g).flat());
+    assertClose(out, expected, 5e-6, `NS5 [${slices}, ${rows}, ${cols}]`);
+  }
+});
+
 test('newtonSchulz matches a float64 reference and brings the singular values near 1', () => {
   const rng = new Rng(3);
   const g = randomMatrix(rng, 6, 10);
@@ -73,7 +92,7 @@ test('newtonSchulz matches a float64 reference and brings the singular values ne
 test('one Muon step: orthogonalised Nesterov momentum for matrices of both orientations, AdamW for the rest', () => {
   const rng = new Rng(5);
   const wide = randomMatrix(rng, 4, 8); // [in 4, out 8]: scaled by sqrt(8 / 4)
-  const tall = randomMatrix(rng, 8, 4); // [in 8, out 4]: transposed into the same batch
+  const tall = randomMatrix(rng, 8, 4); // [in 8, out 4]: orthogonalised in its own layout
   const gain = [0.5, -1, 2, 0.25];
   const params: [string, Tensor][] = [
     ['h.0.wide.weight', toTensor(wide)],
@@ -146,4 +165,39 @@ test('a Muon restored from its state steps exactly as the uninterrupted one', ()
       n,
     ),
   );
+});
+
+test('a matrix without a gradient keeps its weights and momentum; its batch-mates step as alone', () => {
+  const rng = new Rng(13);
+  const w1 = randomMatrix(rng, 5, 9);
+  const w2 = randomMatrix(rng, 5, 9); // the same shape: one batch with w1
+  const g1 = [randomMatrix(rng, 5, 9), randomMatrix(rng, 5, 9)];
+  const g2 = randomMatrix(rng, 5, 9);
+  const options = { lr: 0.01, muonLr: 0.05, weightDecay: 0.1 };
+  const pair: [string, Tensor][] = [
+    ['h.0.a.weight', toTensor(w1)],
+    ['h.0.b.weight', toTensor(w2)],
+  ];
+  const alone: [string, Tensor][] = [['h.0.a.weight', toTensor(w1)]];
+  const both = new Muon(pair, options);
+  const one = new Muon(alone, options);
+  const stepBoth = (withB: boolean, g: Matrix) => {
+    pair[0]![1].grad = toTensor(g);
+    if (withB) pair[1]![1].grad = toTensor(g2);
+    alone[0]![1].grad = toTensor(g);
+    for (const opt of [both, one]) {
+      opt.update();
+      opt.zeroGrad();
+    }
+  };
+  stepBoth(true, g1[0]!);
+  const bWeights = pair[1]![1].toFloat32Array();
+  const bMomentum = both.state().m['h.0.b.weight']!;
+  stepBoth(false, g1[1]!); // b has no gradient at the second step
+  assert.deepEqual(pair[0]![1].toFloat32Array(), alone[0]![1].toFloat32Array());
+  assert.deepEqual(both.state().m['h.0.a.weight'], one.state().m['h.0.a.weight']);
+  assert.deepEqual(pair[1]![1].toFloat32Array(), bWeights);
+  assert.deepEqual(both.state().m['h.0.b.weight'], bMomentum);
+  // b's momentum after its one step: 0.95 * 0 + g
+  assert.deepEqual(bMomentum, Float32Array.from(g2.flat()));
 });
