@@ -33,6 +33,22 @@ import { loadNativeAddon, nativeKernelMethods } from './cpu';
 import type { NativeKernels } from './cpu';
 
 /** The `cuda` object of mmgpt_native (native/cuda/addon_cuda.cc). */
+/**
+ * copyBlock with the destination offset read on the device (a one-element int32 buffer), so a
+ * captured graph can write at a position rewritten before each replay.
+ */
+type CopyBlockAt = (
+  src: Buf,
+  dst: Buf,
+  outer: number,
+  srcAxis: number,
+  srcOffset: number,
+  dstAxis: number,
+  dstOffset: Buf,
+  count: number,
+  inner: number,
+) => void;
+
 interface NativeCuda extends NativeKernels {
   /** False where the addon was built without nvcc (then only `available` exists). */
   built: boolean;
@@ -55,17 +71,7 @@ interface NativeCuda extends NativeKernels {
   graphAbort?(): void;
   graphLaunch?(graph: CudaGraph, lr: number, step: number, seeds: number[]): void;
   graphDestroy?(graph: CudaGraph): void;
-  copyBlockAt?(
-    src: Buf,
-    dst: Buf,
-    outer: number,
-    srcAxis: number,
-    srcOffset: number,
-    dstAxis: number,
-    dstOffset: Buf,
-    count: number,
-    inner: number,
-  ): void;
+  copyBlockAt?: CopyBlockAt;
 }
 
 /** A captured, instantiated graph (a handle of the addon, freed by `destroy` or the GC). */
@@ -103,19 +109,7 @@ export interface CudaGraphApi {
    * outside 0..dstAxis-count writes nothing and is reported like a bad index. Null in addons built
    * before it.
    */
-  copyBlockAt:
-    | ((
-        src: Buf,
-        dst: Buf,
-        outer: number,
-        srcAxis: number,
-        srcOffset: number,
-        dstAxis: number,
-        dstOffset: Buf,
-        count: number,
-        inner: number,
-      ) => void)
-    | null;
+  copyBlockAt: CopyBlockAt | null;
 }
 
 interface NativeCudaInfo {
