@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 
 import type { Backend, DType, MatmulParams } from '../../src/engine/backend';
 import { jsBackend } from '../../src/engine/backends/js';
+import { getBackend, setBackend } from '../../src/engine/registry';
 
 /** A 32-bit LCG (Numerical Recipes constants) giving uniforms in [lo, hi). */
 export function makeRng(seed: number): (lo?: number, hi?: number) => number {
@@ -221,4 +222,15 @@ export function batchedMatmulParams(
     strideB: broadcast === 'B' ? 0 : k * n,
     strideC: m * n,
   };
+}
+
+/** Runs fn on the cuda backend, then restores the previous one. */
+export function onCuda<T>(fn: () => T): T {
+  const previous = getBackend().name;
+  setBackend('cuda');
+  try {
+    return fn();
+  } finally {
+    setBackend(previous);
+  }
 }

@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 
 import { cudaStats } from '../../src/engine/backends/cuda';
 import type { CudaStats } from '../../src/engine/backends/cuda';
-import { getBackend, setBackend } from '../../src/engine/registry';
+import { onCuda } from './backend_helpers';
 import { writeIntoAt } from '../../src/engine/graph';
 import * as F from '../../src/engine/ops';
 import { keep, setPoolLimit } from '../../src/engine/tensor';
@@ -48,17 +48,6 @@ const CONFIG: GptConfig = {
   nEmbd: 16,
   dropout: 0,
 };
-
-/** Runs fn on the cuda backend, then restores the previous one. */
-function onCuda<T>(fn: () => T): T {
-  const previous = getBackend().name;
-  setBackend('cuda');
-  try {
-    return fn();
-  } finally {
-    setBackend(previous);
-  }
-}
 
 function stats(): CudaStats {
   const s = cudaStats();

@@ -23,6 +23,7 @@ import {
 } from '../../src/engine/backends/cuda';
 import type { CudaStats } from '../../src/engine/backends/cuda';
 import { getBackend, setBackend } from '../../src/engine/registry';
+import { onCuda } from './backend_helpers';
 import { StepGraph, runPooled, writeBuffer } from '../../src/engine/graph';
 import * as F from '../../src/engine/ops';
 import { keep, releasePool, tidy } from '../../src/engine/tensor';
@@ -66,17 +67,6 @@ function emulatorProbes(): EmulatorProbes | string {
 }
 const probes = emulatorProbes();
 const emuSkip = typeof probes === 'string' ? probes : false;
-
-/** Runs fn on the cuda backend, then restores the previous one. */
-function onCuda<T>(fn: () => T): T {
-  const previous = getBackend().name;
-  setBackend('cuda');
-  try {
-    return fn();
-  } finally {
-    setBackend(previous);
-  }
-}
 
 async function onCudaAsync<T>(fn: () => Promise<T>): Promise<T> {
   const previous = getBackend().name;
