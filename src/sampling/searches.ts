@@ -27,7 +27,7 @@ import { pairOf, toSample, type Sample } from './sample';
 import { captionGivenImage, imageGivenCaption } from './score';
 import { imageToTextPairScores } from './rerank';
 import type { RerankContext, RerankStage } from './rerank';
-import type { ModeSampling, SamplingMode } from './settings';
+import { settingError, type ModeSampling, type SamplingMode } from './settings';
 
 /** The digit word's position in a caption ("<shade> <colour> <digit> on <shade> <colour>"). */
 const DIGIT_POSITION = 2;
@@ -451,13 +451,28 @@ export type SearchSettings = Partial<
   imageViews?: readonly (readonly ArrayLike<number>[])[];
 };
 
-/** The rerank stages of `mode` under its settings, in order, for `prompts` prompts. */
+/** The settings the searches read (checked against the settings table when given). */
+const SEARCH_SETTINGS = [
+  'digitSearch',
+  'colourSearch',
+  'foregroundShortlist',
+  'backgroundShortlist',
+  'legibleSearch',
+  'shiftViews',
+  'viewShortlist',
+] as const satisfies readonly (keyof ModeSampling)[];
+
+/** The rerank stages of `mode` under its settings (checked), in order, for `prompts` prompts. */
 export function rerankStages(
   vocab: Vocab,
   mode: SamplingMode,
   s: SearchSettings,
   prompts: number,
 ): RerankStage[] {
+  for (const key of SEARCH_SETTINGS) {
+    const error = s[key] === undefined ? null : settingError(key, s[key]);
+    if (error !== null) throw new Error(error);
+  }
   const digitSearch = s.digitSearch === true;
   if (mode !== 'imageToText') return digitSearch ? [DIGIT_POSTERIOR] : [];
   const stages: RerankStage[] = [];

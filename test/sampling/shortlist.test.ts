@@ -194,3 +194,23 @@ test('the legible colour search tries only colours legible on the caption’s ot
   });
   assert.ok(fewer > 0, 'legibility leaves some colours out (the test has power)');
 });
+
+test('bad search settings are refused with what is accepted', () => {
+  const opts = { ...BASE, colourSearch: true, shiftViews: true, imageViews: views };
+  assert.throws(
+    () => imageToText(model, vocab, images, { ...opts, viewShortlist: -1 }),
+    /viewShortlist must be an integer in 0\.\.10/,
+  );
+  assert.throws(
+    () => imageToText(model, vocab, images, { ...opts, backgroundShortlist: 1.5 }),
+    /backgroundShortlist must be an integer in 0\.\.1024/,
+  );
+  assert.throws(
+    () =>
+      imageToText(model, vocab, images, {
+        ...opts,
+        legibleSearch: 'yes' as unknown as boolean,
+      }),
+    /legibleSearch must be true or false/,
+  );
+});
