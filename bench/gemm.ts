@@ -67,6 +67,8 @@ const SHAPES: Shape[] = [
   shape('att   128x[58x58]@[58x32]', 128, 58, 58, 32),
   shape('datt  128x[58x58]^T@[58x32]', 128, 58, 58, 32, true, false),
   shape('dec   [1x128]@[128x1058]', 1, 1, 128, 1058),
+  shape('decatt 800x[1x32]@[57x32]^T', 800, 1, 32, 57, false, true),
+  shape('decatt 800x[1x57]@[57x32]', 800, 1, 57, 32),
 ];
 
 function parseList(args: string[], flag: string): string[] | null {

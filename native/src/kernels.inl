@@ -127,10 +127,8 @@ inline vf vsplat(float s) {
     r[q] = __builtin_shufflevector(a, b, MMGPT_TR##S##_LO);              \
     r[q + S] = __builtin_shufflevector(a, b, MMGPT_TR##S##_HI);          \
   }
-inline void transposeBlock(const float* src, int64_t lds, float* dst, int64_t ldd) {
-  vf r[MMGPT_VL];
-#pragma GCC unroll 16
-  for (int q = 0; q < VL; q++) r[q] = vload(src + q * lds);
+/** Transposes the VL x VL block held in r[0..VL) (vector q = row q) in registers. */
+__attribute__((always_inline)) inline void transposeRegs(vf* r) {
 #if MMGPT_VL == 16
   MMGPT_TRANSPOSE_STAGE(8)
 #endif
@@ -139,6 +137,12 @@ inline void transposeBlock(const float* src, int64_t lds, float* dst, int64_t ld
 #endif
   MMGPT_TRANSPOSE_STAGE(2)
   MMGPT_TRANSPOSE_STAGE(1)
+}
+inline void transposeBlock(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  vf r[MMGPT_VL];
+#pragma GCC unroll 16
+  for (int q = 0; q < VL; q++) r[q] = vload(src + q * lds);
+  transposeRegs(r);
 #pragma GCC unroll 16
   for (int q = 0; q < VL; q++) vstore(dst + q * ldd, r[q]);
 }
@@ -1088,6 +1092,14 @@ inline void storeRow(float* c, vf acc, int64_t width, float alpha, int beta) {
   }
 }
 
+/** Lane l: the sum over p = l (mod VL) of a[p] b[p], p in [0, k) (kFull = k rounded down to VL). */
+inline vf dotLanes(const float* a, const float* b, int64_t k, int64_t kFull) {
+  vf acc = {};
+  for (int64_t p = 0; p < kFull; p += VL) acc += vload(a + p) * vload(b + p);
+  if (kFull < k) acc += vloadPart(a + kFull, k - kFull, 0.0f) * vloadPart(b + kFull, k - kFull, 0.0f);
+  return acc;
+}
+
 /**
  * C = alpha op(A) op(B) (+ C) for m <= kSmallM, reading B in place; thread `tid` of `nth`
  * computes its share of the columns.
@@ -1100,12 +1112,16 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
     hi = min64(g.n, units * (tid + 1) / nth * 4 * VL);
   }
   if (lo >= hi) return;
-  float* arow = scratch(&tlsPackA, g.k + VL);
+  float* rowCopy = scratch(&tlsPackA, g.k + VL);
   for (int64_t i = 0; i < g.m; i++) {
-    // Row i of op(A), contiguous.
-    for (int64_t p = 0; p < g.k; p++) arow[p] = g.transA ? A[p * g.lda + i] : A[i * g.lda + p];
+    // Row i of op(A), contiguous: A's own row, or gathered from a transposed A.
+    const float* arow = A + i * g.lda;
+    if (g.transA) {
+      for (int64_t p = 0; p < g.k; p++) rowCopy[p] = A[p * g.lda + i];
+      arow = rowCopy;
+    }
     float* crow = C + i * g.ldc;
-    if (!g.transB) {  // crow[j] = sum_p arow[p] B[p, j]: 4 vectors of columns at a time
+    if (!g.transB) {  // crow[j] = sum_p arow[p] B[p, j]: 4, then 2 vectors of columns at a time
       int64_t j0 = lo;
       for (; j0 + 4 * VL <= hi; j0 += 4 * VL) {
         vf a0 = {}, a1 = {}, a2 = {}, a3 = {};
@@ -1122,6 +1138,18 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
         storeRow(crow + j0 + 2 * VL, a2, VL, g.alpha, g.beta);
         storeRow(crow + j0 + 3 * VL, a3, VL, g.alpha, g.beta);
       }
+      // Two independent sums in flight (a narrow C: attention's p @ v in a decode step).
+      for (; j0 + 2 * VL <= hi; j0 += 2 * VL) {
+        vf a0 = {}, a1 = {};
+        for (int64_t p = 0; p < g.k; p++) {
+          const float* b = B + p * g.ldb + j0;
+          const vf av = vsplat(arow[p]);
+          a0 += av * vload(b);
+          a1 += av * vload(b + VL);
+        }
+        storeRow(crow + j0, a0, VL, g.alpha, g.beta);
+        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta);
+      }
       for (; j0 < hi; j0 += VL) {
         const int64_t width = min64(VL, hi - j0);
         vf acc = {};
@@ -1131,15 +1159,30 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
         }
         storeRow(crow + j0, acc, width, g.alpha, g.beta);
       }
-    } else {  // crow[j] = dot(arow, B[j, :]): vector partial sums over p, then a lane sum
+    } else {  // crow[j] = dot(arow, B[j, :]): vector partial sums over p, then its lanes in order
       const int64_t kFull = g.k / VL * VL;
-      for (int64_t j = lo; j < hi; j++) {
-        const float* b = B + j * g.ldb;
-        vf acc = {};
-        for (int64_t p = 0; p < kFull; p += VL) acc += vload(arow + p) * vload(b + p);
-        if (kFull < g.k) {
-          acc += vloadPart(arow + kFull, g.k - kFull, 0.0f) * vloadPart(b + kFull, g.k - kFull, 0.0f);
+      int64_t j = lo;
+      // VL columns at a time: their partial-sum vectors transposed in registers, so that vector
+      // adds sum every column's lanes at once, in the order of the one-column loop below (the
+      // same bits; a lane-by-lane sum per column cost more than its products).
+      for (; j + VL <= hi; j += VL) {
+        vf r[MMGPT_VL];
+#pragma GCC unroll 16
+        for (int q = 0; q < VL; q++) r[q] = dotLanes(arow, B + (j + q) * g.ldb, g.k, kFull);
+        transposeRegs(r);
+        vf s = {};
+#pragma GCC unroll 16
+        for (int l = 0; l < VL; l++) s += r[l];
+        if (g.beta) {
+          float t[MMGPT_VL];
+          vstore(t, s);
+          for (int q = 0; q < VL; q++) crow[j + q] = g.alpha * t[q] + crow[j + q];
+        } else {
+          vstore(crow + j, s * g.alpha);
         }
+      }
+      for (; j < hi; j++) {
+        const vf acc = dotLanes(arow, B + j * g.ldb, g.k, kFull);
         float s = 0;
 #pragma GCC unroll 16
         for (int l = 0; l < VL; l++) s += acc[l];

@@ -51,7 +51,7 @@ export {
   sum,
   mean,
 } from './ops/arithmetic';
-export { matmul } from './ops/matmul';
+export { matmul, matmulLeadingRows } from './ops/matmul';
 export type { MatmulOptions } from './ops/matmul';
 export {
   embedding,

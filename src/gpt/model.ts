@@ -52,7 +52,6 @@ export function validateGptConfig(c: GptConfig): GptConfig {
 export interface LayerCache {
   keys: Tensor;
   values: Tensor;
-  probs: Tensor;
   pos: number;
   /** A decode step's position on the device (`GPT.decodeAt`): then `pos` is not read. */
   at?: DevicePosition;
@@ -75,14 +74,12 @@ export interface DevicePosition {
 }
 
 /**
- * Preallocated keys and values for every layer: [B, nHead, blockSize, headSize] each, and the
- * buffer a one-token step writes its attention probabilities into, [B, nHead, 1, blockSize]
- * (zeros beyond the filled slots).
+ * Preallocated keys and values for every layer: [B, nHead, blockSize, headSize] each; the first
+ * `pos` slots of each row are filled.
  */
 export class KVCache {
   readonly keys: Tensor[];
   readonly values: Tensor[];
-  readonly probs: Tensor[];
   /** Number of positions filled so far. */
   pos = 0;
   constructor(
@@ -94,14 +91,12 @@ export class KVCache {
     const shape = [batch, config.nHead, config.blockSize, hs];
     this.keys = filled?.keys ?? Array.from({ length: config.nLayer }, () => F.zeros(shape));
     this.values = filled?.values ?? Array.from({ length: config.nLayer }, () => F.zeros(shape));
-    const probsShape = [batch, config.nHead, 1, config.blockSize];
-    this.probs = Array.from({ length: config.nLayer }, () => F.zeros(probsShape));
     this.pos = filled?.pos ?? 0;
   }
 
   /** Layer i's keys, values and buffer at the current position. */
   layer(i: number): LayerCache {
-    return { keys: this.keys[i]!, values: this.values[i]!, probs: this.probs[i]!, pos: this.pos };
+    return { keys: this.keys[i]!, values: this.values[i]!, pos: this.pos };
   }
 
   /**
@@ -122,7 +117,7 @@ export class KVCache {
     });
   }
   dispose(): void {
-    [...this.keys, ...this.values, ...this.probs].forEach((t) => t.dispose());
+    [...this.keys, ...this.values].forEach((t) => t.dispose());
   }
 }
 
@@ -195,14 +190,13 @@ export class CausalSelfAttention extends Module {
 
   /**
    * One new token per row, x [B, 1, C] -> [B, 1, C], against the cache read in place: the
-   * scores of every preallocated slot [B, nh, 1, blockSize] (one small dot product each), of
-   * which the filled ones are kept for the softmax, whose probabilities go into the cache's
-   * buffer (zeros beyond them) for the product with the values. Copying the filled part of the
-   * keys and values out of the cache every step (the general path) cost more than the whole
-   * product. With one position, [B, 1, nh, hs] and [B, nh, 1, hs] are the same layout, so the
-   * heads need no permute. The same numbers as the general path: each score is the same dot
-   * product, the softmax runs over the same slots, and the zeros add exact zeros at the end of
-   * each sum.
+   * scores of the filled slots [B, nh, 1, filled] and the product of their probabilities with
+   * the filled values, each a product over the leading rows of the cache's preallocated
+   * [blockSize, headSize] matrices (no copy of them; copying the filled part out of the cache
+   * every step, as the general path does, cost more than the whole product). With one position,
+   * [B, 1, nh, hs] and [B, nh, 1, hs] are the same layout, so the heads need no permute. The same
+   * numbers as the general path: each score is the same dot product and each output the same sum
+   * over the same slots in the same order.
    */
   private decodeStep(x: Tensor, cache: LayerCache, keyMask?: Tensor): Tensor {
     const [B] = x.shape;
@@ -211,33 +205,30 @@ export class CausalSelfAttention extends Module {
     const qkv = F.reshape(this.c_attn.forward(x), [B, 3, nh * hs]); // [B, 3, C]
     const head = (i: number) => F.reshape(F.slice(qkv, 1, i, i + 1), [B, nh, 1, hs]);
     const q = F.scale(head(0), 1 / Math.sqrt(hs)); // [B, nh, 1, hs]
-    const probs = cache.at
-      ? this.probsAt(q, head(1), head(2), cache, cache.at)
-      : this.probsOfFilled(q, head(1), head(2), cache, keyMask);
-    const y = F.matmul(probs, cache.values); // [B, nh, 1, hs]
+    const y = cache.at
+      ? F.matmul(this.probsAt(q, head(1), head(2), cache, cache.at), cache.values)
+      : this.attendFilled(q, head(1), head(2), cache, keyMask); // [B, nh, 1, hs]
     const merged = F.reshape(y, [B, 1, nh * hs]); // [B, 1, C]
     return this.residDropout.forward(this.c_proj.forward(merged));
   }
 
-  /** Writes k, v at cache.pos; the probabilities over the filled slots, in cache.probs. */
-  private probsOfFilled(q: Tensor, k: Tensor, v: Tensor, cache: LayerCache, keyMask?: Tensor) {
-    const slots = cache.keys.shape[2]!;
+  /** Writes k, v at cache.pos; the attention output over the filled slots [B, nh, 1, hs]. */
+  private attendFilled(q: Tensor, k: Tensor, v: Tensor, cache: LayerCache, keyMask?: Tensor) {
     F.writeInto(cache.keys, k, 2, cache.pos);
     F.writeInto(cache.values, v, 2, cache.pos);
     const filled = cache.pos + 1;
-    const all = F.matmul(q, cache.keys, { transB: true }); // [B, nh, 1, slots]
-    let scores = filled === slots ? all : F.slice(all, 3, 0, filled); // [B, nh, 1, filled]
+    let scores = F.matmulLeadingRows(q, cache.keys, filled, { transB: true }); // [B, nh, 1, filled]
     if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, filled]: -1e9 on padding slots
     const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, 1, filled]
-    F.writeInto(cache.probs, att, 3, 0); // [B, nh, 1, slots], zeros beyond `filled`
-    return cache.probs;
+    return F.matmulLeadingRows(att, cache.values, filled); // [B, nh, 1, hs]
   }
 
   /**
    * The same with the position on the device: k, v written at at.slot, and the softmax over every
    * slot with at.keyBias added, which puts exactly 0 on the slots the other form leaves out. The
    * same numbers: the cuda softmax's lanes add exact zeros to their partial sums and never take
-   * the biased slots' max, and the product with the values is the one of cache.probs above.
+   * the biased slots' max, and the product with the values adds exact zeros beyond the filled
+   * slots to the sums of the other form.
    */
   private probsAt(q: Tensor, k: Tensor, v: Tensor, cache: LayerCache, at: DevicePosition) {
     writeIntoAt(cache.keys, k, 2, at.slot);

@@ -107,7 +107,7 @@ function modelGraphs(model: GPT): ModelGraphs {
 function newShape(model: GPT, rows: number): Shape {
   const { blockSize, vocabSize } = model.config;
   const cache = new KVCache(model.config, rows);
-  [...cache.keys, ...cache.values, ...cache.probs].forEach((t) => keep(t));
+  [...cache.keys, ...cache.values].forEach((t) => keep(t));
   return {
     rows,
     cache,
@@ -155,8 +155,7 @@ export class GraphedDecode {
     shape.busy = true;
     const cache = shape.cache;
     cache.pos = 0;
-    for (const t of [...cache.keys, ...cache.values, ...cache.probs])
-      t.backend.fill(t.buf, t.size, 0);
+    for (const t of [...cache.keys, ...cache.values]) t.backend.fill(t.buf, t.size, 0);
     return new GraphedDecode(model, shape, padding);
   }
 

@@ -398,6 +398,19 @@ for (const target of TARGETS) {
           strideC: 19 * 19 + 2,
           alpha: 0.35,
         }),
+        // A decode step's attention: many one-row items over the leading rows of each item's
+        // preallocated [58 x 32] cache matrix (strideB larger than the operand).
+        matmulParams({
+          batch: 24,
+          m: 1,
+          n: 37,
+          k: 32,
+          transB: true,
+          strideA: 32,
+          strideB: 58 * 32,
+          strideC: 37,
+        }),
+        matmulParams({ batch: 24, m: 1, n: 32, k: 37, strideA: 37, strideB: 58 * 32, strideC: 32 }),
         // strideC = 0: sequential semantics (accumulate sums every item; else the last one wins).
         matmulParams({
           batch: 5,

@@ -92,6 +92,37 @@ test('matmul: batched, transposes, broadcasting', () => {
   assert.deepEqual([...y.toArray()], [19, 22, 43, 50]);
 });
 
+test('matmulLeadingRows equals matmul of the sliced leading rows, bit for bit, and records no gradient', () => {
+  const rng = new TestRng(11);
+  const values = (n: number) => rng.array(n);
+  const cacheShape = [2, 3, 9, 4]; // [B, heads, slots, headSize]
+  const cache = F.tensor(values(2 * 3 * 9 * 4), cacheShape);
+  for (const rows of [1, 5, 9]) {
+    noGrad(() => {
+      const q = F.tensor(values(2 * 3 * 2 * 4), [2, 3, 2, 4]);
+      const filled = F.slice(cache, 2, 0, rows);
+      const scores = F.matmulLeadingRows(q, cache, rows, { transB: true });
+      assert.deepEqual(scores.shape, [2, 3, 2, rows]);
+      assert.deepEqual(
+        [...scores.toFloat32Array()],
+        [...F.matmul(q, filled, { transB: true }).toFloat32Array()],
+      );
+      const p = F.tensor(values(2 * 3 * 2 * rows), [2, 3, 2, rows]);
+      assert.deepEqual(
+        [...F.matmulLeadingRows(p, cache, rows).toFloat32Array()],
+        [...F.matmul(p, filled).toFloat32Array()],
+      );
+    });
+  }
+  assert.throws(
+    () => F.matmulLeadingRows(F.zeros([2, 3, 2, 4]), cache, 10, { transB: true }),
+    /first 10 rows/,
+  );
+  const w = F.tensor(values(2 * 3 * 2 * 4), [2, 3, 2, 4]);
+  w.requiresGrad = true;
+  assert.throws(() => F.matmulLeadingRows(w, cache, 3, { transB: true }), /no gradient/);
+});
+
 test('layout ops: reshape, permute, transpose, slice, concat, split', () => {
   gradCheck('reshape', ([x]) => F.mul(F.reshape(x, [6, -1]), F.reshape(x, [6, 5])), [
     inp([2, 3, 5]),

@@ -2,7 +2,7 @@
 // folded into one large GEMM where the layout allows).
 
 import type { MatmulParams } from '../backend';
-import type { Tensor } from '../tensor';
+import { isGradEnabled, type Tensor } from '../tensor';
 import { fmt, prod, record, requireFloat, sameBackend, uninit } from './common';
 
 export interface MatmulOptions {
@@ -69,6 +69,54 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         : matmulGrad(a, g, !transA, false, batchA.length === 0, false, batch, b.shape);
     }
     return [ga, gb];
+  });
+}
+
+/**
+ * matmul(a, b') where b' is the first `rows` rows of each of b's [..., slots, c] matrices (with
+ * transB, op(B) = b'^T), read in place: the filled part of a preallocated cache, with no copy of
+ * it. a and b have the same batch dims. Records no gradient (inference: refused when a gradient
+ * would be needed).
+ */
+export function matmulLeadingRows(
+  a: Tensor,
+  b: Tensor,
+  rows: number,
+  opts: { transB?: boolean } = {},
+): Tensor {
+  const transB = opts.transB ?? false;
+  requireFloat('matmulLeadingRows', a, b);
+  sameBackend('matmulLeadingRows', a, b);
+  if (isGradEnabled() && (a.requiresGrad || b.requiresGrad))
+    throw new Error('matmulLeadingRows: records no gradient (run it under noGrad)');
+  if (a.rank < 2 || b.rank !== a.rank)
+    throw new Error(
+      `matmulLeadingRows: need two operands of one rank >= 2, got ${fmt(a.shape)} and ${fmt(b.shape)}`,
+    );
+  const batchShape = a.shape.slice(0, -2);
+  const [slots, c] = b.shape.slice(-2) as [number, number];
+  const [m, ka] = a.shape.slice(-2) as [number, number];
+  const k = transB ? c : rows;
+  const n = transB ? rows : c;
+  if (
+    !batchShape.every((s, i) => s === b.shape[i]) ||
+    !(Number.isInteger(rows) && rows >= 1 && rows <= slots) ||
+    ka !== k
+  ) {
+    throw new Error(
+      `matmulLeadingRows: ${fmt(a.shape)} and the first ${rows} rows of ${fmt(b.shape)}${transB ? 'ᵀ' : ''} are incompatible`,
+    );
+  }
+  return product(a, b, [...batchShape, m, n], {
+    batch: prod(batchShape),
+    m,
+    n,
+    k,
+    transA: false,
+    transB,
+    strideA: m * k,
+    strideB: slots * c,
+    strideC: m * n,
   });
 }
 
