@@ -85,13 +85,49 @@ function evictUntil(bytes: number, spare?: string): void {
   }
 }
 
-function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
-  const bytes = size * 4;
+// Size classes. On the backends whose buffers are host typed arrays (cpu, js), a buffer of more
+// than SMALL_BUFFER elements is allocated at its size rounded up to 1/8 of a power of two and
+// handed out as a view of the requested length, so that workloads whose shapes vary from call to
+// call (the samplers' batches of 1..128 rows of varying lengths) reuse buffers instead of
+// touching fresh memory at every new size (at most 1/8 more memory per buffer). Device buffers
+// (wasm, cuda) keep exact sizes: a captured step replays on the very buffers of its capture.
+const SMALL_BUFFER = 1024;
+
+function hostTyped(backend: Backend): boolean {
+  return backend.name === 'cpu' || backend.name === 'js';
+}
+
+/** The capacity a buffer of `size` elements is allocated at on `backend` (see above). */
+function sizeClass(backend: Backend, size: number): number {
+  if (size <= SMALL_BUFFER || !hostTyped(backend)) return size;
+  const step = 2 ** (Math.floor(Math.log2(size)) - 3);
+  return Math.ceil(size / step) * step;
+}
+
+/** The whole buffer behind a view of its first `size` elements (itself when not a view). */
+function wholeBuffer(buf: Buf, capacity: number): Buf | null {
+  if (!(buf instanceof Float32Array || buf instanceof Int32Array)) return buf;
+  if (buf.length === capacity) return buf;
+  if (buf.byteOffset !== 0 || buf.buffer.byteLength !== capacity * 4) return null;
+  return buf instanceof Float32Array ? new Float32Array(buf.buffer) : new Int32Array(buf.buffer);
+}
+
+/** The first `size` elements of a buffer of `capacity` (itself when they are all of it). */
+function leadingView(buf: Buf, size: number, capacity: number): Buf {
+  if (size === capacity) return buf;
+  return (buf as Float32Array | Int32Array).subarray(0, size);
+}
+
+function recycle(backend: Backend, view: Buf, size: number, dtype: DType): void {
+  const capacity = sizeClass(backend, size);
+  const buf = wholeBuffer(view, capacity);
+  if (buf === null) return; // not a pool buffer: its memory goes to the garbage collector
+  const bytes = capacity * 4;
   if (bytes > poolLimitBytes) {
     backend.free(buf);
     return;
   }
-  const key = poolKey(backend, size, dtype);
+  const key = poolKey(backend, capacity, dtype);
   evictUntil(poolLimitBytes - bytes, key);
   if (pooledBytes + bytes > poolLimitBytes) {
     backend.free(buf); // only this class is left and it fills the pool
@@ -106,17 +142,19 @@ function recycle(backend: Backend, buf: Buf, size: number, dtype: DType): void {
 
 /** A zero-filled buffer, from the pool when one of this size is parked there. */
 function allocBuffer(backend: Backend, size: number, dtype: DType, zeroFill = true): Buf {
-  const key = poolKey(backend, size, dtype);
+  const capacity = sizeClass(backend, size);
+  const key = poolKey(backend, capacity, dtype);
   const entry = pool.get(key);
-  const buf = entry?.bufs.pop();
-  if (buf === undefined && captureLog !== null)
+  const whole = entry?.bufs.pop();
+  if (whole === undefined && captureLog !== null)
     throw new Error(
       `no pooled ${dtype} buffer of ${size} for the captured step (its eager run had none)`,
     );
-  if (buf === undefined) return backend.alloc(size, dtype);
-  pooledBytes -= size * 4;
+  if (whole === undefined) return leadingView(backend.alloc(capacity, dtype), size, capacity);
+  pooledBytes -= capacity * 4;
   if (entry!.bufs.length === 0) pool.delete(key);
   else touch(key, entry!);
+  const buf = leadingView(whole, size, capacity);
   captureLog?.set(buf, { buf, size, dtype, backend });
   if (zeroFill) backend.fill(buf, size, 0);
   return buf;

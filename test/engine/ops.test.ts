@@ -328,6 +328,33 @@ test('tidy frees everything but what is returned; use after free is an error', (
   assert.throws(() => kept.toArray(), /already freed/);
 });
 
+test('host buffers come in size classes: a nearby size reuses a parked buffer, as a zeroed view of its own length', () => {
+  releasePool();
+  try {
+    // 1500 and 1450 floats share the class of 1536 (1/8 steps of a power of two above 1024).
+    let parked: ArrayBufferLike | undefined;
+    tidy(() => {
+      const a = F.tensor(new Float32Array(1500).fill(3), [1500]);
+      const b = F.add(a, a); // a pool buffer (uploads are not pooled)
+      parked = (b.buf as Float32Array).buffer;
+      assert.equal((b.buf as Float32Array).length, 1500);
+    });
+    assert.equal(memoryStats().pooledBytes, 1536 * 4);
+    tidy(() => {
+      const c = F.zeros([1450]);
+      const buf = c.buf as Float32Array;
+      assert.equal(buf.buffer, parked);
+      assert.equal(buf.length, 1450);
+      assert.ok(c.toFloat32Array().every((v) => v === 0));
+      assert.equal(memoryStats().pooledBytes, 0);
+    });
+    // 1400 floats are in the class below (1408): a buffer of its own.
+    tidy(() => assert.notEqual((F.zeros([1400]).buf as Float32Array).buffer, parked));
+  } finally {
+    releasePool();
+  }
+});
+
 test('a full buffer pool gives way to the sizes used most recently', () => {
   releasePool();
   const previous = setPoolLimit(3 * 1000 * 4); // room for three buffers of 1000 floats
