@@ -172,18 +172,21 @@ export class CausalSelfAttention extends Module {
     const qkvHeads = F.permute(qkv, [2, 0, 3, 1, 4]); // [3, B, nh, T, hs]
     const [qAll, kAll, vAll] = F.split(qkvHeads, [1, 1, 1], 0);
     const q = F.scale(F.reshape(qAll, [B, nh, T, hs]), 1 / Math.sqrt(hs)); // [B, nh, T, hs]
-    let k = F.reshape(kAll, [B, nh, T, hs]); // [B, nh, T, hs]
-    let v = F.reshape(vAll, [B, nh, T, hs]); // [B, nh, T, hs]
+    const k = F.reshape(kAll, [B, nh, T, hs]); // [B, nh, T, hs]
+    const v = F.reshape(vAll, [B, nh, T, hs]); // [B, nh, T, hs]
     if (cache) {
       F.writeInto(cache.keys, k, 2, cache.pos);
       F.writeInto(cache.values, v, 2, cache.pos);
-      k = F.slice(cache.keys, 2, 0, cache.pos + T); // [B, nh, pos+T, hs]
-      v = F.slice(cache.values, 2, 0, cache.pos + T); // [B, nh, pos+T, hs]
     }
-    let scores = F.matmul(q, k, { transB: true }); // [B, nh, T, Tk]
+    // With a cache, the products read its first pos+T slots in place (the same products as on
+    // a copy of them).
+    const Tk = cache ? cache.pos + T : T;
+    let scores = cache
+      ? F.matmulLeadingRows(q, cache.keys, Tk, { transB: true })
+      : F.matmul(q, k, { transB: true }); // [B, nh, T, Tk]
     if (keyMask) scores = F.add(scores, keyMask); // + [B, 1, 1, Tk]: -1e9 on padding slots
     const att = this.attnDropout.forward(F.softmax(scores, { causal: true })); // [B, nh, T, Tk]
-    const y = F.matmul(att, v); // [B, nh, T, hs]
+    const y = cache ? F.matmulLeadingRows(att, cache.values, Tk) : F.matmul(att, v); // [B, nh, T, hs]
     const merged = F.reshape(F.permute(y, [0, 2, 1, 3]), [B, T, nh * hs]); // [B, T, C]
     return this.residDropout.forward(this.c_proj.forward(merged));
   }
