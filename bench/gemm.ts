@@ -1,6 +1,7 @@
 // GEMM micro-benchmark of the native cpu backend: GFLOP/s for the original recipe's matmul shapes
-// (batch 32 x T 58 = 1856 rows, d_model 128, 4 heads of 32, vocab ~1058), for every SIMD build
-// this processor can run (avx512 / avx2 / baseline) and thread count. Numbers, never pass/fail.
+// (batch 32 x T 58 = 1856 rows, the weight gradients also at T 57 = 1824 rows; d_model 128, 4
+// heads of 32, vocab ~1058), for every SIMD build this processor can run (avx512 / avx2 /
+// baseline) and thread count. Numbers, never pass/fail.
 //
 // Usage: node dist/bench/gemm.js [--threads 1,2] [--simd avx512,avx2,baseline] [--json]
 //        [--min-ms 300] [--peer path/to/other/mmgpt_native.node] [--only dW]
@@ -61,6 +62,12 @@ const SHAPES: Shape[] = [
   shape('dW    [1856x128]^T@[1856x512]', 1, 128, 1856, 512, true, false),
   shape('dW    [1856x512]^T@[1856x128]', 1, 512, 1856, 128, true, false),
   shape('dW    [1856x128]^T@[1856x1058]', 1, 128, 1856, 1058, true, false),
+  // The weight gradients of the training step at batch 32 (32 x T 57 = 1824 rows of depth).
+  shape('dW    [1824x512]^T@[1824x128]', 1, 512, 1824, 128, true, false),
+  shape('dW    [1824x128]^T@[1824x512]', 1, 128, 1824, 512, true, false),
+  shape('dW    [1824x128]^T@[1824x384]', 1, 128, 1824, 384, true, false),
+  shape('dW    [1824x128]^T@[1824x1058]', 1, 128, 1824, 1058, true, false),
+  shape('dW    [1824x128]^T@[1824x128]', 1, 128, 1824, 128, true, false),
   shape('dX    [1856x512]@[128x512]^T', 1, 1856, 512, 128, false, true),
   shape('dX    [1856x1058]@[128x1058]^T', 1, 1856, 1058, 128, false, true),
   shape('att   128x[58x32]@[32x58]^T', 128, 58, 32, 58, false, true),

@@ -904,10 +904,12 @@ inline int64_t packBFloatsFor(const GemmItem& g, int nth) {
  * block it claims into its own buffer, depth block by depth block, and sweeps it with the
  * block's rows of op(A), read in place. No barrier inside: the shared-B team meets two per depth
  * block, each waiting for the slowest thread, or (fullDepth) shares a packed B of all depth
- * blocks that no core's L2 holds. Few, wide blocks keep each op(A) panel reused across many B
- * panels; more of them would balance a busy machine better at a cost of ~5% per doubling.
+ * blocks that no core's L2 holds. One block per thread: packing op(B) (k x n floats, each used
+ * by only m rows) is the memory-bound part of these products, and every extra row block packs
+ * its columns again; a split finer than the team measured slower even on a busy machine, whose
+ * imbalance it was meant to absorb (bench/results/wgrad-gemm-cpu.md).
  */
-const int64_t kOwnTasksPerThread = 2;
+const int64_t kOwnTasksPerThread = 1;
 inline bool ownTasks(const GemmItem& g, int nth) {
   return nth > 1 && g.k > kKC && g.m < g.k && g.n >= g.m;
 }

@@ -148,6 +148,8 @@ test(
         [300, 70, 1000, 1, false], // narrow C: the transposed product
         [300, 70, 1000, 0.5, true],
         [129, 33, 700, 1, false],
+        [40, 40, 600, 1, false], // square C (the step's 128 x 128): one column block per thread
+        [40, 90, 600, 1, true],
       ] as const) {
         const a = rand(k * m);
         const b = rand(k * n);
