@@ -3,11 +3,12 @@
 //
 // The recipe is stored in every checkpoint beside the model config; the named recipes are the
 // presets in train.ts. `schedule` is 'constant' (the original recipe) or a linear warm-up then a
-// cosine ('cosine') or linear ('linear') decay to minLr; the learning rate is a function of the
+// cosine ('cosine') or linear ('linear') decay to minLr, or held at its peak until a linear decay
+// over the last `decayFraction` of the run ('wsd', warm-up/stable/decay); the learning rate is a function of the
 // step alone, so a resumed run steps exactly as an uninterrupted one. `optimizer` 'muon' updates
 // the 2-D weight matrices with Muon at muonLr and the rest with AdamW at lr (src/nn/muon.ts).
 
-import { constantLr, warmupCosineLr, warmupLinearLr } from '../nn/optim';
+import { constantLr, warmupCosineLr, warmupLinearLr, warmupStableDecayLr } from '../nn/optim';
 import type { Schedule } from '../nn/optim';
 import { batchesPerEpoch } from '../data/sequences';
 import type { SequenceSource } from '../data/sequences';
@@ -28,8 +29,13 @@ export interface GptTrainConfig {
   lr: number;
   /** The matrices' peak learning rate under Muon (required with optimizer 'muon'). */
   muonLr?: number;
-  /** 'constant' (the original recipe), or linear warm-up then cosine or linear decay to minLr. */
-  schedule: 'constant' | 'cosine' | 'linear';
+  /**
+   * 'constant' (the original recipe), or linear warm-up then cosine or linear decay to minLr, or
+   * 'wsd': warm-up, the peak held, then a linear decay over the last decayFraction of the steps.
+   */
+  schedule: 'constant' | 'cosine' | 'linear' | 'wsd';
+  /** With schedule 'wsd': the share of the run's steps in its final decay (0 < share <= 1). */
+  decayFraction?: number;
   warmupSteps: number;
   minLr: number;
   weightDecay: number;
@@ -72,8 +78,17 @@ export function validateTrainConfig(c: GptTrainConfig): GptTrainConfig {
     throw new Error(`train config: optimizer must be adam, adamw or muon, got ${c.optimizer}`);
   if (c.optimizer === 'muon' && !(c.muonLr !== undefined && c.muonLr > 0))
     throw new Error(`train config: optimizer muon needs muonLr > 0, got ${c.muonLr}`);
-  if (!['constant', 'cosine', 'linear'].includes(c.schedule))
-    throw new Error(`train config: schedule must be constant, cosine or linear, got ${c.schedule}`);
+  if (!['constant', 'cosine', 'linear', 'wsd'].includes(c.schedule))
+    throw new Error(
+      `train config: schedule must be constant, cosine, linear or wsd, got ${c.schedule}`,
+    );
+  if (
+    c.schedule === 'wsd' &&
+    !(c.decayFraction !== undefined && c.decayFraction > 0 && c.decayFraction <= 1)
+  )
+    throw new Error(
+      `train config: schedule wsd needs 0 < decayFraction <= 1, got ${c.decayFraction}`,
+    );
   try {
     validateHoldout({ validationItems: c.validationItems, heldOutPairs: c.heldOutPairs });
   } catch (e) {
@@ -103,5 +118,12 @@ export function scheduleFor(c: GptTrainConfig, totalSteps: number): Schedule {
   const warmup = Math.min(c.warmupSteps, totalSteps);
   if (c.schedule === 'constant') return constantLr(c.lr);
   if (c.schedule === 'linear') return warmupLinearLr(c.lr, warmup, totalSteps, c.minLr);
+  if (c.schedule === 'wsd') {
+    const decay = Math.max(
+      1,
+      Math.min(totalSteps - warmup, Math.round(c.decayFraction! * totalSteps)),
+    );
+    return warmupStableDecayLr(c.lr, warmup, decay, totalSteps, c.minLr);
+  }
   return warmupCosineLr(c.lr, warmup, totalSteps, c.minLr);
 }

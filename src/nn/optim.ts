@@ -189,6 +189,32 @@ export function warmupLinearLr(
   };
 }
 
+/**
+ * Warm-up, stable, decay: linear warm-up from 0 to `lr` over `warmupSteps`, `lr` held until the
+ * last `decaySteps` steps, then linear decay to `minLr` at `totalSteps` (the learning rate stays
+ * at its peak for most of a short run and anneals at its end).
+ */
+export function warmupStableDecayLr(
+  lr: number,
+  warmupSteps: number,
+  decaySteps: number,
+  totalSteps: number,
+  minLr = 0,
+): Schedule {
+  const warm = warmupCosineLr(lr, warmupSteps, totalSteps, minLr); // checks the arguments
+  if (!(Number.isInteger(decaySteps) && decaySteps >= 1 && decaySteps <= totalSteps - warmupSteps))
+    throw new Error(
+      `warmupStableDecayLr: need 1 <= decaySteps (${decaySteps}) <= total - warmup (${totalSteps - warmupSteps})`,
+    );
+  const decayFrom = totalSteps - decaySteps;
+  return (step: number) => {
+    if (step < warmupSteps) return warm(step);
+    if (step < decayFrom) return lr;
+    const progress = Math.min(1, (step - decayFrom) / decaySteps);
+    return lr + (minLr - lr) * progress;
+  };
+}
+
 /** Linear warm-up from 0 to `lr` over `warmupSteps`, then cosine decay to `minLr` at `totalSteps`. */
 export function warmupCosineLr(
   lr: number,

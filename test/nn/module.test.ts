@@ -7,7 +7,7 @@ import * as F from '../../src/engine/ops';
 import { tidy, memoryStats } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
 import { Linear, Conv2d, ConvTranspose2d, Module } from '../../src/nn/module';
-import { Adam, AdamW, warmupCosineLr, constantLr } from '../../src/nn/optim';
+import { Adam, AdamW, warmupCosineLr, warmupStableDecayLr, constantLr } from '../../src/nn/optim';
 import { GPT } from '../../src/gpt/model';
 
 setBackend(process.env.MMGPT_TEST_BACKEND ?? 'js');
@@ -131,6 +131,14 @@ test('learning-rate schedules', () => {
   assert.ok(Math.abs(s(110) - 0.1) < 1e-12);
   assert.equal(constantLr(3)(1000), 3);
   assert.throws(() => warmupCosineLr(1, 20, 10), /warmup/);
+  // Warm-up 10, the peak until step 70, then linear to 0.1 at step 110.
+  const w = warmupStableDecayLr(1, 10, 40, 110, 0.1);
+  assert.ok(Math.abs(w(0) - 0.1) < 1e-12);
+  assert.equal(w(10), 1);
+  assert.equal(w(69), 1);
+  assert.ok(Math.abs(w(90) - 0.55) < 1e-12);
+  assert.ok(Math.abs(w(110) - 0.1) < 1e-12);
+  assert.throws(() => warmupStableDecayLr(1, 10, 101, 110), /decaySteps/);
 });
 
 test('Conv2d / ConvTranspose2d modules: shapes and a learnable autoencoder step', () => {
