@@ -1,5 +1,6 @@
-// SGEMM for the Backend's matmul (src/engine/backend.ts): C = alpha * op(A) @ op(B) (+ C),
-// batched with element strides (0 broadcasts an operand), on CUDA cores in float32.
+// SGEMM for the Backend's matmul (src/engine/backend.ts): C = alpha * op(A) @ op(B) (+ C)
+// (+ bias, a row of n floats), batched with element strides (0 broadcasts an operand), on CUDA
+// cores in float32.
 //
 // Reference: the classic shared-memory tiling with register blocking (Volkov & Demmel 2008;
 // the CUTLASS "SIMT" SGEMM; Simon Boehm's "How to optimize a CUDA matmul kernel"). cuBLAS is not
@@ -18,7 +19,8 @@
 //   range is split over blocks that write partial tiles to the workspace; a second kernel sums
 //   them in split order (deterministic, no atomics) and applies alpha and accumulate.
 // Accumulation is float32 FMA (like the cpu backend); the epilogue computes alpha * acc + C in
-// float64 and rounds once.
+// float64 and rounds once, then adds the bias (if any) in float32: the bits of the product
+// followed by a separate add.
 
 #include "common.cuh"
 
@@ -43,6 +45,7 @@ struct GemmParams {
   int kChunk;  // MODE_SPLITK: k range per split, a multiple of BK
   double alpha;
   int accumulate;
+  const float* bias;  // [n] or null
 };
 
 static_assert(BM == BN, "stageTile stages both operands into tiles of one shape");
@@ -119,6 +122,11 @@ __device__ __forceinline__ void clearAcc(float (&acc)[TM][TN]) {
     for (int j = 0; j < TN; j++) acc[i][j] = 0.0f;
 }
 
+/** v + bias[col] (a float32 add of the rounded product), or v without a bias. */
+__device__ __forceinline__ float addBias(float v, const float* __restrict__ bias, int col) {
+  return bias != nullptr ? v + bias[col] : v;
+}
+
 /** f(i, j, offset) for each element (row0 + i, col0 + j) of this thread's 4x4 inside [m, n]. */
 template <class F>
 __device__ __forceinline__ void forEachOwned(int row0, int col0, int m, int n, F f) {
@@ -170,7 +178,8 @@ __global__ void __launch_bounds__(GEMM_THREADS) kGemm(GemmParams p) {
       for (int i = 0; i < TM; i++)
 #pragma unroll
         for (int j = 0; j < TN; j++)
-          cReg[i][j] = (float)(p.alpha * (double)acc[i][j] + (double)cReg[i][j]);
+          cReg[i][j] = addBias((float)(p.alpha * (double)acc[i][j] + (double)cReg[i][j]),
+                               col0 + j < p.n ? p.bias : nullptr, col0 + j);  // (edges: unread)
     }
     forEachOwned(row0, col0, p.m, p.n, [&](int i, int j, int64_t at) { p.C[at] = cReg[i][j]; });
     return;
@@ -183,19 +192,20 @@ __global__ void __launch_bounds__(GEMM_THREADS) kGemm(GemmParams p) {
     float* C = p.C + bi * p.strideC;
     forEachOwned(row0, col0, p.m, p.n, [&](int i, int j, int64_t at) {
       const double prod = p.alpha * (double)acc[i][j];
-      C[at] = p.accumulate ? (float)(prod + (double)C[at]) : (float)prod;
+      C[at] = addBias(p.accumulate ? (float)(prod + (double)C[at]) : (float)prod, p.bias, col0 + j);
     });
   }
 }
 
-/** C[i] = alpha * sum_s partial[s][i] (+ C[i]), summing the splits in order. */
+/** C[i] = alpha * sum_s partial[s][i] (+ C[i]) (+ bias[i % n]), summing the splits in order. */
 __global__ void kSplitKCombine(const float* __restrict__ partial, float* __restrict__ C,
-                               int64_t size, int splits, double alpha, int accumulate) {
+                               int64_t size, int splits, double alpha, int accumulate,
+                               const float* __restrict__ bias, int n) {
   for (int64_t i = globalIndex<int64_t>(); i < size; i += globalStride<int64_t>()) {
     double sum = 0.0;
     for (int s = 0; s < splits; s++) sum += (double)partial[(int64_t)s * size + i];
     const double prod = alpha * sum;
-    C[i] = accumulate ? (float)(prod + (double)C[i]) : (float)prod;
+    C[i] = addBias(accumulate ? (float)(prod + (double)C[i]) : (float)prod, bias, (int)(i % n));
   }
 }
 
@@ -233,6 +243,7 @@ extern "C" int mmgpt_cuda_matmul(const float* a, const float* b, float* c,
   p.kChunk = 0;
   p.alpha = q.alpha;
   p.accumulate = q.accumulate;
+  p.bias = q.bias;
 
   if (q.strideC == 0 && q.batch > 1) {
     if (!q.accumulate) {
@@ -270,7 +281,8 @@ extern "C" int mmgpt_cuda_matmul(const float* a, const float* b, float* c,
       kGemm<<<dim3((unsigned)tilesN, (unsigned)tilesM, (unsigned)splits), block, 0, gStream>>>(p);
       MMGPT_CHECK_LAUNCH("matmul (split-k)");
       kSplitKCombine<<<blocksFor(size), kThreads, 0, gStream>>>(partial, c, size, (int)splits,
-                                                                q.alpha, q.accumulate);
+                                                                q.alpha, q.accumulate, q.bias,
+                                                                (int)q.n);
       MMGPT_CHECK_LAUNCH("matmul (split-k combine)");
       return 0;
     }

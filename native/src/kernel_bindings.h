@@ -259,7 +259,7 @@ Napi::Value Permute(const Napi::CallbackInfo& info) {
 
 template <class B>
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
-  typename B::Args c(info, "matmul", 14);
+  typename B::Args c(info, "matmul", 15);
   MatmulArgs p;
   p.batch = c.size(3, "batch");
   p.m = c.size(4, "m");
@@ -277,6 +277,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
   const float* a = c.f32(0, "A", c.add(c.mul(last, p.strideA), c.mul(p.m, p.k)));
   const float* b = c.f32(1, "B", c.add(c.mul(last, p.strideB), c.mul(p.k, p.n)));
   float* out = c.f32(2, "C", c.add(c.mul(last, p.strideC), c.mul(p.m, p.n)));
+  p.bias = c.isNull(14) ? nullptr : c.f32(14, "bias", p.n);  // null: no bias
   B::matmul(c, a, b, out, &p);
   return c.env().Undefined();
 }

@@ -37,6 +37,10 @@ struct MatmulArgs {
   int64_t strideA, strideB, strideC;
   double alpha;
   int accumulate;
+  // A row of n floats added to every row of every item's C after the product (and after + C
+  // when accumulating), or null: C = (alpha op(A) op(B) (+ C)) + bias, each step rounded to
+  // float32, i.e. the bits of the product followed by a separate add.
+  const float* bias;
 };
 
 struct AdamArgs {

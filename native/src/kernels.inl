@@ -6,7 +6,8 @@
 //   MMGPT_ISA_NAME    the path's name ("avx512", "avx2", "baseline");
 //   kMR, kNR and `template <int R, int kAKind> void ukernel(...)`: the GEMM register tile and
 //                     micro-kernel, C[R x kNR] (+)= alpha * op(A)[R x kc] @ Bpanel[kc x kNR]
-//                     (kAKind: where op(A) is read from, see ukernelRows);
+//                     (+ bias[kNR] when its bias pointer is not null: the last depth block's
+//                     store; kAKind: where op(A) is read from, see ukernelRows);
 //   MMGPT_HOOKS_AVX512 / MMGPT_HOOKS_AVX2 (optional): use that ISA's masked loads (and scalef);
 //   MMGPT_HOOKS_WASM (optional): SIMD128 intrinsics where clang's own choice is slow in V8.
 // The reference semantics are the js backend's (src/engine/backends/js.ts): reductions that the
@@ -805,7 +806,15 @@ struct GemmItem {
   // 1: op(B) = op(A)^T (one operand read both ways, C = alpha op(A) op(A)^T symmetric, beta 0):
   // only the tiles that reach the upper triangle are computed, then mirrorLower fills the rest.
   int upper;
+  // n floats added to every row of C after the product (MatmulArgs::bias), or null: passed to the
+  // micro-kernel only on the last depth block's store, so that it goes in once, after the sum.
+  const float* bias = nullptr;
 };
+
+/** The bias of the columns from j0 for a store after depth block [pc, pc + kc), or null. */
+inline const float* biasAt(const GemmItem& g, int64_t pc, int64_t kc, int64_t j0) {
+  return g.bias && pc + kc == g.k ? g.bias + j0 : nullptr;
+}
 
 /** Packs rows [i0, i0+rows) x depth [p0, p0+kc) of op(A) as Ap[p * kMR + i]. */
 inline void packA(const float* A, const GemmItem& g, int64_t i0, int rows, int64_t p0, int64_t kc,
@@ -854,19 +863,21 @@ inline void packB(const float* B, const GemmItem& g, int64_t j0, int cols, int64
 // How the micro-kernel reads op(A)[i, p] (element i*si + p*sp of its A pointer):
 // kind 0: a packed panel (sp = kMR, si = 1); kind 1: A's rows in place (sp = 1, si = lda);
 // kind 2: a transposed A in place (sp = lda, si = 1).
+// bias: the row added after the product at this store (see GemmItem::bias), or null.
 template <int R>
 inline void ukernelRows(int rows, int aKind, int64_t kc, const float* Ap, int64_t lda,
-                        const float* Bp, float* C, int64_t ldc, int cols, float alpha, int beta) {
+                        const float* Bp, float* C, int64_t ldc, int cols, float alpha, int beta,
+                        const float* bias = nullptr) {
   if (rows == R) {
     if (aKind == 1) {
-      ukernel<R, 1>(kc, Ap, lda, Bp, C, ldc, cols, alpha, beta);
+      ukernel<R, 1>(kc, Ap, lda, Bp, C, ldc, cols, alpha, beta, bias);
     } else if (aKind == 2) {
-      ukernel<R, 2>(kc, Ap, lda, Bp, C, ldc, cols, alpha, beta);
+      ukernel<R, 2>(kc, Ap, lda, Bp, C, ldc, cols, alpha, beta, bias);
     } else {
-      ukernel<R, 0>(kc, Ap, lda, Bp, C, ldc, cols, alpha, beta);
+      ukernel<R, 0>(kc, Ap, lda, Bp, C, ldc, cols, alpha, beta, bias);
     }
   } else if constexpr (R > 1) {
-    ukernelRows<R - 1>(rows, aKind, kc, Ap, lda, Bp, C, ldc, cols, alpha, beta);
+    ukernelRows<R - 1>(rows, aKind, kc, Ap, lda, Bp, C, ldc, cols, alpha, beta, bias);
   }
 }
 
@@ -952,7 +963,7 @@ void gemmOwnTasks(const float* A, const float* B, float* C, const GemmItem& g, i
           const int64_t j0 = jp * kNR;
           ukernelRows<kMR>(rows, g.transA ? 2 : 1, kc, aPanel, g.lda,
                            Bp + (jp - jp0) * kNR * kc, C + i0 * g.ldc + j0, g.ldc,
-                           (int)min64(kNR, g.n - j0), g.alpha, beta);
+                           (int)min64(kNR, g.n - j0), g.alpha, beta, biasAt(g, pc, kc, j0));
         }
       }
     }
@@ -1068,7 +1079,7 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
             const int64_t j0 = jc + jp * kNR;
             ukernelRows<kMR>(rows, aKind, kc, aKind ? aPanel : Ap, g.lda, bBlock + jp * kNR * kc,
                              C + i0 * g.ldc + j0, g.ldc, (int)min64(kNR, g.n - j0), g.alpha,
-                             beta);
+                             beta, biasAt(g, pc, kc, j0));
           }
         }
       }
@@ -1083,13 +1094,16 @@ void gemmItem(const float* A, const float* B, float* C, const GemmItem& g, int t
 // multiplying a few rows by it in place (decoding with a KV cache multiplies one row at a time).
 const int64_t kSmallM = 4;
 
-inline void storeRow(float* c, vf acc, int64_t width, float alpha, int beta) {
+/** c[0:width] = alpha * acc (+ c if beta) (+ bias[0:width] if bias: after the rounded product). */
+inline void storeRow(float* c, vf acc, int64_t width, float alpha, int beta, const float* bias) {
   vf r = acc * alpha;
   if (width == VL) {
     if (beta) r += vload(c);
+    if (bias) r = r + vload(bias);
     vstore(c, r);
   } else {
     if (beta) r += vloadPart(c, width, 0.0f);
+    if (bias) r = r + vloadPart(bias, width, 0.0f);
     vstorePart(c, r, width);
   }
 }
@@ -1103,8 +1117,8 @@ inline vf dotLanes(const float* a, const float* b, int64_t k, int64_t kFull) {
 }
 
 /**
- * C = alpha op(A) op(B) (+ C) for m <= kSmallM, reading B in place; thread `tid` of `nth`
- * computes its share of the columns.
+ * C = alpha op(A) op(B) (+ C) (+ bias) for m <= kSmallM, reading B in place; thread `tid` of
+ * `nth` computes its share of the columns.
  */
 void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int tid, int nth) {
   int64_t lo, hi;
@@ -1115,6 +1129,7 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
   }
   if (lo >= hi) return;
   float* rowCopy = scratch(&tlsPackA, g.k + VL);
+  const float* bias = g.bias;
   for (int64_t i = 0; i < g.m; i++) {
     // Row i of op(A), contiguous: A's own row, or gathered from a transposed A.
     const float* arow = A + i * g.lda;
@@ -1135,10 +1150,10 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
           a2 += av * vload(b + 2 * VL);
           a3 += av * vload(b + 3 * VL);
         }
-        storeRow(crow + j0, a0, VL, g.alpha, g.beta);
-        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta);
-        storeRow(crow + j0 + 2 * VL, a2, VL, g.alpha, g.beta);
-        storeRow(crow + j0 + 3 * VL, a3, VL, g.alpha, g.beta);
+        storeRow(crow + j0, a0, VL, g.alpha, g.beta, bias ? bias + j0 : nullptr);
+        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta, bias ? bias + j0 + VL : nullptr);
+        storeRow(crow + j0 + 2 * VL, a2, VL, g.alpha, g.beta, bias ? bias + j0 + 2 * VL : nullptr);
+        storeRow(crow + j0 + 3 * VL, a3, VL, g.alpha, g.beta, bias ? bias + j0 + 3 * VL : nullptr);
       }
       // Two independent sums in flight (a narrow C: attention's p @ v in a decode step).
       for (; j0 + 2 * VL <= hi; j0 += 2 * VL) {
@@ -1149,8 +1164,8 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
           a0 += av * vload(b);
           a1 += av * vload(b + VL);
         }
-        storeRow(crow + j0, a0, VL, g.alpha, g.beta);
-        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta);
+        storeRow(crow + j0, a0, VL, g.alpha, g.beta, bias ? bias + j0 : nullptr);
+        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta, bias ? bias + j0 + VL : nullptr);
       }
       for (; j0 < hi; j0 += VL) {
         const int64_t width = min64(VL, hi - j0);
@@ -1159,15 +1174,16 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
           const float* b = B + p * g.ldb + j0;
           acc += vsplat(arow[p]) * (width == VL ? vload(b) : vloadPart(b, width, 0.0f));
         }
-        storeRow(crow + j0, acc, width, g.alpha, g.beta);
+        storeRow(crow + j0, acc, width, g.alpha, g.beta, bias ? bias + j0 : nullptr);
       }
     } else {  // crow[j] = dot(arow, B[j, :]): vector partial sums over p, then its lanes in order
       const int64_t kFull = g.k / VL * VL;
       int64_t j = lo;
       // VL columns at a time: their partial-sum vectors transposed in registers, so that vector
       // adds sum every column's lanes at once, in the order of the one-column loop below (the
-      // same bits; a lane-by-lane sum per column cost more than its products).
-      for (; j + VL <= hi; j += VL) {
+      // same bits; a lane-by-lane sum per column cost more than its products). With a bias, the
+      // one-column loop (its second rounding stays a separate add there).
+      for (; !bias && j + VL <= hi; j += VL) {
         vf r[MMGPT_VL];
 #pragma GCC unroll 16
         for (int q = 0; q < VL; q++) r[q] = dotLanes(arow, B + (j + q) * g.ldb, g.k, kFull);
@@ -1188,7 +1204,8 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
         float s = 0;
 #pragma GCC unroll 16
         for (int l = 0; l < VL; l++) s += acc[l];
-        crow[j] = g.beta ? g.alpha * s + crow[j] : g.alpha * s;
+        const float r = g.beta ? g.alpha * s + crow[j] : g.alpha * s;
+        crow[j] = bias ? r + bias[j] : r;
       }
     }
   }
@@ -1243,7 +1260,7 @@ inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g,
     }
   } else if (ownTasks(g, nth)) {
     gemmOwnTasks(A, B, C, g, tid, nth, next);
-  } else if (swappedOwnTasks(g, nth)) {
+  } else if (swappedOwnTasks(g, nth) && !g.bias) {  // (its C^T store has no row bias)
     gemmSwapped(A, B, C, g, tid, nth, Bp, next);
   } else {
     gemmItem(A, B, C, g, tid, nth, Bp, next);
@@ -1253,10 +1270,12 @@ inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g,
 void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int nt) {
   const int64_t batch = p->batch, m = p->m, n = p->n, k = p->k;
   if (batch == 0 || m == 0 || n == 0) return;
-  if (k == 0) {  // op(A) @ op(B) is all zeros: C = alpha * 0 (+ C)
-    if (!p->accumulate) {
-      for (int64_t b = 0; b < batch; b++) {
-        for (int64_t i = 0; i < m * n; i++) C[b * p->strideC + i] = 0.0f;
+  if (k == 0) {  // op(A) @ op(B) is all zeros: C = alpha * 0 (+ C) (+ bias)
+    for (int64_t b = 0; b < batch; b++) {
+      float* c = C + b * p->strideC;
+      for (int64_t i = 0; i < m * n; i++) {
+        const float r = p->accumulate ? c[i] : 0.0f;
+        c[i] = p->bias ? r + p->bias[i % n] : r;
       }
     }
     return;
@@ -1272,10 +1291,11 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
   g.ldc = n;
   g.alpha = (float)p->alpha;
   g.beta = p->accumulate ? 1 : 0;
+  g.bias = p->bias;
   // One operand read both ways: C = alpha op(A) op(A)^T is symmetric (its upper triangle is
-  // computed, then mirrored). Not when accumulating: the C it adds to may not be symmetric.
+  // computed, then mirrored). Not when accumulating or adding a bias: C may not be symmetric.
   g.upper = A == B && p->strideA == p->strideB && p->transA != p->transB && m == n &&
-            m > kSmallM && !p->accumulate;
+            m > kSmallM && !p->accumulate && !p->bias;
   const double itemFlops = 2.0 * (double)m * (double)n * (double)k;
   const int team = (nt > 1 && itemFlops * (double)batch >= 4e5) ? nt : 1;
   // Items may run concurrently only when their C blocks are disjoint.

@@ -30,6 +30,7 @@ struct Avx2 {
   static void storeu(float* p, Vec v) { _mm256_storeu_ps(p, v); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
   static Vec mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+  static Vec add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
   static Mask lanesBelow(int k) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }
@@ -39,7 +40,8 @@ struct Avx2 {
 
 template <int R, int kAKind>
 void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
-             float* __restrict C, int64_t ldc, int cols, float alpha, int beta) {
+             float* __restrict C, int64_t ldc, int cols, float alpha, int beta,
+             const float* __restrict bias) {
   __m256 c0[R], c1[R];
   clearTile<Avx2, R>(c0, c1, C, ldc);
 #pragma GCC unroll 2
@@ -54,7 +56,7 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
       c1[i] = _mm256_fmadd_ps(av, b1, c1[i]);
     }
   }
-  storeTile<Avx2, R>(c0, c1, C, ldc, cols, alpha, beta);
+  storeTile<Avx2, R>(c0, c1, C, ldc, cols, alpha, beta, bias);
 }
 
 }  // namespace

@@ -33,6 +33,7 @@ struct Avx512 {
   static void storeu(float* p, Vec v) { _mm512_storeu_ps(p, v); }
   static Vec fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
   static Vec mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+  static Vec add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
   static Mask lanesBelow(int k) {
     return k >= 16 ? (Mask)0xFFFF : k <= 0 ? (Mask)0 : (Mask)((1u << k) - 1u);
   }
@@ -42,7 +43,8 @@ struct Avx512 {
 
 template <int R, int kAKind>
 void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
-             float* __restrict C, int64_t ldc, int cols, float alpha, int beta) {
+             float* __restrict C, int64_t ldc, int cols, float alpha, int beta,
+             const float* __restrict bias) {
   __m512 c0[R], c1[R];
   clearTile<Avx512, R>(c0, c1, C, ldc);
   if constexpr (kAKind == 1) {
@@ -77,7 +79,7 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
       }
     }
   }
-  storeTile<Avx512, R>(c0, c1, C, ldc, cols, alpha, beta);
+  storeTile<Avx512, R>(c0, c1, C, ldc, cols, alpha, beta, bias);
 }
 
 }  // namespace

@@ -25,7 +25,8 @@ inline void store4(float* p, v4f v) { memcpy(p, &v, sizeof v); }
 
 template <int R, int kAKind>
 void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
-             float* __restrict C, int64_t ldc, int cols, float alpha, int beta) {
+             float* __restrict C, int64_t ldc, int cols, float alpha, int beta,
+             const float* __restrict bias) {
   v4f c0[R], c1[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; i++) {
@@ -48,10 +49,9 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
     store4(tile, c0[i] * alpha);
     store4(tile + 4, c1[i] * alpha);
     float* c = C + i * ldc;
-    if (beta) {
-      for (int j = 0; j < cols; j++) c[j] += tile[j];
-    } else {
-      for (int j = 0; j < cols; j++) c[j] = tile[j];
+    for (int j = 0; j < cols; j++) {
+      const float r = beta ? c[j] + tile[j] : tile[j];
+      c[j] = bias ? r + bias[j] : r;  // the bias after the rounded product, as a separate add
     }
   }
 }

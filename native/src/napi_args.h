@@ -112,6 +112,8 @@ class ArgsBase {
     }
     return (int64_t)d;
   }
+  /** True when argument i is null (an optional buffer left out). */
+  bool isNull(size_t i) const { return info_[i].IsNull(); }
   bool flag(size_t i, const char* name) const {
     const Napi::Value v = info_[i];
     if (!v.IsBoolean()) typeError(std::string(name) + " must be a boolean, got " + describe(v));

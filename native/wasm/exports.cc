@@ -139,7 +139,8 @@ MMGPT_EXPORT void mmgpt_permute(const uint32_t* x, uint32_t* out, int rank, cons
 
 MMGPT_EXPORT void mmgpt_matmul(const float* a, const float* b, float* c, double batch, double m,
                                double n, double k, int transA, int transB, double strideA,
-                               double strideB, double strideC, double alpha, int accumulate) {
+                               double strideB, double strideC, double alpha, int accumulate,
+                               const float* bias) {
   MatmulArgs p;
   p.batch = i64(batch);
   p.m = i64(m);
@@ -152,6 +153,7 @@ MMGPT_EXPORT void mmgpt_matmul(const float* a, const float* b, float* c, double 
   p.strideC = i64(strideC);
   p.alpha = alpha;
   p.accumulate = accumulate;
+  p.bias = bias;  // null (offset 0) when there is none: the module's address 0 is never a buffer
   table()->matmul(a, b, c, &p, 1);
 }
 

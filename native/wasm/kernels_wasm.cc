@@ -64,7 +64,8 @@ const int kNR = 8;
 
 template <int R, int kAKind>
 void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* __restrict Bp,
-             float* __restrict C, int64_t ldc, int cols, float alpha, int beta) {
+             float* __restrict C, int64_t ldc, int cols, float alpha, int beta,
+             const float* __restrict bias) {
   v128_t c0[R], c1[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; i++) {
@@ -88,19 +89,29 @@ void ukernel(int64_t kc, const float* __restrict Ap, int64_t lda, const float* _
     a += depthStep;
     b += kNR;
   }
+  // C = alpha * acc (+ C) (+ bias: added to the rounded product, as a separate add would).
   const v128_t va = wasm_f32x4_splat(alpha);
 #pragma GCC unroll 8
   for (int i = 0; i < R; i++) {
     float* c = C + i * ldc;
     const v128_t r0 = wasm_f32x4_mul(va, c0[i]), r1 = wasm_f32x4_mul(va, c1[i]);
     if (cols == kNR) {
-      wasm_v128_store(c, beta ? wasm_f32x4_add(r0, wasm_v128_load(c)) : r0);
-      wasm_v128_store(c + 4, beta ? wasm_f32x4_add(r1, wasm_v128_load(c + 4)) : r1);
+      v128_t s0 = beta ? wasm_f32x4_add(r0, wasm_v128_load(c)) : r0;
+      v128_t s1 = beta ? wasm_f32x4_add(r1, wasm_v128_load(c + 4)) : r1;
+      if (bias) {
+        s0 = wasm_f32x4_add(s0, wasm_v128_load(bias));
+        s1 = wasm_f32x4_add(s1, wasm_v128_load(bias + 4));
+      }
+      wasm_v128_store(c, s0);
+      wasm_v128_store(c + 4, s1);
     } else {  // a ragged right edge: through a bounce buffer, touching only C[i, 0:cols]
       float tile[kNR];
       wasm_v128_store(tile, r0);
       wasm_v128_store(tile + 4, r1);
-      for (int j = 0; j < cols; j++) c[j] = beta ? c[j] + tile[j] : tile[j];
+      for (int j = 0; j < cols; j++) {
+        const float s = beta ? c[j] + tile[j] : tile[j];
+        c[j] = bias ? s + bias[j] : s;
+      }
     }
   }
 }
@@ -252,7 +263,7 @@ void packBWasm(const float* B, const GemmItem& g, int64_t j0, int64_t nc, int64_
   }
 }
 
-/** C = alpha op(A) op(B) (+ C) for one product, on this thread (BLIS loop order, see top). */
+/** C = alpha op(A) op(B) (+ C) (+ bias) for one product, on this thread (BLIS loop order, see top). */
 void gemmWasm(const float* A, const float* B, float* C, const GemmItem& g) {
   const int64_t kcBlock = blockSize(g.k, g.transA ? kWasmKC : kWasmKCPlainA, 1);
   const int64_t mcBlock = blockSize(g.m, g.transA ? kWasmMCTransA : kWasmMC, kMR);
@@ -264,6 +275,7 @@ void gemmWasm(const float* A, const float* B, float* C, const GemmItem& g) {
     for (int64_t pc = 0; pc < g.k; pc += kcBlock) {
       const int64_t kc = min64(kcBlock, g.k - pc);
       const int beta = pc == 0 ? g.beta : 1;
+      const float* biasRow = pc + kc == g.k ? g.bias : nullptr;  // once, after the last block
       const int64_t aStride = panelFloats(kMR, kc), bStride = panelFloats(kNR, kc);
       packBWasm(B, g, jc, nc, pc, kc, Bp);
       for (int64_t ic = 0; ic < g.m; ic += mcBlock) {
@@ -272,10 +284,11 @@ void gemmWasm(const float* A, const float* B, float* C, const GemmItem& g) {
         for (int64_t jp = 0; jp < nPanels; jp++) {  // a B micro-panel, kept in L1 ...
           const float* bPanel = Bp + jp * bStride;
           const int cols = (int)min64(kNR, nc - jp * kNR);
+          const float* bias = biasRow ? biasRow + jc + jp * kNR : nullptr;
           for (int64_t ip = 0; ip < mPanels; ip++) {  // ... for every A micro-panel of the block
             const int64_t i0 = ic + ip * kMR;
             ukernelRows<kMR>((int)min64(kMR, mc - ip * kMR), 0, kc, Ap + ip * aStride, 0, bPanel,
-                             C + i0 * g.ldc + jc + jp * kNR, g.ldc, cols, g.alpha, beta);
+                             C + i0 * g.ldc + jc + jp * kNR, g.ldc, cols, g.alpha, beta, bias);
           }
         }
       }
@@ -300,6 +313,7 @@ void kMatmulWasm(const float* A, const float* B, float* C, const MatmulArgs* p, 
   g.ldc = p->n;
   g.alpha = (float)p->alpha;
   g.beta = p->accumulate ? 1 : 0;
+  g.bias = p->bias;
   for (int64_t b = 0; b < p->batch; b++) {
     gemmWasm(A + b * p->strideA, B + b * p->strideB, C + b * p->strideC, g);
   }

@@ -37,9 +37,20 @@ export interface MatmulParams {
   strideA: number;
   strideB: number;
   strideC: number;
-  /** C = alpha * op(A) @ op(B) + (accumulate ? C : 0). */
+  /** C = alpha * op(A) @ op(B) + (accumulate ? C : 0) (+ bias). */
   alpha: number;
   accumulate: boolean;
+  /**
+   * A row of n floats added to every row of every item's C (a Linear layer's bias), after the
+   * product is rounded to float32 and stored: C = float32(alpha * op(A) @ op(B) (+ C)) + bias,
+   * the bits of the product followed by `binary('add')` of the broadcast bias, in one pass over
+   * C. With strideC = 0 every item adds it, in item order. Absent: no bias.
+   *
+   * A field of the product's parameters rather than a separate argument or kernel: like alpha
+   * and accumulate it says what the product's store does, every caller without a bias is
+   * unchanged, and a backend that could not fuse it would still read it in this one place.
+   */
+  bias?: Buf;
 }
 
 export interface AdamParams {
@@ -161,7 +172,7 @@ export interface Backend {
   permute(x: Buf, out: Buf, shape: readonly number[], perm: readonly number[], dtype: DType): void;
 
   // ---- linear algebra --------------------------------------------------------------------
-  /** C = alpha * op(A) @ op(B) (+ C), batched; see MatmulParams. */
+  /** C = alpha * op(A) @ op(B) (+ C) (+ bias), batched; see MatmulParams. */
   matmul(a: Buf, b: Buf, c: Buf, p: MatmulParams): void;
 
   // ---- embeddings ------------------------------------------------------------------------

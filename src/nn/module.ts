@@ -165,8 +165,8 @@ export class Linear extends Module {
         `Linear(${this.inFeatures}, ${this.outFeatures}): input [${x.shape.join(', ')}] has the wrong last dimension`,
       );
     }
-    const y = F.matmul(x, this.weight); // [..., out]
-    return this.bias ? F.add(y, this.bias) : y;
+    // [..., out]; the bias added in the product's store (the bits of matmul then add).
+    return this.bias ? F.matmul(x, this.weight, { bias: this.bias }) : F.matmul(x, this.weight);
   }
 }
 

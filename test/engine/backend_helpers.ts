@@ -134,8 +134,9 @@ function matmulScale(
 /**
  * Runs one matmul on random operands with `be` and the reference; every element of C within
  * tolFactor * sqrt(k + 1) * its magnitude scale (matmulScale), the 19 sentinels after C untouched.
- * With `oneOperand`, A and B are one buffer (p's B layout must read the same elements).
- * Returns C as `be` computed it.
+ * With `oneOperand`, A and B are one buffer (p's B layout must read the same elements). With
+ * `bias`, a random bias row goes in p.bias: its magnitude joins the scale, plus one rounding of
+ * the add (an ulp of the result). Returns C as `be` computed it.
  */
 export function checkMatmul(
   be: Backend,
@@ -144,6 +145,7 @@ export function checkMatmul(
   tolFactor: number,
   what: string,
   oneOperand = false,
+  bias: Float32Array | null = null,
 ): Float32Array {
   const aLen = (p.batch - 1) * p.strideA + p.m * p.k;
   const bLen = (p.batch - 1) * p.strideB + p.k * p.n;
@@ -152,15 +154,13 @@ export function checkMatmul(
   const a = randArray(rng, aLen);
   const b = oneOperand ? a : randArray(rng, bLen);
   const c0 = randArray(rng, cLen + 19); // 19 sentinels past the end must stay untouched
-  let got: Float32Array;
-  let want: Float32Array;
-  if (oneOperand) {
-    const r = runBoth(be, [a, c0], (bk, [x, c]) => bk.matmul(x, x, c, p));
-    [got, want] = [r.be[1], r.js[1]];
-  } else {
-    const r = runBoth(be, [a, b, c0], (bk, [x, y, c]) => bk.matmul(x, y, c, p));
-    [got, want] = [r.be[2], r.js[2]];
-  }
+  // The operands, C, and the bias row when there is one (MatmulParams.bias).
+  const inputs: Float32Array[] = oneOperand ? [a, c0] : [a, b, c0];
+  const r = runBoth(be, bias ? [...inputs, bias] : inputs, (bk, bufs) => {
+    const q = bias ? { ...p, bias: bufs[inputs.length] } : p;
+    bk.matmul(bufs[0], bufs[oneOperand ? 0 : 1], bufs[inputs.length - 1], q);
+  });
+  const [got, want] = [r.be[inputs.length - 1], r.js[inputs.length - 1]];
   let scale: Float32Array;
   if (p.strideC === 0 && p.batch > 1) {
     // Sequential semantics over the batch: bound each element by the sum of every item's scale.
@@ -179,7 +179,13 @@ export function checkMatmul(
   }
   const bound = tolFactor * Math.sqrt(p.k + 1);
   for (let i = 0; i < cLen; i++) {
-    const tol = bound * scale[i] + 1e-30;
+    // With a bias (added once per item; strideC = 0: once per item into one C): its size in the
+    // scale, and the add's own rounding.
+    const items = p.strideC === 0 ? p.batch : 1;
+    const col = (p.strideC > 0 ? i % p.strideC : i) % p.n;
+    const tol = bias
+      ? bound * (scale[i] + items * Math.abs(bias[col])) + items * ULP * Math.abs(want[i]) + 1e-30
+      : bound * scale[i] + 1e-30;
     if (!(Math.abs(got[i] - want[i]) <= tol)) {
       assert.fail(`${what}: C[${i}] = ${got[i]}, expected ${want[i]} (tol ${tol})`);
     }

@@ -528,6 +528,96 @@ for (const target of TARGETS) {
     },
   );
 
+  test(
+    `${name}: matmul with a bias row: the reference's within the matmul bound, and bit for bit the backend's own matmul then add`,
+    { skip },
+    () => {
+      const rng = makeRng(9);
+      // [case, one operand]: several depth blocks (the bias must go in once, after the last),
+      // ragged n, the small-m path, transposes, alpha and accumulate, every GEMM path of the cpu
+      // (shared B, own tasks, the transposed narrow C, one item per thread), split-K on the
+      // device, strideC = 0 (every item adds the bias, in order) and k = 0.
+      const cases: [MatmulParams, boolean][] = [
+        [matmulParams({ m: 61, n: 33, k: 300 }), false],
+        [matmulParams({ m: 130, n: 600, k: 67, transB: true }), false],
+        [matmulParams({ m: 40, n: 600, k: 300, transB: true }), false],
+        [matmulParams({ m: 75, n: 70, k: 700, transA: true, alpha: 0.5, accumulate: true }), false],
+        [matmulParams({ m: 41, n: 1058, k: 600, transA: true }), false],
+        [matmulParams({ m: 128, n: 384, k: 1824, transA: true }), false],
+        [matmulParams({ m: 197, n: 45, k: 530, transA: true }), false],
+        [matmulParams({ m: 13, n: 17, k: 31, transA: true, alpha: 0.37 }), false],
+        [matmulParams({ m: 1, n: 259, k: 131, transA: true, transB: true }), false],
+        [matmulParams({ m: 3, n: 37, k: 300 }), false],
+        [matmulParams({ m: 4, n: 1058, k: 128, alpha: -0.7, accumulate: true }), false],
+        [
+          matmulParams({ batch: 3, m: 29, n: 31, k: 37, strideA: 29 * 37, strideC: 29 * 31 }),
+          false,
+        ],
+        [
+          matmulParams({
+            batch: 16,
+            m: 19,
+            n: 19,
+            k: 8,
+            transB: true,
+            strideA: 19 * 8,
+            strideB: 19 * 8,
+            strideC: 19 * 19,
+            alpha: 0.35,
+          }),
+          false,
+        ],
+        [
+          matmulParams({
+            batch: 4,
+            m: 29,
+            n: 31,
+            k: 37,
+            strideA: 29 * 37,
+            strideB: 37 * 31,
+            accumulate: true,
+          }),
+          false,
+        ],
+        [matmulParams({ batch: 2, m: 3, n: 5, k: 0, strideC: 15 }), false],
+        // One operand read both ways (the cpu's symmetric path must not mirror a biased C).
+        [matmulParams({ m: 37, n: 37, k: 300, transB: true }), true],
+      ];
+      target.forEachConfig((cfg) => {
+        const b = be();
+        for (const [p, oneOperand] of cases) {
+          const what = `biased matmul ${cfg} ${p.batch}x[${p.m}x${p.k}]@[${p.k}x${p.n}] tA=${p.transA} tB=${p.transB} sC=${p.strideC} alpha=${p.alpha} acc=${p.accumulate}`;
+          checkMatmul(b, rng, p, tol.matmul, what, oneOperand, randArray(rng, p.n));
+          if (p.strideC === 0 && p.batch > 1) continue; // one C for all items: no separate add
+          // The same product, then binary('add') of the broadcast bias: the same bits.
+          const rows = p.batch * p.m;
+          const x = b.upload(randArray(rng, (p.batch - 1) * p.strideA + p.m * p.k));
+          const y = oneOperand
+            ? x
+            : b.upload(randArray(rng, (p.batch - 1) * p.strideB + p.k * p.n));
+          const c0 = randArray(rng, rows * p.n);
+          const bias = b.upload(randArray(rng, p.n));
+          const [fused, product, sum] = [
+            b.upload(c0),
+            b.upload(c0),
+            b.alloc(rows * p.n, 'float32'),
+          ];
+          b.matmul(x, y, fused, { ...p, bias });
+          b.matmul(x, y, product, p);
+          b.binary('add', product, bias, sum, [rows, p.n], [p.n, 1], [0, 1]);
+          const got = b.download(fused, rows * p.n, 'float32');
+          const want = b.download(sum, rows * p.n, 'float32');
+          for (let i = 0; i < rows * p.n; i++) {
+            if (!Object.is(got[i], want[i])) {
+              assert.fail(`${what}: C[${i}] = ${got[i]} fused, ${want[i]} as matmul then add`);
+            }
+          }
+          for (const buf of new Set([x, y, bias, fused, product, sum])) b.free(buf);
+        }
+      });
+    },
+  );
+
   // ---- embeddings ---------------------------------------------------------------------------
 
   test(

@@ -123,6 +123,46 @@ test('matmulLeadingRows equals matmul of the sliced leading rows, bit for bit, a
   assert.throws(() => F.matmulLeadingRows(w, cache, 3, { transB: true }), /no gradient/);
 });
 
+test('matmul with a bias equals matmul then add, values and gradients bit for bit', () => {
+  const rng = new TestRng(6);
+  // [a shape, b shape, options]: a Linear on [B, T, in] (one folded GEMM), batched with
+  // transposes, 2-D; depth over a packing block.
+  const cases: [number[], number[], F.MatmulOptions][] = [
+    [[2, 5, 7], [7, 3], {}],
+    [[2, 7, 5], [2, 3, 7], { transA: true, transB: true }],
+    [[3, 300], [300, 9], {}],
+  ];
+  for (const [aShape, bShape, opts] of cases) {
+    const n = opts.transB ? bShape[bShape.length - 2] : bShape[bShape.length - 1];
+    const [aData, bData, biasData] = [aShape, bShape, [n]].map((s) =>
+      rng.array(s.reduce((x, y) => x * y, 1)),
+    );
+    const run = (fused: boolean): number[][] =>
+      tidy(() => {
+        const [a, b, bias] = [
+          F.tensor(aData, aShape),
+          F.tensor(bData, bShape),
+          F.tensor(biasData, [n]),
+        ];
+        for (const t of [a, b, bias]) t.requiresGrad = true;
+        const y = fused ? F.matmul(a, b, { ...opts, bias }) : F.add(F.matmul(a, b, opts), bias);
+        const g = new TestRng(7).array(y.size); // the same output gradient for both
+        F.sum(F.mul(y, F.tensor(g, y.shape))).backward();
+        return [y, a.grad!, b.grad!, bias.grad!].map((t) => [...t.toArray()]);
+      });
+    assert.deepEqual(run(true), run(false), `${aShape} @ ${bShape}`);
+    gradCheck(`mm bias ${aShape}`, ([a, b, bias]) => F.matmul(a, b, { ...opts, bias }), [
+      inp(aShape),
+      inp(bShape),
+      inp([n]),
+    ]);
+  }
+  assert.throws(
+    () => F.matmul(F.zeros([2, 3]), F.zeros([3, 4]), { bias: F.zeros([3]) }),
+    /matmul: a product with 4 columns needs a bias \[4\], got \[3\]/,
+  );
+});
+
 test('layout ops: reshape, permute, transpose, slice, concat, split', () => {
   gradCheck('reshape', ([x]) => F.mul(F.reshape(x, [6, -1]), F.reshape(x, [6, 5])), [
     inp([2, 3, 5]),

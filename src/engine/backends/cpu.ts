@@ -58,6 +58,8 @@ export interface NativeKernels extends Omit<KernelMethods, ParameterObjectKernel
     strideC: number,
     alpha: number,
     accumulate: boolean,
+    /** MatmulParams.bias, null when absent. */
+    bias: Buf | null,
   ): void;
   /** geometry: n, c, h, w, kh, kw, stride, pad, ho, wo. */
   im2col(x: Buf, cols: Buf, ...geometry: number[]): void;
@@ -300,6 +302,7 @@ export function nativeKernelMethods(nat: NativeKernels): KernelMethods {
         p.strideC,
         p.alpha,
         p.accumulate,
+        p.bias ?? null,
       ),
     gather: (table, idx, out, rows, d, vocab) => nat.gather(table, idx, out, rows, d, vocab),
     scatterAdd: (g, idx, gTable, rows, d) => nat.scatterAdd(g, idx, gTable, rows, d),

@@ -1,23 +1,32 @@
-// Batched matrix product with broadcasting of a 2-D operand, and its gradient products (each
-// folded into one large GEMM where the layout allows).
+// Batched matrix product with broadcasting of a 2-D operand and an optional bias row added in the
+// product's store (a Linear layer in one kernel), and its gradient products (each folded into one
+// large GEMM where the layout allows).
 
 import type { MatmulParams } from '../backend';
 import { isGradEnabled, type Tensor } from '../tensor';
+import { sumToShape } from './arithmetic';
 import { fmt, prod, record, requireFloat, sameBackend, uninit } from './common';
 
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
+  /**
+   * [n], added to every row of the product by the backend's matmul itself (MatmulParams.bias):
+   * the values of `add(matmul(a, b), bias)` without a second pass over the output. Its gradient
+   * is that of the add: the output gradient summed down to [n].
+   */
+  bias?: Tensor;
 }
 
 /**
  * Batched matrix product. a: [..., m, k] (or [..., k, m] with transA), b: [..., k, n]
  * (or [..., n, k] with transB). The batch dims must be equal, or one operand is 2-D and is
- * broadcast over the other's batch. Output: [...batch, m, n].
+ * broadcast over the other's batch. Output: [...batch, m, n] (+ opts.bias [n] on every row).
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
+  const bias = opts.bias;
   requireFloat('matmul', a, b);
   sameBackend('matmul', a, b);
   if (a.rank < 2 || b.rank < 2)
@@ -34,25 +43,41 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       `matmul: shapes ${fmt(a.shape)}${transA ? 'ᵀ' : ''} and ${fmt(b.shape)}${transB ? 'ᵀ' : ''} are incompatible`,
     );
   }
+  if (bias !== undefined) {
+    requireFloat('matmul', bias);
+    sameBackend('matmul', a, bias);
+    if (bias.rank !== 1 || bias.size !== n) {
+      throw new Error(
+        `matmul: a product with ${n} columns needs a bias [${n}], got ${fmt(bias.shape)}`,
+      );
+    }
+  }
   const batchShape = batchA.length >= batchB.length ? batchA : batchB;
   const batch = prod(batchShape);
   const outShape = [...batchShape, m, n];
   const out =
     batchB.length === 0 && !transA
       ? // [batch*m, k] @ [k, n]: one large GEMM instead of many small ones.
-        product(a, b, outShape, { ...SINGLE, m: batch * m, n, k: ka, transA, transB })
-      : product(a, b, outShape, {
-          batch,
-          m,
-          n,
-          k: ka,
-          transA,
-          transB,
-          strideA: batchA.length === 0 ? 0 : m * ka,
-          strideB: batchB.length === 0 ? 0 : ka * n,
-          strideC: m * n,
-        });
-  return record(out, 'matmul', [a, b], (g) => {
+        product(a, b, outShape, { ...SINGLE, m: batch * m, n, k: ka, transA, transB }, bias)
+      : product(
+          a,
+          b,
+          outShape,
+          {
+            batch,
+            m,
+            n,
+            k: ka,
+            transA,
+            transB,
+            strideA: batchA.length === 0 ? 0 : m * ka,
+            strideB: batchB.length === 0 ? 0 : ka * n,
+            strideC: m * n,
+          },
+          bias,
+        );
+  const inputs = bias === undefined ? [a, b] : [a, b, bias];
+  return record(out, 'matmul', inputs, (g) => {
     // g: [...batch, m, n]
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
@@ -68,7 +93,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         ? matmulGrad(g, a, true, transA, false, batchA.length === 0, batch, b.shape)
         : matmulGrad(a, g, !transA, false, batchA.length === 0, false, batch, b.shape);
     }
-    return [ga, gb];
+    if (bias === undefined) return [ga, gb];
+    return [ga, gb, bias.requiresGrad ? sumToShape(g, bias.shape) : null]; // as add's gradient
   });
 }
 
@@ -121,15 +147,23 @@ export function matmulLeadingRows(
 }
 
 /** The layout fields of a matmul call: every product here has alpha 1 and overwrites C. */
-type ProductLayout = Omit<MatmulParams, 'alpha' | 'accumulate'>;
+type ProductLayout = Omit<MatmulParams, 'alpha' | 'accumulate' | 'bias'>;
 
 /** The layout fields of one unbatched product (a batch folded into its rows or its depth). */
 const SINGLE = { batch: 1, strideA: 0, strideB: 0, strideC: 0 };
 
-/** A new tensor of `shape` holding op(X) @ op(Y) as `layout` describes them. */
-function product(x: Tensor, y: Tensor, shape: readonly number[], layout: ProductLayout): Tensor {
+/** A new tensor of `shape` holding op(X) @ op(Y) (+ bias) as `layout` describes them. */
+function product(
+  x: Tensor,
+  y: Tensor,
+  shape: readonly number[],
+  layout: ProductLayout,
+  bias?: Tensor,
+): Tensor {
   const out = uninit(shape, 'float32', x.backend);
-  x.backend.matmul(x.buf, y.buf, out.buf, { ...layout, alpha: 1, accumulate: false });
+  const params: MatmulParams = { ...layout, alpha: 1, accumulate: false };
+  if (bias !== undefined) params.bias = bias.buf;
+  x.backend.matmul(x.buf, y.buf, out.buf, params);
   return out;
 }
 

@@ -99,6 +99,7 @@ export const layoutKernels: Pick<Backend, LayoutKernel> = {
     const av = f32(a, 'matmul A', (batch - 1) * strideA + m * k);
     const bv = f32(b, 'matmul B', (batch - 1) * strideB + k * n);
     const cv = f32(c, 'matmul C', (batch - 1) * strideC + m * n);
+    const bias = p.bias === undefined ? null : f32(p.bias, 'matmul bias', n);
     const aRow = new Float64Array(k); // row i of op(A)
     const acc = new Float64Array(n); // row i of op(A) @ op(B), float64
     for (let bi = 0; bi < batch; bi++) {
@@ -135,6 +136,8 @@ export const layoutKernels: Pick<Backend, LayoutKernel> = {
         } else {
           for (let j = 0; j < n; j++) cv[cRow + j] = alpha * acc[j];
         }
+        // The bias on the stored (float32) product: the bits of the product, then an add.
+        if (bias) for (let j = 0; j < n; j++) cv[cRow + j] += bias[j];
       }
     }
   },

@@ -234,8 +234,9 @@ function linearAndNorm(mem: WasmMemory): Pick<KernelMethods, LinearAndNormKernel
       const pa = c.f32(a, 'A', c.add(c.mul(last, sA), c.mul(m, k)));
       const pb = c.f32(b, 'B', c.add(c.mul(last, sB), c.mul(k, n)));
       const pc = c.f32(cb, 'C', c.add(c.mul(last, sC), c.mul(m, n)));
+      const pBias = p.bias === undefined ? 0 : c.f32(p.bias, 'bias', n); // 0: no bias
       const flags = [tA ? 1 : 0, tB ? 1 : 0];
-      x.mmgpt_matmul(pa, pb, pc, batch, m, n, k, ...flags, sA, sB, sC, alpha, acc ? 1 : 0);
+      x.mmgpt_matmul(pa, pb, pc, batch, m, n, k, ...flags, sA, sB, sC, alpha, acc ? 1 : 0, pBias);
     },
     gather(table, idx, out, rows, d, vocab): void {
       const c = args('gather');
