@@ -1267,6 +1267,13 @@ inline void gemmAny(const float* A, const float* B, float* C, const GemmItem& g,
   }
 }
 
+// The floating-point operations from which one product is shared by the team: below it, waking
+// the other threads and meeting them at the packing barrier costs more than they save (a decode
+// step's products of a few rows, e.g. 18 x 128 x 384). Many small items (a decode step's
+// attention) are dealt out to the threads whole, with no barrier: they are shared from far less.
+const double kTeamFlops = 8e6;
+const double kItemsTeamFlops = 4e5;
+
 void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int nt) {
   const int64_t batch = p->batch, m = p->m, n = p->n, k = p->k;
   if (batch == 0 || m == 0 || n == 0) return;
@@ -1297,7 +1304,8 @@ void kMatmul(const float* A, const float* B, float* C, const MatmulArgs* p, int 
   g.upper = A == B && p->strideA == p->strideB && p->transA != p->transB && m == n &&
             m > kSmallM && !p->accumulate && !p->bias;
   const double itemFlops = 2.0 * (double)m * (double)n * (double)k;
-  const int team = (nt > 1 && itemFlops * (double)batch >= 4e5) ? nt : 1;
+  const double minFlops = batch > 1 ? kItemsTeamFlops : kTeamFlops;
+  const int team = (nt > 1 && itemFlops * (double)batch >= minFlops) ? nt : 1;
   // Items may run concurrently only when their C blocks are disjoint.
   const bool disjoint = batch == 1 || p->strideC >= m * n;
   const bool perItem = team > 1 && batch > 1 && disjoint &&
