@@ -181,12 +181,7 @@ export function warmupLinearLr(
   totalSteps: number,
   minLr = 0,
 ): Schedule {
-  const cosine = warmupCosineLr(lr, warmupSteps, totalSteps, minLr); // checks the arguments
-  return (step: number) => {
-    if (step < warmupSteps) return cosine(step);
-    const progress = Math.min(1, (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
-    return lr + (minLr - lr) * progress;
-  };
+  return warmupStableDecayLr(lr, warmupSteps, totalSteps - warmupSteps, totalSteps, minLr);
 }
 
 /**
@@ -202,15 +197,15 @@ export function warmupStableDecayLr(
   minLr = 0,
 ): Schedule {
   const warm = warmupCosineLr(lr, warmupSteps, totalSteps, minLr); // checks the arguments
-  if (!(Number.isInteger(decaySteps) && decaySteps >= 1 && decaySteps <= totalSteps - warmupSteps))
+  if (!(Number.isInteger(decaySteps) && decaySteps >= 0 && decaySteps <= totalSteps - warmupSteps))
     throw new Error(
-      `warmupStableDecayLr: need 1 <= decaySteps (${decaySteps}) <= total - warmup (${totalSteps - warmupSteps})`,
+      `warmupStableDecayLr: need 0 <= decaySteps (${decaySteps}) <= total - warmup (${totalSteps - warmupSteps})`,
     );
   const decayFrom = totalSteps - decaySteps;
   return (step: number) => {
     if (step < warmupSteps) return warm(step);
     if (step < decayFrom) return lr;
-    const progress = Math.min(1, (step - decayFrom) / decaySteps);
+    const progress = Math.min(1, (step - decayFrom) / Math.max(1, decaySteps));
     return lr + (minLr - lr) * progress;
   };
 }
