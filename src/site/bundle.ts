@@ -14,7 +14,7 @@
 
 import * as fs from 'fs';
 import * as path from 'path';
-import * as esbuild from 'esbuild';
+import type * as esbuild from 'esbuild';
 import { projectRoot } from '../paths';
 
 /** The Node-only backend modules under src/engine/backends/ (no extension), and their loaders. */
@@ -77,7 +77,17 @@ export async function buildBundle(root: string = projectRoot()): Promise<BundleR
     throw new Error(
       `the page's source ${entry} is missing: mmgpt site bundles the TypeScript sources of src/`,
     );
-  const result = await esbuild.build({
+  // Loaded here, not at import: the command line (which imports this module) runs where only
+  // the runtime packages are installed, e.g. on a GPU host from gpu-check.sh's payload.
+  let bundler: typeof esbuild;
+  try {
+    bundler = await import('esbuild');
+  } catch (e) {
+    throw new Error(
+      `mmgpt site bundles the page with the npm package esbuild, which does not load here (${(e as Error).message.split('\n')[0]}): install the dependencies with npm ci`,
+    );
+  }
+  const result = await bundler.build({
     entryPoints: [entry],
     bundle: true,
     platform: 'browser',
