@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { availableBackends, setBackend } from '../../src/engine/registry';
 import type { Tensor } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
-import { GPT, type GptConfig, type KVCache } from '../../src/gpt/model';
-import { Vocab } from '../../src/data/vocab';
+import type { GPT, KVCache } from '../../src/gpt/model';
+import { tinyModel, vocab } from './helpers';
 import {
   IMAGE_TOKENS,
   SEQUENCE_LENGTH,
@@ -25,16 +25,6 @@ import {
 import { sharedPrefixSpanLogLikelihood } from '../../src/sampling/prefix';
 
 setBackend('js');
-
-const vocab = new Vocab(16);
-const config: GptConfig = {
-  vocabSize: vocab.size,
-  blockSize: SEQUENCE_LENGTH,
-  nLayer: 2,
-  nHead: 2,
-  nEmbd: 16,
-  dropout: 0,
-};
 
 /** Pairs as the searches make them: variants of a few captions and images, and duplicates. */
 function searchLikePairs(rng: Rng): { caption: number[]; image: Int32Array }[] {
@@ -107,7 +97,7 @@ function checkSharedEqualsForced(model: GPT, rel = 0): void {
 }
 
 test('shared-prefix span scores equal the teacher-forced ones exactly, in fewer positions', () => {
-  checkSharedEqualsForced(new GPT(config, new Rng(2)));
+  checkSharedEqualsForced(tinyModel(2));
 });
 
 test('shared-prefix span scores on the cpu backend equal its teacher-forced ones to 1e-6', (t) => {
@@ -117,14 +107,14 @@ test('shared-prefix span scores on the cpu backend equal its teacher-forced ones
   }
   setBackend('cpu');
   try {
-    checkSharedEqualsForced(new GPT(config, new Rng(2)), 1e-6);
+    checkSharedEqualsForced(tinyModel(2), 1e-6);
   } finally {
     setBackend('js');
   }
 });
 
 test('shared-prefix scoring checks its span and sequence lengths', () => {
-  const model = new GPT(config, new Rng(2));
+  const model = tinyModel(2);
   const seq = new Int32Array(SEQUENCE_LENGTH).fill(vocab.bos);
   assert.deepEqual(
     sharedPrefixSpanLogLikelihood(model, [], IMAGE_GIVEN_CAPTION),

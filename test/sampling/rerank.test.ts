@@ -10,8 +10,8 @@ import { setBackend } from '../../src/engine/registry';
 import * as F from '../../src/engine/ops';
 import { noGrad, tidy } from '../../src/engine/tensor';
 import { Rng } from '../../src/nn/rng';
-import { GPT, type GptConfig } from '../../src/gpt/model';
-import { DIGIT_WORDS, Vocab } from '../../src/data/vocab';
+import { DIGIT_WORDS } from '../../src/data/vocab';
+import { tinyModel, vocab } from './helpers';
 import { PALETTE } from '../../src/data/palette';
 import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
 import { generate, logSoftmax } from '../../src/sampling/sampler';
@@ -41,16 +41,7 @@ import {
 
 setBackend('js');
 
-const vocab = new Vocab(16);
-const config: GptConfig = {
-  vocabSize: vocab.size,
-  blockSize: SEQUENCE_LENGTH,
-  nLayer: 2,
-  nHead: 2,
-  nEmbd: 16,
-  dropout: 0,
-};
-const model = new GPT(config, new Rng(21));
+const model = tinyModel(21);
 const CAPTIONS = [
   'dark green eight on bright cyan',
   'plain white zero on plain black',

@@ -6,26 +6,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setBackend } from '../../src/engine/registry';
 import { Rng } from '../../src/nn/rng';
-import { GPT, type GptConfig } from '../../src/gpt/model';
-import { DIGIT_WORDS, Vocab } from '../../src/data/vocab';
+import { DIGIT_WORDS } from '../../src/data/vocab';
+import { tinyModel, vocab } from './helpers';
 import { PALETTE, isLegible, paletteIndex } from '../../src/data/palette';
-import { IMAGE_TOKENS, SEQUENCE_LENGTH } from '../../src/data/sequences';
+import { IMAGE_TOKENS } from '../../src/data/sequences';
 import { captionGivenImage, imageGivenCaption } from '../../src/sampling/score';
 import { imageToTextPairScores, rerankContext } from '../../src/sampling/rerank';
 import { imageToText, type ModeOptions } from '../../src/sampling/modes';
 
 setBackend('js');
 
-const vocab = new Vocab(16);
-const config: GptConfig = {
-  vocabSize: vocab.size,
-  blockSize: SEQUENCE_LENGTH,
-  nLayer: 2,
-  nHead: 2,
-  nEmbd: 16,
-  dropout: 0,
-};
-const model = new GPT(config, new Rng(31));
+const model = tinyModel(31);
 
 function randomImage(rng: Rng): Int32Array {
   return Int32Array.from({ length: IMAGE_TOKENS }, () => rng.int(vocab.imageCodes));
