@@ -1117,6 +1117,31 @@ inline vf dotLanes(const float* a, const float* b, int64_t k, int64_t kFull) {
 }
 
 /**
+ * crow[j, j + NV VL) = alpha sum_p arow[p] B[p, j + ...] (+ crow if beta) (+ bias) for blocks of
+ * NV full vectors of columns from j0 while one fits before hi (NV independent sums, one per
+ * vector, each over p in order); returns the first column left.
+ */
+template <int NV>
+inline int64_t smallMBlocks(const float* arow, const float* B, float* crow, const GemmItem& g,
+                            int64_t j0, int64_t hi) {
+  for (; j0 + NV * VL <= hi; j0 += NV * VL) {
+    vf acc[NV] = {};
+    for (int64_t p = 0; p < g.k; p++) {
+      const float* b = B + p * g.ldb + j0;
+      const vf av = vsplat(arow[p]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; v++) acc[v] += av * vload(b + v * VL);
+    }
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; v++) {
+      const int64_t j = j0 + v * VL;
+      storeRow(crow + j, acc[v], VL, g.alpha, g.beta, g.bias ? g.bias + j : nullptr);
+    }
+  }
+  return j0;
+}
+
+/**
  * C = alpha op(A) op(B) (+ C) (+ bias) for m <= kSmallM, reading B in place; thread `tid` of
  * `nth` computes its share of the columns.
  */
@@ -1138,35 +1163,9 @@ void gemmSmallM(const float* A, const float* B, float* C, const GemmItem& g, int
       arow = rowCopy;
     }
     float* crow = C + i * g.ldc;
-    if (!g.transB) {  // crow[j] = sum_p arow[p] B[p, j]: 4, then 2 vectors of columns at a time
-      int64_t j0 = lo;
-      for (; j0 + 4 * VL <= hi; j0 += 4 * VL) {
-        vf a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        for (int64_t p = 0; p < g.k; p++) {
-          const float* b = B + p * g.ldb + j0;
-          const vf av = vsplat(arow[p]);
-          a0 += av * vload(b);
-          a1 += av * vload(b + VL);
-          a2 += av * vload(b + 2 * VL);
-          a3 += av * vload(b + 3 * VL);
-        }
-        storeRow(crow + j0, a0, VL, g.alpha, g.beta, bias ? bias + j0 : nullptr);
-        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta, bias ? bias + j0 + VL : nullptr);
-        storeRow(crow + j0 + 2 * VL, a2, VL, g.alpha, g.beta, bias ? bias + j0 + 2 * VL : nullptr);
-        storeRow(crow + j0 + 3 * VL, a3, VL, g.alpha, g.beta, bias ? bias + j0 + 3 * VL : nullptr);
-      }
-      // Two independent sums in flight (a narrow C: attention's p @ v in a decode step).
-      for (; j0 + 2 * VL <= hi; j0 += 2 * VL) {
-        vf a0 = {}, a1 = {};
-        for (int64_t p = 0; p < g.k; p++) {
-          const float* b = B + p * g.ldb + j0;
-          const vf av = vsplat(arow[p]);
-          a0 += av * vload(b);
-          a1 += av * vload(b + VL);
-        }
-        storeRow(crow + j0, a0, VL, g.alpha, g.beta, bias ? bias + j0 : nullptr);
-        storeRow(crow + j0 + VL, a1, VL, g.alpha, g.beta, bias ? bias + j0 + VL : nullptr);
-      }
+    if (!g.transB) {  // crow[j] = sum_p arow[p] B[p, j]
+      // 4, then 2 vectors of columns in flight (2: a narrow C, attention's p @ v in a decode step).
+      int64_t j0 = smallMBlocks<2>(arow, B, crow, g, smallMBlocks<4>(arow, B, crow, g, lo, hi), hi);
       for (; j0 < hi; j0 += VL) {
         const int64_t width = min64(VL, hi - j0);
         vf acc = {};
