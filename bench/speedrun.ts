@@ -7,7 +7,8 @@
 // Usage: node dist/bench/speedrun.js [--recipe quick] [--n 300] [--every 400] [--from 0]
 //        [--set lr=4e-3,warmupSteps=100] [--note TEXT] [--no-record] [--resume] [--target 0.95]
 // - A recipe is a GPT preset (GPT_PRESETS) or one of RECIPES below; --set overrides its training
-//   fields (numbers, or names: optimizer=muon, schedule=linear).
+//   fields (numbers, or names: optimizer=muon, schedule=linear) and its model's (nLayer, nHead,
+//   nEmbd, dropout).
 // - Every --every steps from --from (and at the recipe's last step) training pauses: the run's
 //   checkpoint is written (runs/speedrun/<recipe>-<fingerprint>/; --resume continues a stopped
 //   speedrun from it; --resume of a finished one scores its last checkpoint again, e.g. with a
@@ -86,6 +87,11 @@ interface ScorePoint {
   trainMs: number;
   scores: Record<ModeName, number>;
   scoreMs: number;
+  /**
+   * The validation NLL (the run's "test" NLL: the first testLimit validation items, both orders)
+   * where the run logged one at this step (each epoch's end and the last step), else absent.
+   */
+  validationNll?: number;
 }
 
 const SHORT: Record<ModeName, string> = {
@@ -94,25 +100,34 @@ const SHORT: Record<ModeName, string> = {
   unconditional: 'unc',
 };
 
-/** `key=value,key=value` over a training config: numbers stay numbers, other values strings. */
-function parseOverrides(text: string | undefined): Partial<GptTrainConfig> {
-  const out: Record<string, number | string> = {};
-  if (text === undefined || text === '') return out;
+/** The model fields --set may change; every other key is a training field. */
+const MODEL_KEYS: readonly string[] = ['nLayer', 'nHead', 'nEmbd', 'dropout'];
+
+interface Overrides {
+  train: Partial<GptTrainConfig>;
+  model: Partial<GptPreset['model']>;
+}
+
+/** `key=value,key=value` over a recipe: numbers stay numbers, other values strings. */
+function parseOverrides(text: string | undefined): Overrides {
+  const train: Record<string, number | string> = {};
+  const model: Record<string, number> = {};
+  if (text === undefined || text === '') return { train, model };
   for (const pair of text.split(',')) {
     const [key, value] = pair.split('=');
     if (key === undefined || value === undefined || key === '')
       throw new Error(`--set: expected key=value, got '${pair}'`);
     const asNumber = Number(value);
-    out[key] = Number.isFinite(asNumber) ? asNumber : value;
+    if (MODEL_KEYS.includes(key)) {
+      if (!Number.isFinite(asNumber)) throw new Error(`--set: ${key} must be a number`);
+      model[key] = asNumber;
+    } else train[key] = Number.isFinite(asNumber) ? asNumber : value;
   }
-  return out as Partial<GptTrainConfig>;
+  return { train: train as Partial<GptTrainConfig>, model };
 }
 
 /** The preset a recipe name and --set overrides make, and the text of what changed. */
-function resolveRecipe(
-  name: string,
-  overrides: Partial<GptTrainConfig>,
-): { preset: GptPreset; changed: string } {
+function resolveRecipe(name: string, overrides: Overrides): { preset: GptPreset; changed: string } {
   const recipe: Recipe | undefined =
     RECIPES[name] ??
     (GPT_PRESETS[name] ? { base: name, changed: `the ${name} preset` } : undefined);
@@ -122,10 +137,12 @@ function resolveRecipe(
     );
   const base = GPT_PRESETS[recipe.base]!;
   const preset: GptPreset = {
-    model: { ...base.model, ...recipe.model },
-    train: { ...base.train, ...recipe.train, ...overrides },
+    model: { ...base.model, ...recipe.model, ...overrides.model },
+    train: { ...base.train, ...recipe.train, ...overrides.train },
   };
-  const set = Object.entries(overrides).map(([k, v]) => `${k} ${v}`);
+  const set = Object.entries({ ...overrides.model, ...overrides.train }).map(
+    ([k, v]) => `${k} ${v}`,
+  );
   return { preset, changed: [recipe.changed, ...set].join('; ') };
 }
 
@@ -244,12 +261,15 @@ function makeScorer(
     const scores = {} as Record<ModeName, number>;
     for (const mode of MODE_NAMES)
       scores[mode] = headline(scoreMode(ctx, mode, modeOptionsFor(settings, mode)));
+    const step = trainLog.trainNll.length;
+    const nll = trainLog.testNll.find((e) => e.step === step)?.nll;
     return {
-      step: trainLog.trainNll.length,
+      step,
       n: count,
       trainMs: trainLog.trainMs,
       scores,
       scoreMs: Date.now() - t0,
+      ...(nll === undefined ? {} : { validationNll: nll }),
     };
   };
 }
@@ -258,6 +278,9 @@ function pointLine(point: ScorePoint, met: boolean): string {
   return (
     `step ${point.step} | train ${(point.trainMs / 1000).toFixed(1)} s (${(point.trainMs / point.step).toFixed(1)} ms/step) | ` +
     MODE_NAMES.map((m) => `${SHORT[m]} ${pct(point.scores[m])}`).join(' ') +
+    (point.validationNll === undefined
+      ? ''
+      : ` | validation NLL ${point.validationNll.toFixed(4)}`) +
     ` | scoring ${(point.scoreMs / 1000).toFixed(1)} s${met ? ' | target reached' : ''}`
   );
 }

@@ -5,6 +5,8 @@
 # default target. addon.cc (the N-API glue, default target) picks one at load time with
 # __builtin_cpu_supports, so the built addon runs on any x86-64 machine: no -march=native.
 # OpenMP (-fopenmp, libgomp) runs the parallel loops; OMP_NUM_THREADS is respected.
+# src/sampling.cc (the sampler's per-row arithmetic, bit for bit the TypeScript sampler's) is part
+# of the addon itself, compiled with -ffp-contract=off.
 # Build: `npm run build:native` (= node-gyp rebuild -C native).
 #
 # CUDA (native/cuda/, see README.md): where cuda/find-nvcc.js finds a toolkit (nvcc + static
@@ -54,7 +56,9 @@
     },
     {
       'target_name': 'mmgpt_native',
-      'sources': ['src/addon.cc', 'cuda/addon_cuda.cc'],
+      # sampling.cc must give the TypeScript sampler's float64 bits: no fused multiply-adds.
+      'sources': ['src/addon.cc', 'src/sampling.cc', 'cuda/addon_cuda.cc'],
+      'cflags_cc': ['-ffp-contract=off'],
       'dependencies': [
         'mmgpt_kernels_base',
         'mmgpt_kernels_avx2',

@@ -29,6 +29,8 @@
 namespace mmgpt {
 // The CUDA backend's entry points (native/cuda/addon_cuda.cc): `exports.cuda`.
 void registerCuda(Napi::Env env, Napi::Object exports);
+// The host sampler's entry points (sampling.cc): `exports.sampling`.
+void registerSampling(Napi::Env env, Napi::Object exports);
 }  // namespace mmgpt
 
 namespace {
@@ -308,6 +310,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   MMGPT_EXPORT("info", Info);
 #undef MMGPT_EXPORT
   mmgpt::registerCuda(env, exports);
+  mmgpt::registerSampling(env, exports);
   return exports;
 }
 

@@ -384,3 +384,42 @@ export function dropoutUniform(seed: number, i: number): number {
 export function convOutSize(size: number, kernel: number, stride: number, pad: number): number {
   return Math.floor((size + 2 * pad - kernel) / stride) + 1;
 }
+
+/**
+ * The sampler's per-row arithmetic in the native addon (native/src/sampling.cc), bit for bit the
+ * TypeScript sampler's: src/sampling/choose.ts calls it where the addon loads.
+ */
+export interface HostSampler {
+  /** Each row's max and sum of exp(x - max) over its V logits, in index order. */
+  logSumExpParts(
+    x: Float32Array,
+    rows: number,
+    V: number,
+    max: Float64Array,
+    sum: Float64Array,
+  ): void;
+  /**
+   * Each row's token: guided (with uncond) by lc + (g - 1) (lc - lu) in float32, then chosen among
+   * mask maskOf[r] (of `masks`, V bytes each; -1: skip, out -2) at temperature[r] with uniform[r];
+   * out -1 where the TypeScript sampler must choose (it throws).
+   */
+  chooseTokens(
+    logits: Float32Array,
+    uncond: Float32Array | null,
+    lseC: Float64Array | null,
+    lseU: Float64Array | null,
+    guidance: number,
+    rows: number,
+    V: number,
+    masks: Uint8Array,
+    maskOf: Int32Array,
+    temperature: Float64Array,
+    uniform: Float64Array,
+    out: Int32Array,
+  ): void;
+  /**
+   * out[i] = exp(x[i]) as the addon computes it, by its vector path where the processor has one
+   * unless `scalar` (tests: the same bits as Math.exp).
+   */
+  jsExpInto(x: Float64Array, out: Float64Array, scalar: boolean): void;
+}

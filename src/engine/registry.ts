@@ -8,7 +8,7 @@
 // Browser-safe: `process` is only touched behind typeof checks, and the backends that need Node
 // (cpu, cuda, wasm's file loader) are required lazily, when asked for.
 
-import type { Backend } from './backend';
+import type { Backend, HostSampler } from './backend';
 import { jsBackend } from './backends/js';
 
 export type BackendName = 'js' | 'cpu' | 'cuda' | 'wasm';
@@ -40,6 +40,34 @@ export function loadBackend(name: BackendName): Loaded {
   } catch (e) {
     return { error: (e as Error).message };
   }
+}
+
+let sampler: HostSampler | null | undefined;
+
+/**
+ * The native addon's host sampler (src/sampling/choose.ts), whichever backend runs the kernels;
+ * null where the addon does not load (a web page, an unbuilt addon) or MMGPT_HOST_SAMPLER=js.
+ */
+export function hostSampler(): HostSampler | null {
+  if (sampler !== undefined) return sampler;
+  sampler = null;
+  if (typeof process !== 'undefined' && process.env?.MMGPT_HOST_SAMPLER === 'js') return sampler;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require('./backends/cpu') as { loadHostSampler?: () => HostSampler | null };
+    sampler = mod.loadHostSampler?.() ?? null; // (the page's stand-in module has no such loader)
+  } catch {
+    sampler = null;
+  }
+  return sampler;
+}
+
+/**
+ * Installs a host sampler, or none (null: the TypeScript sampler alone), in place of the addon's;
+ * undefined restores the default. For tests and benchmarks comparing the two.
+ */
+export function setHostSampler(s: HostSampler | null | undefined): void {
+  sampler = s;
 }
 
 export function isBackend(b: Loaded): b is Backend {

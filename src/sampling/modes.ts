@@ -11,7 +11,7 @@ import type { GPT } from '../gpt/model';
 import { CAPTION_LENGTH, type Vocab } from '../data/vocab';
 import { IMAGE_TOKENS } from '../data/sequences';
 import { deriveSeed } from '../nn/rng';
-import { decodePrompts, type DecodeOptions } from './sampler';
+import { decodeCandidates, decodeStreams, type DecodeOptions } from './sampler';
 import type { Sample } from './sample';
 import { candidateSeed, checkRerank, rerankChoose, rerankContext } from './rerank';
 import { rerankStages } from './searches';
@@ -28,9 +28,9 @@ export interface ModeOptions extends DecodeOptions, Partial<ModeSampling> {
 }
 
 /**
- * Samples of `count` prompts: `draw(seed)` without reranking; with K = opts.rerank candidates
- * (candidate c drawn with candidateSeed(seed, c)), the best of each prompt's K, then the mode's
- * searches.
+ * Samples of `count` prompts: `draw([seed])` without reranking; with K = opts.rerank candidates
+ * (candidate c drawn with candidateSeed(seed, c), all K decoded together: `draw` returns one
+ * sample set per seed), the best of each prompt's K, then the mode's searches.
  */
 function drawReranked(
   model: GPT,
@@ -38,14 +38,14 @@ function drawReranked(
   mode: SamplingMode,
   count: number,
   opts: ModeOptions,
-  draw: (seed: number) => Sample[],
+  draw: (seeds: number[]) => Sample[][],
 ): Sample[] {
   const K = checkRerank(opts.rerank ?? 1);
   const seed = opts.seed ?? 0;
-  if (K === 1) return draw(seed);
+  if (K === 1) return draw([seed])[0]!;
   const ctx = rerankContext(model, vocab, opts);
   const stages = rerankStages(vocab, mode, opts, count);
-  const candidates = Array.from({ length: K }, (_, c) => draw(candidateSeed(seed, c)));
+  const candidates = draw(Array.from({ length: K }, (_, c) => candidateSeed(seed, c)));
   return rerankChoose(ctx, mode, candidates, stages);
 }
 
@@ -97,8 +97,8 @@ export function textToImage(
   opts: ModeOptions = {},
 ): Sample[] {
   const { prompts, uncond } = textToImagePrompts(vocab, captions);
-  return drawReranked(model, vocab, 'textToImage', prompts.length, opts, (seed) =>
-    decodePrompts(model, vocab, prompts, uncond, { ...opts, seed }),
+  return drawReranked(model, vocab, 'textToImage', prompts.length, opts, (seeds) =>
+    decodeCandidates(model, vocab, prompts, uncond, seeds, opts),
   );
 }
 
@@ -126,8 +126,8 @@ export function imageToText(
     return Int32Array.from([vocab.bos, vocab.endOfText, ...ids, vocab.endOfImage]);
   });
   const uncond = prompts.map(() => Int32Array.from([vocab.bos, vocab.endOfImage]));
-  return drawReranked(model, vocab, 'imageToText', prompts.length, opts, (seed) =>
-    decodePrompts(model, vocab, prompts, uncond, { ...opts, seed }),
+  return drawReranked(model, vocab, 'imageToText', prompts.length, opts, (seeds) =>
+    decodeCandidates(model, vocab, prompts, uncond, seeds, opts),
   );
 }
 
@@ -145,8 +145,8 @@ export function unconditional(
 ): Sample[] {
   if (!(Number.isInteger(n) && n >= 1)) throw new Error(`n must be a positive integer, got ${n}`);
   if (opts.captionFirst === true)
-    return drawReranked(model, vocab, 'unconditional', n, opts, (seed) =>
-      captionThenImage(model, vocab, n, { ...opts, seed }),
+    return drawReranked(model, vocab, 'unconditional', n, opts, (seeds) =>
+      captionThenImage(model, vocab, n, seeds, opts),
     );
   if ((opts.guidance ?? 1) !== 1) {
     throw new Error(
@@ -155,8 +155,8 @@ export function unconditional(
     );
   }
   const prompts = Array.from({ length: n }, () => Int32Array.from([vocab.bos]));
-  return drawReranked(model, vocab, 'unconditional', n, opts, (seed) =>
-    decodePrompts(model, vocab, prompts, null, { ...opts, seed }),
+  return drawReranked(model, vocab, 'unconditional', n, opts, (seeds) =>
+    decodeCandidates(model, vocab, prompts, null, seeds, opts),
   );
 }
 
@@ -165,23 +165,42 @@ export function captionFirstImageSeed(seed: number): number {
   return deriveSeed(seed, 'mmgpt-unconditional/image');
 }
 
-/** One caption-first sample per row: the captions, then their images as text -> image draws. */
-function captionThenImage(model: GPT, vocab: Vocab, n: number, opts: ModeOptions): Sample[] {
+/**
+ * One caption-first sample per row and seed: the captions (under each seed), then their images
+ * as text -> image draws (under each seed's image seed), every seed's rows decoded together.
+ */
+function captionThenImage(
+  model: GPT,
+  vocab: Vocab,
+  n: number,
+  seeds: readonly number[],
+  opts: ModeOptions,
+): Sample[][] {
   const prompt = Int32Array.from([vocab.bos, vocab.endOfImage]);
-  const captions = decodePrompts(
+  const captionSets = decodeCandidates(
     model,
     vocab,
     Array.from({ length: n }, () => prompt),
     null,
+    seeds,
     { ...opts, guidance: 1, maxTokens: CAPTION_LENGTH },
   );
-  const words = captions.map((c, i) => {
-    const tokens = c.words.map((w) => vocab.wordToken(w));
-    if (tokens.length !== CAPTION_LENGTH)
-      throw new Error(`unconditional caption ${i}: ${tokens.length} words, not ${CAPTION_LENGTH}`);
-    return tokens;
-  });
+  // The images of every set's captions, one list of n * K prompts: row c * n + i under the image
+  // seed of set c, stream i (as each set decoded alone).
+  const words = captionSets.flatMap((captions) =>
+    captions.map((c, i) => {
+      const tokens = c.words.map((w) => vocab.wordToken(w));
+      if (tokens.length !== CAPTION_LENGTH)
+        throw new Error(
+          `unconditional caption ${i}: ${tokens.length} words, not ${CAPTION_LENGTH}`,
+        );
+      return tokens;
+    }),
+  );
   const { prompts, uncond } = textToImagePrompts(vocab, words);
-  const seed = captionFirstImageSeed(opts.seed ?? 0);
-  return decodePrompts(model, vocab, prompts, uncond, { ...opts, seed });
+  const streams = seeds.flatMap((seed) =>
+    Array.from({ length: n }, (_, row) => ({ seed: captionFirstImageSeed(seed), row })),
+  );
+  const samples = decodeStreams(model, vocab, prompts, uncond, streams, opts);
+  return seeds.map((_, c) => samples.slice(c * n, (c + 1) * n));
 }

@@ -37,6 +37,9 @@ import { SamplingRules, type GrammarLevel, type SequenceState } from './rules';
 import { toSample, type Sample } from './sample';
 import { openCachedStream, openGuidedStreams, openUncachedStream } from './streams';
 import type { LogitsStream, OpenStream } from './streams';
+import { chooseRows } from './choose';
+import { hostSampler } from '../engine/registry';
+import type { HostSampler } from '../engine/backend';
 
 // ---- choosing one token ------------------------------------------------------------------------
 
@@ -218,10 +221,21 @@ export interface GenerateOptions extends SamplingOptions {
   /** Global index of the first row, for the per-row RNG streams when batching (default 0). */
   firstRow?: number;
   /**
+   * Each row's RNG stream as (seed, row index), in place of `seed` and `firstRow`: rows drawn
+   * under different seeds in one batch (the reranking candidates of decodeCandidates).
+   */
+  rowStreams?: readonly RowStream[];
+  /**
    * false: decode step by step even where the backend has CUDA graphs (default true: each cached
    * decode step is one replay of the captured step, decodeGraph.ts; the same samples).
    */
   graphs?: boolean;
+}
+
+/** Which RNG stream a row draws from: rowRng(seed, row). */
+export interface RowStream {
+  seed: number;
+  row: number;
 }
 
 /** Each row's RNG: a named sub-stream of the seed, independent of batching. */
@@ -323,8 +337,46 @@ function planGeneration(
   }
   const seed = opts.seed ?? 0;
   const firstRow = opts.firstRow ?? 0;
-  const rngs = Array.from({ length: B }, (_, b) => rowRng(seed, firstRow + b));
+  const streams = opts.rowStreams;
+  if (streams !== undefined && streams.length !== B)
+    throw new Error(`generate: ${B} prompts but ${streams.length} row streams`);
+  const rngs = Array.from({ length: B }, (_, b) =>
+    streams === undefined ? rowRng(seed, firstRow + b) : rowRng(streams[b]!.seed, streams[b]!.row),
+  );
   return { sampling, textSampling, rules, cond, uncond, guidance, longest, maxTokens, rngs };
+}
+
+/**
+ * Every row's token of one step by the addon (choose.ts), each row's uniform number drawn here
+ * first, as sampleToken draws it: one at a temperature above 0, none at 0.
+ */
+function chooseNatively(
+  sampler: HostSampler,
+  plan: GenerationPlan,
+  states: readonly SequenceState[],
+  logits: Float32Array,
+  uncondLogits: Float32Array | null,
+  V: number,
+): Int32Array {
+  const B = states.length;
+  const temperature = new Float64Array(B);
+  const uniform = new Float64Array(B);
+  const masks = states.map((state, b) => {
+    if (state.phase === 'complete') return null;
+    const t = (state.phase === 'text' ? plan.textSampling : plan.sampling).temperature;
+    temperature[b] = t;
+    if (t !== 0) uniform[b] = plan.rngs[b]!.uniform();
+    return plan.rules.maskFor(state);
+  });
+  return chooseRows(sampler, {
+    logits,
+    uncond: uncondLogits,
+    guidance: plan.guidance,
+    V,
+    masks,
+    temperature,
+    uniform,
+  });
 }
 
 /** The decoding loop: one token per unfinished row a step; returns each row's new tokens. */
@@ -342,23 +394,35 @@ function decodeRows(
   const active = (): boolean => states.some((s) => s.phase !== 'complete');
   let logits = condStream.start(); // [B * V]
   let uncondLogits = uncondStream ? uncondStream.start() : null; // [B * V]
+  // The addon chooses every row of a step at once where it loads (choose.ts), except with top-k
+  // or top-p; a row it leaves (-1) is chosen here, which throws sampleToken's error.
+  const native = [plan.sampling, plan.textSampling].every(
+    (o) => o.topK === Infinity && o.topP === 1,
+  )
+    ? hostSampler()
+    : null;
+  const chooseHere = (b: number): number => {
+    const state = states[b]!;
+    let row = logits.subarray(b * V, (b + 1) * V);
+    if (uncondLogits)
+      row = guidedLogits(row, uncondLogits.subarray(b * V, (b + 1) * V), plan.guidance);
+    return sampleToken(
+      row,
+      plan.rules.maskFor(state),
+      state.phase === 'text' ? plan.textSampling : plan.sampling,
+      plan.rngs[b]!,
+    );
+  };
   for (let produced = 1; ; produced++) {
     const step = new Int32Array(B); // [B]: the token each row appends
+    const chosen = native && chooseNatively(native, plan, states, logits, uncondLogits, V);
     for (let b = 0; b < B; b++) {
       const state = states[b]!;
       if (state.phase === 'complete') {
         step[b] = vocab.bos; // dummy input for a finished row; its outputs are ignored
         continue;
       }
-      let row = logits.subarray(b * V, (b + 1) * V);
-      if (uncondLogits)
-        row = guidedLogits(row, uncondLogits.subarray(b * V, (b + 1) * V), plan.guidance);
-      const token = sampleToken(
-        row,
-        plan.rules.maskFor(state),
-        state.phase === 'text' ? plan.textSampling : plan.sampling,
-        plan.rngs[b]!,
-      );
+      const token = chosen && chosen[b]! >= 0 ? chosen[b]! : chooseHere(b);
       states[b] = plan.rules.advance(state, token);
       generated[b]!.push(token);
       step[b] = token;
@@ -426,7 +490,10 @@ export function generateUncached(
 // ---- decoding prompts in batches ---------------------------------------------------------------
 
 /** What decoding a list of prompts takes: the generation settings and the batching. */
-export interface DecodeOptions extends Omit<GenerateOptions, 'unconditionalPrompts' | 'firstRow'> {
+export interface DecodeOptions extends Omit<
+  GenerateOptions,
+  'unconditionalPrompts' | 'firstRow' | 'rowStreams'
+> {
   /** Rows per batched generation (default 64); samples do not depend on it. */
   batchSize?: number;
   /** false: the uncached reference path (default true). */
@@ -444,10 +511,56 @@ export function decodePrompts(
   unconditionalPrompts: readonly Int32Array[] | null,
   opts: DecodeOptions,
 ): Sample[] {
+  const seed = opts.seed ?? 0;
+  const streams = prompts.map((_, row) => ({ seed, row }));
+  return decodeStreams(model, vocab, prompts, unconditionalPrompts, streams, opts);
+}
+
+/**
+ * One set of samples of `prompts` per seed: set c is exactly decodePrompts under seeds[c], but
+ * the sets are decoded together, in batches of `batchSize` rows over all of them, so that
+ * reranking's K candidates share each decode step's products.
+ */
+export function decodeCandidates(
+  model: GPT,
+  vocab: Vocab,
+  prompts: readonly Int32Array[],
+  unconditionalPrompts: readonly Int32Array[] | null,
+  seeds: readonly number[],
+  opts: DecodeOptions,
+): Sample[][] {
+  const n = prompts.length;
+  const rows = seeds.flatMap((seed) => prompts.map((_, row) => ({ seed, row })));
+  const samples = decodeStreams(
+    model,
+    vocab,
+    seeds.flatMap(() => prompts),
+    unconditionalPrompts && seeds.flatMap(() => unconditionalPrompts),
+    rows,
+    opts,
+  );
+  return seeds.map((_, c) => samples.slice(c * n, (c + 1) * n));
+}
+
+/**
+ * The samples of rows that each have their own prompt (all of one length), unconditional context
+ * and RNG stream, generated in batches of `batchSize` rows: row j draws from
+ * rowRng(streams[j].seed, streams[j].row), so its sample does not depend on the batching.
+ */
+export function decodeStreams(
+  model: GPT,
+  vocab: Vocab,
+  prompts: readonly Int32Array[],
+  unconditionalPrompts: readonly Int32Array[] | null,
+  streams: readonly RowStream[],
+  opts: DecodeOptions,
+): Sample[] {
   const batchSize = opts.batchSize ?? 64;
   if (!(Number.isInteger(batchSize) && batchSize >= 1)) {
     throw new Error(`batchSize must be a positive integer, got ${batchSize}`);
   }
+  if (streams.length !== prompts.length)
+    throw new Error(`decode: ${prompts.length} prompts but ${streams.length} row streams`);
   const run = opts.cached === false ? generateUncached : generate;
   const samples: Sample[] = [];
   for (let start = 0; start < prompts.length; start += batchSize) {
@@ -455,7 +568,7 @@ export function decodePrompts(
     const sequences = run(model, vocab, prompts.slice(start, end), {
       ...opts,
       unconditionalPrompts: unconditionalPrompts?.slice(start, end),
-      firstRow: start,
+      rowStreams: streams.slice(start, end),
     });
     for (const s of sequences) samples.push(toSample(s, vocab));
   }

@@ -29,6 +29,7 @@ import type {
   Buf,
   Conv2dGeometry,
   DType,
+  HostSampler,
   KernelMethods,
   MatmulParams,
 } from '../backend';
@@ -99,6 +100,8 @@ export interface NativeKernels extends Omit<KernelMethods, ParameterObjectKernel
 
 /** What mmgpt_native exports (native/src/addon.cc); buffers are Float32Array / Int32Array. */
 export interface NativeAddon extends NativeKernels {
+  /** The sampler's per-row arithmetic (native/src/sampling.cc). */
+  sampling: HostSampler;
   setNumThreads(n: number): void;
   getNumThreads(): number;
   /** The kernel build in use: 'avx512', 'avx2' or 'baseline'. */
@@ -371,6 +374,16 @@ export function nativeKernelMethods(nat: NativeKernels): KernelMethods {
 }
 
 let backend: Backend | null = null;
+
+/**
+ * The addon's host sampler, or null where the addon does not load (the registry's hostSampler,
+ * which requires this module lazily and calls this by name).
+ * @public
+ */
+export function loadHostSampler(): HostSampler | null {
+  const l = loadNativeAddon();
+  return 'error' in l || l.addon.sampling === undefined ? null : l.addon.sampling;
+}
 
 /** The cpu backend, or the reason it is unavailable (addon not built, failed to load, ...). */
 export function loadCpuBackend(): Backend | { error: string } {
