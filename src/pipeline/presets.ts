@@ -20,7 +20,7 @@ export const USER_PRESETS: Record<string, PipelinePreset> = {
     sampling: 'default',
     evalItems: 300,
     summary:
-      '2,400 steps, mostly caption-first, Muon for the matrices, through the shipped tokenizer: about 4.5 minutes on 2 cores, evaluation included',
+      '1,800 steps, mostly caption-first, Muon for the matrices, through the shipped tokenizer: about 4 minutes on 2 cores, evaluation included',
   },
   best: {
     tokenizer: 'full',
