@@ -218,11 +218,10 @@ export interface GenerateOptions extends SamplingOptions {
   grammar?: GrammarLevel;
   /** Seed of the per-row RNG streams (default 0). */
   seed?: number;
-  /** Global index of the first row, for the per-row RNG streams when batching (default 0). */
-  firstRow?: number;
   /**
-   * Each row's RNG stream as (seed, row index), in place of `seed` and `firstRow`: rows drawn
-   * under different seeds in one batch (the reranking candidates of decodeCandidates).
+   * Each row's RNG stream as (seed, row index), in place of `seed` (whose row b draws stream b):
+   * the rows of one batch of a longer list, or drawn under different seeds (the reranking
+   * candidates of decodeCandidates).
    */
   rowStreams?: readonly RowStream[];
   /**
@@ -336,14 +335,18 @@ function planGeneration(
     throw new Error(`maxTokens must be a non-negative integer, got ${maxTokens}`);
   }
   const seed = opts.seed ?? 0;
-  const firstRow = opts.firstRow ?? 0;
   const streams = opts.rowStreams;
   if (streams !== undefined && streams.length !== B)
     throw new Error(`generate: ${B} prompts but ${streams.length} row streams`);
   const rngs = Array.from({ length: B }, (_, b) =>
-    streams === undefined ? rowRng(seed, firstRow + b) : rowRng(streams[b]!.seed, streams[b]!.row),
+    streams === undefined ? rowRng(seed, b) : rowRng(streams[b]!.seed, streams[b]!.row),
   );
   return { sampling, textSampling, rules, cond, uncond, guidance, longest, maxTokens, rngs };
+}
+
+/** The sampling options of a row in `state`: the words' or the image codes'. */
+function samplingFor(plan: GenerationPlan, state: SequenceState): CheckedSamplingOptions {
+  return state.phase === 'text' ? plan.textSampling : plan.sampling;
 }
 
 /**
@@ -363,7 +366,7 @@ function chooseNatively(
   const uniform = new Float64Array(B);
   const masks = states.map((state, b) => {
     if (state.phase === 'complete') return null;
-    const t = (state.phase === 'text' ? plan.textSampling : plan.sampling).temperature;
+    const t = samplingFor(plan, state).temperature;
     temperature[b] = t;
     if (t !== 0) uniform[b] = plan.rngs[b]!.uniform();
     return plan.rules.maskFor(state);
@@ -406,12 +409,7 @@ function decodeRows(
     let row = logits.subarray(b * V, (b + 1) * V);
     if (uncondLogits)
       row = guidedLogits(row, uncondLogits.subarray(b * V, (b + 1) * V), plan.guidance);
-    return sampleToken(
-      row,
-      plan.rules.maskFor(state),
-      state.phase === 'text' ? plan.textSampling : plan.sampling,
-      plan.rngs[b]!,
-    );
+    return sampleToken(row, plan.rules.maskFor(state), samplingFor(plan, state), plan.rngs[b]!);
   };
   for (let produced = 1; ; produced++) {
     const step = new Int32Array(B); // [B]: the token each row appends
@@ -492,7 +490,7 @@ export function generateUncached(
 /** What decoding a list of prompts takes: the generation settings and the batching. */
 export interface DecodeOptions extends Omit<
   GenerateOptions,
-  'unconditionalPrompts' | 'firstRow' | 'rowStreams'
+  'unconditionalPrompts' | 'rowStreams'
 > {
   /** Rows per batched generation (default 64); samples do not depend on it. */
   batchSize?: number;
@@ -511,9 +509,7 @@ export function decodePrompts(
   unconditionalPrompts: readonly Int32Array[] | null,
   opts: DecodeOptions,
 ): Sample[] {
-  const seed = opts.seed ?? 0;
-  const streams = prompts.map((_, row) => ({ seed, row }));
-  return decodeStreams(model, vocab, prompts, unconditionalPrompts, streams, opts);
+  return decodeCandidates(model, vocab, prompts, unconditionalPrompts, [opts.seed ?? 0], opts)[0]!;
 }
 
 /**
