@@ -4,7 +4,7 @@
 // baseline) and thread count. Numbers, never pass/fail.
 //
 // Usage: node dist/bench/gemm.js [--threads 1,2] [--simd avx512,avx2,baseline] [--json]
-//        [--min-ms 300] [--peer path/to/other/mmgpt_native.node] [--only dW]
+//        [--min-ms 300] [--peer path/to/other/mmgpt_native.node] [--only dW] [--cold]
 // Each cell is the median over repeated calls (after a warm-up) of 2*batch*m*n*k / time;
 // `best` is the fastest call; `per-CPU-s` divides by the process's CPU time instead (with 1
 // thread it is unaffected by other processes on a busy machine; with more it also counts the
@@ -13,6 +13,9 @@
 // cell on both, alternating short rounds so that both see the same machine load; it prints the
 // peer's median, best and per-CPU-s rates and the ratios ours / peer (per-CPU-s counts the CPU
 // time the process used, spinning at barriers included: the least load-sensitive of the three). --only keeps the shapes whose name contains a word.
+// --cold writes a 384 MiB buffer before every timed call (outside its time), so that the
+// operands come from memory, as the weight gradients' activations do in the training step
+// (written by the forward long before); the default times them warm, in the caches.
 
 import * as path from 'path';
 import { MatmulParams } from '../src/engine/backend';
@@ -110,12 +113,16 @@ function main(): void {
   const minMsArg = parseList(args, '--min-ms');
   const minMs = minMsArg ? Number(minMsArg[0]) : 300;
   const json = args.includes('--json');
+  const scrub = args.includes('--cold') ? new Float32Array(96 << 20) : null;
+  let scrubs = 0;
+  const evict = scrub ? (): void => void scrub.fill(scrubs++) : undefined;
 
   const info = nat.info();
   console.log(
     `mmgpt_native: simd paths ${nat.availableSimdPaths().join(', ')}; default threads ${defaultThreads}; ` +
       `processors ${info.maxThreads}; compiler ${info.compiler ?? '?'}` +
-      (peerArg ? `; peer ${peerArg[0]}` : ''),
+      (peerArg ? `; peer ${peerArg[0]}` : '') +
+      (scrub ? '; cold operands (caches evicted before each call)' : ''),
   );
   const results: {
     shape: string;
@@ -150,7 +157,7 @@ function main(): void {
         const c = new Float32Array((p.batch - 1) * p.strideC + p.m * p.n);
         const run = (): void => matmul(a, b, c, p);
         const peerRun = peerMatmul ? (): void => peerMatmul(a, b, c, p) : null;
-        const [ours, peer] = timeAlternating(peerRun ? [run, peerRun] : [run], minMs);
+        const [ours, peer] = timeAlternating(peerRun ? [run, peerRun] : [run], minMs, evict);
         const flops = 2 * p.batch * p.m * p.n * p.k;
         const own = rates(flops, ours);
         const other = peer ? rates(flops, peer) : null;

@@ -26,23 +26,29 @@ export interface Timing {
 /**
  * Times every function of `runs` for about minMs each, after a warm-up of 3 calls each (page
  * faults, packing buffers, thread pools, JIT tiers): one round when there is one, else 10
- * rounds of minMs/10 each, taking turns.
+ * rounds of minMs/10 each, taking turns. `before`, when given, runs before every timed call,
+ * outside its wall and CPU times (e.g. evicting the operands from the caches).
  */
-export function timeAlternating(runs: readonly (() => void)[], minMs: number): Timing[] {
+export function timeAlternating(
+  runs: readonly (() => void)[],
+  minMs: number,
+  before?: () => void,
+): Timing[] {
   const timings: Timing[] = runs.map(() => ({ times: [], cpuSeconds: 0 }));
   for (let i = 0; i < 3; i++) for (const run of runs) run();
   const round = (run: () => void, into: Timing, ms: number): void => {
-    const cpuStart = process.cpuUsage();
     const start = process.hrtime.bigint();
     let calls = 0;
     while (calls < 3 || (Number(process.hrtime.bigint() - start) / 1e6 < ms && calls < 1000)) {
+      before?.();
+      const cpuStart = process.cpuUsage();
       const t0 = process.hrtime.bigint();
       run();
       into.times.push(Number(process.hrtime.bigint() - t0) / 1e9);
+      const cpu = process.cpuUsage(cpuStart);
+      into.cpuSeconds += (cpu.user + cpu.system) / 1e6;
       calls++;
     }
-    const cpu = process.cpuUsage(cpuStart);
-    into.cpuSeconds += (cpu.user + cpu.system) / 1e6;
   };
   const rounds = runs.length > 1 ? 10 : 1;
   for (let r = 0; r < rounds; r++) {

@@ -130,6 +130,101 @@ test(
 );
 
 test(
+  'LayerNorm rows are the same bits in a group of rows as alone, on every SIMD build',
+  { skip },
+  () => {
+    // The kernels run four rows at a time (their reductions in flight together) and the rest
+    // one by one: a row's out, mean, rstd and gx must not depend on which way it went.
+    assert.ok(addon);
+    const be = backendOf(target);
+    const original = addon.simdPath();
+    let seed = 11;
+    const rand = (n: number, scale: number): Float32Array =>
+      Float32Array.from({ length: n }, () => {
+        seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+        return (seed / 4294967296 - 0.3) * scale;
+      });
+    try {
+      for (const simd of addon.availableSimdPaths()) {
+        addon.setSimdPath(simd);
+        for (const [rows, d] of [
+          [9, 128],
+          [7, 100],
+          [6, 3],
+          [13, 17],
+        ] as const) {
+          const x = rand(rows * d, 4);
+          const r = rand(rows * d, 2);
+          const w = rand(d, 1.5);
+          const b = rand(d, 1);
+          const gy = rand(rows * d, 1);
+          const all = {
+            out: new Float32Array(rows * d),
+            mean: new Float32Array(rows),
+            rstd: new Float32Array(rows),
+            h: new Float32Array(rows * d),
+            out2: new Float32Array(rows * d),
+            gx: new Float32Array(rows * d),
+          };
+          be.layerNorm(x, w, b, all.out, all.mean, all.rstd, rows, d, 1e-5);
+          const scratch = [new Float32Array(rows), new Float32Array(rows)];
+          be.addLayerNorm(x, r, w, b, all.h, all.out2, scratch[0], scratch[1], rows, d, 1e-5);
+          be.layerNormBackward(
+            x,
+            w,
+            all.mean,
+            all.rstd,
+            gy,
+            all.gx,
+            new Float32Array(d),
+            new Float32Array(d),
+            rows,
+            d,
+          );
+          for (let i = 0; i < rows; i++) {
+            const row = (a: Float32Array) => a.slice(i * d, (i + 1) * d);
+            const one = {
+              out: new Float32Array(d),
+              mean: new Float32Array(1),
+              rstd: new Float32Array(1),
+              h: new Float32Array(d),
+              out2: new Float32Array(d),
+              gx: new Float32Array(d),
+            };
+            be.layerNorm(row(x), w, b, one.out, one.mean, one.rstd, 1, d, 1e-5);
+            const s1 = [new Float32Array(1), new Float32Array(1)];
+            be.addLayerNorm(row(x), row(r), w, b, one.h, one.out2, s1[0], s1[1], 1, d, 1e-5);
+            be.layerNormBackward(
+              row(x),
+              w,
+              one.mean,
+              one.rstd,
+              row(gy),
+              one.gx,
+              new Float32Array(d),
+              new Float32Array(d),
+              1,
+              d,
+            );
+            const what = `${simd} ${rows}x${d} row ${i}`;
+            assert.deepEqual(one.out, row(all.out), `layerNorm out ${what}`);
+            assert.deepEqual(
+              [one.mean[0], one.rstd[0]],
+              [all.mean[i], all.rstd[i]],
+              `mean, rstd ${what}`,
+            );
+            assert.deepEqual(one.out2, row(all.out2), `addLayerNorm out ${what}`);
+            assert.deepEqual(one.gx, row(all.gx), `layerNormBackward gx ${what}`);
+          }
+        }
+      }
+    } finally {
+      addon.setSimdPath(original);
+    }
+  },
+);
+
+test(
   'deep weight gradients on 2 threads equal 1 thread bit for bit (own and swapped tasks)',
   { skip },
   () => {
