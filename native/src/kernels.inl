@@ -241,27 +241,6 @@ inline double dotD(const float* a, const float* b, int64_t n) {
   if (j < n) acc += widen(vloadPart(a + j, n - j, 0.0f)) * widen(vloadPart(b + j, n - j, 0.0f));
   return hsumd(acc);
 }
-/** sum_j a[j] in float64. */
-inline double sumD(const float* a, int64_t n) {
-  vd acc = {};
-  int64_t j = 0;
-  for (; j + VL <= n; j += VL) acc += loadWide(a + j);
-  if (j < n) acc += widen(vloadPart(a + j, n - j, 0.0f));
-  return hsumd(acc);
-}
-/** sum_j (a[j] - c)^2 in float64. */
-inline double sumSqDevD(const float* a, double c, int64_t n) {
-  const vd vc = vsplatd(c);
-  vd acc = {};
-  int64_t j = 0;
-  for (; j + VL <= n; j += VL) {
-    const vd diff = loadWide(a + j) - vc;
-    acc += diff * diff;
-  }
-  double s = hsumd(acc);
-  for (; j < n; j++) s += (a[j] - c) * (a[j] - c);
-  return s;
-}
 /** sum_j (a[j] - b[j])^2 in float64. */
 inline double sqDistD(const float* a, const float* b, int64_t n) {
   vd acc = {};
@@ -1364,31 +1343,17 @@ void kScatterAdd(const float* g, const int32_t* idx, float* gTable, int64_t rows
 
 // ---- fused normalisation, softmax, cross-entropy --------------------------------------------------
 
-/** LayerNorm of one row xr [d] into yr; its mean and rstd into *mean, *rstd. */
-inline void layerNormRow(const float* xr, const float* w, const float* b, float* yr, float* mean,
-                         float* rstd, int64_t d, double eps) {
-  const double mu = sumD(xr, d) / (double)d;
-  const double rs = 1.0 / sqrt(sumSqDevD(xr, mu, d) / (double)d + eps);  // two-pass variance
-  const vd vmu = vsplatd(mu), vrs = vsplatd(rs);
-  int64_t j = 0;
-  for (; j + VL <= d; j += VL) {
-    vstore(yr + j, narrow((loadWide(xr + j) - vmu) * vrs * loadWide(w + j) + loadWide(b + j)));
-  }
-  for (; j < d; j++) yr[j] = (float)((xr[j] - mu) * rs * w[j] + b[j]);
-  *mean = (float)mu;
-  *rstd = (float)rs;
-}
-
 /**
- * layerNormRow of kLNRows consecutive rows (x and y: their first rows, d floats apart) at once,
- * each pass over all of them: the same operations on each row in the same order (the same bits),
- * with the rows' independent chains of sums, square roots and divisions in flight together (one
- * row at a time waited on each row's reductions: ~2x slower on the 128-wide rows of the model).
+ * LayerNorm of R consecutive rows x [R, d] into y, their means and rstds into mean[0, R) and
+ * rstd[0, R): float64 statistics (two-pass variance), each pass over all R rows, so that the rows'
+ * independent chains of sums, square roots and divisions are in flight together. A row's
+ * operations do not depend on R: kLNRows rows at a time give the bits of one at a time (one row
+ * at a time waited on each row's reductions: ~1.3x slower on the 128-wide rows of the model).
  */
 const int kLNRows = 4;
+template <int R>
 inline void layerNormRows(const float* x, const float* w, const float* b, float* y, float* mean,
                           float* rstd, int64_t d, double eps) {
-  const int R = kLNRows;
   const int64_t full = d / VL * VL;
   vd acc[R];
 #pragma GCC unroll 4
@@ -1446,11 +1411,11 @@ void kLayerNorm(const float* x, const float* w, const float* b, float* out, floa
 #pragma omp for schedule(static) nowait
     for (int64_t gi = 0; gi < groups; gi++) {
       const int64_t r = gi * kLNRows;
-      layerNormRows(x + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
+      layerNormRows<kLNRows>(x + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
     }
 #pragma omp for schedule(static)
     for (int64_t r = groups * kLNRows; r < rows; r++) {
-      layerNormRow(x + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
+      layerNormRows<1>(x + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
     }
   }
 }
@@ -1476,25 +1441,26 @@ void kAddLayerNorm(const float* x, const float* res, const float* w, const float
     for (int64_t gi = 0; gi < groups; gi++) {
       const int64_t r = gi * kLNRows;
       add(r, r + kLNRows);
-      layerNormRows(h + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
+      layerNormRows<kLNRows>(h + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
     }
 #pragma omp for schedule(static)
     for (int64_t r = groups * kLNRows; r < rows; r++) {
       add(r, r + 1);
-      layerNormRow(h + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
+      layerNormRows<1>(h + r * d, w, b, out + r * d, mean + r, rstd + r, d, eps);
     }
   }
 }
 
 /**
- * The rows' part of kLayerNormBackward for kLNRows consecutive rows at once (as layerNormRows:
- * each row's operations in the same order, the rows' reductions in flight together); gwAcc and
- * gbAcc receive the rows' terms in row order, as one row at a time would add them.
+ * The rows' part of kLayerNormBackward for R consecutive rows at once (as layerNormRows: a row's
+ * operations do not depend on R, the rows' reductions are in flight together): gx of each row,
+ * and each row's terms of gw and gb added into gwAcc and gbAcc in row order, as one row at a time
+ * would add them.
  */
+template <int R>
 inline void layerNormBackwardRows(const float* x, const float* w, const float* mean,
                                   const float* rstd, const float* gy, float* gx, double* gwAcc,
                                   double* gbAcc, int64_t d) {
-  const int R = kLNRows;
   const int64_t full = d / VL * VL;
   double mu[R], rs[R], sumDx[R], sumDxX[R];
   vd vmu[R], vrs[R], accD[R], accDX[R];
@@ -1581,49 +1547,12 @@ void kLayerNormBackward(const float* x, const float* w, const float* mean, const
     const int64_t lo = rows * tid / nth, hi = rows * (tid + 1) / nth;
     int64_t r = lo;
     for (; r + kLNRows <= hi; r += kLNRows) {
-      layerNormBackwardRows(x + r * d, w, mean + r, rstd + r, gy + r * d, gx + r * d, gwAcc,
-                            gbAcc, d);
+      layerNormBackwardRows<kLNRows>(x + r * d, w, mean + r, rstd + r, gy + r * d, gx + r * d,
+                                     gwAcc, gbAcc, d);
     }
     for (; r < hi; r++) {
-      const float* xr = x + r * d;
-      const float* gr = gy + r * d;
-      float* gxr = gx + r * d;
-      const double mu = mean[r], rs = rstd[r];
-      const vd vmu = vsplatd(mu), vrs = vsplatd(rs);
-      vd accD = {}, accDX = {};
-      int64_t j = 0;
-      for (; j + VL <= d; j += VL) {
-        const vd xhat = (loadWide(xr + j) - vmu) * vrs;
-        const vd g = loadWide(gr + j);
-        const vd dxhat = g * loadWide(w + j);
-        accD += dxhat;
-        accDX += dxhat * xhat;
-        vstored(gwAcc + j, vloadd(gwAcc + j) + g * xhat);
-        vstored(gbAcc + j, vloadd(gbAcc + j) + g);
-      }
-      double sumDx = hsumd(accD), sumDxX = hsumd(accDX);
-      for (; j < d; j++) {
-        const double xhat = (xr[j] - mu) * rs;
-        const double g = gr[j];
-        const double dxhat = g * w[j];
-        sumDx += dxhat;
-        sumDxX += dxhat * xhat;
-        gwAcc[j] += g * xhat;
-        gbAcc[j] += g;
-      }
-      const double meanD = sumDx / (double)d, meanDX = sumDxX / (double)d;
-      const vd vmeanD = vsplatd(meanD), vmeanDX = vsplatd(meanDX);
-      j = 0;
-      for (; j + VL <= d; j += VL) {
-        const vd xhat = (loadWide(xr + j) - vmu) * vrs;
-        const vd dxhat = loadWide(gr + j) * loadWide(w + j);
-        vstore(gxr + j, narrow(vrs * (dxhat - vmeanD - xhat * vmeanDX)));
-      }
-      for (; j < d; j++) {
-        const double xhat = (xr[j] - mu) * rs;
-        const double dxhat = (double)gr[j] * w[j];
-        gxr[j] = (float)(rs * (dxhat - meanD - xhat * meanDX));
-      }
+      layerNormBackwardRows<1>(x + r * d, w, mean + r, rstd + r, gy + r * d, gx + r * d, gwAcc,
+                               gbAcc, d);
     }
   }
   for (int64_t j = 0; j < d; j++) {
