@@ -17,11 +17,16 @@
 // operands come from memory, as the weight gradients' activations do in the training step
 // (written by the forward long before); the default times them warm, in the caches.
 
-import * as path from 'path';
 import { MatmulParams } from '../src/engine/backend';
-import { loadNativeAddon, nativeKernelMethods } from '../src/engine/backends/cpu';
-import type { NativeAddon } from '../src/engine/backends/cpu';
-import { randomArray, rates, timeAlternating } from './gemm_timing';
+import { nativeKernelMethods } from '../src/engine/backends/cpu';
+import {
+  cacheEvictor,
+  loadPeerAddon,
+  nativeAddonOrExit,
+  randomArray,
+  rates,
+  timeAlternating,
+} from './gemm_timing';
 
 interface Shape {
   name: string;
@@ -88,21 +93,11 @@ function parseList(args: string[], flag: string): string[] | null {
   return args[i + 1].split(',').filter((s) => s !== '');
 }
 
-function loadPeer(file: string): NativeAddon {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return require(path.resolve(file)) as NativeAddon;
-}
-
 function main(): void {
   const args = process.argv.slice(2);
-  const loaded = loadNativeAddon();
-  if ('error' in loaded) {
-    console.error(`bench/gemm: ${loaded.error}. Build it with: npm run build:native`);
-    process.exit(1);
-  }
-  const nat = loaded.addon;
+  const nat = nativeAddonOrExit('gemm');
   const peerArg = parseList(args, '--peer');
-  const peerNat = peerArg ? loadPeer(peerArg[0]) : null;
+  const peerNat = peerArg ? loadPeerAddon(peerArg[0]) : null;
   const only = parseList(args, '--only');
   const shapes = only ? SHAPES.filter((s) => only.some((w) => s.name.includes(w))) : SHAPES;
   const defaultThreads = nat.getNumThreads();
@@ -113,16 +108,14 @@ function main(): void {
   const minMsArg = parseList(args, '--min-ms');
   const minMs = minMsArg ? Number(minMsArg[0]) : 300;
   const json = args.includes('--json');
-  const scrub = args.includes('--cold') ? new Float32Array(96 << 20) : null;
-  let scrubs = 0;
-  const evict = scrub ? (): void => void scrub.fill(scrubs++) : undefined;
+  const evict = cacheEvictor(args.includes('--cold'));
 
   const info = nat.info();
   console.log(
     `mmgpt_native: simd paths ${nat.availableSimdPaths().join(', ')}; default threads ${defaultThreads}; ` +
       `processors ${info.maxThreads}; compiler ${info.compiler ?? '?'}` +
       (peerArg ? `; peer ${peerArg[0]}` : '') +
-      (scrub ? '; cold operands (caches evicted before each call)' : ''),
+      (evict ? '; cold operands (caches evicted before each call)' : ''),
   );
   const results: {
     shape: string;

@@ -1,10 +1,16 @@
-// What the GEMM benchmarks (gemm.ts: the cpu addon; wasm_gemm.ts: the wasm module) share: seeded
-// operands and the timing of one product on several variants (builds, backends) in alternating
-// rounds, so that every variant sees the same machine load. Numbers, never pass/fail.
+// What the kernel benchmarks (gemm.ts and norm_kernels.ts: the cpu addon; wasm_gemm.ts: the wasm
+// module) share: seeded operands, the timing of one call on several variants (builds, backends)
+// in alternating rounds, so that every variant sees the same machine load, the eviction of the
+// operands from the caches (--cold), and loading the addon and a peer build of it. Numbers, never
+// pass/fail.
 //
 // Three rates per variant: the median call, the fastest call, and per CPU second (the calls'
 // flops over the CPU time the process used while timing them: with one thread, unaffected by
 // other processes on a busy machine; with more, it also counts OpenMP threads spinning).
+
+import * as path from 'path';
+import { loadNativeAddon } from '../src/engine/backends/cpu';
+import type { NativeAddon } from '../src/engine/backends/cpu';
 
 /** n values in [-0.5, 0.5) from a 32-bit LCG seeded with `seed`. */
 export function randomArray(n: number, seed: number): Float32Array {
@@ -75,4 +81,32 @@ export function rates(flops: number, t: Timing): Rates {
     bestGflops: flops / Math.min(...t.times) / 1e9,
     cpuGflops: (flops * t.times.length) / t.cpuSeconds / 1e9,
   };
+}
+
+/**
+ * With `cold`, a function writing a 384 MiB buffer (a new value each call), for timeAlternating's
+ * `before`: the operands of the next call come from memory, as the training step's activations
+ * do in its backward; without, undefined (warm operands, in the caches).
+ */
+export function cacheEvictor(cold: boolean): (() => void) | undefined {
+  if (!cold) return undefined;
+  const scrub = new Float32Array(96 << 20);
+  let calls = 0;
+  return () => void scrub.fill(calls++);
+}
+
+/** The native addon, or the process exits with the reason and how to build it. */
+export function nativeAddonOrExit(tool: string): NativeAddon {
+  const loaded = loadNativeAddon();
+  if ('error' in loaded) {
+    console.error(`bench/${tool}: ${loaded.error}. Build it with: npm run build:native`);
+    process.exit(1);
+  }
+  return loaded.addon;
+}
+
+/** Another build of the addon (e.g. a copy of another commit's), loaded beside ours. */
+export function loadPeerAddon(file: string): NativeAddon {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(path.resolve(file)) as NativeAddon;
 }

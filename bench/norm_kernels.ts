@@ -8,10 +8,15 @@
 // Usage: node dist/bench/norm_kernels.js [--cold] [--rows 1824] [--min-ms 300] [--only Norm]
 //        [--peer path/to/other/mmgpt_native.node]
 
-import * as path from 'path';
-import { loadNativeAddon, nativeKernelMethods } from '../src/engine/backends/cpu';
-import type { NativeAddon } from '../src/engine/backends/cpu';
-import { median, randomArray, timeAlternating } from './gemm_timing';
+import { nativeKernelMethods } from '../src/engine/backends/cpu';
+import {
+  cacheEvictor,
+  loadPeerAddon,
+  median,
+  nativeAddonOrExit,
+  randomArray,
+  timeAlternating,
+} from './gemm_timing';
 import { flagValue, numberFlag } from './run_backend';
 
 type Kernels = ReturnType<typeof nativeKernelMethods>;
@@ -61,26 +66,17 @@ function cases(rows: number): { name: string; call: (k: Kernels) => void }[] {
 
 function main(): void {
   const args = process.argv.slice(2);
-  const loaded = loadNativeAddon();
-  if ('error' in loaded) {
-    console.error(`bench/norm_kernels: ${loaded.error}. Build it with: npm run build:native`);
-    process.exit(1);
-  }
-  const ours = nativeKernelMethods(loaded.addon);
+  const addon = nativeAddonOrExit('norm_kernels');
+  const ours = nativeKernelMethods(addon);
   const peerFile = flagValue(args, '--peer');
-  const peer = peerFile
-    ? // eslint-disable-next-line @typescript-eslint/no-require-imports
-      nativeKernelMethods(require(path.resolve(peerFile)) as NativeAddon)
-    : null;
+  const peer = peerFile ? nativeKernelMethods(loadPeerAddon(peerFile)) : null;
   const rows = numberFlag(args, '--rows') ?? 1824;
   const minMs = numberFlag(args, '--min-ms') ?? 300;
   const only = flagValue(args, '--only');
-  const scrub = args.includes('--cold') ? new Float32Array(96 << 20) : null;
-  let scrubs = 0;
-  const evict = scrub ? (): void => void scrub.fill(scrubs++) : undefined;
+  const evict = cacheEvictor(args.includes('--cold'));
   console.log(
-    `norm_kernels: ${loaded.addon.simdPath()}, ${loaded.addon.getNumThreads()} thread(s), ` +
-      `${scrub ? 'cold operands (caches evicted before each call)' : 'warm operands'}` +
+    `norm_kernels: ${addon.simdPath()}, ${addon.getNumThreads()} thread(s), ` +
+      `${evict ? 'cold operands (caches evicted before each call)' : 'warm operands'}` +
       (peerFile ? `; peer ${peerFile}` : ''),
   );
   console.log(`  ${'kernel'.padEnd(36)} us/call` + (peer ? '     peer  ours/peer (time)' : ''));
