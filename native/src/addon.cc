@@ -6,7 +6,7 @@
 // sizes, buffer lengths, index ranges) and throws a JS TypeError/RangeError whose message says
 // what was wrong, so a bad call never reaches a kernel; the messages follow the js backend's.
 // The bindings are written once for this glue and the cuda one (kernel_bindings.h); this file
-// adds the typed-array reader (Call), the host-side index checks, the kernel table in use and
+// adds the host-side index checks, the kernel table in use and
 // the configuration entry points (threads, SIMD path, info).
 //
 // Notable choices: the kernels are compiled three times (kernels_{avx512,avx2,base}.cc) and the
@@ -42,63 +42,9 @@ int gThreads = 1;
 
 using mmgpt::napi::Words;
 
-/** ArgsBase plus the cpu backend's buffers: Float32Array / Int32Array, read in place. */
-class Call : public mmgpt::napi::ArgsBase {
- public:
-  Call(const Napi::CallbackInfo& info, const char* fn, size_t nargs)
-      : ArgsBase(info, fn, nargs, "") {
-    static_assert(ArgsBase::kMaxRank == (uint32_t)mmgpt::kMaxRank, "one rank limit");
-  }
-
-  float* f32(size_t i, const char* name, int64_t minLength) const {
-    return static_cast<float*>(array(info_[i], name, napi_float32_array, minLength));
-  }
-  int32_t* i32(size_t i, const char* name, int64_t minLength) const {
-    return static_cast<int32_t*>(array(info_[i], name, napi_int32_array, minLength));
-  }
-  /** Like f32, for a value that is not itself an argument (an element of an array argument). */
-  float* f32Value(const Napi::Value& value, const std::string& name, int64_t minLength) const {
-    return static_cast<float*>(array(value, name, napi_float32_array, minLength));
-  }
-  /** A Float32Array or Int32Array (4-byte elements). */
-  Words any32(size_t i, const char* name, int64_t minLength) const {
-    const Napi::Value v = info_[i];
-    if (v.IsTypedArray()) {
-      const napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
-      if (t == napi_float32_array || t == napi_int32_array) {
-        return {static_cast<uint32_t*>(array(v, name, t, minLength)), t == napi_float32_array};
-      }
-    }
-    typeError(std::string(name) + " must be a Float32Array or Int32Array, got " + describe(v));
-  }
-  /** Length of argument i, a typed array of 4-byte elements (for checks that depend on it). */
-  int64_t length(size_t i) const {
-    return (int64_t)info_[i].As<Napi::TypedArray>().ElementLength();
-  }
-
- private:
-  /** A typed array of the given kind with at least minLength elements: its data pointer. */
-  void* array(const Napi::Value& value, const std::string& name, napi_typedarray_type type,
-              int64_t minLength) const {
-    napi_typedarray_type actual;
-    size_t length = 0;
-    void* data = nullptr;
-    if (!value.IsTypedArray() ||
-        napi_get_typedarray_info(info_.Env(), value, &actual, &length, &data, nullptr,
-                                 nullptr) != napi_ok ||
-        actual != type) {
-      typeError(name + " must be " + typeName(type) + ", got " + describe(value));
-    }
-    if ((int64_t)length < minLength) {
-      rangeError(name + " has " + std::to_string(length) +
-                 " elements but the kernel needs at least " + std::to_string(minLength));
-    }
-    return data;
-  }
-  static const char* typeName(napi_typedarray_type t) {
-    return t == napi_float32_array ? "a Float32Array" : "an Int32Array";
-  }
-};
+/** The cpu backend's arguments: ArgsBase plus its typed arrays, read in place (napi_args.h). */
+using Call = mmgpt::napi::HostArgs;
+static_assert(Call::kMaxRank == (uint32_t)mmgpt::kMaxRank, "one rank limit");
 
 /** Index and target checks: on the host, before the kernel reads them (messages as js.ts). */
 void checkIndices(const Call& c, const int32_t* idx, int64_t rows, int64_t vocab, bool gather) {

@@ -1,13 +1,15 @@
 // Argument checking shared by the N-API glue of both native backends: native/src/addon.cc (cpu,
-// typed arrays) and native/cuda/addon_cuda.cc (cuda, device buffer handles).
+// typed arrays; also the host sampler's entry points, sampling.cc) and native/cuda/addon_cuda.cc
+// (cuda, device buffer handles).
 //
 // `ArgsBase` checks what the two have in common: the argument count, numbers, non-negative
 // integer sizes below 2^53, flags, strings, integer lists (shape, strides, perm) and overflow-
 // checked size arithmetic; every failure throws a JS TypeError / RangeError "fn: what was wrong".
-// Each addon derives its own class for its buffers (Call: Float32Array/Int32Array; Args: cuda
-// buffers). Also shared: JS ToUint32 and the op-name tables of binary/unary. The entry points
-// themselves, written once for both, are in kernel_bindings.h. Header-only; both includers are
-// compiled for the default target (no ISA-specific code here).
+// Each addon derives its own class for its buffers (HostArgs here: host typed arrays, for the cpu
+// backend and the host sampler; Args: cuda buffers). Also shared: JS ToUint32 and the op-name
+// tables of binary/unary. The entry points themselves, written once for both, are in
+// kernel_bindings.h. Header-only; its includers are compiled for the default target (no
+// ISA-specific code here).
 
 #ifndef MMGPT_NAPI_ARGS_H
 #define MMGPT_NAPI_ARGS_H
@@ -205,6 +207,80 @@ class ArgsBase {
   const Napi::CallbackInfo& info_;
   std::string fn_;
   const char* hostNote_;
+};
+
+/**
+ * ArgsBase plus host typed arrays read in place: the cpu backend's buffers (Float32Array /
+ * Int32Array, addon.cc) and the host sampler's (also Float64Array and Uint8Array, sampling.cc).
+ */
+class HostArgs : public ArgsBase {
+ public:
+  HostArgs(const Napi::CallbackInfo& info, const char* fn, size_t nargs)
+      : ArgsBase(info, fn, nargs, "") {}
+
+  float* f32(size_t i, const char* name, int64_t minLength) const {
+    return static_cast<float*>(array(info_[i], name, napi_float32_array, minLength));
+  }
+  int32_t* i32(size_t i, const char* name, int64_t minLength) const {
+    return static_cast<int32_t*>(array(info_[i], name, napi_int32_array, minLength));
+  }
+  double* f64(size_t i, const char* name, int64_t minLength) const {
+    return static_cast<double*>(array(info_[i], name, napi_float64_array, minLength));
+  }
+  uint8_t* u8(size_t i, const char* name, int64_t minLength) const {
+    return static_cast<uint8_t*>(array(info_[i], name, napi_uint8_array, minLength));
+  }
+  /** Like f32, for a value that is not itself an argument (an element of an array argument). */
+  float* f32Value(const Napi::Value& value, const std::string& name, int64_t minLength) const {
+    return static_cast<float*>(array(value, name, napi_float32_array, minLength));
+  }
+  /** A Float32Array or Int32Array (4-byte elements). */
+  Words any32(size_t i, const char* name, int64_t minLength) const {
+    const Napi::Value v = info_[i];
+    if (v.IsTypedArray()) {
+      const napi_typedarray_type t = v.As<Napi::TypedArray>().TypedArrayType();
+      if (t == napi_float32_array || t == napi_int32_array) {
+        return {static_cast<uint32_t*>(array(v, name, t, minLength)), t == napi_float32_array};
+      }
+    }
+    typeError(std::string(name) + " must be a Float32Array or Int32Array, got " + describe(v));
+  }
+  /** Length of argument i, a typed array already checked (for checks that depend on it). */
+  int64_t length(size_t i) const {
+    return (int64_t)info_[i].As<Napi::TypedArray>().ElementLength();
+  }
+
+ private:
+  /** A typed array of the given kind with at least minLength elements: its data pointer. */
+  void* array(const Napi::Value& value, const std::string& name, napi_typedarray_type type,
+              int64_t minLength) const {
+    napi_typedarray_type actual;
+    size_t length = 0;
+    void* data = nullptr;
+    if (!value.IsTypedArray() ||
+        napi_get_typedarray_info(info_.Env(), value, &actual, &length, &data, nullptr,
+                                 nullptr) != napi_ok ||
+        actual != type) {
+      typeError(name + " must be " + typeName(type) + ", got " + describe(value));
+    }
+    if ((int64_t)length < minLength) {
+      rangeError(name + " has " + std::to_string(length) +
+                 " elements but the kernel needs at least " + std::to_string(minLength));
+    }
+    return data;
+  }
+  static const char* typeName(napi_typedarray_type t) {
+    switch (t) {
+      case napi_float32_array:
+        return "a Float32Array";
+      case napi_int32_array:
+        return "an Int32Array";
+      case napi_float64_array:
+        return "a Float64Array";
+      default:
+        return "a Uint8Array";
+    }
+  }
 };
 
 /** The op code of a binary ("add", ...) or unary ("exp", ...) op name; TypeError otherwise. */

@@ -21,11 +21,15 @@
 #include <string>
 #include <vector>
 
+#include "napi_args.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
 
 namespace {
+
+using mmgpt::napi::HostArgs;
 
 uint32_t highWord(double x) {
   uint64_t b;
@@ -179,46 +183,17 @@ void expInto(const double* x, double* out, int64_t n, bool scalar = false) {
 
 // ---- argument checks ---------------------------------------------------------------------------
 
-[[noreturn]] void fail(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
-
-template <typename T>
-T* typed(const Napi::CallbackInfo& info, size_t i, napi_typedarray_type type, const char* kind,
-         const char* name, size_t minLength) {
-  const Napi::Value v = info[i];
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type)
-    fail(info.Env(), std::string(name) + " must be " + kind);
-  Napi::TypedArray a = v.As<Napi::TypedArray>();
-  if (a.ElementLength() < minLength)
-    throw Napi::RangeError::New(info.Env(), std::string(name) + " has " +
-                                                std::to_string(a.ElementLength()) +
-                                                " elements, needs " + std::to_string(minLength));
-  return reinterpret_cast<T*>(static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-}
-
-int64_t count(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const Napi::Value v = info[i];
-  if (!v.IsNumber()) fail(info.Env(), std::string(name) + " must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 1e12 && d == (double)(int64_t)d))
-    fail(info.Env(), std::string(name) + " must be an integer >= 0");
-  return (int64_t)d;
-}
-
-// ---- the kernels -------------------------------------------------------------------------------
-
 /**
  * logSumExpParts(x: Float32Array [rows * V], rows, V, max: Float64Array [rows],
  * sum: Float64Array [rows]): each row's max and sum of exp(x - max), in index order (the caller's
  * log-sum-exp is max + Math.log(sum)).
  */
 Napi::Value LogSumExpParts(const Napi::CallbackInfo& info) {
-  if (info.Length() != 5) fail(info.Env(), "logSumExpParts takes 5 arguments");
-  const int64_t rows = count(info, 1, "rows"), V = count(info, 2, "V");
-  const float* x = typed<float>(info, 0, napi_float32_array, "a Float32Array", "x", rows * V);
-  double* max = typed<double>(info, 3, napi_float64_array, "a Float64Array", "max", rows);
-  double* sum = typed<double>(info, 4, napi_float64_array, "a Float64Array", "sum", rows);
+  const HostArgs c(info, "logSumExpParts", 5);
+  const int64_t rows = c.size(1, "rows"), V = c.size(2, "V");
+  const float* x = c.f32(0, "x", c.mul(rows, V));
+  double* max = c.f64(3, "max", rows);
+  double* sum = c.f64(4, "sum", rows);
   std::vector<double> d((size_t)V), e((size_t)V);
   for (int64_t r = 0; r < rows; r++) {
     const float* row = x + r * V;
@@ -246,32 +221,25 @@ Napi::Value LogSumExpParts(const Napi::CallbackInfo& info) {
  * out[r] = -1 where the TypeScript sampler must choose (see the file header).
  */
 Napi::Value ChooseTokens(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (info.Length() != 12) fail(env, "chooseTokens takes 12 arguments");
-  const int64_t rows = count(info, 5, "rows"), V = count(info, 6, "V");
-  const float* logits = typed<float>(info, 0, napi_float32_array, "a Float32Array", "logits", rows * V);
-  const bool guided = !info[1].IsNull();
-  const float* uncond =
-      guided ? typed<float>(info, 1, napi_float32_array, "a Float32Array", "uncond", rows * V)
-             : nullptr;
-  const double* lseC =
-      guided ? typed<double>(info, 2, napi_float64_array, "a Float64Array", "lseC", rows) : nullptr;
-  const double* lseU =
-      guided ? typed<double>(info, 3, napi_float64_array, "a Float64Array", "lseU", rows) : nullptr;
-  if (!info[4].IsNumber()) fail(env, "guidance must be a number");
-  const double g = info[4].As<Napi::Number>().DoubleValue();
-  const uint8_t* masks = typed<uint8_t>(info, 7, napi_uint8_array, "a Uint8Array", "masks", 0);
-  const int64_t maskCount = V > 0 ? (int64_t)info[7].As<Napi::TypedArray>().ElementLength() / V : 0;
-  const int32_t* maskOf = typed<int32_t>(info, 8, napi_int32_array, "an Int32Array", "maskOf", rows);
-  const double* temperature =
-      typed<double>(info, 9, napi_float64_array, "a Float64Array", "temperature", rows);
-  const double* uniform = typed<double>(info, 10, napi_float64_array, "a Float64Array", "uniform", rows);
-  int32_t* out = typed<int32_t>(info, 11, napi_int32_array, "an Int32Array", "out", rows);
+  const HostArgs c(info, "chooseTokens", 12);
+  const int64_t rows = c.size(5, "rows"), V = c.size(6, "V");
+  const int64_t size = c.mul(rows, V);
+  const float* logits = c.f32(0, "logits", size);
+  const bool guided = !c.isNull(1);
+  const float* uncond = guided ? c.f32(1, "uncond", size) : nullptr;
+  const double* lseC = guided ? c.f64(2, "lseC", rows) : nullptr;
+  const double* lseU = guided ? c.f64(3, "lseU", rows) : nullptr;
+  const double g = c.number(4, "guidance");
+  const uint8_t* masks = c.u8(7, "masks", 0);
+  const int64_t maskCount = V > 0 ? c.length(7) / V : 0;
+  const int32_t* maskOf = c.i32(8, "maskOf", rows);
+  const double* temperature = c.f64(9, "temperature", rows);
+  const double* uniform = c.f64(10, "uniform", rows);
+  int32_t* out = c.i32(11, "out", rows);
   for (int64_t r = 0; r < rows; r++)
     if (maskOf[r] < -1 || maskOf[r] >= maskCount)
-      throw Napi::RangeError::New(env, "maskOf[" + std::to_string(r) + "] = " +
-                                           std::to_string(maskOf[r]) + " names no mask of " +
-                                           std::to_string(maskCount));
+      c.rangeError("maskOf[" + std::to_string(r) + "] = " + std::to_string(maskOf[r]) +
+                   " names no mask of " + std::to_string(maskCount));
   std::vector<float> rowBuffer((size_t)V);
   std::vector<int32_t> allowedBuffer((size_t)V);
   std::vector<double> argument((size_t)V), weightBuffer((size_t)V);
@@ -337,7 +305,7 @@ Napi::Value ChooseTokens(const Napi::CallbackInfo& info) {
     }
     out[r] = allowed[chosen >= 0 ? chosen : lastPositive];
   }
-  return env.Undefined();
+  return c.env().Undefined();
 }
 
 /**
@@ -345,12 +313,12 @@ Napi::Value ChooseTokens(const Napi::CallbackInfo& info) {
  * computed here, by the vector path where the processor has it unless `scalar` (tests).
  */
 Napi::Value JsExpInto(const Napi::CallbackInfo& info) {
-  if (info.Length() != 3) fail(info.Env(), "jsExpInto takes 3 arguments");
-  const size_t n = info[0].IsTypedArray() ? info[0].As<Napi::TypedArray>().ElementLength() : 0;
-  const double* x = typed<double>(info, 0, napi_float64_array, "a Float64Array", "x", n);
-  double* out = typed<double>(info, 1, napi_float64_array, "a Float64Array", "out", n);
-  expInto(x, out, (int64_t)n, info[2].ToBoolean().Value());
-  return info.Env().Undefined();
+  const HostArgs c(info, "jsExpInto", 3);
+  const double* x = c.f64(0, "x", 0);
+  const int64_t n = c.length(0);
+  double* out = c.f64(1, "out", n);
+  expInto(x, out, n, c.flag(2, "scalar"));
+  return c.env().Undefined();
 }
 
 }  // namespace
