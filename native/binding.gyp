@@ -55,6 +55,19 @@
       ],
     },
     {
+      # The bfloat16 matmul on AMX tiles (MMGPT_MATMUL=bf16), called only after
+      # mmgpt_amx_available says the processor has them and the kernel lets this process use them.
+      'target_name': 'mmgpt_gemm_amx',
+      'type': 'static_library',
+      'sources': ['src/gemm_amx.cc'],
+      'conditions': [
+        ['target_arch=="x64"', {
+          'cflags_cc': ['-mavx512f', '-mavx512dq', '-mavx512bw', '-mavx512vl', '-mavx512bf16',
+                        '-mamx-tile', '-mamx-bf16'],
+        }],
+      ],
+    },
+    {
       'target_name': 'mmgpt_native',
       # sampling.cc must give the TypeScript sampler's float64 bits: no fused multiply-adds.
       'sources': ['src/addon.cc', 'src/sampling.cc', 'cuda/addon_cuda.cc'],
@@ -63,6 +76,7 @@
         'mmgpt_kernels_base',
         'mmgpt_kernels_avx2',
         'mmgpt_kernels_avx512',
+        'mmgpt_gemm_amx',
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except",
       ],
       'defines': ['NAPI_VERSION=8'],

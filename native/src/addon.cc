@@ -7,7 +7,7 @@
 // what was wrong, so a bad call never reaches a kernel; the messages follow the js backend's.
 // The bindings are written once for this glue and the cuda one (kernel_bindings.h); this file
 // adds the host-side index checks, the kernel table in use and
-// the configuration entry points (threads, SIMD path, info).
+// the configuration entry points (threads, SIMD path, matmul precision, info).
 //
 // Notable choices: the kernels are compiled three times (kernels_{avx512,avx2,base}.cc) and the
 // table used is picked once at load with __builtin_cpu_supports (setSimdPath can force a
@@ -33,10 +33,17 @@ void registerCuda(Napi::Env env, Napi::Object exports);
 void registerSampling(Napi::Env env, Napi::Object exports);
 }  // namespace mmgpt
 
+// The bfloat16 matmul on AMX tiles (gemm_amx.cc).
+extern "C" int mmgpt_amx_available(void);
+extern "C" int mmgpt_matmul_amx(const float* A, const float* B, float* C,
+                                const mmgpt::MatmulArgs* p, int nt);
+
 namespace {
 
 const mmgpt::KernelTable* gTable = nullptr;
 int gThreads = 1;
+// setMatmulPrecision('bf16'): matmuls go to the AMX tiles (gemm_amx.cc) where it takes them.
+bool gMatmulBf16 = false;
 
 // ---- arguments and kernels (the bindings themselves: kernel_bindings.h) -----------------------
 
@@ -92,7 +99,6 @@ struct CpuBackend {
   MMGPT_CPU_KERNEL(axpy)
   MMGPT_CPU_KERNEL(sumAxis)
   MMGPT_CPU_KERNEL(broadcastAxis)
-  MMGPT_CPU_KERNEL(matmul)
   MMGPT_CPU_KERNEL(layerNorm)
   MMGPT_CPU_KERNEL(layerNormBackward)
   MMGPT_CPU_KERNEL(softmax)
@@ -110,6 +116,11 @@ struct CpuBackend {
   MMGPT_CPU_KERNEL(attentionBackward)
 #undef MMGPT_CPU_KERNEL
 
+  static void matmul(const Call&, const float* a, const float* b, float* c,
+                     const mmgpt::MatmulArgs* p) {
+    if (gMatmulBf16 && mmgpt_matmul_amx(a, b, c, p, gThreads)) return;
+    gTable->matmul(a, b, c, p, gThreads);
+  }
   static double sumSquares(const Call&, const float* x, int64_t n) {
     return gTable->sumSquares(x, n, gThreads);
   }
@@ -220,11 +231,43 @@ Napi::Value SetSimdPath(const Napi::CallbackInfo& info) {
   c.rangeError("unknown SIMD path '" + want + "' (accepted: " + names + ")");
 }
 
+const char* const kPrecisions[] = {"fp32", "bf16"};
+
+Napi::Value MatmulPrecision(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), kPrecisions[gMatmulBf16 ? 1 : 0]);
+}
+
+Napi::Value AvailableMatmulPrecisions(const Napi::CallbackInfo& info) {
+  Napi::Array arr = Napi::Array::New(info.Env());
+  arr.Set(0u, Napi::String::New(info.Env(), "fp32"));
+  if (mmgpt_amx_available()) arr.Set(1u, Napi::String::New(info.Env(), "bf16"));
+  return arr;
+}
+
+Napi::Value SetMatmulPrecision(const Napi::CallbackInfo& info) {
+  Call c(info, "setMatmulPrecision", 1);
+  const std::string want = c.str(0, "precision");
+  if (want == "fp32") {
+    gMatmulBf16 = false;
+  } else if (want == "bf16") {
+    if (!mmgpt_amx_available()) {
+      c.rangeError(
+          "matmul precision 'bf16' needs AMX-BF16 tiles, which this processor (or its kernel) does "
+          "not give this process");
+    }
+    gMatmulBf16 = true;
+  } else {
+    c.rangeError("unknown matmul precision '" + want + "' (accepted: fp32, bf16)");
+  }
+  return c.env().Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
   o.Set("simd", gTable->name);
   o.Set("threads", gThreads);
+  o.Set("matmul", kPrecisions[gMatmulBf16 ? 1 : 0]);
   o.Set("maxThreads", omp_get_num_procs());
   Napi::Array tile = Napi::Array::New(env, 2);
   tile.Set(0u, gTable->gemmMr);
@@ -253,6 +296,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   MMGPT_EXPORT("simdPath", SimdPath);
   MMGPT_EXPORT("availableSimdPaths", AvailableSimdPaths);
   MMGPT_EXPORT("setSimdPath", SetSimdPath);
+  MMGPT_EXPORT("matmulPrecision", MatmulPrecision);
+  MMGPT_EXPORT("availableMatmulPrecisions", AvailableMatmulPrecisions);
+  MMGPT_EXPORT("setMatmulPrecision", SetMatmulPrecision);
   MMGPT_EXPORT("info", Info);
 #undef MMGPT_EXPORT
   mmgpt::registerCuda(env, exports);

@@ -51,6 +51,12 @@ export interface MatmulParams {
    * unchanged, and a backend that could not fuse it would still read it in this one place.
    */
   bias?: Buf;
+  /**
+   * The product needs float32 operands: a backend set to a reduced-precision matmul (the cpu
+   * backend's bf16, setCpuMatmulPrecision) runs this one in float32 (Muon's Newton-Schulz
+   * iteration, whose polynomial amplifies rounding). Absent: the backend's setting.
+   */
+  fullPrecision?: boolean;
 }
 
 export interface AdamParams {

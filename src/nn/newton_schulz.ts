@@ -259,6 +259,7 @@ export class NewtonSchulz {
       strideC,
       alpha,
       accumulate: false,
+      fullPrecision: true, // the polynomial amplifies rounding: never bfloat16 operands
     });
   }
 

@@ -39,6 +39,8 @@ export interface BenchReport {
     loadavgBefore: number;
     loadavgAfter: number;
     gpu?: string | null;
+    /** MMGPT_MATMUL when set (the cpu backend's matmul precision, e.g. 'bf16'), else absent. */
+    matmul?: string;
   };
   /** ms per training step of our backends: {backend: {batch: ms}}. */
   backend_ms_per_step: Record<string, ByBatch>;
@@ -94,6 +96,7 @@ export function emptyReport(options: BenchOptions, skipped: string[]): BenchRepo
       ...machineInfo(),
       loadavgBefore: loadBefore,
       loadavgAfter: loadBefore,
+      ...(process.env.MMGPT_MATMUL ? { matmul: process.env.MMGPT_MATMUL } : {}),
     },
     backend_ms_per_step: {},
     runs_ms_per_step: {},
@@ -193,7 +196,7 @@ export function formatReport(report: BenchReport): string {
   }
   const m = report.machine;
   const out = [
-    `machine: ${m.cpu}, ${m.cores} cores${m.gpu ? `, ${m.gpu}` : ''}; load average ${m.loadavgBefore} before, ${m.loadavgAfter} after`,
+    `machine: ${m.cpu}, ${m.cores} cores${m.gpu ? `, ${m.gpu}` : ''}${m.matmul ? `; cpu matmuls ${m.matmul} (MMGPT_MATMUL)` : ''}; load average ${m.loadavgBefore} before, ${m.loadavgAfter} after`,
     '',
     'training step of the original recipe\'s model (forward + backward + Adam), median ms/step; "vs" = how many times faster than that peer at the same batch',
     table(

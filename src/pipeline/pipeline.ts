@@ -154,6 +154,7 @@ export function backendDescription(): string {
   if ('error' in info) return `backend cpu (${info.error})`;
   return (
     `backend cpu: ${info.simd} kernels (this processor runs ${info.availableSimd.join(', ')}), ` +
-    `${info.threads} threads`
+    `${info.threads} threads` +
+    (info.matmul === 'fp32' ? '' : `, ${info.matmul} matmuls (AMX tiles)`)
   );
 }
