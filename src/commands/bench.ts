@@ -10,14 +10,14 @@ import { atomicWriteFile } from '../nn/safetensors';
 import { projectRoot } from '../paths';
 import { runBenchmark } from '../perf/compare';
 import { formatProfile, profileTrainStep } from '../perf/profile';
-import { formatReport } from '../perf/report';
+import { formatReport, MATMUL_PRECISIONS } from '../perf/report';
 import type { BenchOptions } from '../perf/report';
 import { BACKEND_FLAG, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';
 
 const USAGE = `mmgpt bench [--json] [--steps N] [--warmup N] [--batch 32,256] [--backends js,cpu,cuda,wasm]
              [--no-tfjs] [--no-torch] [--torch-device cpu|cuda] [--torch-threads N] [--compile]
-             [--peer-batch 32] [--budget-s S] [--save [LABEL]]
+             [--peer-batch 32] [--budget-s S] [--save [LABEL]] [--matmul fp32,bf16]
 mmgpt bench --profile [--backend js|cpu|cuda|wasm] [--batch 32] [--steps 5] [--warmup N] [--json]
 
   Times the original recipe's training step (4 layers, d_model 128, 4 heads, vocab 1058, 58-token
@@ -37,6 +37,9 @@ mmgpt bench --profile [--backend js|cpu|cuda|wasm] [--batch 32] [--steps 5] [--w
   --compile      also time torch.compile (PyTorch >= 2)
   --save [LABEL] write bench/results/LABEL.json (default label: the host name)
   --budget-s     seconds of timed steps per run when --steps is not given (default 5)
+  --matmul       the cpu backend's matmul precisions to run, each its own row (default: fp32, or
+                 MMGPT_MATMUL): bf16 = bfloat16 operands on AMX tiles, the row 'cpu-bf16', with
+                 its ratio to the fp32 row of the same run
   --json         also print the report as JSON
   --profile      time every backend kernel of a few steps on one backend (--backend, default the
                  fastest) and print where the time goes; takes only --backend, --batch (the
@@ -60,6 +63,7 @@ export const BENCH_COMMAND: CommandSpec = {
     compile: { type: 'boolean' },
     'peer-batch': { type: 'string' },
     'budget-s': { type: 'string' },
+    matmul: { type: 'string' },
     save: { type: 'string', optionalValue: true },
     profile: { type: 'boolean' },
     ...BACKEND_FLAG,
@@ -77,6 +81,7 @@ const COMPARISON_ONLY = [
   'compile',
   'peer-batch',
   'budget-s',
+  'matmul',
   'save',
 ];
 const PROFILE_ONLY = ['backend'];
@@ -117,6 +122,7 @@ export function benchArgs(argv: readonly string[]): BenchArgs {
     compile: flags.boolean('compile'),
     peerBatches: flags.intList('peer-batch', { min: 1, max: 65_536 }, [32]),
     budgetS: flags.number('budget-s', { min: 0, max: 86_400, exclusiveMin: true }, 5),
+    matmul: flags.choiceList('matmul', MATMUL_PRECISIONS),
     save,
     profile,
     profileBackend: flags.choice('backend', BACKEND_NAMES),

@@ -12,7 +12,8 @@ import { projectRoot } from '../paths';
 import { benchScript, describeTorchBlas, findTorchPython, runJsonChild } from './children';
 import type { BackendRunResult, TfjsRunResult, TorchRunResult } from './children';
 import { fmtMs } from './format';
-import { addRatios, emptyReport, loadavg, recordRun } from './report';
+import { cpuBackendInfo } from '../engine/backends/cpu';
+import { addRatios, cpuRowName, emptyReport, loadavg, recordRun } from './report';
 import type { BenchOptions, BenchReport, ByBatch } from './report';
 
 /** How long one child process may run before it is killed. */
@@ -60,6 +61,35 @@ function chooseBackends(options: BenchOptions, skipped: string[]): BackendName[]
   return backends;
 }
 
+/**
+ * The runs of our backends: each backend once, the cpu backend once per --matmul precision (its
+ * row 'cpu' or 'cpu-bf16', MMGPT_MATMUL set in its child); a precision this processor lacks is
+ * skipped with the reason.
+ */
+function withPrecisions(
+  backends: BackendName[],
+  options: BenchOptions,
+  skipped: string[],
+): { backend: BackendName; row: string; env: NodeJS.ProcessEnv }[] {
+  const runs: { backend: BackendName; row: string; env: NodeJS.ProcessEnv }[] = [];
+  for (const backend of backends) {
+    if (backend !== 'cpu' || options.matmul === undefined) {
+      runs.push({ backend, row: backend, env: process.env });
+      continue;
+    }
+    const info = cpuBackendInfo();
+    for (const precision of options.matmul) {
+      const row = cpuRowName(precision);
+      if (!('error' in info) && !info.availableMatmul.includes(precision)) {
+        skipped.push(`${row}: this processor has no ${precision} matmuls (no AMX-BF16 tiles)`);
+        continue;
+      }
+      runs.push({ backend, row, env: { ...process.env, MMGPT_MATMUL: precision } });
+    }
+  }
+  return runs;
+}
+
 /** Our backends, one process per (backend, batch); js only up to batch 64 unless named. */
 async function runOurBackends(
   options: BenchOptions,
@@ -67,7 +97,8 @@ async function runOurBackends(
   report: BenchReport,
 ): Promise<void> {
   const budgetMs = options.budgetS * 1000;
-  for (const backend of backends) {
+  for (const run of withPrecisions(backends, options, report.skipped)) {
+    const { backend, row, env } = run;
     const explicit = options.backends?.includes(backend) ?? false;
     let first = true;
     for (const batch of options.batches) {
@@ -93,22 +124,23 @@ async function runOurBackends(
       if (steps !== undefined) childArgs.push('--steps', String(steps));
       if (first)
         childArgs.push('--forward', '--forward-budget-ms', String(Math.min(budgetMs, 2000)));
-      log(`${backend} batch ${batch} ...`);
+      log(`${row} batch ${batch} ...`);
       const { result, error } = await runJsonChild<BackendRunResult>(
         process.execPath,
         childArgs,
         CHILD_TIMEOUT_MS,
+        env,
       );
       if (result === null) {
-        report.skipped.push(`${backend} batch ${batch}: failed (${error})`);
-        log(`${backend} batch ${batch} failed: ${error}`);
+        report.skipped.push(`${row} batch ${batch}: failed (${error})`);
+        log(`${row} batch ${batch} failed: ${error}`);
         continue;
       }
       const t = result.train;
-      recordRun(report, backend, batch, t.msPerStep, t.msPerStepAll, result.peakRssMb);
-      if (result.forward) report.forward_b1_ms[backend] = result.forward.msMedian;
+      recordRun(report, row, batch, t.msPerStep, t.msPerStepAll, result.peakRssMb);
+      if (result.forward) report.forward_b1_ms[row] = result.forward.msMedian;
       log(
-        `${backend} batch ${batch}: ${fmtMs(t.msPerStep)} ms/step (median of ${t.steps}), loss ${t.lastLoss.toFixed(3)}` +
+        `${row} batch ${batch}: ${fmtMs(t.msPerStep)} ms/step (median of ${t.steps}), loss ${t.lastLoss.toFixed(3)}` +
           (result.forward ? `, batch-1 forward ${fmtMs(result.forward.msMedian)} ms` : ''),
       );
       first = false;

@@ -28,6 +28,17 @@ export interface BenchOptions {
   peerBatches: number[];
   /** Seconds of timed steps per run when `steps` is not given. */
   budgetS: number;
+  /** The cpu backend's matmul precisions, a run each (undefined: MMGPT_MATMUL's, else fp32). */
+  matmul?: readonly MatmulPrecision[];
+}
+
+/** The cpu backend's matmul precisions (MMGPT_MATMUL, setCpuMatmulPrecision). */
+export const MATMUL_PRECISIONS = ['fp32', 'bf16'] as const;
+export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
+
+/** The row of the cpu backend at a matmul precision: 'cpu' for fp32, else 'cpu-bf16'. */
+export function cpuRowName(precision: MatmulPrecision): string {
+  return precision === 'fp32' ? 'cpu' : `cpu-${precision}`;
 }
 
 /** {batch: value}, the batch as a string key. */
@@ -219,6 +230,13 @@ export function formatReport(report: BenchReport): string {
       Object.entries(report.forward_b1_ms).map(([k, v]) => [k, fmtMs(v)]),
     ),
   ];
+  const bf16 = report.runs_ms_per_step[cpuRowName('bf16')];
+  const fp32 = report.runs_ms_per_step[cpuRowName('fp32')];
+  for (const [batch, ms] of Object.entries(bf16 ?? {})) {
+    const base = fp32?.[batch];
+    if (base !== undefined)
+      out.push('', `cpu-bf16 against cpu (fp32 matmuls) at batch ${batch}: ${fmtRatio(base / ms)}`);
+  }
   const blas = report.torch_info?.device === 'cpu' ? report.torch_info.blas : null;
   if (blas) {
     out.push('', `PyTorch's CPU BLAS: ${blas.name}`);

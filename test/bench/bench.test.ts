@@ -45,4 +45,14 @@ test('benchArgs: defaults, lists, and errors that say what is accepted', () => {
   assert.equal(p.profileBackend, 'js');
   assert.deepEqual(p.batches, [4]);
   assert.throws(() => benchArgs(['--profile', '--backend', 'tpu']), /one of js, cpu, cuda/);
+  assert.equal(benchArgs([]).matmul, undefined);
+  assert.deepEqual(benchArgs(['--matmul', 'fp32,bf16']).matmul, ['fp32', 'bf16']);
+  assert.throws(
+    () => benchArgs(['--matmul', 'fp16']),
+    /unknown value 'fp16'; choose from fp32, bf16/,
+  );
+  assert.throws(
+    () => benchArgs(['--profile', '--matmul', 'bf16']),
+    /does not apply with --profile/,
+  );
 });

@@ -46,6 +46,13 @@ test('formatReport prints every run with its ratios', () => {
   );
   assert.match(text, /torch 1\.13 cpu/);
   assert.match(text, /skipped:\n {2}js: test/);
+  assert.doesNotMatch(text, /cpu-bf16 against/);
+  report.runs_ms_per_step['cpu-bf16'] = { '32': 64 };
+  report.machine.matmul = 'bf16';
+  const both = formatReport(report);
+  assert.match(both, /cpu-bf16 against cpu \(fp32 matmuls\) at batch 32: 1\.56x/);
+  assert.match(both, /cpu-bf16 +\| +32 \| +64\.0/);
+  assert.match(both, /machine: test cpu, 2 cores; cpu matmuls bf16 \(MMGPT_MATMUL\)/);
 });
 
 test("the PyTorch peer's BLAS is named, and the reference BLAS is recognised", () => {
