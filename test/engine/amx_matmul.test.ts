@@ -1,13 +1,16 @@
 // The cpu backend's bf16 matmul precision (native/src/gemm_amx.cc, AMX tiles): every layout,
 // edge and store of the product against a float64 product of the operands rounded to bfloat16,
-// the float32 default untouched, fullPrecision products kept float32 under the setting, and a
-// clear error where the processor has no tiles. Skipped where the addon is not built; the
-// product tests also where the processor (or its kernel) gives this process no AMX-BF16.
+// the float32 default untouched, fullPrecision products kept float32 under the setting, a short
+// training run that follows the float32 one, and a clear error where the processor has no
+// tiles. Skipped where the addon is not built; the tile tests also where the processor (or its
+// kernel) gives this process no AMX-BF16.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { loadNativeAddon, setCpuMatmulPrecision } from '../../src/engine/backends/cpu';
+import { getBackend, setBackend } from '../../src/engine/registry';
+import { makeTrainStep } from '../../src/perf/train_step';
 import { makeRng, matmulParams, randArray } from './backend_helpers';
 import { backendOf, targetOf } from './backend_targets';
 
@@ -170,6 +173,39 @@ test(
     if (!hasTiles) {
       assert.throws(() => setCpuMatmulPrecision('bf16'), /needs AMX-BF16 tiles/);
       assert.equal(addon!.matmulPrecision(), 'fp32');
+    }
+  },
+);
+
+test(
+  'bf16 matmuls: a short training run follows the float32 one, not its bits',
+  { skip: skipTiles },
+  () => {
+    // A 2-layer GPT whose products (4 x 23 = 92 rows) reach the tiles.
+    const config = { vocabSize: 96, blockSize: 23, nLayer: 2, nHead: 2, nEmbd: 32, dropout: 0 };
+    const previous = getBackend().name;
+    const run = (): number[] => {
+      setBackend('cpu');
+      const { step } = makeTrainStep(4, config, 4242);
+      return Array.from({ length: 12 }, () => step());
+    };
+    try {
+      const fp32 = run();
+      setCpuMatmulPrecision('bf16');
+      let bf16: number[];
+      try {
+        bf16 = run();
+      } finally {
+        setCpuMatmulPrecision('fp32');
+      }
+      assert.notDeepEqual(bf16, fp32, 'the bf16 run rounds its operands');
+      for (let s = 0; s < fp32.length; s++) {
+        const gap = Math.abs(bf16[s]! - fp32[s]!);
+        assert.ok(gap <= 0.02 * fp32[s]!, `step ${s}: bf16 loss ${bf16[s]} vs fp32 ${fp32[s]}`);
+      }
+      assert.ok(bf16[bf16.length - 1]! < bf16[0]!, 'the loss falls');
+    } finally {
+      setBackend(previous);
     }
   },
 );
