@@ -239,26 +239,24 @@ Napi::Value MatmulPrecision(const Napi::CallbackInfo& info) {
 
 Napi::Value AvailableMatmulPrecisions(const Napi::CallbackInfo& info) {
   Napi::Array arr = Napi::Array::New(info.Env());
-  arr.Set(0u, Napi::String::New(info.Env(), "fp32"));
-  if (mmgpt_amx_available()) arr.Set(1u, Napi::String::New(info.Env(), "bf16"));
+  arr.Set(0u, Napi::String::New(info.Env(), kPrecisions[0]));
+  if (mmgpt_amx_available()) arr.Set(1u, Napi::String::New(info.Env(), kPrecisions[1]));
   return arr;
 }
 
 Napi::Value SetMatmulPrecision(const Napi::CallbackInfo& info) {
   Call c(info, "setMatmulPrecision", 1);
   const std::string want = c.str(0, "precision");
-  if (want == "fp32") {
-    gMatmulBf16 = false;
-  } else if (want == "bf16") {
-    if (!mmgpt_amx_available()) {
-      c.rangeError(
-          "matmul precision 'bf16' needs AMX-BF16 tiles, which this processor (or its kernel) does "
-          "not give this process");
-    }
-    gMatmulBf16 = true;
-  } else {
-    c.rangeError("unknown matmul precision '" + want + "' (accepted: fp32, bf16)");
+  if (want != kPrecisions[0] && want != kPrecisions[1]) {
+    c.rangeError("unknown matmul precision '" + want + "' (accepted: " + kPrecisions[0] + ", " +
+                 kPrecisions[1] + ")");
   }
+  const bool bf16 = want == kPrecisions[1];
+  if (bf16 && !mmgpt_amx_available()) {
+    c.rangeError("matmul precision 'bf16' needs AMX-BF16 tiles, which this processor (or its "
+                 "kernel) does not give this process");
+  }
+  gMatmulBf16 = bf16;
   return c.env().Undefined();
 }
 

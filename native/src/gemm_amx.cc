@@ -232,26 +232,24 @@ void productTeam(const float* A, const float* B, float* C, const mmgpt::MatmulAr
   }
 }
 
-bool gPermitted = false;
+int gTiles = -1;  // mmgpt_amx_available's answer: -1 not asked yet, 0 no, 1 yes
 
 }  // namespace
 
 extern "C" int mmgpt_amx_available(void) {
-  static int state = -1;  // -1 not asked yet, 0 no, 1 yes
-  if (state >= 0) return state;
+  if (gTiles >= 0) return gTiles;
   unsigned a = 0, b = 0, c = 0, d = 0;
   // CPUID.(7,0):EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
   const bool cpu = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && (d & (1u << 24));
-  gPermitted = cpu && syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
-  state = gPermitted ? 1 : 0;
-  return state;
+  gTiles = cpu && syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0 ? 1 : 0;
+  return gTiles;
 }
 
 extern "C" int mmgpt_matmul_amx(const float* A, const float* B, float* C,
                                 const mmgpt::MatmulArgs* p, int nt) {
   // Declined (the caller runs the float32 GEMM): no tiles, or products too small to fill a tile
   // (decoding's one-row products, whose packing would cost more than the product).
-  if (!gPermitted || p->m < 16 || p->n < 16 || p->k < 16) return 0;
+  if (gTiles != 1 || p->m < 16 || p->n < 16 || p->k < 16) return 0;
   const int64_t mp = roundUp(p->m, kBlock), np = roundUp(p->n, kBlock), kp = roundUp(p->k, kBlock);
   const int64_t aWords = mp * kp / 2, bWords = kp / 2 * np;
   uint32_t* Ap = (uint32_t*)grow(&tlsPacked, (aWords + bWords) * 4);

@@ -5,12 +5,13 @@
 
 import * as os from 'os';
 import * as path from 'path';
+import { MATMUL_PRECISIONS } from '../engine/backends/cpu';
 import { availableBackends, BACKEND_NAMES } from '../engine/registry';
 import { atomicWriteFile } from '../nn/safetensors';
 import { projectRoot } from '../paths';
 import { runBenchmark } from '../perf/compare';
 import { formatProfile, profileTrainStep } from '../perf/profile';
-import { formatReport, MATMUL_PRECISIONS } from '../perf/report';
+import { formatReport } from '../perf/report';
 import type { BenchOptions } from '../perf/report';
 import { BACKEND_FLAG, HELP_FLAG, parseCommandLine } from './args';
 import type { CommandSpec } from './args';

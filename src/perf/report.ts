@@ -4,6 +4,7 @@
 // {batch: ms}, as bench/results/h100.json holds.
 
 import * as os from 'os';
+import type { MatmulPrecision } from '../engine/backends/cpu';
 import { BACKEND_NAMES } from '../engine/registry';
 import { TARGETS_PER_SEQUENCE } from '../data/sequences';
 import { fmtMs, fmtRatio, table } from './format';
@@ -32,10 +33,6 @@ export interface BenchOptions {
   matmul?: readonly MatmulPrecision[];
 }
 
-/** The cpu backend's matmul precisions (MMGPT_MATMUL, setCpuMatmulPrecision). */
-export const MATMUL_PRECISIONS = ['fp32', 'bf16'] as const;
-export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
-
 /** The row of the cpu backend at a matmul precision: 'cpu' for fp32, else 'cpu-bf16'. */
 export function cpuRowName(precision: MatmulPrecision): string {
   return precision === 'fp32' ? 'cpu' : `cpu-${precision}`;
@@ -50,7 +47,7 @@ export interface BenchReport {
     loadavgBefore: number;
     loadavgAfter: number;
     gpu?: string | null;
-    /** MMGPT_MATMUL when set (the cpu backend's matmul precision, e.g. 'bf16'), else absent. */
+    /** MMGPT_MATMUL when set and --matmul is not (the cpu row's matmul precision), else absent. */
     matmul?: string;
   };
   /** ms per training step of our backends: {backend: {batch: ms}}. */
@@ -107,7 +104,10 @@ export function emptyReport(options: BenchOptions, skipped: string[]): BenchRepo
       ...machineInfo(),
       loadavgBefore: loadBefore,
       loadavgAfter: loadBefore,
-      ...(process.env.MMGPT_MATMUL ? { matmul: process.env.MMGPT_MATMUL } : {}),
+      // --matmul names each cpu row's precision; without it the cpu row runs MMGPT_MATMUL's.
+      ...(options.matmul === undefined && process.env.MMGPT_MATMUL
+        ? { matmul: process.env.MMGPT_MATMUL }
+        : {}),
     },
     backend_ms_per_step: {},
     runs_ms_per_step: {},

@@ -233,13 +233,17 @@ export function setCpuSimdPath(simd: string): void {
   requireAddon().setSimdPath(simd);
 }
 
+/** The cpu backend's matmul precisions (MMGPT_MATMUL, setCpuMatmulPrecision). */
+export const MATMUL_PRECISIONS = ['fp32', 'bf16'] as const;
+export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
+
 /**
  * The cpu matmuls' precision: 'fp32' (default) or 'bf16', bfloat16 operands summed in float32 on
  * AMX tiles (about 3x the float32 GEMM's rate on the model's forward products, a relative error
  * of about 2^-8). Throws where the processor lacks AMX-BF16 (MMGPT_MATMUL=bf16 sets it for a run).
  * @public
  */
-export function setCpuMatmulPrecision(precision: 'fp32' | 'bf16'): void {
+export function setCpuMatmulPrecision(precision: MatmulPrecision): void {
   requireAddon().setMatmulPrecision(precision);
 }
 
